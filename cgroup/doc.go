@@ -1,0 +1,2 @@
+// Package cgroup is part of criguard; see ../README.md.
+package cgroup

@@ -1,0 +1,2 @@
+// Package criservice is part of criguard; see ../README.md.
+package criservice

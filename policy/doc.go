@@ -1,0 +1,2 @@
+// Package policy is part of criguard; see ../README.md.
+package policy

@@ -1,0 +1,2 @@
+// Package proxy is part of criguard; see ../README.md.
+package proxy

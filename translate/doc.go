@@ -1,0 +1,2 @@
+// Package translate is part of criguard; see ../README.md.
+package translate
