@@ -1,2 +1,0 @@
-// Package proxy is part of criguard; see ../README.md.
-package proxy

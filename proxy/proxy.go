@@ -1,0 +1,338 @@
+// Package proxy serves CRI on a unix socket and forwards every call to the
+// container runtime as raw bytes. It decodes nothing itself: callers register
+// hooks by full method name and only those methods are handed over as bytes.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// DefaultMaxMsgSize bounds one message each way. kubelet allows 16 MiB; a full
+// node's ListContainers or a large image list must never be cut below that.
+const DefaultMaxMsgSize = 128 << 20
+
+// Hook intercepts one method. Before may rewrite the request; After sees the
+// request, the response (nil on error) and the upstream error, and returns the
+// error the caller gets (usually err unchanged).
+type Hook struct {
+	Before func(ctx context.Context, req []byte) ([]byte, error)
+	After  func(ctx context.Context, req, resp []byte, err error) error
+}
+
+// Observer is told about every forwarded call (metrics live outside this package).
+type Observer interface {
+	ObserveCall(method string, code codes.Code, elapsed time.Duration)
+}
+
+// Options configure a Proxy.
+type Options struct {
+	RuntimeEndpoint string // unix:///run/containerd/containerd.sock
+	ImageEndpoint   string // defaults to RuntimeEndpoint
+	MaxMsgSize      int    // defaults to DefaultMaxMsgSize
+	Logger          *slog.Logger
+	Observer        Observer
+}
+
+// Proxy forwards CRI calls to the runtime.
+type Proxy struct {
+	runtime, image *grpc.ClientConn
+	server         *grpc.Server
+	hooks          map[string]Hook
+	log            *slog.Logger
+	observer       Observer
+	maxMsgSize     int
+
+	// closing ends long-lived streams at shutdown so that graceful stop only
+	// waits for calls that will finish by themselves.
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// unaryMethods are the CRI methods known to be unary; they take the cheaper
+// path. Any other name, known or not, is forwarded as a bidirectional stream,
+// which carries unary and streaming calls alike.
+var unaryMethods = func() map[string]bool {
+	m := map[string]bool{}
+	for _, sd := range []grpc.ServiceDesc{runtimeapi.RuntimeService_ServiceDesc, runtimeapi.ImageService_ServiceDesc} {
+		for _, md := range sd.Methods {
+			m["/"+sd.ServiceName+"/"+md.MethodName] = true
+		}
+	}
+	return m
+}()
+
+// New connects (lazily) to the runtime and image endpoints. Connections retry
+// with a backoff capped at one second, so the proxy is usable again within a
+// second of the runtime coming back.
+func New(opts Options) (*Proxy, error) {
+	if opts.ImageEndpoint == "" {
+		opts.ImageEndpoint = opts.RuntimeEndpoint
+	}
+	if opts.MaxMsgSize <= 0 {
+		opts.MaxMsgSize = DefaultMaxMsgSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{
+		hooks:      map[string]Hook{},
+		log:        opts.Logger,
+		observer:   opts.Observer,
+		maxMsgSize: opts.MaxMsgSize,
+		closing:    make(chan struct{}),
+	}
+	var err error
+	if p.runtime, err = p.dial(opts.RuntimeEndpoint); err != nil {
+		return nil, fmt.Errorf("proxy: runtime endpoint: %w", err)
+	}
+	p.image = p.runtime
+	if opts.ImageEndpoint != opts.RuntimeEndpoint {
+		if p.image, err = p.dial(opts.ImageEndpoint); err != nil {
+			p.runtime.Close()
+			return nil, fmt.Errorf("proxy: image endpoint: %w", err)
+		}
+	}
+	p.server = grpc.NewServer(
+		grpc.ForceServerCodecV2(rawCodec{}),
+		grpc.UnknownServiceHandler(p.forward),
+		grpc.MaxRecvMsgSize(p.maxMsgSize),
+		grpc.MaxSendMsgSize(p.maxMsgSize),
+	)
+	return p, nil
+}
+
+func (p *Proxy) dial(endpoint string) (*grpc.ClientConn, error) {
+	target, err := dialTarget(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	bo := backoff.DefaultConfig
+	bo.BaseDelay = 50 * time.Millisecond
+	bo.MaxDelay = time.Second
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 2 * time.Second}),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(p.maxMsgSize),
+			grpc.MaxCallSendMsgSize(p.maxMsgSize),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	conn.Connect()
+	return conn, nil
+}
+
+// Handle registers a hook for a full method name such as
+// "/runtime.v1.RuntimeService/StartContainer". Call before Serve.
+func (p *Proxy) Handle(method string, h Hook) { p.hooks[method] = h }
+
+// RuntimeConn is the upstream runtime connection, for callers that make their
+// own CRI calls (status, reconcile) over the same channel.
+func (p *Proxy) RuntimeConn() *grpc.ClientConn { return p.runtime }
+
+// RuntimeState reports the upstream connection state (for readiness).
+func (p *Proxy) RuntimeState() connectivity.State { return p.runtime.GetState() }
+
+// Serve serves on ln until Shutdown.
+func (p *Proxy) Serve(ln net.Listener) error {
+	err := p.server.Serve(ln)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting calls, ends event streams (clients re-subscribe
+// elsewhere), and lets in-flight unary calls finish within grace.
+func (p *Proxy) Shutdown(grace time.Duration) {
+	p.closeOnce.Do(func() { close(p.closing) })
+	done := make(chan struct{})
+	go func() {
+		p.server.GracefulStop()
+		close(done)
+	}()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		p.log.Warn("shutdown grace period over; cutting in-flight calls", "grace", grace)
+		p.server.Stop()
+		<-done
+	}
+	p.runtime.Close()
+	if p.image != p.runtime {
+		p.image.Close()
+	}
+}
+
+func (p *Proxy) connFor(method string) *grpc.ClientConn {
+	service, _, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if strings.HasSuffix(service, ".ImageService") {
+		return p.image
+	}
+	return p.runtime
+}
+
+// forward is the one handler behind every method.
+func (p *Proxy) forward(_ any, ss grpc.ServerStream) error {
+	start := time.Now()
+	method, ok := grpc.MethodFromServerStream(ss)
+	if !ok {
+		return status.Error(codes.Internal, "proxy: no method in stream")
+	}
+	ctx := outgoingContext(ss.Context())
+	var err error
+	if unaryMethods[method] {
+		err = p.forwardUnary(ctx, method, ss)
+	} else {
+		err = p.forwardStream(ctx, method, ss)
+	}
+	if p.observer != nil {
+		p.observer.ObserveCall(method, status.Code(err), time.Since(start))
+	}
+	return err
+}
+
+// outgoingContext carries the caller's metadata, deadline and cancellation upstream.
+func outgoingContext(ctx context.Context) context.Context {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return ctx
+	}
+	md = md.Copy()
+	delete(md, ":authority")
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
+func (p *Proxy) forwardUnary(ctx context.Context, method string, ss grpc.ServerStream) error {
+	var req, resp frame
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	hook, hooked := p.hooks[method]
+	var reqBytes []byte
+	if hooked {
+		reqBytes = req.bytes()
+		if hook.Before != nil {
+			rewritten, err := hook.Before(ctx, reqBytes)
+			if err != nil {
+				req.free()
+				return err
+			}
+			if rewritten != nil {
+				reqBytes = rewritten
+				req.setBytes(rewritten)
+			}
+		}
+	}
+	var header, trailer metadata.MD
+	err := p.connFor(method).Invoke(ctx, method, &req, &resp,
+		grpc.ForceCodecV2(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
+	if hooked && hook.After != nil {
+		var respBytes []byte
+		if err == nil {
+			respBytes = resp.bytes()
+		}
+		err = hook.After(ctx, reqBytes, respBytes, err)
+	}
+	if len(header) > 0 {
+		if herr := ss.SetHeader(header); herr != nil {
+			p.log.Debug("set header", "method", method, "err", herr)
+		}
+	}
+	ss.SetTrailer(trailer)
+	if err != nil {
+		resp.free()
+		return err
+	}
+	return ss.SendMsg(&resp)
+}
+
+var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// forwardStream pumps messages both ways: one upstream stream per client
+// stream. The client's cancel cancels upstream; upstream's end reaches the client.
+func (p *Proxy) forwardStream(ctx context.Context, method string, ss grpc.ServerStream) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := p.connFor(method).NewStream(ctx, bidi, method, grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			var f frame
+			if err := ss.RecvMsg(&f); err != nil {
+				if errors.Is(err, io.EOF) {
+					cs.CloseSend()
+				} else {
+					cancel()
+				}
+				return
+			}
+			if err := cs.SendMsg(&f); err != nil {
+				return // the receive side below sees the upstream error
+			}
+		}
+	}()
+	go func() {
+		select {
+		case <-p.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	header, err := cs.Header()
+	if err == nil && len(header) > 0 {
+		if err := ss.SendHeader(header); err != nil {
+			return err
+		}
+	}
+	for {
+		var f frame
+		err := cs.RecvMsg(&f)
+		if err != nil {
+			ss.SetTrailer(cs.Trailer())
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if isClosing(p.closing) && status.Code(err) == codes.Canceled {
+				return status.Error(codes.Unavailable, "criguard is shutting down")
+			}
+			return err
+		}
+		if err := ss.SendMsg(&f); err != nil {
+			return err
+		}
+	}
+}
+
+func isClosing(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
