@@ -1,0 +1,4 @@
+annotations {
+  enabled       = true
+  max_write_bps = "100MiB"
+}

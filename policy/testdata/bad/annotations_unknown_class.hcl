@@ -1,0 +1,10 @@
+class "bulk" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+  }
+}
+
+annotations {
+  classes = ["bulk", "fats"]
+}

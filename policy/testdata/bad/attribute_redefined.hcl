@@ -1,0 +1,4 @@
+device "data" {
+  path = "/dev/sda"
+  path = "/dev/sdb"
+}

@@ -1,0 +1,3 @@
+device {
+  path = "/dev/sda"
+}

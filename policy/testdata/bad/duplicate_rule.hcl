@@ -1,0 +1,14 @@
+class "bulk" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+  }
+}
+
+rule "batch" {
+  class = "bulk"
+}
+
+rule "batch" {
+  class = "bulk"
+}

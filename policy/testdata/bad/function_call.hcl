@@ -1,0 +1,3 @@
+device "data" {
+  path = lower("/DEV/SDA")
+}

@@ -1,0 +1,7 @@
+class "bulk" {
+  io {
+    device    = "/dev/sda"
+    read_bps  = 0
+    write_bps = "0MiB"
+  }
+}

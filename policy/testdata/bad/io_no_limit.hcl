@@ -1,0 +1,5 @@
+class "bulk" {
+  io {
+    device = "/dev/sda"
+  }
+}

@@ -1,0 +1,10 @@
+device "data" {
+  path = "/var/lib/containerd"
+}
+
+class "bulk" {
+  io {
+    device     = "data"
+    write_iops = -5
+  }
+}

@@ -1,0 +1,10 @@
+device "data" {
+  path = "/var/lib/containerd"
+}
+
+class "bulk" {
+  io {
+    device   = "data"
+    read_bps = "-10MiB"
+  }
+}

@@ -1,0 +1,15 @@
+class "bulk" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+  }
+}
+
+rule "batch" {
+  match {
+    namespaces = ["batch"]
+    containers = ["worker"]
+  }
+  class = "bulk"
+  scope = "pod"
+}

@@ -1,0 +1,5 @@
+rule "batch" {
+  match {
+    namespaces = ["batch"]
+  }
+}

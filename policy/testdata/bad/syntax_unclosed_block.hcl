@@ -1,0 +1,4 @@
+device "data" {
+  path = "/var/lib/containerd"
+
+class "bulk" {

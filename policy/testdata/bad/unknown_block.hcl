@@ -1,0 +1,3 @@
+devcie "data" {
+  path = "/var/lib/containerd"
+}

@@ -1,0 +1,11 @@
+class "bulk" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+  }
+}
+
+rule "batch" {
+  class = "bulk"
+  scope = "pods"
+}

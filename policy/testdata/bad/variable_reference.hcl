@@ -1,0 +1,6 @@
+class "bulk" {
+  io {
+    device    = "8:0"
+    write_bps = var.write
+  }
+}

@@ -1,0 +1,7 @@
+device "data" {
+  path = "/var/lib/containerd"
+}
+
+annotations {
+  enabled = "yes"
+}

@@ -1,0 +1,17 @@
+device "data" {
+  path = "/var/lib/containerd"
+}
+
+class "bulk" {
+  io {
+    device    = "data"
+    write_bps = "40MiB"
+  }
+}
+
+rule "batch" {
+  match {
+    namespaces = "batch"
+  }
+  class = "bulk"
+}
