@@ -1,0 +1,127 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// CleanJoin joins rel under mount without touching the filesystem: it
+// rejects NUL bytes and ".." components, so the result never leaves mount.
+// An absolute rel is taken relative to mount, as runtimes write cgroup paths.
+func CleanJoin(mount, rel string) (string, error) {
+	if !filepath.IsAbs(mount) {
+		return "", fmt.Errorf("%w: mount %q is not absolute", ErrPathEscape, mount)
+	}
+	if strings.ContainsRune(rel, 0) || strings.ContainsRune(mount, 0) {
+		return "", fmt.Errorf("%w: %q contains NUL", ErrPathEscape, rel)
+	}
+	for _, component := range strings.Split(rel, "/") {
+		if component == ".." {
+			return "", fmt.Errorf("%w: %q contains \"..\"", ErrPathEscape, rel)
+		}
+	}
+	mount = filepath.Clean(mount)
+	joined := filepath.Join(mount, rel)
+	if !within(mount, joined) {
+		return "", fmt.Errorf("%w: %q under %s", ErrPathEscape, rel, mount)
+	}
+	return joined, nil
+}
+
+// within reports whether path is root or below it (both clean).
+func within(root, path string) bool {
+	return path == root || root == "/" || strings.HasPrefix(path, root+"/")
+}
+
+// SecureJoin is CleanJoin plus a check that no symlink along the existing
+// part of the path leads out of mount.
+func SecureJoin(mount, rel string) (string, error) {
+	joined, err := CleanJoin(mount, rel)
+	if err != nil {
+		return "", err
+	}
+	realMount, err := filepath.EvalSymlinks(filepath.Clean(mount))
+	if err != nil {
+		return "", fmt.Errorf("cgroup: resolve mount %s: %w", mount, err)
+	}
+	existing := filepath.Clean(mount)
+	for _, component := range strings.Split(strings.TrimPrefix(joined, existing), "/") {
+		if component == "" {
+			continue
+		}
+		next := filepath.Join(existing, component)
+		if _, err := os.Lstat(next); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				break // nothing below can be a symlink yet
+			}
+			return "", fmt.Errorf("cgroup: check %s: %w", next, err)
+		}
+		existing = next
+	}
+	realExisting, err := filepath.EvalSymlinks(existing)
+	if err != nil {
+		return "", fmt.Errorf("cgroup: resolve %s: %w", existing, err)
+	}
+	if !within(realMount, realExisting) {
+		return "", fmt.Errorf("%w: %s resolves to %s, outside %s", ErrPathEscape, existing, realExisting, realMount)
+	}
+	return joined, nil
+}
+
+// WriteFile writes value to the cgroup file dir/file in a single write(2),
+// as the kernel parses each write on its own. file must be a plain name.
+func WriteFile(dir, file, value string) error {
+	path, err := cgroupFilePath(dir, file)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("cgroup: write %q to %s: %w", value, path, err)
+	}
+	if _, err := f.WriteString(value); err != nil {
+		f.Close()
+		return fmt.Errorf("cgroup: write %q to %s: %w", value, path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cgroup: write %q to %s: close: %w", value, path, err)
+	}
+	return nil
+}
+
+// ReadFile reads the cgroup file dir/file.
+func ReadFile(dir, file string) (string, error) {
+	path, err := cgroupFilePath(dir, file)
+	if err != nil {
+		return "", err
+	}
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cgroup: read %s: %w", path, err)
+	}
+	return string(content), nil
+}
+
+func cgroupFilePath(dir, file string) (string, error) {
+	if file == "" || file == "." || file == ".." || strings.ContainsAny(file, "/\x00") {
+		return "", fmt.Errorf("%w: %q in %s", ErrInvalidFile, file, dir)
+	}
+	return filepath.Join(dir, file), nil
+}
+
+// Apply performs every write in order through WriteFile. It goes on after
+// a failed write, so one device the kernel refuses does not leave the others
+// unthrottled, and returns every failure joined.
+func Apply(dir string, writes []Write) error {
+	var errs []error
+	for _, w := range writes {
+		if err := WriteFile(dir, w.File, w.Value); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
