@@ -1,0 +1,268 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+)
+
+// ContainerdInstance is a containerd with the CRI plugin, private to one test.
+type ContainerdInstance struct {
+	// Endpoint is the CRI endpoint, unix://<Socket>.
+	Endpoint string
+	// Socket is containerd's gRPC socket (CRI and containerd's own API).
+	Socket string
+	// Root and State are containerd's directories; Root is on the root disk.
+	Root, State string
+	// ConfigPath and LogPath are containerd's config file and output.
+	ConfigPath, LogPath string
+	// BusyboxImage and PauseImage are imported and ready to run.
+	BusyboxImage, PauseImage string
+	// Registry is the registry the CRI plugin pulls from, nil without WithRegistry.
+	Registry *RegistryInstance
+
+	proc *process
+}
+
+type containerdOptions struct {
+	registry *RegistryInstance
+	cni      *CNIConfig
+}
+
+// ContainerdOption changes how Containerd sets up its instance.
+type ContainerdOption func(*containerdOptions)
+
+// WithRegistry makes the CRI plugin pull every image of the registry's mirrored hosts
+// (docker.io, registry.k8s.io, gcr.io, criguard.test) from r, over plain HTTP.
+func WithRegistry(r *RegistryInstance) ContainerdOption {
+	return func(o *containerdOptions) { o.registry = r }
+}
+
+// CNIConfig is a bridge network for pods that do not use the host's network.
+type CNIConfig struct {
+	// Bridge is the bridge interface name (at most 15 bytes).
+	Bridge string
+	// Subnet is the pods' IPv4 range, e.g. 10.88.7.0/24; it lives only on the bridge,
+	// which exists only on this machine.
+	Subnet string
+}
+
+// WithCNI gives pods a network through the bridge and host-local plugins of Debian's
+// containernetworking-plugins. Without it only hostNetwork pods can run.
+func WithCNI(c CNIConfig) ContainerdOption {
+	return func(o *containerdOptions) { o.cni = &c }
+}
+
+var containerdConfig = template.Must(template.New("config.toml").Parse(`version = 2
+root = "{{.Root}}"
+state = "{{.State}}"
+oom_score = 0
+
+[grpc]
+  address = "{{.Socket}}"
+
+[ttrpc]
+  address = "{{.Socket}}.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{{.PauseImage}}"
+  # The test process lacks CAP_SYS_RESOURCE: lowering oom_score_adj fails (LAB.md).
+  restrict_oom_score_adj = true
+  # Port 0: every instance gets its own streaming port for exec, attach, port-forward.
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        # cgroupfs driver, as kubelet's --cgroup-driver=cgroupfs expects.
+        SystemdCgroup = false
+
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{{.CNIConfDir}}"
+{{range .Mirrors}}
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{{.}}"]
+    endpoint = ["http://{{$.RegistryAddr}}"]
+{{end}}`))
+
+var cniConfig = template.Must(template.New("cni.conflist").Parse(`{
+  "cniVersion": "0.4.0",
+  "name": "{{.Bridge}}",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "{{.Bridge}}",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "{{.Subnet}}"}]],
+        "dataDir": "{{.DataDir}}"
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`))
+
+// Containerd starts a private containerd (own root, state and socket; CRI plugin with
+// the cgroupfs driver and overlayfs), imports the local busybox and pause images, and
+// registers a cleanup that removes every pod, stops containerd and its shims, and
+// removes its directories.
+func Containerd(t testing.TB, opts ...ContainerdOption) *ContainerdInstance {
+	t.Helper()
+	RequireRoot(t)
+	var o containerdOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	binary := LookPath(t, "containerd")
+	ctr := LookPath(t, "ctr")
+	busyboxTar := ImageFile(t, "busybox.oci.tar")
+	pauseTar := ImageFile(t, "pause.oci.tar")
+
+	runDir, dataDir := instanceDirs(t, "ctrd")
+	c := &ContainerdInstance{
+		Socket:       filepath.Join(runDir, "containerd.sock"),
+		Root:         filepath.Join(dataDir, "root"),
+		State:        filepath.Join(runDir, "state"),
+		ConfigPath:   filepath.Join(runDir, "config.toml"),
+		LogPath:      filepath.Join(dataDir, "containerd.log"),
+		BusyboxImage: BusyboxImage,
+		PauseImage:   PauseImage,
+		Registry:     o.registry,
+	}
+	c.Endpoint = "unix://" + c.Socket
+	cniConfDir := filepath.Join(runDir, "cni")
+	if err := os.MkdirAll(cniConfDir, 0o755); err != nil {
+		t.Fatalf("lab: create %s: %v", cniConfDir, err)
+	}
+	if o.cni != nil {
+		writeTemplate(t, cniConfig, filepath.Join(cniConfDir, "10-"+o.cni.Bridge+".conflist"), map[string]string{
+			"Bridge": o.cni.Bridge, "Subnet": o.cni.Subnet, "DataDir": filepath.Join(runDir, "ipam"),
+		})
+		bridge := o.cni.Bridge
+		t.Cleanup(func() { _, _ = run(context.Background(), "ip", "link", "delete", bridge) })
+	}
+	data := map[string]any{
+		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": c.PauseImage,
+		"CNIConfDir": cniConfDir,
+	}
+	if o.registry != nil {
+		data["Mirrors"] = o.registry.MirroredHosts
+		data["RegistryAddr"] = o.registry.Addr
+	}
+	writeTemplate(t, containerdConfig, c.ConfigPath, data)
+
+	proc, err := startProcess("containerd", c.LogPath, []string{binary, "--config", c.ConfigPath}, nil)
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	c.proc = proc
+	t.Cleanup(func() { c.stop(t) })
+	if err := waitForSocket(c.Socket, proc, startTimeout); err != nil {
+		t.Fatalf("lab: containerd: %v", err)
+	}
+	for _, tar := range []string{busyboxTar, pauseTar} {
+		mustRun(t, ctr, "--address", c.Socket, "--namespace", "k8s.io", "images", "import", tar)
+	}
+	c.waitCRIReady(t)
+	return c
+}
+
+// waitCRIReady waits until the CRI plugin answers and sees both images.
+func (c *ContainerdInstance) waitCRIReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		out, err := CrictlErr(t, c.Endpoint, "images", "-q")
+		if err == nil && strings.Count(out, "sha256:") >= 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lab: containerd CRI not ready after %s: %v %s\nlog:\n%s", startTimeout, err, out, c.proc.logTail(40))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Ctr runs containerd's ctr client in the CRI namespace and returns its stdout.
+func (c *ContainerdInstance) Ctr(t testing.TB, args ...string) string {
+	t.Helper()
+	argv := append([]string{LookPath(t, "ctr"), "--address", c.Socket, "--namespace", "k8s.io"}, args...)
+	return mustRun(t, argv...)
+}
+
+// Log returns the last n lines of containerd's output.
+func (c *ContainerdInstance) Log(n int) string { return c.proc.logTail(n) }
+
+// stop removes every pod through CRI, stops containerd, then ends the shims that are
+// still running (they outlive containerd by design).
+func (c *ContainerdInstance) stop(t testing.TB) {
+	if t.Failed() {
+		t.Logf("lab: containerd log tail (%s):\n%s", c.LogPath, c.proc.logTail(60))
+	}
+	if !c.proc.exited() {
+		RemoveAllPods(t, c.Endpoint)
+	}
+	if err, killed := c.proc.stop(15 * time.Second); killed {
+		t.Logf("lab: containerd did not stop on SIGTERM within 15s: killed (%v)", err)
+	}
+	killByCmdline(c.Socket)
+}
+
+func writeTemplate(t testing.TB, tmpl *template.Template, path string, data any) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatalf("lab: create %s: %v", path, err)
+	}
+	defer f.Close()
+	if err := tmpl.Execute(f, data); err != nil {
+		t.Fatalf("lab: write %s: %v", path, err)
+	}
+}
+
+// RemoveAllPods stops and removes every pod sandbox of a CRI endpoint (best effort,
+// errors are logged): the cleanup that kubelet would do.
+func RemoveAllPods(t testing.TB, endpoint string) {
+	t.Helper()
+	out, err := CrictlErr(t, endpoint, "pods", "-q")
+	if err != nil {
+		t.Logf("lab: list pods of %s for cleanup: %v", endpoint, err)
+		return
+	}
+	for _, id := range strings.Fields(out) {
+		if _, err := CrictlErr(t, endpoint, "stopp", id); err != nil {
+			t.Logf("lab: cleanup stopp %s: %v", id, err)
+		}
+		if _, err := CrictlErr(t, endpoint, "rmp", "-f", id); err != nil {
+			t.Logf("lab: cleanup rmp %s: %v", id, err)
+		}
+	}
+}
+
+// String names the instance in test logs.
+func (c *ContainerdInstance) String() string {
+	return fmt.Sprintf("containerd(%s)", c.Socket)
+}

@@ -1,0 +1,106 @@
+package lab
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// CriguardProcess is a running `criguard serve` in front of a runtime.
+type CriguardProcess struct {
+	// Endpoint is criguard's CRI endpoint, unix://<Socket>.
+	Endpoint string
+	Socket   string
+	// LogPath collects criguard's output across restarts.
+	LogPath string
+
+	argv []string
+	proc *process
+}
+
+// Criguard starts $CRIGUARD_BIN serve listening on a fresh socket and forwarding to
+// runtimeEndpoint, with extra serve flags args (e.g. "--log-level", "debug"). It waits
+// for the socket and registers a cleanup that stops criguard. The log is printed when
+// the test fails.
+func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardProcess {
+	t.Helper()
+	binary := os.Getenv("CRIGUARD_BIN")
+	if binary == "" {
+		t.Fatalf("lab: CRIGUARD_BIN is not set: run the suite with `make e2e`")
+	}
+	if _, err := os.Stat(binary); err != nil {
+		t.Fatalf("lab: CRIGUARD_BIN: %v", err)
+	}
+	runDir, dataDir := instanceDirs(t, "cg")
+	c := &CriguardProcess{
+		Socket:  filepath.Join(runDir, "criguard.sock"),
+		LogPath: filepath.Join(dataDir, "criguard.log"),
+	}
+	c.Endpoint = "unix://" + c.Socket
+	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint, "--log-level", "debug"}, args...)
+	c.Start(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("lab: criguard log tail (%s):\n%s", c.LogPath, fileTail(c.LogPath, 80))
+		}
+		if c.proc != nil {
+			if err, killed := c.proc.stop(15 * time.Second); killed {
+				t.Errorf("lab: criguard did not exit within 15s of SIGTERM: killed (%v)", err)
+			}
+		}
+	})
+	return c
+}
+
+// Start starts criguard again with the same flags after Stop or Kill, and waits for
+// its socket. Starting a running criguard fails the test.
+func (c *CriguardProcess) Start(t testing.TB) {
+	t.Helper()
+	if c.proc != nil && !c.proc.exited() {
+		t.Fatalf("lab: criguard is already running (pid %d)", c.proc.cmd.Process.Pid)
+	}
+	proc, err := startProcess("criguard", c.LogPath, c.argv, nil)
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	c.proc = proc
+	if err := waitForSocket(c.Socket, proc, startTimeout); err != nil {
+		t.Fatalf("lab: criguard: %v", err)
+	}
+}
+
+// Stop sends SIGTERM and waits up to grace for criguard to exit. It returns the exit
+// error (nil for status 0); a criguard that needed SIGKILL fails the test.
+func (c *CriguardProcess) Stop(t testing.TB, grace time.Duration) error {
+	t.Helper()
+	err, killed := c.proc.stop(grace)
+	if killed {
+		t.Errorf("lab: criguard did not exit within %s of SIGTERM: killed", grace)
+	}
+	return err
+}
+
+// Kill ends criguard with SIGKILL, as a crash would.
+func (c *CriguardProcess) Kill(t testing.TB) {
+	t.Helper()
+	c.proc.kill()
+}
+
+// Restart stops criguard (SIGTERM) and starts it again.
+func (c *CriguardProcess) Restart(t testing.TB) {
+	t.Helper()
+	if err := c.Stop(t, 15*time.Second); err != nil {
+		t.Errorf("lab: criguard exit on restart: %v", err)
+	}
+	c.Start(t)
+}
+
+// Running reports whether the criguard process is alive.
+func (c *CriguardProcess) Running() bool { return c.proc != nil && !c.proc.exited() }
+
+// Pid is the process id of the running criguard.
+func (c *CriguardProcess) Pid() int { return c.proc.cmd.Process.Pid }
+
+// Log returns the last n lines of criguard's output.
+func (c *CriguardProcess) Log(n int) string { return fileTail(c.LogPath, n) }

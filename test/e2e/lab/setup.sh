@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs and builds everything the e2e and conformance suites run: Debian's runtimes,
+# crictl, critest and cri-dockerd built from their Go modules, and local OCI images (the
+# machines have no registry access besides the Go proxy and Debian). Idempotent: each
+# step is skipped when its output already exists.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "setup.sh: must run as root (it installs packages)" >&2
+	exit 1
+fi
+
+repo=$(cd "$(dirname "$0")/../../.." && pwd)
+cache="$repo/test/e2e/.cache"
+bin="$cache/bin"
+mkdir -p "$bin" "$cache/src" "$cache/images"
+
+step() { printf '== lab: %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------
+packages=(containerd runc docker.io busybox-static containernetworking-plugins iproute2
+	skopeo docker-registry ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	step "apt-get install ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The Debian packages start system daemons; the suites run their own instances and
+# never use these, so stop them to keep the machine quiet and the ports free.
+for unit in docker.service docker.socket containerd.service docker-registry.service; do
+	if systemctl is-active --quiet "$unit" 2>/dev/null; then
+		systemctl stop "$unit" || true
+		systemctl disable "$unit" >/dev/null 2>&1 || true
+	fi
+done
+
+# --- Go tools from their modules (LAB.md: `go install …@version` is refused) ------------
+# build_module MODULE VERSION OUT KIND PKG: download, copy out of the read-only module
+# cache, drop vendor/ (it is incomplete in these releases) and build with -mod=mod.
+build_module() {
+	local module=$1 version=$2 out=$3 kind=$4 pkg=$5
+	if [[ -x "$bin/$out" ]]; then
+		return 0
+	fi
+	step "build $out from $module@$version"
+	local dir
+	dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	if [[ -z "$dir" || ! -d "$dir" ]]; then
+		echo "setup.sh: go mod download $module@$version gave no directory" >&2
+		return 1
+	fi
+	local src="$cache/src/$(basename "$dir")"
+	if [[ ! -d "$src" ]]; then
+		cp -r "$dir" "$src.tmp"
+		chmod -R u+w "$src.tmp"
+		rm -rf "$src.tmp/vendor"
+		mv "$src.tmp" "$src"
+	fi
+	case $kind in
+	build) (cd "$src" && CGO_ENABLED=0 go build -mod=mod -trimpath -o "$bin/$out.tmp" "$pkg") ;;
+	testbin) (cd "$src" && CGO_ENABLED=0 go test -c -mod=mod -trimpath -o "$bin/$out.tmp" "$pkg") ;;
+	esac
+	mv "$bin/$out.tmp" "$bin/$out"
+}
+
+build_module sigs.k8s.io/cri-tools v1.30.0 crictl build ./cmd/crictl
+build_module sigs.k8s.io/cri-tools v1.30.0 critest testbin ./cmd/critest
+build_module github.com/Mirantis/cri-dockerd v0.3.14 cri-dockerd build .
+
+# --- local images ------------------------------------------------------------------------
+# OCI layout tars for containerd and skopeo, a plain rootfs tar for `docker import`.
+tool_src="$repo/test/e2e/tools/ociimage/main.go"
+if [[ ! -x "$bin/ociimage" || "$tool_src" -nt "$bin/ociimage" ]]; then
+	step "build ociimage"
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$bin/ociimage" ./test/e2e/tools/ociimage)
+	rm -f "$cache/images/"*.tar
+fi
+img="$cache/images"
+if [[ ! -s "$img/busybox.oci.tar" ]]; then
+	step "build images busybox, pause"
+	"$bin/ociimage" -name criguard.test/e2e/busybox:latest -out "$img/busybox.oci.tar" \
+		-rootfs-out "$img/rootfs.tar"
+	"$bin/ociimage" -name criguard.test/e2e/pause:latest -out "$img/pause.oci.tar" \
+		-entrypoint '["/bin/sleep","2147483647"]'
+fi
+
+step "ready: $(ls "$bin" | tr '\n' ' ')"
