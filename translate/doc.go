@@ -1,2 +1,6 @@
-// Package translate is part of criguard; see ../README.md.
+// Package translate holds criguard's pure functions: a runtime's
+// cgroupsPath (cgroupfs or systemd "slice:prefix:name") to the cgroup
+// directory under a mount, pod cgroup parents to directories and QoS
+// classes, Docker's cgroup naming, and typed limits to the exact cgroup
+// writes for the host's backend. Nothing here touches the filesystem.
 package translate

@@ -1,0 +1,74 @@
+package translate
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/criguard/criguard/cgroup"
+)
+
+// MergeLimits folds limits for the same device into one, keeping the
+// tightest non-zero value of each key (two policy devices may resolve to the
+// same disk), and sorts the result by device.
+func MergeLimits(limits []cgroup.IOLimit) []cgroup.IOLimit {
+	byDevice := map[cgroup.Device]cgroup.IOLimit{}
+	for _, l := range limits {
+		merged, seen := byDevice[l.Device]
+		if !seen {
+			byDevice[l.Device] = l
+			continue
+		}
+		merged.ReadBPS = tightest(merged.ReadBPS, l.ReadBPS)
+		merged.WriteBPS = tightest(merged.WriteBPS, l.WriteBPS)
+		merged.ReadIOPS = tightest(merged.ReadIOPS, l.ReadIOPS)
+		merged.WriteIOPS = tightest(merged.WriteIOPS, l.WriteIOPS)
+		byDevice[l.Device] = merged
+	}
+	out := make([]cgroup.IOLimit, 0, len(byDevice))
+	for _, l := range byDevice {
+		out = append(out, l)
+	}
+	slices.SortFunc(out, func(a, b cgroup.IOLimit) int { return compareDevice(a.Device, b.Device) })
+	return out
+}
+
+// tightest returns the smaller limit, where 0 means "no limit".
+func tightest(a, b uint64) uint64 {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+func compareDevice(a, b cgroup.Device) int {
+	return cmp.Or(cmp.Compare(a.Major, b.Major), cmp.Compare(a.Minor, b.Minor))
+}
+
+// IOWrites returns the writes that bring a cgroup from current (read back
+// with backend.Limits) to desired: desired limits merged and written in
+// full, and every device limited now but not in desired reset.
+func IOWrites(backend cgroup.IO, current, desired []cgroup.IOLimit) []cgroup.Write {
+	desired = MergeLimits(desired)
+	wanted := map[cgroup.Device]bool{}
+	for _, l := range desired {
+		wanted[l.Device] = true
+	}
+	var stale []cgroup.Device
+	for _, l := range current {
+		if !wanted[l.Device] && !slices.Contains(stale, l.Device) {
+			stale = append(stale, l.Device)
+		}
+	}
+	slices.SortFunc(stale, compareDevice)
+	return append(backend.ResetWrites(stale), backend.Writes(desired)...)
+}
+
+// InSync reports whether the limits read back equal the desired ones, so
+// reconcile only writes when something drifted.
+func InSync(current, desired []cgroup.IOLimit) bool {
+	return slices.Equal(nonZero(MergeLimits(current)), nonZero(MergeLimits(desired)))
+}
+
+func nonZero(limits []cgroup.IOLimit) []cgroup.IOLimit {
+	return slices.DeleteFunc(limits, cgroup.IOLimit.IsZero)
+}

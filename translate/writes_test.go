@@ -1,0 +1,96 @@
+package translate
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/criguard/criguard/cgroup"
+)
+
+var (
+	vda = cgroup.Device{Major: 254, Minor: 0}
+	sda = cgroup.Device{Major: 8, Minor: 0}
+)
+
+func backends(t *testing.T) map[string]cgroup.IO {
+	t.Helper()
+	out := map[string]cgroup.IO{}
+	for name, mountinfo := range map[string]string{
+		"v1": "1 0 0:30 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio\n",
+		"v2": "1 0 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+	} {
+		h, err := cgroup.ParseMountInfo(strings.NewReader(mountinfo))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[name], err = h.IO(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func TestMergeLimitsKeepsTightest(t *testing.T) {
+	got := MergeLimits([]cgroup.IOLimit{
+		{Device: vda, ReadBPS: 100, WriteBPS: 0, ReadIOPS: 10},
+		{Device: sda, WriteIOPS: 7},
+		{Device: vda, ReadBPS: 200, WriteBPS: 50, ReadIOPS: 5},
+	})
+	want := []cgroup.IOLimit{
+		{Device: sda, WriteIOPS: 7},
+		{Device: vda, ReadBPS: 100, WriteBPS: 50, ReadIOPS: 5},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("MergeLimits = %+v, want %+v", got, want)
+	}
+}
+
+func TestIOWrites(t *testing.T) {
+	current := []cgroup.IOLimit{{Device: sda, WriteBPS: 1}, {Device: vda, WriteBPS: 2}}
+	desired := []cgroup.IOLimit{{Device: vda, ReadBPS: 10}}
+	want := map[string][]cgroup.Write{
+		"v1": {
+			{File: "blkio.throttle.read_bps_device", Value: "8:0 0"},
+			{File: "blkio.throttle.write_bps_device", Value: "8:0 0"},
+			{File: "blkio.throttle.read_iops_device", Value: "8:0 0"},
+			{File: "blkio.throttle.write_iops_device", Value: "8:0 0"},
+			{File: "blkio.throttle.read_bps_device", Value: "254:0 10"},
+			{File: "blkio.throttle.write_bps_device", Value: "254:0 0"},
+			{File: "blkio.throttle.read_iops_device", Value: "254:0 0"},
+			{File: "blkio.throttle.write_iops_device", Value: "254:0 0"},
+		},
+		"v2": {
+			{File: "io.max", Value: "8:0 rbps=max wbps=max riops=max wiops=max"},
+			{File: "io.max", Value: "254:0 rbps=10 wbps=max riops=max wiops=max"},
+		},
+	}
+	for name, backend := range backends(t) {
+		if got := IOWrites(backend, current, desired); !slices.Equal(got, want[name]) {
+			t.Errorf("%s: IOWrites =\n%q\nwant\n%q", name, got, want[name])
+		}
+		if got := IOWrites(backend, nil, nil); len(got) != 0 {
+			t.Errorf("%s: IOWrites(nothing) = %q", name, got)
+		}
+	}
+}
+
+func TestInSync(t *testing.T) {
+	limit := cgroup.IOLimit{Device: vda, WriteBPS: 1048576}
+	tests := []struct {
+		current, desired []cgroup.IOLimit
+		want             bool
+	}{
+		{nil, nil, true},
+		{[]cgroup.IOLimit{limit}, []cgroup.IOLimit{limit}, true},
+		{nil, []cgroup.IOLimit{{Device: vda}}, true}, // a zero limit is no limit
+		{nil, []cgroup.IOLimit{limit}, false},
+		{[]cgroup.IOLimit{limit}, nil, false},
+		{[]cgroup.IOLimit{limit}, []cgroup.IOLimit{{Device: vda, WriteBPS: 1}}, false},
+	}
+	for _, tt := range tests {
+		if got := InSync(tt.current, tt.desired); got != tt.want {
+			t.Errorf("InSync(%+v, %+v) = %v, want %v", tt.current, tt.desired, got, tt.want)
+		}
+	}
+}
