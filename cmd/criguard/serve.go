@@ -2,14 +2,22 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/proxy"
 )
 
@@ -22,6 +30,17 @@ type serveConfig struct {
 	maxMsgSize      int
 	logLevel        slog.Level
 	logFormat       string
+
+	policyPath        string
+	resolver          string
+	containerdAddress string
+	containerdNS      string
+	dockerEndpoint    string
+	failClosed        bool
+	dryRun            bool
+	reconcileInterval time.Duration
+	applyTimeout      time.Duration
+	metricsAddr       string
 }
 
 // fileMode parses an octal permission such as 0660.
@@ -41,13 +60,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := serveConfig{socketMode: 0o660}
 	fs := newFlagSet("serve", stderr)
 	fs.StringVar(&cfg.listen, "listen", "unix:///run/criguard/criguard.sock", "socket kubelet and crictl connect to")
-	fs.StringVar(&cfg.runtimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "the container runtime's CRI socket")
 	fs.StringVar(&cfg.imageEndpoint, "image-endpoint", "", "the image service's CRI socket (default: the runtime endpoint)")
 	fs.Var(&cfg.socketMode, "socket-mode", "permissions of the listen socket")
 	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight calls may finish after SIGTERM")
 	fs.IntVar(&cfg.maxMsgSize, "max-msg-size", proxy.DefaultMaxMsgSize, "largest CRI message forwarded each way, in bytes")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
+	addRuntimeFlags(fs, &cfg)
+	fs.BoolVar(&cfg.failClosed, "fail-closed", false, "fail StartContainer (and stop the container) when its throttle cannot be applied")
+	fs.BoolVar(&cfg.dryRun, "dry-run", false, "log the cgroup writes criguard would make, and make none")
+	fs.DurationVar(&cfg.reconcileInterval, "reconcile-interval", 30*time.Second, "how often running containers are compared with the policy and fixed")
+	fs.DurationVar(&cfg.applyTimeout, "apply-timeout", 2*time.Second, "longest time spent applying a throttle after StartContainer")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (empty: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,34 +97,150 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 }
 
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := criservice.NewMetrics(reg)
+
 	p, err := proxy.New(proxy.Options{
 		RuntimeEndpoint: cfg.runtimeEndpoint,
 		ImageEndpoint:   cfg.imageEndpoint,
 		MaxMsgSize:      cfg.maxMsgSize,
 		Logger:          log,
+		Observer:        metrics,
 	})
 	if err != nil {
 		return err
 	}
+	reconcileNow := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case reconcileNow <- struct{}{}:
+		default:
+		}
+	}
+	var svc *criservice.Service // set before the watcher runs
+	watcher, err := policy.NewWatcher(cfg.policyPath, func(r policy.ReloadResult) {
+		metrics.PolicyReloaded(r.Err == nil)
+		if r.Err != nil {
+			log.Error("policy reload refused; the last good policy stays in force", "file", cfg.policyPath, "err", r.Err)
+			return
+		}
+		metrics.SetPolicyLoaded(r.Policy != nil)
+		if r.Changed {
+			log.Info("policy reloaded", "file", cfg.policyPath, "loaded", r.Policy != nil)
+			svc.PolicyChanged()
+			kick()
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	metrics.PolicyReloaded(true)
+	metrics.SetPolicyLoaded(watcher.Current() != nil)
+	if watcher.Current() == nil {
+		log.Warn("no policy file; forwarding only until it appears", "file", cfg.policyPath)
+	}
+
+	rt := runtimeapi.NewRuntimeServiceClient(p.RuntimeConn())
+	svc, err = newService(cfg, rt, func() *policy.Policy { return watcher.Current() }, metrics, log)
+	if err != nil {
+		return err
+	}
+	for method, h := range svc.Hooks() {
+		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After})
+	}
+
 	ln, err := proxy.Listen(cfg.listen, fs.FileMode(cfg.socketMode))
 	if err != nil {
 		return err
 	}
-	log.Info("criguard serving", "version", version, "listen", cfg.listen,
-		"runtime", cfg.runtimeEndpoint, "image", cfg.imageEndpoint)
+	log.Info("criguard serving", "version", version, "listen", cfg.listen, "runtime", cfg.runtimeEndpoint,
+		"policy", cfg.policyPath, "fail_closed", cfg.failClosed, "dry_run", cfg.dryRun)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	probe := &runtimeProbe{rt: rt, metrics: metrics, log: log, onRecovered: kick}
+	wg.Go(func() { probe.run(ctx, 5*time.Second) })
+	wg.Go(func() {
+		if err := watcher.Run(ctx); err != nil {
+			log.Error("policy watcher stopped; reload with SIGHUP only", "err", err)
+		}
+	})
+	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
+	wg.Go(func() {
+		svc.RunReconciler(ctx, cfg.reconcileInterval, reconcileNow)
+	})
+	var metricsSrv *http.Server
+	if cfg.metricsAddr != "" {
+		metricsSrv, err = serveMetrics(cfg.metricsAddr, reg, func() error {
+			return ready(probe)
+		}, log)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			ln.Close()
+			return err
+		}
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
 	select {
-	case err := <-served:
-		return err
+	case err = <-served:
 	case <-ctx.Done():
+		log.Info("shutting down", "grace", cfg.shutdownGrace)
+		p.Shutdown(cfg.shutdownGrace)
+		err = <-served
 	}
-	log.Info("shutting down", "grace", cfg.shutdownGrace)
-	p.Shutdown(cfg.shutdownGrace)
-	if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
+	cancel()
+	wg.Wait()
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
+	svc.Close()
+	if err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newService builds the criservice for this host: cgroup mode, I/O backend and resolvers.
+func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current func() *policy.Policy, metrics *criservice.Metrics, log *slog.Logger) (*criservice.Service, error) {
+	hier, err := cgroup.DetectHost("")
+	if err != nil {
+		return nil, fmt.Errorf("detect cgroup mode: %w", err)
+	}
+	io, err := hier.IO()
+	if err != nil {
+		return nil, fmt.Errorf("cgroup I/O controller: %w", err)
+	}
+	controller := ""
+	if io.Version() == 1 {
+		controller = "blkio"
+	}
+	resolver, err := criservice.NewResolver(criservice.ResolverConfig{
+		Mode:                cfg.resolver,
+		Runtime:             rt,
+		ContainerdAddress:   cfg.containerdAddress,
+		ContainerdNamespace: cfg.containerdNS,
+		DockerEndpoint:      cfg.dockerEndpoint,
+		ProcController:      controller,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("cgroup hierarchy", "mode", hier.Mode().String(), "io_version", io.Version(), "io_mount", io.Mount())
+	return criservice.New(criservice.Options{
+		Runtime:      rt,
+		IO:           io,
+		Resolver:     resolver,
+		Policy:       current,
+		FailClosed:   cfg.failClosed,
+		DryRun:       cfg.dryRun,
+		ApplyTimeout: cfg.applyTimeout,
+		Logger:       log,
+		Metrics:      metrics,
+	})
 }

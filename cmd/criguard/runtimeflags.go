@@ -1,0 +1,18 @@
+package main
+
+import (
+	"flag"
+	"strings"
+
+	"github.com/criguard/criguard/criservice"
+)
+
+// addRuntimeFlags registers the flags serve, explain and status share, so the
+// standalone commands find cgroups exactly as the daemon does.
+func addRuntimeFlags(fs *flag.FlagSet, cfg *serveConfig) {
+	fs.StringVar(&cfg.policyPath, "policy", "/etc/criguard/policy.hcl", "policy file (missing: forward only)")
+	fs.StringVar(&cfg.resolver, "resolver", "auto", "how container cgroups are found: "+strings.Join(criservice.ResolverModes, ", "))
+	fs.StringVar(&cfg.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd API socket (containerd resolver)")
+	fs.StringVar(&cfg.containerdNS, "containerd-namespace", "k8s.io", "containerd namespace of CRI containers")
+	fs.StringVar(&cfg.dockerEndpoint, "docker-endpoint", "unix:///var/run/docker.sock", "Docker API endpoint (docker resolver, behind cri-dockerd)")
+}

@@ -1,2 +1,0 @@
-// Package criservice is part of criguard; see ../README.md.
-package criservice

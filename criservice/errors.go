@@ -1,0 +1,12 @@
+package criservice
+
+import "errors"
+
+var (
+	// ErrNoCgroupsPath means no resolver could find the container's cgroup.
+	ErrNoCgroupsPath = errors.New("criservice: container cgroup not found")
+	// ErrUnknownContainer means the runtime does not know the container (it may have vanished).
+	ErrUnknownContainer = errors.New("criservice: container not found in the runtime")
+	// ErrNoPodCgroup means a pod-scope limit was asked for a pod whose cgroup_parent is unknown.
+	ErrNoPodCgroup = errors.New("criservice: pod cgroup_parent unknown")
+)

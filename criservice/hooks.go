@@ -1,0 +1,160 @@
+package criservice
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Hook mirrors proxy.Hook so that this package does not depend on the proxy.
+type Hook struct {
+	Before func(ctx context.Context, req []byte) ([]byte, error)
+	After  func(ctx context.Context, req, resp []byte, err error) error
+}
+
+const runtimeService = "/runtime.v1.RuntimeService/"
+
+// Hooks are the calls criservice decodes, by full method name. Every other
+// call passes through the proxy untouched.
+func (s *Service) Hooks() map[string]Hook {
+	return map[string]Hook{
+		runtimeService + "RunPodSandbox":            {After: s.afterRunPodSandbox},
+		runtimeService + "CreateContainer":          {After: s.afterCreateContainer},
+		runtimeService + "StartContainer":           {After: s.afterStartContainer},
+		runtimeService + "UpdateContainerResources": {After: s.afterUpdateContainerResources},
+		runtimeService + "RemoveContainer":          {After: s.afterRemoveContainer},
+		runtimeService + "RemovePodSandbox":         {After: s.afterRemovePodSandbox},
+	}
+}
+
+// decode reads what a hook needs; a message it cannot decode is logged and
+// left alone: the call itself already went through unchanged.
+func (s *Service) decode(method string, b []byte, m proto.Message) bool {
+	if err := proto.Unmarshal(b, m); err != nil {
+		s.log.Warn("cannot decode intercepted CRI message; not acting on it", "method", method, "err", err)
+		return false
+	}
+	return true
+}
+
+// detached is the context for work done after the runtime replied: the
+// caller's cancel must not cut a half-written throttle.
+func (s *Service) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.opts.ApplyTimeout)
+}
+
+func (s *Service) afterRunPodSandbox(ctx context.Context, reqB, respB []byte, callErr error) error {
+	if callErr != nil {
+		return callErr
+	}
+	var req runtimeapi.RunPodSandboxRequest
+	var resp runtimeapi.RunPodSandboxResponse
+	if !s.decode("RunPodSandbox", reqB, &req) || !s.decode("RunPodSandbox", respB, &resp) {
+		return nil
+	}
+	pod := podFromConfig(resp.PodSandboxId, req.GetConfig())
+	s.cache.putPod(pod)
+	ctx, cancel := s.detached(ctx)
+	defer cancel()
+	if _, _, err := s.ApplyPod(ctx, pod); err != nil {
+		s.failed("pod", pod.ID, err)
+	}
+	return nil
+}
+
+func (s *Service) afterCreateContainer(_ context.Context, reqB, respB []byte, callErr error) error {
+	if callErr != nil {
+		return callErr
+	}
+	var req runtimeapi.CreateContainerRequest
+	var resp runtimeapi.CreateContainerResponse
+	if !s.decode("CreateContainer", reqB, &req) || !s.decode("CreateContainer", respB, &resp) {
+		return nil
+	}
+	if _, known := s.cache.pod(req.PodSandboxId); !known && req.SandboxConfig != nil {
+		s.cache.putPod(podFromConfig(req.PodSandboxId, req.SandboxConfig))
+	}
+	cfg := req.GetConfig()
+	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
+		Name: cfg.GetMetadata().GetName(), Image: cfg.GetImage().GetImage()})
+	return nil
+}
+
+func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callErr error) error {
+	if callErr != nil {
+		return callErr
+	}
+	var req runtimeapi.StartContainerRequest
+	if !s.decode("StartContainer", reqB, &req) {
+		return nil
+	}
+	start := time.Now()
+	applyCtx, cancel := s.detached(ctx)
+	defer cancel()
+	_, _, err := s.ApplyContainer(applyCtx, req.ContainerId)
+	if s.metrics != nil {
+		s.metrics.applyLatency.Observe(time.Since(start).Seconds())
+	}
+	if err == nil {
+		return nil
+	}
+	s.failed("container", req.ContainerId, err)
+	if !s.opts.FailClosed {
+		return nil
+	}
+	// Fail closed: the container must not run unthrottled.
+	stopCtx, cancelStop := s.detached(ctx)
+	defer cancelStop()
+	if _, stopErr := s.opts.Runtime.StopContainer(stopCtx, &runtimeapi.StopContainerRequest{ContainerId: req.ContainerId}); stopErr != nil {
+		s.log.Error("fail-closed: cannot stop unthrottled container", "container", req.ContainerId, "err", stopErr)
+	}
+	return status.Errorf(codes.FailedPrecondition, "criguard: throttle for container %s not applied (--fail-closed): %v", req.ContainerId, err)
+}
+
+func (s *Service) afterUpdateContainerResources(ctx context.Context, reqB, _ []byte, callErr error) error {
+	if callErr != nil {
+		return callErr
+	}
+	var req runtimeapi.UpdateContainerResourcesRequest
+	if !s.decode("UpdateContainerResources", reqB, &req) {
+		return nil
+	}
+	ctx, cancel := s.detached(ctx)
+	defer cancel()
+	if _, _, err := s.ApplyContainer(ctx, req.ContainerId); err != nil {
+		s.failed("container", req.ContainerId, err)
+	}
+	return nil
+}
+
+func (s *Service) afterRemoveContainer(_ context.Context, reqB, _ []byte, callErr error) error {
+	var req runtimeapi.RemoveContainerRequest
+	if callErr == nil && s.decode("RemoveContainer", reqB, &req) {
+		s.cache.forgetContainer(req.ContainerId)
+	}
+	return callErr
+}
+
+func (s *Service) afterRemovePodSandbox(_ context.Context, reqB, _ []byte, callErr error) error {
+	var req runtimeapi.RemovePodSandboxRequest
+	if callErr == nil && s.decode("RemovePodSandbox", reqB, &req) {
+		s.cache.forgetPod(req.PodSandboxId)
+	}
+	return callErr
+}
+
+// failed logs and counts a throttle that could not be applied; the reconcile
+// loop retries it. A container that vanished in the meantime is not a failure.
+func (s *Service) failed(scope, id string, err error) {
+	if errors.Is(err, ErrUnknownContainer) {
+		s.log.Info("container vanished before its throttle was applied", scope, id)
+		return
+	}
+	s.log.Error("throttle not applied; will retry", scope, id, "err", err)
+	s.metrics.throttle("failed", scope)
+}

@@ -1,0 +1,106 @@
+package criservice
+
+import (
+	"context"
+	"fmt"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
+)
+
+// lookup returns a container and its pod from the cache, asking the runtime
+// for what the cache lacks (after a restart of criguard, or a container
+// created behind its back).
+func (s *Service) lookup(ctx context.Context, id string) (containerInfo, podInfo, error) {
+	ct, ok := s.cache.container(id)
+	if !ok {
+		resp, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+			Filter: &runtimeapi.ContainerFilter{Id: id},
+		})
+		if err != nil {
+			return ct, podInfo{}, fmt.Errorf("list container %s: %w", id, err)
+		}
+		if len(resp.Containers) == 0 {
+			return ct, podInfo{}, fmt.Errorf("%w: %s", ErrUnknownContainer, id)
+		}
+		ct = containerFromCRI(resp.Containers[0])
+		s.cache.putContainer(ct)
+	}
+	pod, err := s.lookupPod(ctx, ct.PodID)
+	return ct, pod, err
+}
+
+func (s *Service) lookupPod(ctx context.Context, id string) (podInfo, error) {
+	if pod, ok := s.cache.pod(id); ok {
+		return pod, nil
+	}
+	resp, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+		Filter: &runtimeapi.PodSandboxFilter{Id: id},
+	})
+	if err != nil {
+		return podInfo{}, fmt.Errorf("list pod %s: %w", id, err)
+	}
+	if len(resp.Items) == 0 {
+		return podInfo{}, fmt.Errorf("%w: pod %s", ErrUnknownContainer, id)
+	}
+	pod := podFromCRI(resp.Items[0])
+	s.fillCgroupParent(ctx, &pod)
+	s.cache.putPod(pod)
+	return pod, nil
+}
+
+// fillCgroupParent learns a listed pod's cgroup_parent, which the CRI list
+// calls do not carry, from the resolvers that know it.
+func (s *Service) fillCgroupParent(ctx context.Context, pod *podInfo) {
+	if pod.CgroupParent != "" {
+		return
+	}
+	pr, ok := s.opts.Resolver.(PodResolver)
+	if !ok {
+		return
+	}
+	parent, err := pr.PodCgroupParent(ctx, pod.ID)
+	if err != nil {
+		s.log.Debug("pod cgroup_parent unknown", "pod", pod.ID, "err", err)
+		return
+	}
+	pod.CgroupParent = parent
+}
+
+func containerFromCRI(c *runtimeapi.Container) containerInfo {
+	image := c.GetImage().GetImage()
+	if image == "" {
+		image = c.GetImageRef()
+	}
+	return containerInfo{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: c.GetMetadata().GetName(), Image: image}
+}
+
+func podFromCRI(p *runtimeapi.PodSandbox) podInfo {
+	md := p.GetMetadata()
+	return podInfo{ID: p.GetId(), Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(),
+		Labels: p.GetLabels(), Annotations: p.GetAnnotations()}
+}
+
+func podFromConfig(id string, cfg *runtimeapi.PodSandboxConfig) podInfo {
+	md := cfg.GetMetadata()
+	return podInfo{ID: id, Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(),
+		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), CgroupParent: cfg.GetLinux().GetCgroupParent()}
+}
+
+// workload is what policy matches; ct nil means the pod itself.
+func workload(pod podInfo, ct *containerInfo) policy.Workload {
+	w := policy.Workload{
+		Namespace: pod.Namespace, PodName: pod.Name, PodUID: pod.UID,
+		PodLabels: pod.Labels, PodAnnotations: pod.Annotations,
+		QoS: translate.QoSFromCgroupParent(pod.CgroupParent),
+	}
+	if ct != nil {
+		w.ContainerName, w.Image = ct.Name, ct.Image
+		if w.QoS == "" && ct.CgroupsPath != "" {
+			w.QoS = translate.QoSFromCgroupParent(ct.CgroupsPath)
+		}
+	}
+	return w
+}

@@ -1,0 +1,130 @@
+package criservice
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+)
+
+// Metrics are criguard's Prometheus metrics, all under the criguard_ prefix.
+type Metrics struct {
+	calls          *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	throttles      *prometheus.CounterVec
+	applyLatency   prometheus.Histogram
+	drift          prometheus.Counter
+	reconciles     *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	annotations    *prometheus.CounterVec
+	runtimeUp      prometheus.Gauge
+	policyLoaded   prometheus.Gauge
+	reconcileTime  prometheus.Histogram
+	cachedEntities *prometheus.GaugeVec
+}
+
+// NewMetrics registers the metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "criguard_cri_calls_total", Help: "CRI calls forwarded, by method and gRPC code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "criguard_cri_call_duration_seconds", Help: "Latency of forwarded CRI calls, including the runtime's time.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"method"}),
+		throttles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "criguard_throttles_total", Help: "Throttle operations on cgroups, by result (applied, reset, unchanged, failed) and scope.",
+		}, []string{"result", "scope"}),
+		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "criguard_apply_duration_seconds", Help: "Time to resolve a container's cgroup and write its limits after StartContainer.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		drift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "criguard_reconcile_drift_fixed_total", Help: "cgroups whose limits differed from the policy and were fixed by the reconcile loop.",
+		}),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "criguard_reconcile_runs_total", Help: "Reconcile passes, by result.",
+		}, []string{"result"}),
+		reconcileTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "criguard_reconcile_duration_seconds", Help: "Duration of a reconcile pass.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "criguard_policy_reloads_total", Help: "Policy loads, by result (ok, error).",
+		}, []string{"result"}),
+		annotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "criguard_annotations_ignored_total", Help: "Pod annotations ignored or clamped because they were invalid or over the policy's bounds.",
+		}, []string{"reason"}),
+		runtimeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "criguard_runtime_up", Help: "1 when the container runtime answered the last probe, 0 otherwise.",
+		}),
+		policyLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "criguard_policy_loaded", Help: "1 when a policy is in force, 0 when criguard only forwards.",
+		}),
+		cachedEntities: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "criguard_cached_objects", Help: "Pods and containers in criguard's metadata cache.",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.calls, m.latency, m.throttles, m.applyLatency, m.drift, m.reconciles,
+		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities)
+	return m
+}
+
+// ObserveCall implements proxy.Observer.
+func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Duration) {
+	if m == nil {
+		return
+	}
+	short := method[strings.LastIndexByte(method, '/')+1:]
+	m.calls.WithLabelValues(short, code.String()).Inc()
+	m.latency.WithLabelValues(short).Observe(elapsed.Seconds())
+}
+
+// PolicyReloaded counts a policy load.
+func (m *Metrics) PolicyReloaded(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+	} else {
+		m.reloads.WithLabelValues("error").Inc()
+	}
+}
+
+// SetPolicyLoaded records whether a policy is in force.
+func (m *Metrics) SetPolicyLoaded(loaded bool) {
+	if m == nil {
+		return
+	}
+	m.policyLoaded.Set(boolGauge(loaded))
+}
+
+// SetRuntimeUp records whether the runtime answered.
+func (m *Metrics) SetRuntimeUp(up bool) {
+	if m == nil {
+		return
+	}
+	m.runtimeUp.Set(boolGauge(up))
+}
+
+func (m *Metrics) throttle(result, scope string) {
+	if m != nil {
+		m.throttles.WithLabelValues(result, scope).Inc()
+	}
+}
+
+func (m *Metrics) annotationIgnored(reason string) {
+	if m != nil {
+		m.annotations.WithLabelValues(reason).Inc()
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

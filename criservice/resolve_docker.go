@@ -1,0 +1,100 @@
+package criservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/criguard/criguard/translate"
+)
+
+// dockerResolver asks dockerd (behind cri-dockerd): the container's
+// HostConfig.CgroupParent and id, with the daemon's cgroup driver.
+type dockerResolver struct {
+	endpoint string
+
+	mu      sync.Mutex
+	client  *client.Client
+	systemd bool
+}
+
+func newDockerResolver(endpoint string) *dockerResolver {
+	return &dockerResolver{endpoint: endpoint}
+}
+
+func (*dockerResolver) Name() string { return "docker" }
+
+func (r *dockerResolver) connect(ctx context.Context) (*client.Client, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client != nil {
+		return r.client, nil
+	}
+	// On failure nothing is kept: dockerd may simply not be up yet.
+	c, err := client.NewClientWithOpts(client.WithHost(r.endpoint), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("docker info at %s: %w", r.endpoint, err)
+	}
+	r.client, r.systemd = c, info.CgroupDriver == "systemd"
+	return c, nil
+}
+
+func (r *dockerResolver) CgroupsPath(ctx context.Context, id string) (string, error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	inspect, err := c.ContainerInspect(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return "", fmt.Errorf("%w: %s", ErrUnknownContainer, id)
+	}
+	if err != nil {
+		return "", err
+	}
+	if inspect.HostConfig == nil {
+		return "", errors.New("docker inspect has no HostConfig")
+	}
+	return translate.DockerCgroupsPath(inspect.HostConfig.CgroupParent, inspect.ID, r.systemd), nil
+}
+
+// PodCgroupParent: a cri-dockerd sandbox is a docker container whose
+// CgroupParent is the pod's cgroup.
+func (r *dockerResolver) PodCgroupParent(ctx context.Context, sandboxID string) (string, error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	inspect, err := c.ContainerInspect(ctx, sandboxID)
+	if err != nil {
+		return "", err
+	}
+	if inspect.HostConfig == nil || inspect.HostConfig.CgroupParent == "" {
+		return "", errors.New("sandbox container has no CgroupParent")
+	}
+	return inspect.HostConfig.CgroupParent, nil
+}
+
+// Pid is the container's init process, for the /proc fallback.
+func (r *dockerResolver) Pid(ctx context.Context, id string) (int, error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	inspect, err := c.ContainerInspect(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if inspect.State == nil {
+		return 0, errors.New("docker inspect has no State")
+	}
+	return inspect.State.Pid, nil
+}
