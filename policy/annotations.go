@@ -137,7 +137,7 @@ func (p *Policy) annotationClass(value string) (string, string) {
 		return "", "not a class name"
 	}
 	if _, ok := p.Classes[name]; !ok {
-		return "", fmt.Sprintf("no class %q in %s%s", name, p.Filename, didYouMean(name, sortedKeys(p.Classes)))
+		return "", fmt.Sprintf("no class %q in %s.%s", name, p.Filename, didYouMean(name, sortedKeys(p.Classes)))
 	}
 	if p.Annotations.Classes != nil && !slices.Contains(p.Annotations.Classes, name) {
 		return "", fmt.Sprintf("class %q may not be picked by annotation (annotations.classes)", name)
@@ -188,7 +188,7 @@ func unknownCriguardKeys(annotations map[string]string) []string {
 		if len(key) > maxAnnotationValue {
 			key = key[:maxAnnotationValue] + "…"
 		}
-		out = append(out, fmt.Sprintf("annotation %s ignored: not a criguard.io annotation%s", key, didYouMean(base, known)))
+		out = append(out, fmt.Sprintf("annotation %s ignored: not a criguard.io annotation.%s", key, didYouMean(base, known)))
 	}
 	return out
 }
