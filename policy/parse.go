@@ -79,15 +79,20 @@ func ReadFile(path string) ([]byte, error) {
 
 // Load reads and parses a policy file. A file with errors returns a *LoadError.
 func Load(path string) (*Policy, error) {
+	p, _, err := load(path)
+	return p, err
+}
+
+func load(path string) (*Policy, []byte, error) {
 	src, err := ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p, diags := Parse(src, path)
 	if diags.HasErrors() {
-		return nil, &LoadError{Filename: path, Source: src, Diags: diags}
+		return nil, src, &LoadError{Filename: path, Source: src, Diags: diags}
 	}
-	return p, nil
+	return p, src, nil
 }
 
 // Parse parses and validates a policy. It reports every problem it finds, sorted by

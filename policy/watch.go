@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,12 +150,15 @@ func (w *Watcher) report(result ReloadResult) {
 // reload loads the file; a bad or removed file leaves the last good policy in force.
 func (w *Watcher) reload() ReloadResult {
 	old := w.current.Load()
-	p, err := Load(w.path)
+	p, src, err := load(w.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && old != nil {
 			err = fmt.Errorf("policy %s: %w: %w", w.path, ErrPolicyRemoved, err)
 		}
 		return ReloadResult{Policy: old, Err: err}
+	}
+	if old != nil && len(bytes.TrimSpace(src)) == 0 {
+		return ReloadResult{Policy: old, Err: fmt.Errorf("policy %s: %w", w.path, ErrPolicyEmpty)}
 	}
 	w.current.Store(p)
 	return ReloadResult{Policy: p, Changed: !reflect.DeepEqual(old, p)}
