@@ -1,0 +1,525 @@
+package criservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/policy"
+)
+
+const basePolicy = `
+device "data" {
+  path = "254:0"
+}
+class "bulk" {
+  io {
+    device    = "data"
+    write_bps = "1MiB"
+    read_bps  = "2MiB"
+  }
+}
+class "crawl" {
+  io {
+    device     = "data"
+    write_iops = 20
+  }
+}
+class "shared" {
+  io {
+    device    = "data"
+    write_bps = "3MiB"
+  }
+}
+rule "batch" {
+  match {
+    namespaces = ["batch", "etl-*"]
+  }
+  class = "bulk"
+}
+rule "team" {
+  match {
+    namespaces = ["team"]
+  }
+  class = "shared"
+  scope = "pod"
+}
+annotations {
+  enabled       = true
+  max_write_bps = "10MiB"
+}
+`
+
+type testEnv struct {
+	svc     *Service
+	fake    *fakeRuntime
+	host    *fakeHost
+	policy  atomic.Pointer[policy.Policy]
+	metrics *Metrics
+}
+
+func newTestEnv(t *testing.T, configure func(*Options)) *testEnv {
+	t.Helper()
+	e := &testEnv{fake: newFakeRuntime(), host: newFakeHost(t)}
+	e.policy.Store(mustPolicy(t, basePolicy))
+	rt := serveFake(t, e.fake)
+	e.metrics = NewMetrics(prometheus.NewRegistry())
+	opts := Options{
+		Runtime:  rt,
+		IO:       e.host.io,
+		Resolver: chain{criResolver{rt}},
+		Devices:  fakeDevices{},
+		Policy:   e.policy.Load,
+		Metrics:  e.metrics,
+	}
+	if configure != nil {
+		configure(&opts)
+	}
+	svc, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
+	return e
+}
+
+func marshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (e *testEnv) hook(method string) Hook { return e.svc.Hooks()[runtimeService+method] }
+
+// runPod creates a pod in the fake runtime and its cgroup, and passes
+// RunPodSandbox through the service's hook as the proxy would.
+func (e *testEnv) runPod(t *testing.T, id, namespace, qos string, annotations map[string]string) string {
+	t.Helper()
+	cfg := e.fake.addPod(id, namespace, "pod-"+id, qos, annotations)
+	e.host.mkdir(t, cfg.Linux.CgroupParent)
+	err := e.hook("RunPodSandbox").After(context.Background(),
+		marshal(t, &runtimeapi.RunPodSandboxRequest{Config: cfg}),
+		marshal(t, &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}), nil)
+	if err != nil {
+		t.Fatalf("RunPodSandbox hook: %v", err)
+	}
+	return cfg.Linux.CgroupParent
+}
+
+// startContainer creates and starts a container through the hooks.
+func (e *testEnv) startContainer(t *testing.T, id, podID, name string) (string, error) {
+	t.Helper()
+	e.fake.addContainer(id, podID, name)
+	e.fake.mu.Lock()
+	rel := e.fake.paths[id]
+	sandbox := e.fake.pods[podID]
+	e.fake.mu.Unlock()
+	e.host.mkdir(t, rel)
+	err := e.hook("CreateContainer").After(context.Background(),
+		marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
+			Config:        &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: "busybox"}},
+			SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: sandbox.Metadata, Annotations: sandbox.Annotations}}),
+		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: id}), nil)
+	if err != nil {
+		t.Fatalf("CreateContainer hook: %v", err)
+	}
+	err = e.hook("StartContainer").After(context.Background(),
+		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: id}), marshal(t, &runtimeapi.StartContainerResponse{}), nil)
+	return rel, err
+}
+
+func TestStartAppliesMatchingRule(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "etl-7", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("write_bps = %q, want 254:0 1048576", got)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.read_bps_device"); got != "254:0 2097152" {
+		t.Errorf("read_bps = %q, want 254:0 2097152", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("applied", "container")); got != 1 {
+		t.Errorf("applied counter = %v, want 1", got)
+	}
+}
+
+func TestUnmatchedContainerGetsNothing(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "web", "besteffort", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range throttleFiles[:4] {
+		if got := e.host.file(t, rel, f); got != "" {
+			t.Errorf("%s = %q, want untouched", f, got)
+		}
+	}
+}
+
+func TestPrecedenceAnnotationOverRule(t *testing.T) {
+	e := newTestEnv(t, nil)
+	// The namespace matches rule "batch" (1 MiB/s), but the container's own
+	// annotation picks class "crawl", and the pod asks for a number too.
+	e.runPod(t, "p1", "batch", "burstable", map[string]string{
+		"blockio.resources.beta.kubernetes.io/container.db": "crawl",
+		"criguard.io/write-bps":                             "5MiB",
+	})
+	relDB, err := e.startContainer(t, "c1", "p1", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relSide, err := e.startContainer(t, "c2", "p1", "sidecar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, relDB, "blkio.throttle.write_iops_device"); got != "254:0 20" {
+		t.Errorf("container annotation: write_iops = %q, want 254:0 20", got)
+	}
+	if got := e.host.file(t, relDB, "blkio.throttle.write_bps_device"); got != "254:0 0" {
+		t.Errorf("container annotation: write_bps = %q, want cleared (254:0 0)", got)
+	}
+	if got := e.host.file(t, relSide, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
+		t.Errorf("pod annotation: write_bps = %q, want 254:0 5242880", got)
+	}
+}
+
+func TestAbsurdAnnotationIsIgnoredAndCounted(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", map[string]string{"criguard.io/write-bps": "-5"})
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bad annotation is ignored; the namespace rule still applies.
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("write_bps = %q, want the rule's 254:0 1048576", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.annotations.WithLabelValues("invalid")); got < 1 {
+		t.Errorf("ignored-annotation counter = %v, want >= 1", got)
+	}
+}
+
+func TestPodScopeWritesPodCgroupOnly(t *testing.T) {
+	e := newTestEnv(t, nil)
+	podRel := e.runPod(t, "p1", "team", "burstable", nil)
+	if got := e.host.file(t, podRel, "blkio.throttle.write_bps_device"); got != "254:0 3145728" {
+		t.Fatalf("pod cgroup write_bps after RunPodSandbox = %q, want 254:0 3145728", got)
+	}
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "" {
+		t.Errorf("container cgroup write_bps = %q, want untouched: the pod holds the budget", got)
+	}
+}
+
+func TestFailOpenWhenCgroupMissing(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.addContainer("c1", "p1", "app") // no cgroup directory made
+	err := e.hook("StartContainer").After(context.Background(),
+		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
+	if err != nil {
+		t.Fatalf("fail open: StartContainer got %v, want nil", err)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("failed", "container")); got != 1 {
+		t.Errorf("failed counter = %v, want 1", got)
+	}
+	if len(e.fake.stopped) != 0 {
+		t.Errorf("fail open stopped containers %v", e.fake.stopped)
+	}
+}
+
+func TestFailClosedStopsContainer(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.addContainer("c1", "p1", "app")
+	err := e.hook("StartContainer").After(context.Background(),
+		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("fail closed: got %v, want FailedPrecondition", err)
+	}
+	if len(e.fake.stopped) != 1 || e.fake.stopped[0] != "c1" {
+		t.Errorf("stopped = %v, want [c1]", e.fake.stopped)
+	}
+}
+
+func TestUpstreamErrorPassesThroughUntouched(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
+	want := status.Error(codes.NotFound, "no such container")
+	for _, m := range []string{"RunPodSandbox", "CreateContainer", "StartContainer", "UpdateContainerResources", "RemoveContainer", "RemovePodSandbox"} {
+		if got := e.hook(m).After(context.Background(), nil, nil, want); got != want {
+			t.Errorf("%s: error changed to %v", m, got)
+		}
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.DryRun = true })
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "" {
+		t.Errorf("dry run wrote %q", got)
+	}
+	plan, result, err := e.svc.ApplyContainer(context.Background(), "c1")
+	if err != nil || result != resultApplied || len(plan.Limits) != 1 {
+		t.Errorf("dry run plan = %+v, %v, %v; want one limit that would be applied", plan.Limits, result, err)
+	}
+}
+
+func TestVanishedContainerIsNotAFailure(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	err := e.hook("StartContainer").After(context.Background(),
+		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "gone"}), nil, nil)
+	if err != nil {
+		t.Fatalf("got %v", err)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("failed", "container")); got != 0 {
+		t.Errorf("failed counter = %v for a vanished container, want 0", got)
+	}
+}
+
+func TestHostileCgroupsPathIsRefused(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	outside := filepath.Join(filepath.Dir(e.host.mount), "victim")
+	if err := os.MkdirAll(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range throttleFiles {
+		os.WriteFile(filepath.Join(outside, f), nil, 0o644)
+	}
+	e.fake.addContainer("evil", "p1", "app")
+	e.fake.mu.Lock()
+	e.fake.paths["evil"] = "/../victim"
+	e.fake.mu.Unlock()
+	_, _, err := e.svc.ApplyContainer(context.Background(), "evil")
+	if err == nil {
+		t.Fatal("a cgroupsPath escaping the mount was accepted")
+	}
+	b, _ := os.ReadFile(filepath.Join(outside, "blkio.throttle.write_bps_device"))
+	if len(b) != 0 {
+		t.Fatalf("wrote %q outside the cgroup mount", b)
+	}
+}
+
+func TestUnknownDeviceFailsOpenWithReason(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, `
+class "c" {
+  io {
+    device    = "/not/a/disk"
+    write_bps = "1MiB"
+  }
+}
+rule "all" {
+  class = "c"
+}
+`))
+	e.runPod(t, "p1", "x", "burstable", nil)
+	_, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatalf("fail open: %v", err)
+	}
+	_, _, err = e.svc.ApplyContainer(context.Background(), "c1")
+	if err == nil || !strings.Contains(err.Error(), "no block device") {
+		t.Fatalf("ApplyContainer error = %v, want the device's reason", err)
+	}
+}
+
+func TestReconcileAfterRestartDriftAndPolicyChange(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A container started behind criguard's back.
+	e.fake.addContainer("c2", "p1", "late")
+	e.fake.mu.Lock()
+	rel2 := e.fake.paths["c2"]
+	e.fake.mu.Unlock()
+	e.host.mkdir(t, rel2)
+	// Drift: someone cleared c1's limit.
+	os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.write_bps_device"), []byte("254:0 0"), 0o644)
+
+	// A restarted criguard has an empty cache: a fresh Service over the same runtime.
+	restarted := newTestEnvSharing(t, e)
+	res, err := restarted.svc.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Containers != 2 || res.Fixed != 2 || res.Failed != 0 {
+		t.Errorf("reconcile = %+v, want 2 containers checked, 2 fixed", res)
+	}
+	for _, r := range []string{rel, rel2} {
+		if got := e.host.file(t, r, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+			t.Errorf("%s write_bps = %q after reconcile", r, got)
+		}
+	}
+	if got := testutil.ToFloat64(restarted.metrics.drift); got != 2 {
+		t.Errorf("drift counter = %v, want 2", got)
+	}
+	// A second pass finds nothing to do.
+	if res, _ := restarted.svc.Reconcile(context.Background()); res.Fixed != 0 {
+		t.Errorf("second pass fixed %d, want 0", res.Fixed)
+	}
+	// The policy no longer matches: limits are reset.
+	restarted.policy.Store(mustPolicy(t, `rule "none" {
+  match {
+    namespaces = ["nothing"]
+  }
+  class = "x"
+}
+class "x" {
+  io {
+    device    = "254:0"
+    write_bps = 1
+  }
+}`))
+	if res, err := restarted.svc.Reconcile(context.Background()); err != nil || res.Fixed != 2 {
+		t.Fatalf("after policy change: %+v, %v; want 2 resets", res, err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 0" {
+		t.Errorf("write_bps = %q after reset, want 254:0 0", got)
+	}
+}
+
+// newTestEnvSharing is a second Service (as after a restart) over e's runtime and cgroups.
+func newTestEnvSharing(t *testing.T, e *testEnv) *testEnv {
+	t.Helper()
+	r := &testEnv{fake: e.fake, host: e.host, metrics: NewMetrics(prometheus.NewRegistry())}
+	r.policy.Store(e.policy.Load())
+	rt := serveFake(t, e.fake)
+	svc, err := New(Options{Runtime: rt, IO: e.host.io, Resolver: chain{criResolver{rt}}, Devices: fakeDevices{}, Policy: r.policy.Load, Metrics: r.metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.svc = svc
+	return r
+}
+
+func TestConcurrentStartsAllThrottled(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	const n = 50
+	rels := make([]string, n)
+	for i := range n {
+		id := fmt.Sprintf("c%02d", i)
+		e.fake.addContainer(id, "p1", id)
+		e.fake.mu.Lock()
+		rels[i] = e.fake.paths[id]
+		e.fake.mu.Unlock()
+		e.host.mkdir(t, rels[i])
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			id := fmt.Sprintf("c%02d", i)
+			errs <- e.hook("StartContainer").After(context.Background(),
+				marshal(t, &runtimeapi.StartContainerRequest{ContainerId: id}), nil, nil)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	for _, rel := range rels {
+		if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+			t.Errorf("%s: write_bps = %q", rel, got)
+		}
+	}
+}
+
+func TestProcResolverReadsInitCgroup(t *testing.T) {
+	procRoot := t.TempDir()
+	os.MkdirAll(filepath.Join(procRoot, "4242"), 0o755)
+	os.WriteFile(filepath.Join(procRoot, "4242", "cgroup"), []byte(
+		"12:blkio:/kubepods/burstable/podX/abc\n1:name=systemd:/kubepods/burstable/podX/abc\n0::/\n"), 0o644)
+	r := procResolver{procRoot: procRoot, controller: "blkio", pid: func(context.Context, string) (int, error) { return 4242, nil }}
+	got, err := r.CgroupsPath(context.Background(), "abc")
+	if err != nil || got != "/kubepods/burstable/podX/abc" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	r.pid = func(context.Context, string) (int, error) { return 0, nil }
+	if _, err := r.CgroupsPath(context.Background(), "abc"); err == nil {
+		t.Fatal("a container without a process resolved")
+	}
+}
+
+func TestChainFallsThroughAndStopsOnUnknown(t *testing.T) {
+	failing := resolverFunc{"a", func(string) (string, error) { return "", errors.New("no spec") }}
+	ok := resolverFunc{"b", func(string) (string, error) { return "/k8s.io/x", nil }}
+	gone := resolverFunc{"c", func(id string) (string, error) { return "", fmt.Errorf("%w: %s", ErrUnknownContainer, id) }}
+	if got, err := (chain{failing, ok}).CgroupsPath(context.Background(), "x"); err != nil || got != "/k8s.io/x" {
+		t.Errorf("fallthrough: %q, %v", got, err)
+	}
+	_, err := (chain{failing, failing}).CgroupsPath(context.Background(), "x")
+	if !errors.Is(err, ErrNoCgroupsPath) || !strings.Contains(err.Error(), "no spec") {
+		t.Errorf("all fail: %v, want ErrNoCgroupsPath with each reason", err)
+	}
+	if _, err := (chain{gone, ok}).CgroupsPath(context.Background(), "x"); !errors.Is(err, ErrUnknownContainer) {
+		t.Errorf("unknown container: %v", err)
+	}
+}
+
+type resolverFunc struct {
+	name string
+	fn   func(string) (string, error)
+}
+
+func (r resolverFunc) Name() string { return r.name }
+func (r resolverFunc) CgroupsPath(_ context.Context, id string) (string, error) {
+	return r.fn(id)
+}
+
+func TestAutoResolverPicksByRuntimeName(t *testing.T) {
+	for name, want := range map[string]string{"containerd": "cri,containerd,proc", "docker": "docker,proc", "cri-o": "cri,proc"} {
+		f := newFakeRuntime()
+		f.name = name
+		rt := serveFake(t, f)
+		r, err := NewResolver(ResolverConfig{Mode: "auto", Runtime: rt, DockerEndpoint: "unix:///nonexistent.sock"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r.(*autoResolver).resolve(ctx)
+		cancel()
+		if got := r.Name(); got != "auto("+want+")" {
+			t.Errorf("runtime %q: resolver %q, want auto(%s)", name, got, want)
+		}
+	}
+	if _, err := NewResolver(ResolverConfig{Mode: "magic"}); err == nil {
+		t.Error("unknown resolver mode accepted")
+	}
+}
