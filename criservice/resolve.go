@@ -102,7 +102,9 @@ func parseVerboseInfo(info map[string]string) (verboseInfo, error) {
 
 // criResolver asks the runtime itself: ContainerStatus{verbose} carries the OCI
 // spec's linux.cgroupsPath on containerd and CRI-O.
-type criResolver struct{ rt runtimeapi.RuntimeServiceClient }
+type criResolver struct {
+	rt runtimeapi.RuntimeServiceClient
+}
 
 func (criResolver) Name() string { return "cri" }
 
