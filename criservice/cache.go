@@ -80,14 +80,6 @@ func (c *cache) setContainerDir(id, cgroupsPath, dir string) {
 	}
 }
 
-func (c *cache) setPodCgroupParent(id, parent string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p, ok := c.pods[id]; ok {
-		p.CgroupParent = parent
-	}
-}
-
 func (c *cache) forgetContainer(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

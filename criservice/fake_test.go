@@ -133,12 +133,6 @@ func (f *fakeRuntime) addContainer(id, podID, name string) {
 	f.paths[id] = f.parents[podID] + "/" + id
 }
 
-func (f *fakeRuntime) remove(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.containers, id)
-}
-
 func serveFake(t *testing.T, f *fakeRuntime) runtimeapi.RuntimeServiceClient {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cs")

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sync"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/criguard/criguard/translate"
 )
@@ -54,7 +54,7 @@ func (r *dockerResolver) CgroupsPath(ctx context.Context, id string) (string, er
 		return "", err
 	}
 	inspect, err := c.ContainerInspect(ctx, id)
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("%w: %s", ErrUnknownContainer, id)
 	}
 	if err != nil {
