@@ -10,6 +10,7 @@ import (
 // addRuntimeFlags registers the flags serve, explain and status share, so the
 // standalone commands find cgroups exactly as the daemon does.
 func addRuntimeFlags(fs *flag.FlagSet, cfg *serveConfig) {
+	fs.StringVar(&cfg.runtimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "the container runtime's CRI socket")
 	fs.StringVar(&cfg.policyPath, "policy", "/etc/criguard/policy.hcl", "policy file (missing: forward only)")
 	fs.StringVar(&cfg.resolver, "resolver", "auto", "how container cgroups are found: "+strings.Join(criservice.ResolverModes, ", "))
 	fs.StringVar(&cfg.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd API socket (containerd resolver)")
