@@ -32,6 +32,7 @@ type ContainerdInstance struct {
 type containerdOptions struct {
 	registry *RegistryInstance
 	cni      *CNIConfig
+	v2       bool
 }
 
 // ContainerdOption changes how Containerd sets up its instance.
@@ -41,6 +42,13 @@ type ContainerdOption func(*containerdOptions)
 // (docker.io, registry.k8s.io, gcr.io, criguard.test) from r, over plain HTTP.
 func WithRegistry(r *RegistryInstance) ContainerdOption {
 	return func(o *containerdOptions) { o.registry = r }
+}
+
+// WithContainerd2 runs containerd 2 (built by setup.sh from the containerd/v2 module,
+// with its own runc shim) instead of Debian's containerd 1.6: its CRI plugin has what
+// 1.6 lacks, such as GetContainerEvents.
+func WithContainerd2() ContainerdOption {
+	return func(o *containerdOptions) { o.v2 = true }
 }
 
 // CNIConfig is a bridge network for pods that do not use the host's network.
@@ -99,10 +107,67 @@ oom_score = 0
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{{.CNIConfDir}}"
-{{range .Mirrors}}
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{{.}}"]
-    endpoint = ["http://{{$.RegistryAddr}}"]
-{{end}}`))
+
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{{.RegistryHostsDir}}"
+`))
+
+// containerd2Config is the same setup in containerd 2's configuration format.
+var containerd2Config = template.Must(template.New("config.toml").Parse(`version = 3
+root = "{{.Root}}"
+state = "{{.State}}"
+oom_score = 0
+
+[grpc]
+  address = "{{.Socket}}"
+
+[ttrpc]
+  address = "{{.Socket}}.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{{.PauseImage}}"
+
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{{.RegistryHostsDir}}"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_selinux = false
+  restrict_oom_score_adj = true
+
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        SystemdCgroup = false
+
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "{{.CNIConfDir}}"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+`))
+
+// registryHosts makes containerd resolve host through the lab registry (plain HTTP).
+var registryHosts = template.Must(template.New("hosts.toml").Parse(`server = "http://{{.}}"
+
+[host."http://{{.}}"]
+  capabilities = ["pull", "resolve"]
+`))
 
 var cniConfig = template.Must(template.New("cni.conflist").Parse(`{
   "cniVersion": "0.4.0",
@@ -137,6 +202,10 @@ func Containerd(t testing.TB, opts ...ContainerdOption) *ContainerdInstance {
 		opt(&o)
 	}
 	binary := LookPath(t, "containerd")
+	if o.v2 {
+		binary = Bin(t, "containerd2")
+		Bin(t, "containerd-shim-runc-v2")
+	}
 	ctr := LookPath(t, "ctr")
 	busyboxTar := ImageFile(t, "busybox.oci.tar")
 	pauseTar := ImageFile(t, "pause.oci.tar")
@@ -164,17 +233,28 @@ func Containerd(t testing.TB, opts ...ContainerdOption) *ContainerdInstance {
 		bridge := o.cni.Bridge
 		t.Cleanup(func() { _, _ = run(context.Background(), "ip", "link", "delete", bridge) })
 	}
+	hostsDir := filepath.Join(runDir, "registry-hosts")
+	if o.registry != nil {
+		for _, host := range o.registry.MirroredHosts {
+			dir := filepath.Join(hostsDir, host)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatalf("lab: create %s: %v", dir, err)
+			}
+			writeTemplate(t, registryHosts, filepath.Join(dir, "hosts.toml"), o.registry.Addr)
+		}
+	}
 	data := map[string]any{
 		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": c.PauseImage,
-		"CNIConfDir": cniConfDir,
+		"CNIConfDir": cniConfDir, "RegistryHostsDir": hostsDir,
 	}
-	if o.registry != nil {
-		data["Mirrors"] = o.registry.MirroredHosts
-		data["RegistryAddr"] = o.registry.Addr
+	config, env := containerdConfig, []string(nil)
+	if o.v2 {
+		// containerd finds its shim on PATH: the one built with it comes first.
+		config, env = containerd2Config, []string{"PATH=" + filepath.Dir(binary) + ":" + os.Getenv("PATH")}
 	}
-	writeTemplate(t, containerdConfig, c.ConfigPath, data)
+	writeTemplate(t, config, c.ConfigPath, data)
 
-	proc, err := startProcess("containerd", c.LogPath, []string{binary, "--config", c.ConfigPath}, nil)
+	proc, err := startProcess("containerd", c.LogPath, []string{binary, "--config", c.ConfigPath}, env)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
@@ -220,7 +300,7 @@ func (c *ContainerdInstance) Log(n int) string { return c.proc.logTail(n) }
 // still running (they outlive containerd by design).
 func (c *ContainerdInstance) stop(t testing.TB) {
 	if t.Failed() {
-		t.Logf("lab: containerd log tail (%s):\n%s", c.LogPath, c.proc.logTail(60))
+		t.Logf("lab: containerd log tail (%s):\n%s", c.LogPath, c.proc.logTail(30))
 	}
 	if !c.proc.exited() {
 		RemoveAllPods(t, c.Endpoint)

@@ -39,10 +39,10 @@ for unit in docker.service docker.socket containerd.service docker-registry.serv
 done
 
 # --- Go tools from their modules (LAB.md: `go install …@version` is refused) ------------
-# build_module MODULE VERSION OUT KIND PKG: download, copy out of the read-only module
-# cache, drop vendor/ (it is incomplete in these releases) and build with -mod=mod.
+# build_module MODULE VERSION OUT KIND PKG [TAGS]: download, copy out of the read-only
+# module cache, drop vendor/ (it is incomplete in these releases), build with -mod=mod.
 build_module() {
-	local module=$1 version=$2 out=$3 kind=$4 pkg=$5
+	local module=$1 version=$2 out=$3 kind=$4 pkg=$5 tags=${6:-}
 	if [[ -x "$bin/$out" ]]; then
 		return 0
 	fi
@@ -53,7 +53,7 @@ build_module() {
 		echo "setup.sh: go mod download $module@$version gave no directory" >&2
 		return 1
 	fi
-	local src="$cache/src/$(basename "$dir")"
+	local src="$cache/src/${module//\//_}@$version"
 	if [[ ! -d "$src" ]]; then
 		cp -r "$dir" "$src.tmp"
 		chmod -R u+w "$src.tmp"
@@ -61,8 +61,8 @@ build_module() {
 		mv "$src.tmp" "$src"
 	fi
 	case $kind in
-	build) (cd "$src" && CGO_ENABLED=0 go build -mod=mod -trimpath -o "$bin/$out.tmp" "$pkg") ;;
-	testbin) (cd "$src" && CGO_ENABLED=0 go test -c -mod=mod -trimpath -o "$bin/$out.tmp" "$pkg") ;;
+	build) (cd "$src" && CGO_ENABLED=0 go build -mod=mod -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
+	testbin) (cd "$src" && CGO_ENABLED=0 go test -c -mod=mod -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
 	esac
 	mv "$bin/$out.tmp" "$bin/$out"
 }
@@ -70,6 +70,12 @@ build_module() {
 build_module sigs.k8s.io/cri-tools v1.30.0 crictl build ./cmd/crictl
 build_module sigs.k8s.io/cri-tools v1.30.0 critest testbin ./cmd/critest
 build_module github.com/Mirantis/cri-dockerd v0.3.14 cri-dockerd build .
+# containerd 2 for what Debian's 1.6 lacks (GetContainerEvents); the same module criguard
+# uses as a client library. Its runc shim is found on PATH by lab.WithContainerd2.
+build_module github.com/containerd/containerd/v2 v2.4.2 containerd2 build ./cmd/containerd \
+	"no_btrfs no_devmapper no_zfs"
+build_module github.com/containerd/containerd/v2 v2.4.2 containerd-shim-runc-v2 build \
+	./cmd/containerd-shim-runc-v2
 
 # --- local images ------------------------------------------------------------------------
 # OCI layout tars for containerd and skopeo, a plain rootfs tar for `docker import`.

@@ -1,0 +1,96 @@
+package conformance
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const reportXML = `<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="5">
+  <testsuite name="CRI validation" tests="5">
+    <testcase name="[BeforeSuite]" classname="CRI validation" status="passed" time="0"></testcase>
+    <testcase name="[It] [k8s.io] Runtime info should return version info" status="passed"></testcase>
+    <testcase name="[It] [k8s.io] Container should support execSync" status="failed">
+      <failure message="Expected exit code 0&#xA;got 1" type="failed">stack</failure>
+    </testcase>
+    <testcase name="[It] [k8s.io] Image Manager should pull" status="skipped"><skipped message="skipped"></skipped></testcase>
+    <testcase name="[It] [k8s.io] Streaming should attach" status="timedout"><failure message="timed out"></failure></testcase>
+  </testsuite>
+</testsuites>`
+
+func TestParseJUnit(t *testing.T) {
+	specs, err := ParseJUnit(strings.NewReader(reportXML))
+	if err != nil {
+		t.Fatalf("ParseJUnit: %v", err)
+	}
+	want := []Spec{
+		{Name: "[k8s.io] Container should support execSync", Outcome: Failed, Message: "Expected exit code 0\ngot 1"},
+		{Name: "[k8s.io] Image Manager should pull", Outcome: Skipped},
+		{Name: "[k8s.io] Runtime info should return version info", Outcome: Passed},
+		{Name: "[k8s.io] Streaming should attach", Outcome: Failed, Message: "timed out"},
+	}
+	if len(specs) != len(want) {
+		t.Fatalf("got %d specs %+v, want %d", len(specs), specs, len(want))
+	}
+	for i := range want {
+		if specs[i] != want[i] {
+			t.Errorf("spec %d = %+v, want %+v", i, specs[i], want[i])
+		}
+	}
+}
+
+func TestParseJUnitRefusesEmptyAndBroken(t *testing.T) {
+	if _, err := ParseJUnit(strings.NewReader(`<testsuites><testsuite></testsuite></testsuites>`)); !errors.Is(err, ErrNoSpecs) {
+		t.Errorf("empty report: err = %v, want ErrNoSpecs", err)
+	}
+	if _, err := ParseJUnit(strings.NewReader(`<testsuites><testsuite>`)); err == nil {
+		t.Errorf("truncated report: no error")
+	}
+}
+
+func TestCompare(t *testing.T) {
+	direct := []Spec{
+		{Name: "a", Outcome: Passed},
+		{Name: "b", Outcome: Passed},
+		{Name: "c", Outcome: Failed, Message: "no network"},
+		{Name: "d", Outcome: Skipped},
+		{Name: "e", Outcome: Passed},
+		{Name: "f", Outcome: Failed},
+	}
+	proxied := []Spec{
+		{Name: "a", Outcome: Passed},
+		{Name: "b", Outcome: Failed, Message: "Unimplemented"},
+		{Name: "c", Outcome: Failed},
+		{Name: "d", Outcome: Skipped},
+		{Name: "f", Outcome: Passed},
+	}
+	c := Compare(direct, proxied)
+	if c.Ran != 5 || c.DirectPassed != 3 || c.ProxiedPassed != 2 {
+		t.Errorf("counts = ran %d direct %d proxied %d, want 5 3 2", c.Ran, c.DirectPassed, c.ProxiedPassed)
+	}
+	if len(c.Regressions) != 2 || c.Regressions[0].Name != "b" || c.Regressions[1].Name != "e" {
+		t.Fatalf("regressions = %+v, want b and e (e never ran through criguard)", c.Regressions)
+	}
+	if c.Regressions[0].Message != "Unimplemented" || !strings.Contains(c.Regressions[1].Message, "did not run") {
+		t.Errorf("regression messages = %q, %q", c.Regressions[0].Message, c.Regressions[1].Message)
+	}
+	if len(c.DirectFailures) != 2 || len(c.Gained) != 1 || c.Gained[0] != "f" {
+		t.Errorf("direct failures %+v gained %v, want c,f and f", c.DirectFailures, c.Gained)
+	}
+}
+
+func TestWriteMarkdown(t *testing.T) {
+	c := Comparison{Ran: 3, DirectPassed: 2, ProxiedPassed: 1,
+		Regressions:    []Spec{{Name: "b", Outcome: Failed, Message: "boom\nstack"}},
+		DirectFailures: []Spec{{Name: "c", Outcome: Failed}}}
+	var b strings.Builder
+	if err := WriteMarkdown(&b, c, Meta{Date: "2026-11-25", Runtime: "containerd 1.6.20", Critest: "v1.30.0", Command: "make conformance", Skipped: "port mapping"}); err != nil {
+		t.Fatalf("WriteMarkdown: %v", err)
+	}
+	for _, want := range []string{"| direct to containerd | 2 of 3 |", "| through criguard | 1 of 3 |", "- b: boom\n", "- c: (no message)", "containerd 1.6.20"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
