@@ -1,13 +1,13 @@
 package cgroup
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Mode is how the host mounts cgroups.
@@ -154,94 +154,25 @@ func (h *Hierarchy) IO() (IO, error) {
 	return nil, ErrNoIOController
 }
 
-// parseMounts parses every mountinfo line:
-// "ID PARENT MAJ:MIN ROOT POINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS".
+// parseMounts parses mountinfo with moby's parser, which handles the
+// optional fields and the kernel's octal escapes ("\040" for a space).
 func parseMounts(r io.Reader) ([]mountEntry, error) {
-	var mounts []mountEntry
-	scanner := bufio.NewScanner(r)
-	scanner.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for lineNo := 1; scanner.Scan(); lineNo++ {
-		line := scanner.Text()
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		m, err := parseMountLine(line)
-		if err != nil {
-			return nil, fmt.Errorf("%w: line %d %q: %w", ErrMountInfo, lineNo, line, err)
-		}
-		mounts = append(mounts, m)
-	}
-	if err := scanner.Err(); err != nil {
+	infos, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMountInfo, err)
 	}
+	mounts := make([]mountEntry, 0, len(infos))
+	for _, info := range infos {
+		mounts = append(mounts, mountEntry{
+			device:    Device{Major: uint32(info.Major), Minor: uint32(info.Minor)},
+			root:      info.Root,
+			point:     info.Mountpoint,
+			fsType:    info.FSType,
+			source:    info.Source,
+			superOpts: strings.Split(info.VFSOptions, ","),
+		})
+	}
 	return mounts, nil
-}
-
-func parseMountLine(line string) (mountEntry, error) {
-	fields := strings.Fields(line)
-	separator := -1
-	for i := 6; i < len(fields); i++ {
-		if fields[i] == "-" {
-			separator = i
-			break
-		}
-	}
-	if separator < 0 || len(fields) < separator+3 {
-		return mountEntry{}, fmt.Errorf("want 6 fields, optional fields, \"-\" and 3 more")
-	}
-	device, err := ParseDevice(fields[2])
-	if err != nil {
-		return mountEntry{}, err
-	}
-	root, err := unescapeOctal(fields[3])
-	if err != nil {
-		return mountEntry{}, fmt.Errorf("root: %w", err)
-	}
-	point, err := unescapeOctal(fields[4])
-	if err != nil {
-		return mountEntry{}, fmt.Errorf("mount point: %w", err)
-	}
-	source, err := unescapeOctal(fields[separator+2])
-	if err != nil {
-		return mountEntry{}, fmt.Errorf("source: %w", err)
-	}
-	var superOpts []string
-	if len(fields) > separator+3 {
-		superOpts = strings.Split(fields[separator+3], ",")
-	}
-	return mountEntry{
-		device:    device,
-		root:      root,
-		point:     point,
-		fsType:    fields[separator+1],
-		source:    source,
-		superOpts: superOpts,
-	}, nil
-}
-
-// unescapeOctal undoes the kernel's "\040"-style escaping of spaces, tabs,
-// newlines and backslashes in mountinfo paths.
-func unescapeOctal(s string) (string, error) {
-	if !strings.Contains(s, `\`) {
-		return s, nil
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+4 > len(s) {
-			return "", fmt.Errorf("truncated escape in %q", s)
-		}
-		code, err := strconv.ParseUint(s[i+1:i+4], 8, 8)
-		if err != nil {
-			return "", fmt.Errorf("bad escape in %q: %w", s, err)
-		}
-		b.WriteByte(byte(code))
-		i += 3
-	}
-	return b.String(), nil
 }
 
 func orDefault(value, fallback string) string {

@@ -83,7 +83,8 @@ func TestParseMountInfoRejectsMalformed(t *testing.T) {
 	for _, line := range []string{
 		"1 0 8:1 / / rw",                        // no separator
 		"1 0 8:1 / / rw - ext4",                 // too few fields after "-"
-		"1 0 x:1 / / rw - ext4 /dev/sda1 rw",    // bad device
+		"1 0 8 / / rw - ext4 /dev/sda1 rw",      // no minor
+		"",                                      // blank line
 		"1 0 8:1 / /a\\04 rw - ext4 /dev/x rw",  // truncated escape
 		"1 0 8:1 / /a\\999 rw - ext4 /dev/x rw", // not octal
 	} {
