@@ -65,7 +65,7 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("read policy %s: %s: %w", path, info.Mode().Type(), ErrPolicyNotRegular)
+		return nil, fmt.Errorf("read policy %s: %s: %w", path, fileKind(info.Mode()), ErrPolicyNotRegular)
 	}
 	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
@@ -75,6 +75,20 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read policy %s: larger than %d bytes: %w", path, MaxFileSize, ErrPolicyTooLarge)
 	}
 	return src, nil
+}
+
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "is a directory"
+	case mode&os.ModeNamedPipe != 0:
+		return "is a named pipe"
+	case mode&os.ModeSocket != 0:
+		return "is a socket"
+	case mode&os.ModeDevice != 0:
+		return "is a device"
+	}
+	return "is " + mode.Type().String()
 }
 
 // Load reads and parses a policy file. A file with errors returns a *LoadError.

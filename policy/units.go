@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -26,25 +28,50 @@ var byteUnits = map[string]uint64{
 	"pi": 1 << 50,
 }
 
-const unitHelp = `use a whole number of bytes or a number with a unit: K, M, G, T (SI, ×1000) or Ki, Mi, Gi, Ti (IEC, ×1024), optionally followed by B, e.g. "100MiB" or "40MB"`
+const unitHelp = `Use a whole number of bytes, or a number with a unit: K, M, G, T (SI, ×1000) or Ki, Mi, Gi, Ti (IEC, ×1024), optionally followed by B, e.g. "100MiB" or "40MB"`
 
 // ParseBytes parses a byte quantity: "1024", "40MB", "100MiB", "1.5Gi". Plain numbers
 // are bytes. It refuses negatives, exponents, overflow and fractions of a byte.
 func ParseBytes(s string) (uint64, error) {
+	n, problem := parseBytes(s)
+	if problem != "" {
+		return 0, fmt.Errorf("%s: %s: %w", quoteQuantity(s), problem, ErrPolicyBadQuantity)
+	}
+	return n, nil
+}
+
+// ParseCount parses an operation count (IOPS): a plain non-negative integer.
+func ParseCount(s string) (uint64, error) {
+	n, problem := parseCount(s)
+	if problem != "" {
+		return 0, fmt.Errorf("%s: %s: %w", quoteQuantity(s), problem, ErrPolicyBadQuantity)
+	}
+	return n, nil
+}
+
+func quoteQuantity(s string) string {
 	if len(s) > maxQuantityLen {
-		return 0, fmt.Errorf("%q…: longer than %d characters: %w", s[:16], maxQuantityLen, ErrPolicyBadQuantity)
+		return fmt.Sprintf("%q…", s[:16])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// parseBytes returns the value, or what is wrong with s.
+func parseBytes(s string) (uint64, string) {
+	if len(s) > maxQuantityLen {
+		return 0, fmt.Sprintf("longer than %d characters", maxQuantityLen)
 	}
 	text := strings.TrimSpace(s)
+	if strings.HasPrefix(text, "-") {
+		return 0, "negative"
+	}
 	end := 0
 	for end < len(text) && (text[end] >= '0' && text[end] <= '9' || text[end] == '.') {
 		end++
 	}
 	number, unit := text[:end], strings.TrimSpace(text[end:])
-	if strings.HasPrefix(text, "-") {
-		return 0, fmt.Errorf("%q: negative: %w", s, ErrPolicyBadQuantity)
-	}
 	if number == "" || number == "." || strings.Count(number, ".") > 1 {
-		return 0, fmt.Errorf("%q: not a number: %s: %w", s, unitHelp, ErrPolicyBadQuantity)
+		return 0, "not a number"
 	}
 	key := strings.ToLower(unit)
 	if key != "b" {
@@ -54,40 +81,43 @@ func ParseBytes(s string) (uint64, error) {
 	}
 	factor, ok := byteUnits[key]
 	if !ok {
-		return 0, fmt.Errorf("%q: unknown unit %q: %s: %w", s, unit, unitHelp, ErrPolicyBadQuantity)
+		return 0, fmt.Sprintf("unknown unit %q", unit)
 	}
 	// Exact arithmetic: "1.5Gi" is whole bytes, "1.5" is not.
 	value, ok := new(big.Rat).SetString(number)
 	if !ok {
-		return 0, fmt.Errorf("%q: not a number: %w", s, ErrPolicyBadQuantity)
+		return 0, "not a number"
 	}
 	value.Mul(value, new(big.Rat).SetUint64(factor))
 	if !value.IsInt() {
-		return 0, fmt.Errorf("%q: not a whole number of bytes: %w", s, ErrPolicyBadQuantity)
+		return 0, "not a whole number of bytes"
 	}
 	if !value.Num().IsUint64() {
-		return 0, fmt.Errorf("%q: larger than %d bytes: %w", s, uint64(1<<64-1), ErrPolicyBadQuantity)
+		return 0, fmt.Sprintf("larger than %d bytes", uint64(math.MaxUint64))
 	}
-	return value.Num().Uint64(), nil
+	return value.Num().Uint64(), ""
 }
 
-// ParseCount parses an operation count (IOPS): a plain non-negative integer.
-func ParseCount(s string) (uint64, error) {
+// parseCount returns the value, or what is wrong with s.
+func parseCount(s string) (uint64, string) {
 	if len(s) > maxQuantityLen {
-		return 0, fmt.Errorf("%q…: longer than %d characters: %w", s[:16], maxQuantityLen, ErrPolicyBadQuantity)
+		return 0, fmt.Sprintf("longer than %d characters", maxQuantityLen)
 	}
 	text := strings.TrimSpace(s)
 	if strings.HasPrefix(text, "-") {
-		return 0, fmt.Errorf("%q: negative: %w", s, ErrPolicyBadQuantity)
+		return 0, "negative"
 	}
-	if strings.HasPrefix(text, "+") || text == "" {
-		return 0, fmt.Errorf("%q: not a whole number of operations per second: %w", s, ErrPolicyBadQuantity)
+	if strings.HasPrefix(text, "+") {
+		return 0, "not a whole number"
 	}
 	n, err := strconv.ParseUint(text, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q: not a whole number of operations per second: %w", s, ErrPolicyBadQuantity)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Sprintf("larger than %d", uint64(math.MaxUint64))
 	}
-	return n, nil
+	if err != nil {
+		return 0, "not a whole number"
+	}
+	return n, ""
 }
 
 // FormatBytes renders n with the largest IEC unit that divides it exactly, so that the

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -124,18 +123,20 @@ func (d *decoder) quantityValue(attr *hcl.Attribute, isBytes bool) (uint64, bool
 	case cty.Number:
 		n, problem := wholeNumber(v.AsBigFloat())
 		if problem != "" {
-			d.errorf(attr.Expr.Range(), "Invalid "+quantityKind(isBytes), "%q is %s; %s.", attr.Name, problem, quantityHint(isBytes))
+			d.errorf(attr.Expr.Range(), "Invalid "+quantityKind(isBytes), "%s = %s is refused: %s. %s.",
+				attr.Name, v.AsBigFloat().Text('g', 10), problem, quantityHint(isBytes))
 			return 0, false
 		}
 		return n, true
 	case cty.String:
-		parse := ParseCount
+		parse := parseCount
 		if isBytes {
-			parse = ParseBytes
+			parse = parseBytes
 		}
-		n, err := parse(v.AsString())
-		if err != nil {
-			d.errorf(attr.Expr.Range(), "Invalid "+quantityKind(isBytes), "%s: %s.", attr.Name, strings.TrimSuffix(err.Error(), ": "+ErrPolicyBadQuantity.Error()))
+		n, problem := parse(v.AsString())
+		if problem != "" {
+			d.errorf(attr.Expr.Range(), "Invalid "+quantityKind(isBytes), "%s = %s is refused: %s. %s.",
+				attr.Name, quoteQuantity(v.AsString()), problem, quantityHint(isBytes))
 			return 0, false
 		}
 		return n, true
@@ -155,7 +156,7 @@ func quantityHint(isBytes bool) string {
 	if isBytes {
 		return unitHelp
 	}
-	return "use a whole number of operations per second from 0 to " + fmt.Sprint(uint64(math.MaxUint64))
+	return "Use a whole number of operations per second, e.g. 1000"
 }
 
 // wholeNumber checks an HCL number is a uint64, and says what is wrong otherwise.
@@ -164,13 +165,13 @@ func wholeNumber(f *big.Float) (uint64, string) {
 	case f.IsInf():
 		return 0, "infinite"
 	case f.Sign() < 0:
-		return 0, "negative (" + f.Text('g', 10) + ")"
+		return 0, "negative"
 	case !f.IsInt():
-		return 0, "not a whole number (" + f.Text('g', 10) + ")"
+		return 0, "not a whole number"
 	}
 	n, accuracy := f.Uint64()
 	if accuracy != big.Exact {
-		return 0, "too large (" + f.Text('g', 10) + ")"
+		return 0, fmt.Sprintf("larger than %d", uint64(math.MaxUint64))
 	}
 	return n, ""
 }
