@@ -28,6 +28,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the CRI proxy", runServe},
 		{"check", "validate policy files", runCheck},
+		{"explain", "show what the policy gives a container or pod, and why", runExplain},
+		{"status", "show every running container's limits, read back from its cgroup", runStatus},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/criguard/criguard/criservice"
+)
+
+func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg serveConfig
+	fs := newFlagSet("explain", stderr)
+	addRuntimeFlags(fs, &cfg)
+	output := fs.String("o", "text", "output format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: criguard explain [flags] CONTAINER_ID|POD_ID\n\nWhat the policy gives a container or pod, why, and the cgroup writes that make it true.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return &exitError{code: 2, err: errUsage}
+	}
+	if *output != "text" && *output != "json" {
+		return &exitError{code: 2, err: fmt.Errorf("-o must be text or json, got %q", *output)}
+	}
+	st, err := newStandalone(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ex, err := st.svc.Explain(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ex)
+	}
+	for _, n := range st.notes {
+		fmt.Fprintf(stdout, "note: %s\n", n)
+	}
+	writeExplanation(stdout, ex, "")
+	return nil
+}
+
+func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
+	p := func(label, format string, args ...any) {
+		fmt.Fprintf(w, "%s%-13s %s\n", indent, label+":", fmt.Sprintf(format, args...))
+	}
+	wl := ex.Workload
+	p(ex.Kind, "%s", ex.ID)
+	p("pod", "%s/%s (uid %s, id %s)", wl.Namespace, wl.PodName, wl.PodUID, ex.PodID)
+	if wl.ContainerName != "" {
+		p("container", "%s (image %s)", wl.ContainerName, wl.Image)
+	}
+	p("qos", "%s", orDash(wl.QoS))
+	p("labels", "%s", formatMap(wl.PodLabels))
+	p("decision", "%s", ex.Decision.Reason)
+	p("source", "%s%s%s", ex.Decision.Source, prefixed(" rule=", ex.Decision.Rule), prefixed(" class=", ex.Decision.Class))
+	p("scope", "%s", orDash(string(ex.Decision.Scope)))
+	for _, ig := range ex.Decision.Ignored {
+		p("ignored", "%s", ig)
+	}
+	p("resolver", "%s", ex.Resolver)
+	p("cgroupsPath", "%s", orDash(ex.CgroupsPath))
+	p("cgroup dir", "%s (cgroup v%d)", orDash(ex.Dir), ex.IOVersion)
+	p("wanted", "%s", formatLimits(ex.Limits))
+	p("in force", "%s", formatLimits(ex.Current))
+	if len(ex.Writes) == 0 {
+		p("writes", "none needed")
+	}
+	for _, wr := range ex.Writes {
+		p("write", "%s <- %q", wr.File, wr.Value)
+	}
+	for _, n := range ex.Notes {
+		p("note", "%s", n)
+	}
+	if ex.Error != "" {
+		p("error", "%s", ex.Error)
+	}
+	if ex.Pod != nil {
+		fmt.Fprintf(w, "%spod budget:\n", indent)
+		writeExplanation(w, *ex.Pod, indent+"  ")
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func prefixed(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
+func formatMap(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}

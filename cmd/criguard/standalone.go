@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/proxy"
+)
+
+// standalone is what explain and status run on: their own connection to the
+// runtime and their own read of the policy, so they work with the daemon down.
+type standalone struct {
+	svc    *criservice.Service
+	conn   *grpc.ClientConn
+	policy *policy.Policy
+	notes  []string
+}
+
+
+func newStandalone(cfg serveConfig) (*standalone, error) {
+	target, err := proxy.SocketPath(cfg.runtimeEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient("unix://"+target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(proxy.DefaultMaxMsgSize)))
+	if err != nil {
+		return nil, err
+	}
+	st := &standalone{conn: conn}
+	st.policy, err = policy.Load(cfg.policyPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		st.notes = append(st.notes, fmt.Sprintf("no policy file at %s: nothing is throttled", cfg.policyPath))
+	case err != nil:
+		conn.Close()
+		return nil, err
+	}
+	current := func() *policy.Policy { return st.policy }
+	st.svc, err = newService(cfg, runtimeapi.NewRuntimeServiceClient(conn), current, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *standalone) Close() {
+	st.svc.Close()
+	st.conn.Close()
+}
+
+// formatLimit renders one device's limits for people: "254:0 rbps=2MiB wbps=1MiB riops=- wiops=20".
+func formatLimit(l cgroup.IOLimit) string {
+	return fmt.Sprintf("%s rbps=%s wbps=%s riops=%s wiops=%s", l.Device,
+		formatBytes(l.ReadBPS), formatBytes(l.WriteBPS), formatCount(l.ReadIOPS), formatCount(l.WriteIOPS))
+}
+
+func formatLimits(ls []cgroup.IOLimit) string {
+	if len(ls) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = formatLimit(l)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func formatCount(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// formatBytes uses the largest IEC unit that divides n exactly, so the text
+// reads back to the same number.
+func formatBytes(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	for _, u := range []struct {
+		suffix string
+		size   uint64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n%u.size == 0 {
+			return strconv.FormatUint(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatUint(n, 10) + "B"
+}
+
+// formatStats renders usage: "254:0 read=12MiB/340 write=3MiB/48".
+func formatStats(stats []cgroup.IOStat) string {
+	if len(stats) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(stats))
+	for _, s := range stats {
+		parts = append(parts, fmt.Sprintf("%s read=%s/%d write=%s/%d", s.Device, humanBytes(s.ReadBytes), s.ReadIOs, humanBytes(s.WriteBytes), s.WriteIOs))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func humanBytes(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg serveConfig
+	fs := newFlagSet("status", stderr)
+	addRuntimeFlags(fs, &cfg)
+	output := fs.String("o", "table", "output format: table or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *output != "table" && *output != "json" {
+		return &exitError{code: 2, err: fmt.Errorf("-o must be table or json, got %q", *output)}
+	}
+	st, err := newStandalone(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reports, err := st.svc.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	for _, n := range st.notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tID\tNAMESPACE/POD\tCONTAINER\tMATCH\tIN FORCE (read back)\tWANTED\tUSAGE\tCGROUP")
+	for _, r := range reports {
+		match := "yes"
+		switch {
+		case r.Error != "":
+			match = "ERROR: " + r.Error
+		case !r.Match:
+			match = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, shortID(r.ID), r.Namespace, r.Pod, orDash(r.Container),
+			match, formatLimits(r.Have), formatLimits(r.Want), formatStats(r.Usage), orDash(r.Dir))
+	}
+	return tw.Flush()
+}
+
+func shortID(id string) string {
+	if len(id) > 13 {
+		return id[:13]
+	}
+	return id
+}

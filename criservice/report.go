@@ -1,0 +1,179 @@
+package criservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/policy"
+)
+
+// Explanation is everything criguard decides about one container or pod and
+// why, for `criguard explain`.
+type Explanation struct {
+	Kind        string          `json:"kind"` // container or pod
+	ID          string          `json:"id"`
+	PodID       string          `json:"podId"`
+	Workload    policy.Workload `json:"workload"`
+	Decision    policy.Decision `json:"decision"`
+	Resolver    string          `json:"resolver"`
+	CgroupsPath string          `json:"cgroupsPath"`
+	Dir         string          `json:"cgroupDir"`
+	IOVersion   int             `json:"cgroupIOVersion"`
+	// Limits are what the cgroup at Dir must hold; Writes make them true.
+	Limits  []cgroup.IOLimit `json:"limits"`
+	Writes  []cgroup.Write   `json:"writes"`
+	Current []cgroup.IOLimit `json:"current"`
+	// Pod is the pod's own plan when the decision is a pod-scope budget.
+	Pod   *Explanation `json:"pod,omitempty"`
+	Notes []string     `json:"notes"`
+	Error string       `json:"error,omitempty"`
+}
+
+// Explain tells what applies to a container or pod id and why. Errors in
+// resolving the cgroup are part of the answer, not a failure to answer.
+func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
+	plan, err := s.planContainer(ctx, id)
+	if errors.Is(err, ErrUnknownContainer) && plan.PodID == "" {
+		pod, podErr := s.lookupPod(ctx, id)
+		if podErr != nil {
+			return Explanation{}, fmt.Errorf("%q is neither a container nor a pod the runtime knows: %w", id, err)
+		}
+		plan, err = s.planPod(ctx, pod)
+		return s.explanation("pod", plan, err), nil
+	}
+	ex := s.explanation("container", plan, err)
+	if plan.Decision.Scope == policy.ScopePod && plan.PodID != "" {
+		if pod, podErr := s.lookupPod(ctx, plan.PodID); podErr == nil {
+			podPlan, podErr := s.planPod(ctx, pod)
+			podEx := s.explanation("pod", podPlan, podErr)
+			ex.Pod = &podEx
+		}
+	}
+	return ex, nil
+}
+
+func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
+	id := plan.ContainerID
+	if kind == "pod" {
+		id = plan.PodID
+	}
+	ex := Explanation{Kind: kind, ID: id, PodID: plan.PodID, Workload: plan.Workload, Decision: plan.Decision,
+		Resolver: s.opts.Resolver.Name(), CgroupsPath: plan.CgroupsPath, Dir: plan.Dir,
+		IOVersion: s.opts.IO.Version(), Limits: plan.Limits}
+	if err != nil {
+		ex.Error = err.Error()
+	}
+	if len(plan.Limits) > 0 {
+		ex.Writes = s.opts.IO.Writes(plan.Limits)
+	}
+	if plan.Dir != "" {
+		current, readErr := s.opts.IO.Limits(plan.Dir)
+		if readErr != nil && ex.Error == "" {
+			ex.Error = readErr.Error()
+		}
+		ex.Current = current
+		if readErr == nil {
+			if diff := s.difference(current, plan.Limits); len(diff) > 0 {
+				ex.Writes = diff
+			}
+		}
+	}
+	if kind == "container" && plan.Decision.Scope == policy.ScopePod {
+		ex.Notes = append(ex.Notes, "the decision is a pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
+	}
+	if s.opts.IO.Version() == 1 && len(plan.Limits) > 0 {
+		ex.Notes = append(ex.Notes, "cgroup v1: blkio throttles direct I/O only; buffered writes that go through the page cache are not limited")
+	}
+	return ex
+}
+
+// Report is one row of `criguard status`: a running container, or a pod with
+// a pod-scope budget, with what its cgroup files hold right now.
+type Report struct {
+	Kind      string           `json:"kind"`
+	ID        string           `json:"id"`
+	Namespace string           `json:"namespace"`
+	Pod       string           `json:"pod"`
+	Container string           `json:"container,omitempty"`
+	Source    policy.Source    `json:"source"`
+	Reason    string           `json:"reason"`
+	Dir       string           `json:"cgroupDir"`
+	Want      []cgroup.IOLimit `json:"want"`
+	Have      []cgroup.IOLimit `json:"have"`
+	Usage     []cgroup.IOStat  `json:"usage"`
+	Match     bool             `json:"match"`
+	Error     string           `json:"error,omitempty"`
+}
+
+// Status reads back every running container's (and pod budget's) limits and
+// usage from the cgroup files, and says whether they match the policy.
+func (s *Service) Status(ctx context.Context) ([]Report, error) {
+	pods, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	containers, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var reports []Report
+	for _, p := range pods.Items {
+		pod := podFromCRI(p)
+		s.fillCgroupParent(ctx, &pod)
+		s.cache.putPod(pod)
+		plan, err := s.planPod(ctx, pod)
+		if err == nil && len(plan.Limits) == 0 && !s.hasLimits(plan.Dir) {
+			continue // no budget wanted, none there: not worth a row
+		}
+		reports = append(reports, s.report("pod", plan, err))
+	}
+	for _, c := range containers.Containers {
+		s.cache.putContainer(containerFromCRI(c))
+		plan, err := s.planContainer(ctx, c.Id)
+		if errors.Is(err, ErrUnknownContainer) {
+			continue
+		}
+		reports = append(reports, s.report("container", plan, err))
+	}
+	return reports, nil
+}
+
+func (s *Service) hasLimits(dir string) bool {
+	if dir == "" {
+		return false
+	}
+	have, err := s.opts.IO.Limits(dir)
+	return err == nil && len(have) > 0
+}
+
+func (s *Service) report(kind string, plan Plan, err error) Report {
+	r := Report{Kind: kind, ID: plan.ContainerID, Namespace: plan.Workload.Namespace, Pod: plan.Workload.PodName,
+		Container: plan.Workload.ContainerName, Source: plan.Decision.Source, Reason: plan.Decision.Reason,
+		Dir: plan.Dir, Want: plan.Limits}
+	if kind == "pod" {
+		r.ID = plan.PodID
+	}
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	if plan.Dir == "" {
+		r.Match = len(plan.Limits) == 0
+		return r
+	}
+	if r.Have, err = s.opts.IO.Limits(plan.Dir); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
+	r.Match = len(s.difference(r.Have, plan.Limits)) == 0
+	return r
+}
