@@ -27,7 +27,6 @@ type standalone struct {
 	notes  []string
 }
 
-
 func newStandalone(cfg serveConfig) (*standalone, error) {
 	target, err := proxy.SocketPath(cfg.runtimeEndpoint)
 	if err != nil {
