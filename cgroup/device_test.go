@@ -81,44 +81,68 @@ func TestResolveDevicelessFilesystem(t *testing.T) {
 	}
 }
 
-// A path on an anonymous device whose mount source is a block device (as
-// btrfs subvolumes are) resolves through the source.
-func TestResolveAnonymousDeviceThroughMountSource(t *testing.T) {
-	var procDev string
-	{
-		content, err := os.ReadFile("/proc/self/mountinfo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(content), "\n") {
-			if fields := strings.Fields(line); len(fields) > 4 && fields[4] == "/proc" {
-				procDev = fields[2]
-			}
-		}
-		if procDev == "" {
-			t.Fatal("no /proc line in /proc/self/mountinfo")
-		}
-	}
-	// Pretend /proc's anonymous device came from /dev/fakedisk, a real block
-	// device found under a fake DevRoot: /dev/loop0 can stand in only as root,
-	// so use any block device this host has.
+// Paths on anonymous devices (st_dev major 0) are resolved through the
+// mount's source. /proc stands in for such a path: its device is looked up
+// in a fake mountinfo that says what filesystem it is.
+func TestResolveAnonymousDevice(t *testing.T) {
+	procDev := mountDeviceOf(t, "/proc")
 	blockDev := firstBlockDevice(t)
-	procRoot, devRoot := t.TempDir(), t.TempDir()
-	writeFake(t, filepath.Join(procRoot, "self"), "mountinfo", "1 0 "+procDev+" / /proc rw - btrfs /dev/fakedisk rw\n")
+	want, err := DeviceResolver{}.Resolve(blockDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devRoot := t.TempDir()
 	if err := os.Symlink(blockDev, filepath.Join(devRoot, "fakedisk")); err != nil {
 		t.Fatal(err)
 	}
-	var want Device
-	{
-		var err error
-		if want, err = (DeviceResolver{}).Resolve(blockDev); err != nil {
-			t.Fatal(err)
+	writeFake(t, devRoot, "notablock", "")
+
+	tests := []struct {
+		name, fsAndSource string
+		wantErr           string // "" = resolves to want
+	}{
+		{"btrfs subvolume", "btrfs /dev/fakedisk", ""},
+		{"tmpfs", "tmpfs tmpfs", "tmpfs"},
+		{"overlay", "overlay overlay", "overlay"},
+		{"source not a block device", "ext4 /dev/notablock", "ext4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			procRoot := t.TempDir()
+			writeFake(t, filepath.Join(procRoot, "self"), "mountinfo", "1 0 "+procDev+" / /proc rw - "+tt.fsAndSource+" rw\n")
+			got, err := DeviceResolver{ProcRoot: procRoot, DevRoot: devRoot}.Resolve("/proc/self")
+			if tt.wantErr == "" {
+				if err != nil || got != want {
+					t.Errorf("Resolve = %v, %v; want %v", got, err, want)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNoBlockDevice) || !strings.Contains(err.Error(), "/proc/self") || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Resolve error = %v, want ErrNoBlockDevice naming /proc/self and %s", err, tt.wantErr)
+			}
+		})
+	}
+	procRoot := t.TempDir()
+	writeFake(t, filepath.Join(procRoot, "self"), "mountinfo", "")
+	if _, err := (DeviceResolver{ProcRoot: procRoot}).Resolve("/proc/self"); !errors.Is(err, ErrNoBlockDevice) {
+		t.Errorf("Resolve(device missing from mountinfo) error = %v, want ErrNoBlockDevice", err)
+	}
+}
+
+// mountDeviceOf returns the MAJ:MIN mountinfo lists for mount point.
+func mountDeviceOf(t *testing.T, point string) string {
+	t.Helper()
+	content, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(content), "\n") {
+		if fields := strings.Fields(line); len(fields) > 4 && fields[4] == point {
+			return fields[2]
 		}
 	}
-	got, err := DeviceResolver{ProcRoot: procRoot, DevRoot: devRoot}.Resolve("/proc/self")
-	if err != nil || got != want {
-		t.Errorf("Resolve through mount source = %v, %v; want %v", got, err, want)
-	}
+	t.Fatalf("%s not in /proc/self/mountinfo", point)
+	return ""
 }
 
 func firstBlockDevice(t *testing.T) string {

@@ -125,3 +125,25 @@ func Apply(dir string, writes []Write) error {
 	}
 	return errors.Join(errs...)
 }
+
+// CheckDir verifies a cgroup directory built from a runtime's path (by
+// translate.CgroupDir): it exists, is a directory and, symlinks resolved,
+// stays inside mount.
+func CheckDir(mount, dir string) error {
+	rel, err := filepath.Rel(filepath.Clean(mount), filepath.Clean(dir))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%w: %s is not under %s", ErrPathEscape, dir, mount)
+	}
+	joined, err := SecureJoin(mount, rel)
+	if err != nil {
+		return err
+	}
+	info, err := os.Stat(joined)
+	if err != nil {
+		return fmt.Errorf("cgroup: check cgroup dir: %w", err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("cgroup: check cgroup dir: %s is not a directory", joined)
+	}
+	return nil
+}

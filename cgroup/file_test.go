@@ -122,3 +122,31 @@ func readFake(t *testing.T, dir, file string) string {
 	}
 	return string(content)
 }
+
+func TestCheckDir(t *testing.T) {
+	mount := t.TempDir()
+	outside := t.TempDir()
+	ctr := filepath.Join(mount, "kubepods", "pod1", "ctr")
+	mustMkdir(t, ctr)
+	writeFake(t, mount, "cgroup.procs", "")
+	if err := os.Symlink(outside, filepath.Join(mount, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(mount, ctr); err != nil {
+		t.Errorf("CheckDir(existing) = %v", err)
+	}
+	if err := CheckDir(mount, mount); err != nil {
+		t.Errorf("CheckDir(mount) = %v", err)
+	}
+	if err := CheckDir(mount, filepath.Join(mount, "kubepods", "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("CheckDir(missing) = %v, want ErrNotExist", err)
+	}
+	if err := CheckDir(mount, filepath.Join(mount, "cgroup.procs")); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("CheckDir(file) = %v, want \"not a directory\"", err)
+	}
+	for _, dir := range []string{outside, filepath.Join(mount, "escape"), filepath.Dir(mount), "/"} {
+		if err := CheckDir(mount, dir); !errors.Is(err, ErrPathEscape) {
+			t.Errorf("CheckDir(%q) = %v, want ErrPathEscape", dir, err)
+		}
+	}
+}

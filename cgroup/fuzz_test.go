@@ -124,3 +124,17 @@ func FuzzCleanJoin(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseDevice(f *testing.F) {
+	f.Add("254:0")
+	f.Add("8:-1")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDevice(s)
+		if err != nil {
+			return
+		}
+		if again, err := ParseDevice(d.String()); err != nil || again != d {
+			t.Errorf("ParseDevice(%q) = %v, which prints as %q and parses to %v, %v", s, d, d.String(), again, err)
+		}
+	})
+}

@@ -31,6 +31,9 @@ func TestIOMaxLineHasAllFourKeys(t *testing.T) {
 	if !slices.Equal(reset, wantReset) {
 		t.Errorf("ResetWrites = %q, want %q", reset, wantReset)
 	}
+	if !ThrottlesBufferedWrites(backend) || ThrottlesBufferedWrites(blkioV1{}) {
+		t.Error("ThrottlesBufferedWrites: want true on v2 only")
+	}
 	if backend.Version() != 2 || backend.Mount() != "/sys/fs/cgroup" {
 		t.Errorf("Version/Mount = %d %q", backend.Version(), backend.Mount())
 	}

@@ -76,3 +76,10 @@ func compareDevices(a, b Device) int {
 		return 0
 	}
 }
+
+// ThrottlesBufferedWrites reports whether the backend's write limits also
+// hold for buffered writes: v2 io.max does (writeback is charged to the
+// cgroup), v1 blkio throttles direct I/O only.
+func ThrottlesBufferedWrites(backend IO) bool {
+	return backend.Version() == 2
+}
