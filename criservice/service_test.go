@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/criguard/criguard/criservice/fakeruntime"
 	"github.com/criguard/criguard/policy"
 )
 
@@ -66,7 +67,7 @@ annotations {
 
 type testEnv struct {
 	svc     *Service
-	fake    *fakeRuntime
+	fake    *fakeruntime.Runtime
 	host    *fakeHost
 	policy  atomic.Pointer[policy.Policy]
 	metrics *Metrics
@@ -74,9 +75,9 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T, configure func(*Options)) *testEnv {
 	t.Helper()
-	e := &testEnv{fake: newFakeRuntime(), host: newFakeHost(t)}
+	e := &testEnv{fake: fakeruntime.New(), host: newFakeHost(t)}
 	e.policy.Store(mustPolicy(t, basePolicy))
-	rt := serveFake(t, e.fake)
+	rt, _ := fakeruntime.Serve(t, e.fake)
 	e.metrics = NewMetrics(prometheus.NewRegistry())
 	opts := Options{
 		Runtime:  rt,
@@ -112,7 +113,7 @@ func (e *testEnv) hook(method string) Hook { return e.svc.Hooks()[runtimeService
 // RunPodSandbox through the service's hook as the proxy would.
 func (e *testEnv) runPod(t *testing.T, id, namespace, qos string, annotations map[string]string) string {
 	t.Helper()
-	cfg := e.fake.addPod(id, namespace, "pod-"+id, qos, annotations)
+	cfg := e.fake.AddPod(id, namespace, "pod-"+id, qos, annotations)
 	e.host.mkdir(t, cfg.Linux.CgroupParent)
 	err := e.hook("RunPodSandbox").After(context.Background(),
 		marshal(t, &runtimeapi.RunPodSandboxRequest{Config: cfg}),
@@ -126,11 +127,11 @@ func (e *testEnv) runPod(t *testing.T, id, namespace, qos string, annotations ma
 // startContainer creates and starts a container through the hooks.
 func (e *testEnv) startContainer(t *testing.T, id, podID, name string) (string, error) {
 	t.Helper()
-	e.fake.addContainer(id, podID, name)
-	e.fake.mu.Lock()
-	rel := e.fake.paths[id]
-	sandbox := e.fake.pods[podID]
-	e.fake.mu.Unlock()
+	e.fake.AddContainer(id, podID, name)
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths[id]
+	sandbox := e.fake.Pods[podID]
+	e.fake.Mu.Unlock()
 	e.host.mkdir(t, rel)
 	err := e.hook("CreateContainer").After(context.Background(),
 		marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
@@ -238,7 +239,7 @@ func TestPodScopeWritesPodCgroupOnly(t *testing.T) {
 func TestFailOpenWhenCgroupMissing(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.runPod(t, "p1", "batch", "burstable", nil)
-	e.fake.addContainer("c1", "p1", "app") // no cgroup directory made
+	e.fake.AddContainer("c1", "p1", "app") // no cgroup directory made
 	err := e.hook("StartContainer").After(context.Background(),
 		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
 	if err != nil {
@@ -247,22 +248,22 @@ func TestFailOpenWhenCgroupMissing(t *testing.T) {
 	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("failed", "container")); got != 1 {
 		t.Errorf("failed counter = %v, want 1", got)
 	}
-	if len(e.fake.stopped) != 0 {
-		t.Errorf("fail open stopped containers %v", e.fake.stopped)
+	if len(e.fake.Stopped) != 0 {
+		t.Errorf("fail open stopped containers %v", e.fake.Stopped)
 	}
 }
 
 func TestFailClosedStopsContainer(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
 	e.runPod(t, "p1", "batch", "burstable", nil)
-	e.fake.addContainer("c1", "p1", "app")
+	e.fake.AddContainer("c1", "p1", "app")
 	err := e.hook("StartContainer").After(context.Background(),
 		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("fail closed: got %v, want FailedPrecondition", err)
 	}
-	if len(e.fake.stopped) != 1 || e.fake.stopped[0] != "c1" {
-		t.Errorf("stopped = %v, want [c1]", e.fake.stopped)
+	if len(e.fake.Stopped) != 1 || e.fake.Stopped[0] != "c1" {
+		t.Errorf("stopped = %v, want [c1]", e.fake.Stopped)
 	}
 }
 
@@ -315,10 +316,10 @@ func TestHostileCgroupsPathIsRefused(t *testing.T) {
 	for _, f := range throttleFiles {
 		os.WriteFile(filepath.Join(outside, f), nil, 0o644)
 	}
-	e.fake.addContainer("evil", "p1", "app")
-	e.fake.mu.Lock()
-	e.fake.paths["evil"] = "/../victim"
-	e.fake.mu.Unlock()
+	e.fake.AddContainer("evil", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Paths["evil"] = "/../victim"
+	e.fake.Mu.Unlock()
 	_, _, err := e.svc.ApplyContainer(context.Background(), "evil")
 	if err == nil {
 		t.Fatal("a cgroupsPath escaping the mount was accepted")
@@ -361,10 +362,10 @@ func TestReconcileAfterRestartDriftAndPolicyChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A container started behind criguard's back.
-	e.fake.addContainer("c2", "p1", "late")
-	e.fake.mu.Lock()
-	rel2 := e.fake.paths["c2"]
-	e.fake.mu.Unlock()
+	e.fake.AddContainer("c2", "p1", "late")
+	e.fake.Mu.Lock()
+	rel2 := e.fake.Paths["c2"]
+	e.fake.Mu.Unlock()
 	e.host.mkdir(t, rel2)
 	// Drift: someone cleared c1's limit.
 	os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.write_bps_device"), []byte("254:0 0"), 0o644)
@@ -416,7 +417,7 @@ func newTestEnvSharing(t *testing.T, e *testEnv) *testEnv {
 	t.Helper()
 	r := &testEnv{fake: e.fake, host: e.host, metrics: NewMetrics(prometheus.NewRegistry())}
 	r.policy.Store(e.policy.Load())
-	rt := serveFake(t, e.fake)
+	rt, _ := fakeruntime.Serve(t, e.fake)
 	svc, err := New(Options{Runtime: rt, IO: e.host.io, Resolver: chain{criResolver{rt}}, Devices: fakeDevices{}, Policy: r.policy.Load, Metrics: r.metrics})
 	if err != nil {
 		t.Fatal(err)
@@ -432,10 +433,10 @@ func TestConcurrentStartsAllThrottled(t *testing.T) {
 	rels := make([]string, n)
 	for i := range n {
 		id := fmt.Sprintf("c%02d", i)
-		e.fake.addContainer(id, "p1", id)
-		e.fake.mu.Lock()
-		rels[i] = e.fake.paths[id]
-		e.fake.mu.Unlock()
+		e.fake.AddContainer(id, "p1", id)
+		e.fake.Mu.Lock()
+		rels[i] = e.fake.Paths[id]
+		e.fake.Mu.Unlock()
 		e.host.mkdir(t, rels[i])
 	}
 	var wg sync.WaitGroup
@@ -505,9 +506,9 @@ func (r resolverFunc) CgroupsPath(_ context.Context, id string) (string, error) 
 
 func TestAutoResolverPicksByRuntimeName(t *testing.T) {
 	for name, want := range map[string]string{"containerd": "cri,containerd,proc", "docker": "docker,proc", "cri-o": "cri,proc"} {
-		f := newFakeRuntime()
-		f.name = name
-		rt := serveFake(t, f)
+		f := fakeruntime.New()
+		f.Name = name
+		rt, _ := fakeruntime.Serve(t, f)
 		r, err := NewResolver(ResolverConfig{Mode: "auto", Runtime: rt, DockerEndpoint: "unix:///nonexistent.sock"})
 		if err != nil {
 			t.Fatal(err)
