@@ -83,6 +83,7 @@ func (d *decoder) decodeFile(body hcl.Body) {
 	for _, b := range blocks["rule"] {
 		d.decodeRule(b)
 	}
+	d.warnUnreachableRules()
 	for i, b := range blocks["annotations"] {
 		if i > 0 {
 			d.errorf(b.DefRange, "Duplicate annotations block",
@@ -295,6 +296,26 @@ func (d *decoder) decodeRule(b *hcl.Block) {
 	}
 	if ok {
 		d.policy.Rules = append(d.policy.Rules, rule)
+	}
+}
+
+// warnUnreachableRules flags rules after one without conditions: the first match wins,
+// so they never apply. A warning, not an error: the policy still does what it says.
+func (d *decoder) warnUnreachableRules() {
+	for i, rule := range d.policy.Rules {
+		if !rule.matchesEverything() {
+			continue
+		}
+		for _, later := range d.policy.Rules[i+1:] {
+			d.diags = append(d.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Unreachable rule",
+				Detail: fmt.Sprintf("Rule %q at %s has no conditions and matches every workload first, so rule %q never applies. Move %q above it, or give %q a match block.",
+					rule.Name, rangeLine(d.ruleRanges[rule.Name]), later.Name, later.Name, rule.Name),
+				Subject: d.ruleRanges[later.Name].Ptr(),
+			})
+		}
+		return
 	}
 }
 

@@ -154,6 +154,11 @@ func (r *Rule) matches(w Workload) (string, bool) {
 	return strings.Join(why, ", "), true
 }
 
+func (r *Rule) matchesEverything() bool {
+	return len(r.Namespaces) == 0 && len(r.PodLabels) == 0 && len(r.PodAnnotations) == 0 &&
+		len(r.QoS) == 0 && len(r.Containers) == 0 && len(r.Images) == 0
+}
+
 func firstGlob(patterns []string, s string) (string, bool) {
 	for _, p := range patterns {
 		if glob(p, s) {

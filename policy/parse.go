@@ -115,6 +115,9 @@ func Parse(src []byte, filename string) (*Policy, hcl.Diagnostics) {
 	if diags := checkText(src, filename); diags.HasErrors() {
 		return nil, diags
 	}
+	if diags := checkNesting(src, filename); diags.HasErrors() {
+		return nil, diags
+	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, sortDiagnostics(diags)
@@ -169,6 +172,37 @@ func checkText(src []byte, filename string) hcl.Diagnostics {
 		Detail:   fmt.Sprintf("Byte %d is not UTF-8 text; a policy is an HCL text file. Is this the right file?", bad),
 		Subject:  &r,
 	}}
+}
+
+// maxNesting bounds how deep brackets, blocks and templates nest. A policy needs 3
+// (rule, match, pod_labels); HCL's parser recurses once per level and a megabyte of
+// "[" would overflow the stack and kill the process.
+const maxNesting = 32
+
+// checkNesting refuses deep nesting from the tokens, which the lexer produces without
+// recursion, before the parser sees them.
+func checkNesting(src []byte, filename string) hcl.Diagnostics {
+	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
+	depth := 0
+	for _, tok := range tokens {
+		switch tok.Type {
+		case hclsyntax.TokenOBrace, hclsyntax.TokenOBrack, hclsyntax.TokenOParen, hclsyntax.TokenOQuote,
+			hclsyntax.TokenOHeredoc, hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl:
+			depth++
+		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen, hclsyntax.TokenCQuote,
+			hclsyntax.TokenCHeredoc, hclsyntax.TokenTemplateSeqEnd:
+			depth = max(depth-1, 0)
+		}
+		if depth > maxNesting {
+			return hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  "Nesting too deep",
+				Detail:   fmt.Sprintf("Brackets, blocks and strings nest more than %d levels deep here; a policy needs 3 or 4. Is a bracket left open?", maxNesting),
+				Subject:  tok.Range.Ptr(),
+			}}
+		}
+	}
+	return nil
 }
 
 func positionOf(src []byte, offset int) hcl.Pos {

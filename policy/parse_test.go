@@ -272,3 +272,42 @@ func TestEmptyPolicyIsValid(t *testing.T) {
 		t.Errorf("empty policy decided %+v", d)
 	}
 }
+
+func TestUnreachableRuleWarning(t *testing.T) {
+	p, diags := Parse([]byte(`class "c" {
+  io {
+    device    = "8:0"
+    write_bps = 1
+  }
+}
+rule "everything" {
+  class = "c"
+}
+rule "late" {
+  match {
+    namespaces = ["x"]
+  }
+  class = "c"
+}
+`), "policy.hcl")
+	if diags.HasErrors() || p == nil || len(p.Rules) != 2 {
+		t.Fatalf("Parse = %+v, %v; want a policy with a warning", p, diags)
+	}
+	want := `policy.hcl:10,6: Unreachable rule; Rule "everything" at policy.hcl:7 has no conditions and matches every workload first, so rule "late" never applies. Move "late" above it, or give "everything" a match block.`
+	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || FormatDiagnostic(diags[0]) != want {
+		t.Errorf("diagnostics = %v\nwant one warning: %s", diags, want)
+	}
+}
+
+func TestDeepNestingIsRefusedNotACrash(t *testing.T) {
+	for _, src := range []string{
+		"a = " + strings.Repeat("[", MaxFileSize-10),
+		strings.Repeat("a {\n", 10000),
+		"a = " + strings.Repeat("\"${", 1000),
+	} {
+		_, diags := Parse([]byte(src), "deep.hcl")
+		if !diags.HasErrors() || diags[0].Summary != "Nesting too deep" {
+			t.Errorf("Parse(%.20q…) = %v, want Nesting too deep", src, diags)
+		}
+	}
+}
