@@ -126,6 +126,12 @@ func exampleName(kind string) string {
 func (d *decoder) decodeDevice(b *hcl.Block) {
 	content := d.content(b.Body, deviceSchema)
 	name, ok := d.declare("device", b, d.deviceRanges)
+	if ok && (strings.HasPrefix(name, "/") || majMinPattern.MatchString(name)) {
+		// io blocks look labels up first: such a label would hide the real device.
+		d.errorf(b.LabelRanges[0], "Device label looks like a device",
+			"The label %q reads like a path or MAJ:MIN, so io blocks naming it would be ambiguous; give it a name such as \"data\" and put the device in path.", name)
+		ok = false
+	}
 	attr := content.Attributes["path"]
 	if attr == nil {
 		return

@@ -1,0 +1,3 @@
+device "/dev/sda" {
+  path = "/dev/sdb"
+}
