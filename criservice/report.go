@@ -23,10 +23,12 @@ type Explanation struct {
 	CgroupsPath string          `json:"cgroupsPath"`
 	Dir         string          `json:"cgroupDir"`
 	IOVersion   int             `json:"cgroupIOVersion"`
-	// Limits are what the cgroup at Dir must hold; Writes make them true.
+	// Limits are what the cgroup at Dir must hold; Writes make them true;
+	// Pending are the writes still needed, given what Current holds.
 	Limits  []cgroup.IOLimit `json:"limits"`
 	Writes  []cgroup.Write   `json:"writes"`
 	Current []cgroup.IOLimit `json:"current"`
+	Pending []cgroup.Write   `json:"pending"`
 	// Pod is the pod's own plan when the decision is a pod-scope budget.
 	Pod   *Explanation `json:"pod,omitempty"`
 	Notes []string     `json:"notes"`
@@ -77,15 +79,13 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 		}
 		ex.Current = current
 		if readErr == nil {
-			if diff := s.difference(current, plan.Limits); len(diff) > 0 {
-				ex.Writes = diff
-			}
+			ex.Pending = s.difference(current, plan.Limits)
 		}
 	}
 	if kind == "container" && plan.Decision.Scope == policy.ScopePod {
 		ex.Notes = append(ex.Notes, "the decision is a pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
 	}
-	if s.opts.IO.Version() == 1 && len(plan.Limits) > 0 {
+	if !cgroup.ThrottlesBufferedWrites(s.opts.IO) && len(plan.Limits) > 0 {
 		ex.Notes = append(ex.Notes, "cgroup v1: blkio throttles direct I/O only; buffered writes that go through the page cache are not limited")
 	}
 	return ex

@@ -47,6 +47,9 @@ func TestExplainContainerSaysWhyAndWhatToWrite(t *testing.T) {
 	if !wrote {
 		t.Errorf("writes = %+v, want the write_bps write", ex.Writes)
 	}
+	if len(ex.Pending) != len(ex.Writes) {
+		t.Errorf("pending = %+v, want every write (dry run wrote nothing)", ex.Pending)
+	}
 	if !strings.Contains(strings.Join(ex.Notes, " "), "buffered") {
 		t.Errorf("notes = %q, want the v1 buffered-write caveat", ex.Notes)
 	}

@@ -106,6 +106,9 @@ func (s *Service) planContainer(ctx context.Context, id string) (Plan, error) {
 			return plan, err
 		}
 		dir, err := translate.CgroupDir(s.opts.IO.Mount(), raw)
+		if err == nil {
+			err = cgroup.CheckDir(s.opts.IO.Mount(), dir)
+		}
 		if err != nil {
 			return plan, fmt.Errorf("container %s: cgroupsPath %q: %w", id, raw, err)
 		}
@@ -135,6 +138,9 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	}
 	plan.CgroupsPath = pod.CgroupParent
 	dir, err := translate.PodCgroupDir(s.opts.IO.Mount(), pod.CgroupParent)
+	if err == nil {
+		err = cgroup.CheckDir(s.opts.IO.Mount(), dir)
+	}
 	if err != nil {
 		return plan, fmt.Errorf("pod %s: cgroup_parent %q: %w", pod.ID, pod.CgroupParent, err)
 	}
@@ -152,11 +158,10 @@ func (s *Service) noteIgnored(p Plan) {
 	}
 }
 
-// limits resolves the policy's device specs to MAJ:MIN. Several io blocks on
-// one device merge; the first block to set a key wins.
+// limits resolves the policy's device specs to MAJ:MIN. Two specs that land
+// on one disk merge, the tightest value of each key winning.
 func (s *Service) limits(io []policy.IOLimits) ([]cgroup.IOLimit, error) {
 	var out []cgroup.IOLimit
-	index := map[cgroup.Device]int{}
 	for _, l := range io {
 		if l.IsZero() {
 			continue
@@ -165,26 +170,12 @@ func (s *Service) limits(io []policy.IOLimits) ([]cgroup.IOLimit, error) {
 		if err != nil {
 			return nil, err
 		}
-		i, ok := index[dev]
-		if !ok {
-			index[dev] = len(out)
-			out = append(out, cgroup.IOLimit{Device: dev, ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS})
-			continue
-		}
-		merged := &out[i]
-		merged.ReadBPS = firstNonZero(merged.ReadBPS, l.ReadBPS)
-		merged.WriteBPS = firstNonZero(merged.WriteBPS, l.WriteBPS)
-		merged.ReadIOPS = firstNonZero(merged.ReadIOPS, l.ReadIOPS)
-		merged.WriteIOPS = firstNonZero(merged.WriteIOPS, l.WriteIOPS)
+		out = append(out, cgroup.IOLimit{Device: dev, ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS})
 	}
-	return out, nil
-}
-
-func firstNonZero(a, b uint64) uint64 {
-	if a != 0 {
-		return a
+	if len(out) == 0 {
+		return nil, nil
 	}
-	return b
+	return translate.MergeLimits(out), nil
 }
 
 // device caches resolutions: a device's MAJ:MIN does not change while it exists.
@@ -252,34 +243,12 @@ func (s *Service) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 	return result, writes, nil
 }
 
-// difference is the writes that turn current into desired.
+// difference is the writes that turn current into desired; none when they agree.
 func (s *Service) difference(current, desired []cgroup.IOLimit) []cgroup.Write {
-	have := map[cgroup.Device]cgroup.IOLimit{}
-	for _, l := range current {
-		have[l.Device] = l
+	if translate.InSync(current, desired) {
+		return nil
 	}
-	var change []cgroup.IOLimit
-	wanted := map[cgroup.Device]bool{}
-	for _, l := range desired {
-		wanted[l.Device] = true
-		if have[l.Device] != l {
-			change = append(change, l)
-		}
-	}
-	var clear []cgroup.Device
-	for _, l := range current {
-		if !wanted[l.Device] {
-			clear = append(clear, l.Device)
-		}
-	}
-	var writes []cgroup.Write
-	if len(change) > 0 {
-		writes = append(writes, s.opts.IO.Writes(change)...)
-	}
-	if len(clear) > 0 {
-		writes = append(writes, s.opts.IO.ResetWrites(clear)...)
-	}
-	return writes
+	return translate.IOWrites(s.opts.IO, current, desired)
 }
 
 func writesAttr(writes []cgroup.Write) []string {

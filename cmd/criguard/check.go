@@ -38,10 +38,11 @@ func (h realHost) IOSupport() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := hierarchy.IO(); err != nil {
+	backend, err := hierarchy.IO()
+	if err != nil {
 		return "", fmt.Errorf("cgroup mode %s: %w", hierarchy.Mode(), err)
 	}
-	if _, v1 := hierarchy.ControllerMount("blkio"); v1 {
+	if !cgroup.ThrottlesBufferedWrites(backend) {
 		return fmt.Sprintf("cgroup %s, v1 blkio (throttles direct I/O only; buffered writes escape)", hierarchy.Mode()), nil
 	}
 	return fmt.Sprintf("cgroup %s, v2 io.max (throttles buffered writes too)", hierarchy.Mode()), nil

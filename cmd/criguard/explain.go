@@ -31,16 +31,20 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *output != "text" && *output != "json" {
 		return &exitError{code: 2, err: fmt.Errorf("-o must be text or json, got %q", *output)}
 	}
+	return explain(ctx, cfg, fs.Arg(0), *output, stdout)
+}
+
+func explain(ctx context.Context, cfg serveConfig, id, output string, stdout io.Writer) error {
 	st, err := newStandalone(cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ex, err := st.svc.Explain(ctx, fs.Arg(0))
+	ex, err := st.svc.Explain(ctx, id)
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(ex)
@@ -75,11 +79,17 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 	p("cgroup dir", "%s (cgroup v%d)", orDash(ex.Dir), ex.IOVersion)
 	p("wanted", "%s", formatLimits(ex.Limits))
 	p("in force", "%s", formatLimits(ex.Current))
-	if len(ex.Writes) == 0 {
-		p("writes", "none needed")
-	}
 	for _, wr := range ex.Writes {
 		p("write", "%s <- %q", wr.File, wr.Value)
+	}
+	switch {
+	case ex.Dir == "":
+	case len(ex.Pending) == 0:
+		p("pending", "none: the cgroup holds what the policy says")
+	default:
+		for _, wr := range ex.Pending {
+			p("pending", "%s <- %q", wr.File, wr.Value)
+		}
 	}
 	for _, n := range ex.Notes {
 		p("note", "%s", n)

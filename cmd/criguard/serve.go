@@ -41,6 +41,9 @@ type serveConfig struct {
 	reconcileInterval time.Duration
 	applyTimeout      time.Duration
 	metricsAddr       string
+
+	// procRoot and sysRoot replace /proc and /sys in tests; never flags.
+	procRoot, sysRoot string
 }
 
 // fileMode parses an octal permission such as 0660.
@@ -208,7 +211,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 // newService builds the criservice for this host: cgroup mode, I/O backend and resolvers.
 func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current func() *policy.Policy, metrics *criservice.Metrics, log *slog.Logger) (*criservice.Service, error) {
-	hier, err := cgroup.DetectHost("")
+	hier, err := cgroup.DetectHost(cfg.procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("detect cgroup mode: %w", err)
 	}
@@ -226,6 +229,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		ContainerdAddress:   cfg.containerdAddress,
 		ContainerdNamespace: cfg.containerdNS,
 		DockerEndpoint:      cfg.dockerEndpoint,
+		ProcRoot:            cfg.procRoot,
 		ProcController:      controller,
 	})
 	if err != nil {
@@ -236,6 +240,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		Runtime:      rt,
 		IO:           io,
 		Resolver:     resolver,
+		Devices:      cgroup.DeviceResolver{ProcRoot: cfg.procRoot, SysRoot: cfg.sysRoot},
 		Policy:       current,
 		FailClosed:   cfg.failClosed,
 		DryRun:       cfg.dryRun,

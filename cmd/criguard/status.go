@@ -19,6 +19,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *output != "table" && *output != "json" {
 		return &exitError{code: 2, err: fmt.Errorf("-o must be table or json, got %q", *output)}
 	}
+	return status(ctx, cfg, *output, stdout, stderr)
+}
+
+func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr io.Writer) error {
 	st, err := newStandalone(cfg)
 	if err != nil {
 		return err
@@ -28,7 +32,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(reports)

@@ -154,3 +154,15 @@ func Serve(t testing.TB, f *Runtime) (runtimeapi.RuntimeServiceClient, string) {
 	t.Cleanup(func() { conn.Close() })
 	return runtimeapi.NewRuntimeServiceClient(conn), sock
 }
+
+// StartContainer marks a container running, as a runtime would.
+func (f *Runtime) StartContainer(_ context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	c, ok := f.Containers[req.ContainerId]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "container %q not found", req.ContainerId)
+	}
+	c.State = runtimeapi.ContainerState_CONTAINER_RUNNING
+	return &runtimeapi.StartContainerResponse{}, nil
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/criservice/fakeruntime"
+)
+
+// standaloneNode is a fake runtime with one throttled and one free container,
+// and the config explain and status would get from their flags.
+func standaloneNode(t *testing.T) (serveConfig, *fakeNode) {
+	t.Helper()
+	node := newFakeNode(t)
+	fake := fakeruntime.New()
+	_, sock := fakeruntime.Serve(t, fake)
+	fake.AddPod("p1", "batch", "etl", "burstable", map[string]string{"team": "data"})
+	fake.AddContainer("c1", "p1", "loader")
+	fake.AddPod("p2", "web", "front", "besteffort", nil)
+	fake.AddContainer("c2", "p2", "nginx")
+	dir := node.mkcgroup(t, fake.Paths["c1"])
+	node.mkcgroup(t, fake.Paths["c2"])
+	mustWrite(t, filepath.Join(dir, "blkio.throttle.write_bps_device"), "254:0 1048576\n")
+	mustWrite(t, filepath.Join(dir, "blkio.throttle.io_service_bytes"), "254:0 Read 0\n254:0 Write 3145728\nTotal 3145728\n")
+	policyPath := filepath.Join(t.TempDir(), "policy.hcl")
+	mustWrite(t, policyPath, policyWithWriteBPS("1MiB"))
+	return serveConfig{runtimeEndpoint: "unix://" + sock, policyPath: policyPath, resolver: "cri",
+		procRoot: filepath.Join(node.root, "proc"), sysRoot: filepath.Join(node.root, "sys")}, node
+}
+
+func TestExplainText(t *testing.T) {
+	cfg, _ := standaloneNode(t)
+	var out bytes.Buffer
+	if err := explain(context.Background(), cfg, "c1", "text", &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"container:    c1",
+		"pod:          batch/etl",
+		"qos:          burstable",
+		`decision:     rule "batch"`,
+		"source:       rule rule=batch class=bulk",
+		"cgroup dir:",
+		"kubepods/burstable/poduid-p1/c1 (cgroup v1)",
+		"wanted:       254:0 rbps=- wbps=1MiB riops=- wiops=-",
+		"in force:     254:0 rbps=- wbps=1MiB riops=- wiops=-",
+		"write:        blkio.throttle.write_bps_device <- \"254:0 1048576\"",
+		"pending:      none",
+		"buffered writes",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestExplainJSONAndUnknownID(t *testing.T) {
+	cfg, _ := standaloneNode(t)
+	var out bytes.Buffer
+	if err := explain(context.Background(), cfg, "c2", "json", &out); err != nil {
+		t.Fatal(err)
+	}
+	var ex criservice.Explanation
+	if err := json.Unmarshal(out.Bytes(), &ex); err != nil {
+		t.Fatalf("explain -o json is not JSON: %v\n%s", err, out.String())
+	}
+	if ex.Decision.Source != "none" || len(ex.Limits) != 0 || ex.Workload.Namespace != "web" {
+		t.Errorf("c2 = %+v, want no throttle for namespace web", ex)
+	}
+	err := explain(context.Background(), cfg, "missing", "text", &out)
+	if err == nil || !strings.Contains(err.Error(), "neither a container nor a pod") {
+		t.Errorf("unknown id: %v", err)
+	}
+}
+
+func TestStatusTableAndJSON(t *testing.T) {
+	cfg, _ := standaloneNode(t)
+	var out, errOut bytes.Buffer
+	if err := status(context.Background(), cfg, "table", &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "KIND") {
+		t.Fatalf("status table = %q, want a header and two containers", out.String())
+	}
+	var loader string
+	for _, l := range lines {
+		if strings.Contains(l, "loader") {
+			loader = l
+		}
+	}
+	for _, want := range []string{"batch/etl", "yes", "wbps=1MiB", "write=3.0MiB/0"} {
+		if !strings.Contains(loader, want) {
+			t.Errorf("loader row lacks %q: %q", want, loader)
+		}
+	}
+	out.Reset()
+	if err := status(context.Background(), cfg, "json", &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	var reports []criservice.Report
+	if err := json.Unmarshal(out.Bytes(), &reports); err != nil || len(reports) != 2 {
+		t.Fatalf("status -o json = %v, %v", reports, err)
+	}
+}
+
+func TestStatusRuntimeDownIsAClearError(t *testing.T) {
+	cfg, _ := standaloneNode(t)
+	cfg.runtimeEndpoint = "unix://" + filepath.Join(t.TempDir(), "nothing.sock")
+	err := status(context.Background(), cfg, "table", &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "nothing.sock") {
+		t.Fatalf("got %v, want an error naming the socket", err)
+	}
+}
+
+func TestStandaloneRefusesBrokenPolicy(t *testing.T) {
+	cfg, _ := standaloneNode(t)
+	os.WriteFile(cfg.policyPath, []byte("rule {"), 0o644)
+	err := status(context.Background(), cfg, "table", &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "policy.hcl:1") {
+		t.Fatalf("got %v, want the policy's file:line", err)
+	}
+}
