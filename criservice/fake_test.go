@@ -11,11 +11,28 @@ import (
 	"github.com/criguard/criguard/policy"
 )
 
+// newFakeHostV2 is a cgroup2 hierarchy in a temp dir with io delegated everywhere.
+func newFakeHostV2(t *testing.T) *fakeHost {
+	t.Helper()
+	root := t.TempDir()
+	mountinfo := fmt.Sprintf("30 23 0:26 / %s/unified rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw\n", root)
+	h, err := cgroup.ParseMountInfo(strings.NewReader(mountinfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io, err := h.IO()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeHost{mount: filepath.Join(root, "unified"), io: io, v2: true}
+}
+
 // fakeHost is a v1 blkio hierarchy in a temp dir; mkdir makes cgroups with
 // empty throttle files as the kernel would.
 type fakeHost struct {
 	mount string
 	io    cgroup.IO
+	v2    bool
 }
 
 func newFakeHost(t *testing.T) *fakeHost {
@@ -42,6 +59,17 @@ func (h *fakeHost) mkdir(t *testing.T, rel string) string {
 	dir := filepath.Join(h.mount, rel)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if h.v2 {
+		for d := dir; d != h.mount; d = filepath.Dir(d) {
+			for _, f := range []string{"io.max", "io.stat"} {
+				if _, err := os.Stat(filepath.Join(d, f)); err != nil {
+					os.WriteFile(filepath.Join(d, f), nil, 0o644)
+				}
+			}
+			os.WriteFile(filepath.Join(filepath.Dir(d), "cgroup.subtree_control"), []byte("cpu io memory\n"), 0o644)
+		}
+		return dir
 	}
 	for _, f := range throttleFiles {
 		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {

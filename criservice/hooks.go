@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/policy"
 )
 
 // Hook mirrors proxy.Hook so that this package does not depend on the proxy.
@@ -27,6 +29,7 @@ func (s *Service) Hooks() map[string]Hook {
 		runtimeService + "CreateContainer":          {After: s.afterCreateContainer},
 		runtimeService + "StartContainer":           {After: s.afterStartContainer},
 		runtimeService + "UpdateContainerResources": {After: s.afterUpdateContainerResources},
+		runtimeService + "StopContainer":            {After: s.afterStopContainer},
 		runtimeService + "RemoveContainer":          {After: s.afterRemoveContainer},
 		runtimeService + "RemovePodSandbox":         {After: s.afterRemovePodSandbox},
 	}
@@ -96,11 +99,12 @@ func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callE
 	start := time.Now()
 	applyCtx, cancel := s.detached(ctx)
 	defer cancel()
-	_, _, err := s.ApplyContainer(applyCtx, req.ContainerId)
+	plan, _, err := s.ApplyContainer(applyCtx, req.ContainerId)
 	if s.metrics != nil {
 		s.metrics.applyLatency.Observe(time.Since(start).Seconds())
 	}
 	if err == nil {
+		s.reshare(applyCtx, plan, req.ContainerId)
 		return nil
 	}
 	s.failed("container", req.ContainerId, err)
@@ -130,6 +134,44 @@ func (s *Service) afterUpdateContainerResources(ctx context.Context, reqB, _ []b
 		s.failed("container", req.ContainerId, err)
 	}
 	return nil
+}
+
+// afterStopContainer gives a stopped container's share of a v1 pod budget
+// back to the pod's other containers.
+func (s *Service) afterStopContainer(ctx context.Context, reqB, _ []byte, callErr error) error {
+	var req runtimeapi.StopContainerRequest
+	if callErr != nil || !s.splitPodBudget || !s.decode("StopContainer", reqB, &req) {
+		return callErr
+	}
+	ct, ok := s.cache.container(req.ContainerId)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := s.detached(ctx)
+	defer cancel()
+	s.reshare(ctx, Plan{PodID: ct.PodID, Decision: policy.Decision{Scope: policy.ScopePod}}, req.ContainerId)
+	return nil
+}
+
+// reshare re-applies the other containers of a pod whose v1 budget is split,
+// since their share changes when one starts or stops.
+func (s *Service) reshare(ctx context.Context, plan Plan, except string) {
+	if !s.splitPodBudget || plan.Decision.Scope != policy.ScopePod || plan.PodID == "" {
+		return
+	}
+	ids, err := s.podContainers(ctx, plan.PodID)
+	if err != nil {
+		s.failed("pod", plan.PodID, err)
+		return
+	}
+	for _, id := range ids {
+		if id == except {
+			continue
+		}
+		if _, _, err := s.ApplyContainer(ctx, id); err != nil {
+			s.failed("container", id, err)
+		}
+	}
 }
 
 func (s *Service) afterRemoveContainer(_ context.Context, reqB, _ []byte, callErr error) error {

@@ -82,8 +82,14 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 			ex.Pending = s.difference(current, plan.Limits)
 		}
 	}
-	if kind == "container" && plan.Decision.Scope == policy.ScopePod {
-		ex.Notes = append(ex.Notes, "the decision is a pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
+	switch {
+	case plan.Decision.Scope != policy.ScopePod || len(plan.Decision.IO) == 0:
+	case s.splitPodBudget && kind == "container":
+		ex.Notes = append(ex.Notes, fmt.Sprintf("pod-scope budget on cgroup v1, where blkio throttles are not hierarchical: split evenly among the pod's %d running container(s); an idle container's share is not lent to the others", plan.PodShare))
+	case s.splitPodBudget:
+		ex.Notes = append(ex.Notes, "pod-scope budget on cgroup v1: nothing is written to the pod's cgroup (a v1 limit there binds no container); each running container gets an equal share")
+	case kind == "container":
+		ex.Notes = append(ex.Notes, "pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
 	}
 	if !cgroup.ThrottlesBufferedWrites(s.opts.IO) && len(plan.Limits) > 0 {
 		ex.Notes = append(ex.Notes, "cgroup v1: blkio throttles direct I/O only; buffered writes that go through the page cache are not limited")

@@ -51,6 +51,11 @@ type Service struct {
 
 	devMu   sync.Mutex
 	devices map[string]cgroup.Device
+
+	// splitPodBudget is set on cgroup v1, where blk-throttle is not
+	// hierarchical: a limit on the pod's cgroup would bind none of its
+	// containers, so each running container gets an equal share instead.
+	splitPodBudget bool
 }
 
 // New returns a Service.
@@ -76,6 +81,8 @@ func New(opts Options) (*Service, error) {
 		metrics: opts.Metrics,
 		cache:   newCache(),
 		devices: map[string]cgroup.Device{},
+
+		splitPodBudget: opts.IO.Version() == 1,
 	}, nil
 }
 
@@ -89,8 +96,11 @@ type Plan struct {
 	CgroupsPath string
 	Dir         string
 	// Limits are what the cgroup at Dir must hold. For a container whose
-	// decision is pod-scoped they are empty: the pod's cgroup carries them.
+	// decision is pod-scoped they are empty on v2, where the pod's cgroup
+	// carries them, and its share of the pod budget on v1.
 	Limits []cgroup.IOLimit
+	// PodShare is how many running containers split the pod budget (v1).
+	PodShare int
 }
 
 // planContainer decides what container id's own cgroup must hold.
@@ -119,10 +129,57 @@ func (s *Service) planContainer(ctx context.Context, id string) (Plan, error) {
 	plan.Workload = workload(pod, &ct)
 	plan.Decision = s.opts.Policy().Decide(plan.Workload)
 	s.noteIgnored(plan)
-	if plan.Decision.Scope != policy.ScopePod {
+	switch {
+	case plan.Decision.Scope != policy.ScopePod:
 		plan.Limits, err = s.limits(plan.Decision.IO)
+	case s.splitPodBudget:
+		plan.Limits, err = s.limits(plan.Decision.IO)
+		if err == nil {
+			var n int
+			n, err = s.runningInPod(ctx, ct.PodID)
+			plan.Limits, plan.PodShare = share(plan.Limits, n), n
+		}
 	}
 	return plan, err
+}
+
+// runningInPod counts the pod's running containers, which share its budget on v1.
+func (s *Service) runningInPod(ctx context.Context, podID string) (int, error) {
+	ids, err := s.podContainers(ctx, podID)
+	return max(len(ids), 1), err
+}
+
+func (s *Service) podContainers(ctx context.Context, podID string) ([]string, error) {
+	resp, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		PodSandboxId: podID, State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of pod %s: %w", podID, err)
+	}
+	ids := make([]string, 0, len(resp.Containers))
+	for _, c := range resp.Containers {
+		ids = append(ids, c.Id)
+	}
+	return ids, nil
+}
+
+// share divides every key of a pod budget among n containers, never below 1
+// (0 would mean "unlimited").
+func share(limits []cgroup.IOLimit, n int) []cgroup.IOLimit {
+	if n <= 1 {
+		return limits
+	}
+	div := func(v uint64) uint64 {
+		if v == 0 {
+			return 0
+		}
+		return max(v/uint64(n), 1)
+	}
+	out := make([]cgroup.IOLimit, len(limits))
+	for i, l := range limits {
+		out[i] = cgroup.IOLimit{Device: l.Device, ReadBPS: div(l.ReadBPS), WriteBPS: div(l.WriteBPS), ReadIOPS: div(l.ReadIOPS), WriteIOPS: div(l.WriteIOPS)}
+	}
+	return out
 }
 
 // planPod decides what a pod's own cgroup must hold: a pod-scope budget or nothing.
@@ -145,7 +202,7 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 		return plan, fmt.Errorf("pod %s: cgroup_parent %q: %w", pod.ID, pod.CgroupParent, err)
 	}
 	plan.Dir = dir
-	if podScoped {
+	if podScoped && !s.splitPodBudget {
 		plan.Limits, err = s.limits(plan.Decision.IO)
 	}
 	return plan, err

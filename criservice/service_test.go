@@ -221,18 +221,58 @@ func TestAbsurdAnnotationIsIgnoredAndCounted(t *testing.T) {
 	}
 }
 
-func TestPodScopeWritesPodCgroupOnly(t *testing.T) {
-	e := newTestEnv(t, nil)
+func TestPodScopeOnV2WritesPodCgroupOnly(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) {})
+	e.host = newFakeHostV2(t)
+	e.svc.opts.IO = e.host.io
+	e.svc.splitPodBudget = false
 	podRel := e.runPod(t, "p1", "team", "burstable", nil)
-	if got := e.host.file(t, podRel, "blkio.throttle.write_bps_device"); got != "254:0 3145728" {
-		t.Fatalf("pod cgroup write_bps after RunPodSandbox = %q, want 254:0 3145728", got)
+	if got := e.host.file(t, podRel, "io.max"); got != "254:0 rbps=max wbps=3145728 riops=max wiops=max" {
+		t.Fatalf("pod io.max after RunPodSandbox = %q, want the 3 MiB/s budget", got)
 	}
 	rel, err := e.startContainer(t, "c1", "p1", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "" {
-		t.Errorf("container cgroup write_bps = %q, want untouched: the pod holds the budget", got)
+	if got := e.host.file(t, rel, "io.max"); got != "" {
+		t.Errorf("container io.max = %q, want untouched: the pod holds the budget", got)
+	}
+}
+
+// On v1 blk-throttle is not hierarchical: the pod budget is split among the
+// pod's running containers and re-split as they start and stop.
+func TestPodScopeOnV1SplitsBudget(t *testing.T) {
+	e := newTestEnv(t, nil)
+	podRel := e.runPod(t, "p1", "team", "burstable", nil)
+	rel1, err := e.startContainer(t, "c1", "p1", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel1, "blkio.throttle.write_bps_device"); got != "254:0 3145728" {
+		t.Fatalf("alone in the pod: write_bps = %q, want the whole 3 MiB/s", got)
+	}
+	rel2, err := e.startContainer(t, "c2", "p1", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{rel1, rel2} {
+		if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1572864" {
+			t.Errorf("%s with two containers: write_bps = %q, want half (1.5 MiB/s)", rel, got)
+		}
+	}
+	if got := e.host.file(t, podRel, "blkio.throttle.write_bps_device"); got != "" {
+		t.Errorf("pod cgroup write_bps = %q: a v1 pod limit binds nobody, write none", got)
+	}
+	// c2 stops: c1 gets the whole budget back.
+	e.fake.Mu.Lock()
+	e.fake.Containers["c2"].State = runtimeapi.ContainerState_CONTAINER_EXITED
+	e.fake.Mu.Unlock()
+	err = e.hook("StopContainer").After(context.Background(), marshal(t, &runtimeapi.StopContainerRequest{ContainerId: "c2"}), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel1, "blkio.throttle.write_bps_device"); got != "254:0 3145728" {
+		t.Errorf("after the other stopped: write_bps = %q, want 3 MiB/s again", got)
 	}
 }
 
