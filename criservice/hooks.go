@@ -100,9 +100,11 @@ func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callE
 	applyCtx, cancel := s.detached(ctx)
 	defer cancel()
 	plan, _, err := s.ApplyContainer(applyCtx, req.ContainerId)
+	took := time.Since(start)
 	if s.metrics != nil {
-		s.metrics.applyLatency.Observe(time.Since(start).Seconds())
+		s.metrics.applyLatency.Observe(took.Seconds())
 	}
+	s.log.Debug("start handled", "container", req.ContainerId, "apply_seconds", took.Seconds(), "err", err)
 	if err == nil {
 		s.reshare(applyCtx, plan, req.ContainerId)
 		return nil
