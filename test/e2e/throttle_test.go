@@ -210,12 +210,13 @@ func TestThrottleContainerd(t *testing.T) {
 	})
 }
 
-// TestThrottlePodScope proves a pod-scope rule: one budget in the pod's cgroup, shared
-// by the pod's containers writing at the same time.
+// TestThrottlePodScope proves a pod-scope rule: one 1 MiB/s budget for the whole pod,
+// shared by its containers writing at the same time.
 //
-// On a cgroup v1 host it fails today: v1 blkio throttles are not hierarchical (the
-// kernel applies a limit only to the tasks of that very cgroup), so a limit in the pod
-// cgroup does not slow its containers at all.
+// v1 blkio throttles are not hierarchical (the kernel limits only the tasks of the
+// very cgroup that holds the limit), so on a v1 host criguard splits the budget among
+// the pod's running containers and re-splits it as they start and stop; the pod's
+// own cgroup holds nothing. These tests run on v1 hosts (see BlkioDir).
 func TestThrottlePodScope(t *testing.T) {
 	ctrd := lab.Containerd(t)
 	dev := lab.WholeDisk(t, ctrd.Root)
@@ -226,13 +227,20 @@ func TestThrottlePodScope(t *testing.T) {
 
 	w := startWorker(t, ep, "shared-e2e", "first")
 	podDir := lab.BlkioDir(t, w.pod.CgroupParent())
-	assertThrottle(t, cg, "pod budget in the pod cgroup", podDir, writeBPSFile, dev, 1*mib)
+	assertThrottle(t, cg, "pod cgroup (a v1 limit there would bind no container)", podDir, writeBPSFile, dev, 0)
+	assertThrottle(t, cg, "the pod's only container has the whole budget", w.dir, writeBPSFile, dev, 1*mib)
+
 	second := w.addContainer(t, ep, "second", w.volume)
-	for _, id := range []string{w.id, second} {
-		dir := lab.BlkioDir(t, w.pod.CgroupParent()+"/"+id)
-		assertThrottle(t, cg, "no limit of its own in a pod-scoped container", dir, writeBPSFile, dev, 0)
-	}
+	secondDir := lab.BlkioDir(t, w.pod.CgroupParent()+"/"+second)
+	assertThrottle(t, cg, "first container after the second started", w.dir, writeBPSFile, dev, mib/2)
+	assertThrottle(t, cg, "second container", secondDir, writeBPSFile, dev, mib/2)
 	sharedBudget(t, cg, ep, w.volume, map[string]string{"first": w.id, "second": second})
+
+	// The second stops: its share goes back to the first.
+	lab.Crictl(t, ep, "stop", "--timeout", "5", second)
+	assertThrottle(t, cg, "first container after the second stopped", w.dir, writeBPSFile, dev, 1*mib)
+	measure(t, cg, ep, w.id, "dd if=/dev/zero of=/data/alone bs=64k count=24 oflag=direct", "24+0 records out",
+		1100*time.Millisecond, 4*time.Second)
 }
 
 // sharedBudget makes the containers (name → id) write 1.5 MiB each at the same moment
