@@ -184,8 +184,7 @@ var cniConfig = template.Must(template.New("cni.conflist").Parse(`{
         "ranges": [[{"subnet": "{{.Subnet}}"}]],
         "dataDir": "{{.DataDir}}"
       }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    }
   ]
 }
 `))

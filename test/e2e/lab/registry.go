@@ -35,6 +35,8 @@ func Registry(t testing.TB) *RegistryInstance {
 	config := fmt.Sprintf(`version: 0.1
 log:
   level: warn
+  accesslog:
+    disabled: true
 storage:
   filesystem:
     rootdirectory: %s

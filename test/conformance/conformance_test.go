@@ -1,0 +1,245 @@
+//go:build conformance
+
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/criguard/criguard/test/e2e/lab"
+)
+
+// skipSpecs are left out of both runs: benchmarks (critest's own default) and the
+// port-mapping specs, which send HTTP to pod addresses of the CNI bridge.
+const skipSpecs = `benchmark|port mapping`
+
+// runTimeout bounds one critest run; both must fit `make conformance`'s 15 minutes.
+const runTimeout = 6 * time.Minute
+
+// critestImage is an image critest pulls, made from the local busybox by ociimage.
+type critestImage struct {
+	refs []string
+	args []string
+}
+
+// webServer serves an index page on port with busybox httpd and writes the pid file
+// critest's namespace specs read.
+func webServer(port int) []string {
+	return []string{"-entrypoint", fmt.Sprintf(`["sh","-c","mkdir -p /www /var/run && echo '<h1>Welcome to nginx!</h1>' > /www/index.html && echo $$ > /var/run/nginx.pid && exec httpd -f -p %d -h /www"]`, port)}
+}
+
+const (
+	e2eImages = "registry.k8s.io/e2e-test-images/"
+	criTools  = "gcr.io/k8s-staging-cri-tools/"
+)
+
+// critestImages are the images critest v1.30 uses (pkg/validate/consts.go and friends),
+// built to behave as the real ones do where a spec looks. The digest-pinned image
+// cannot be rebuilt: its spec fails directly and through criguard alike.
+var critestImages = []critestImage{
+	{refs: []string{e2eImages + "busybox:1.29-2", "docker.io/library/busybox:1.28"}},
+	{refs: []string{e2eImages + "nginx:1.14-2", e2eImages + "httpd:2.4.39-4"}, args: webServer(80)},
+	{refs: []string{criTools + "hostnet-nginx-amd64"}, args: webServer(12003)},
+	{refs: []string{e2eImages + "nonewprivs:1.3"}},
+	{refs: []string{criTools + "test-image-user-uid"}, args: []string{"-user", "1002"}},
+	{refs: []string{criTools + "test-image-user-username"}, args: []string{"-user", "www-data"}},
+	{refs: []string{criTools + "test-image-user-uid-group"}, args: []string{"-user", "1003:1004"}},
+	{refs: []string{criTools + "test-image-user-username-group"}, args: []string{"-user", "www-data:1004"}},
+	{refs: []string{criTools + "test-image-predefined-group"}, args: []string{"-user", "1000"}},
+	{refs: []string{criTools + "test-image-latest", criTools + "test-image-tag:test", criTools + "test-image-tag:all"}, args: []string{"-labels", "image=tagged"}},
+	{refs: []string{criTools + "test-image-1:latest"}, args: []string{"-labels", "image=1"}},
+	{refs: []string{criTools + "test-image-2:latest"}, args: []string{"-labels", "image=2"}},
+	{refs: []string{criTools + "test-image-3:latest"}, args: []string{"-labels", "image=3"}},
+	{refs: []string{criTools + "test-image-tags:1", criTools + "test-image-tags:2", criTools + "test-image-tags:3"}, args: []string{"-labels", "image=tags"}},
+}
+
+// TestConformance runs critest directly against containerd and through criguard, and
+// fails on any spec that passed directly but not through criguard.
+func TestConformance(t *testing.T) {
+	lab.RequireRoot(t)
+	critest := lab.Bin(t, "critest")
+	reg := lab.Registry(t)
+	pushCritestImages(t, reg)
+	ctrd := lab.Containerd(t, lab.WithRegistry(reg), lab.WithCNI(lab.CNIConfig{
+		Bridge: "cgconf" + fmt.Sprint(os.Getpid()%100000),
+		Subnet: fmt.Sprintf("10.88.%d.0/24", 100+os.Getpid()%100),
+	}))
+	cg := lab.Criguard(t, ctrd.Endpoint, "--log-level", "info")
+	reports := reportDir(t)
+
+	direct := runCritest(t, critest, ctrd.Endpoint, filepath.Join(reports, "direct.xml"), "")
+	proxied := runCritest(t, critest, cg.Endpoint, filepath.Join(reports, "criguard.xml"), "")
+	c := Compare(direct, proxied)
+
+	// A spec that failed through criguard runs once more there: a flake passes now,
+	// a real regression fails again.
+	var retried []string
+	if len(c.Regressions) > 0 {
+		names := make([]string, len(c.Regressions))
+		for i, s := range c.Regressions {
+			names[i] = regexp.QuoteMeta(s.Name)
+		}
+		again := runCritest(t, critest, cg.Endpoint, filepath.Join(reports, "criguard-retry.xml"), strings.Join(names, "|"))
+		passedAgain := map[string]bool{}
+		for _, s := range again {
+			if s.Outcome == Passed {
+				passedAgain[s.Name] = true
+			}
+		}
+		var still []Spec
+		for _, s := range c.Regressions {
+			if passedAgain[s.Name] {
+				retried = append(retried, s.Name)
+				c.ProxiedPassed++
+			} else {
+				still = append(still, s)
+			}
+		}
+		c.Regressions = still
+	}
+
+	t.Logf("critest passed %d of %d specs directly, %d through criguard; %d regressions",
+		c.DirectPassed, c.Ran, c.ProxiedPassed, len(c.Regressions))
+	writeReport(t, c, Meta{
+		Date:    time.Now().UTC().Format("2006-01-02"),
+		Runtime: runtimeVersion(t, ctrd.Endpoint),
+		Critest: "cri-tools v1.30.0",
+		Command: "sudo make conformance",
+		Skipped: "`" + skipSpecs + "` (benchmarks; HTTP to pod addresses)",
+		Retried: retried,
+	})
+	if c.DirectPassed == 0 {
+		t.Errorf("no spec passed directly: the lab is broken, the comparison proves nothing")
+	}
+	for _, s := range c.Regressions {
+		t.Errorf("passes directly, fails through criguard: %s\n  %s", s.Name, firstLine(s.Message))
+	}
+}
+
+// pushCritestImages builds every critest image from the local busybox and pushes it
+// under each of its names.
+func pushCritestImages(t *testing.T, reg *lab.RegistryInstance) {
+	t.Helper()
+	ociimage := lab.Bin(t, "ociimage")
+	dir := t.TempDir()
+	for i, img := range critestImages {
+		tar := filepath.Join(dir, fmt.Sprintf("image-%d.oci.tar", i))
+		argv := append([]string{"-name", img.refs[0], "-out", tar}, img.args...)
+		if out, err := exec.Command(ociimage, argv...).CombinedOutput(); err != nil {
+			t.Fatalf("ociimage %v: %v\n%s", argv, err, out)
+		}
+		for _, ref := range img.refs {
+			reg.Push(t, tar, ref)
+		}
+	}
+}
+
+// reportDir keeps the JUnit reports and critest logs under _out/conformance.
+func reportDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CONFORMANCE_OUT")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("create %s: %v", dir, err)
+	}
+	return dir
+}
+
+// runCritest runs critest against endpoint with one node (its default: passing
+// -parallel would trip ginkgo's check for go test's flag of that name) and returns the specs of its
+// JUnit report. critest's own exit status is ignored: failing specs are expected.
+func runCritest(t *testing.T, critest, endpoint, report, focus string) []Spec {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	args := []string{
+		"-runtime-endpoint", endpoint, "-image-endpoint", endpoint,
+		"-ginkgo.no-color",
+		"-ginkgo.skip", skipSpecs,
+		"-ginkgo.junit-report", report,
+	}
+	if focus != "" {
+		args = append(args, "-ginkgo.focus", focus)
+	}
+	logPath := strings.TrimSuffix(report, ".xml") + ".log"
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("create %s: %v", logPath, err)
+	}
+	defer logFile.Close()
+	cmd := exec.CommandContext(ctx, critest, args...)
+	cmd.Dir = filepath.Dir(report)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	start := time.Now()
+	runErr := cmd.Run()
+	t.Logf("critest on %s: %s in %s (%v); log %s", endpoint, filepath.Base(report), time.Since(start).Round(time.Second), runErr, logPath)
+	if ctx.Err() != nil {
+		t.Fatalf("critest on %s did not finish within %s; log %s", endpoint, runTimeout, logPath)
+	}
+	f, err := os.Open(report)
+	if err != nil {
+		t.Fatalf("critest on %s wrote no report (%v); exit %v; log tail:\n%s", endpoint, err, runErr, tailFile(logPath, 30))
+	}
+	defer f.Close()
+	specs, err := ParseJUnit(f)
+	if err != nil {
+		t.Fatalf("report %s: %v", report, err)
+	}
+	return specs
+}
+
+// runtimeVersion names the runtime behind endpoint, e.g. "containerd 1.6.20~ds1".
+func runtimeVersion(t *testing.T, endpoint string) string {
+	t.Helper()
+	out := lab.Crictl(t, endpoint, "version")
+	var name, version string
+	for _, line := range strings.Split(out, "\n") {
+		key, value, _ := strings.Cut(line, ":")
+		switch strings.TrimSpace(key) {
+		case "RuntimeName":
+			name = strings.TrimSpace(value)
+		case "RuntimeVersion":
+			version = strings.TrimSpace(value)
+		}
+	}
+	return name + " " + version
+}
+
+// writeReport writes docs/CONFORMANCE.md of the repository (or $CONFORMANCE_DOC).
+func writeReport(t *testing.T, c Comparison, m Meta) {
+	t.Helper()
+	path := os.Getenv("CONFORMANCE_DOC")
+	if path == "" {
+		path = filepath.Join("..", "..", "docs", "CONFORMANCE.md")
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatalf("create %s: %v", path, err)
+	}
+	defer f.Close()
+	if err := WriteMarkdown(f, c, m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	t.Logf("wrote %s", path)
+}
+
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

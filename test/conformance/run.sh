@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# make conformance: critest against a private containerd, directly and through criguard.
+# Fails if any spec that passes directly fails through criguard; writes both pass counts
+# to docs/CONFORMANCE.md and keeps critest's JUnit reports and logs in _out/conformance.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+if [[ $(id -u) -ne 0 ]]; then
+	echo "conformance: must run as root (it starts containerd)" >&2
+	exit 1
+fi
+export CRIGUARD_BIN=${CRIGUARD_BIN:-$repo/bin/criguard}
+if [[ ! -x "$CRIGUARD_BIN" ]]; then
+	echo "conformance: $CRIGUARD_BIN missing: run make build (make conformance does)" >&2
+	exit 1
+fi
+export CONFORMANCE_OUT=${CONFORMANCE_OUT:-$repo/_out/conformance}
+export CONFORMANCE_DOC=${CONFORMANCE_DOC:-$repo/docs/CONFORMANCE.md}
+rm -rf "$CONFORMANCE_OUT"
+mkdir -p "$CONFORMANCE_OUT"
+
+cd "$repo"
+go test -tags conformance -count=1 -v -timeout 15m -run '^TestConformance$' ./test/conformance/
