@@ -136,6 +136,20 @@ func TestFaultsContainerd(t *testing.T) {
 		waitLog(t, cg, mark, "policy reloaded", time.Second)
 	})
 
+	t.Run("policy-unmatch", func(t *testing.T) {
+		// The rule no longer matches: the running containers are reset, then matched again.
+		unmatched := strings.Replace(throttlePolicy(ctrd.Root, "1MiB"), `["throttled-*"]`, `["nobody-*"]`, 1)
+		writePolicy(t, policyPath, unmatched)
+		waitThrottle(t, cg, "survivor reset", survivor.dir, writeBPSFile, dev, 0, 5*time.Second)
+		waitThrottle(t, cg, "survivor read limit reset", survivor.dir, readBPSFile, dev, 0, time.Second)
+		waitThrottle(t, cg, "behind-back reset", behind.dir, writeBPSFile, dev, 0, 5*time.Second)
+		measure(t, cg, ep, survivor.id, write3MiB, "48+0 records out", 0, time.Second)
+
+		writePolicy(t, policyPath, throttlePolicy(ctrd.Root, "1MiB"))
+		waitThrottle(t, cg, "survivor matched again", survivor.dir, writeBPSFile, dev, 1*mib, 5*time.Second)
+		waitThrottle(t, cg, "behind-back matched again", behind.dir, writeBPSFile, dev, 1*mib, 5*time.Second)
+	})
+
 	t.Run("containerd-restart", func(t *testing.T) {
 		pid := cg.Pid()
 		ctrd.StopDaemon(t)
