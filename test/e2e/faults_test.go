@@ -201,3 +201,89 @@ func TestFaultsContainerd(t *testing.T) {
 		measure(t, cg, ep, survivor.id, write3MiB, "48+0 records out", 2300*time.Millisecond, 6*time.Second)
 	})
 }
+
+// TestFaultsEventStream restarts containerd 2 (1.6 has no GetContainerEvents) under
+// criguard: a subscriber's event stream must end with an error, not hang or end
+// cleanly, so that kubelet subscribes again; the new subscription then gets events, and
+// a throttled container keeps its limits.
+func TestFaultsEventStream(t *testing.T) {
+	ctrd := lab.Containerd(t, lab.WithContainerd2())
+	dev := lab.WholeDisk(t, ctrd.Root)
+	policyPath := newPolicyFile(t, throttlePolicy(ctrd.Root, "1MiB"))
+	cg := lab.Criguard(t, ctrd.Endpoint, "--policy", policyPath, "--containerd-address", ctrd.Socket,
+		"--metrics-addr", "127.0.0.1:0", "--reconcile-interval", reconcileInterval.String())
+	ep := cg.Endpoint
+	client := lab.RuntimeClient(t, ep)
+
+	survivor := startWorker(t, ep, "throttled-events", "survivor")
+	assertThrottle(t, cg, "survivor on containerd 2", survivor.dir, writeBPSFile, dev, 1*mib)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stream, err := client.GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
+	if err != nil {
+		t.Fatalf("GetContainerEvents through criguard: %v", err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+
+	ctrd.StopDaemon(t)
+	select {
+	case err := <-ended:
+		t.Logf("event stream ended with: %v", err)
+		if code := status.Code(err); code == codes.OK || code == codes.Canceled {
+			t.Errorf("event stream ended with %v (code %s), want an error such as Unavailable so that kubelet subscribes again", err, code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("event stream still open 10s after containerd stopped%s", criguardLog(cg))
+	}
+	assertThrottle(t, cg, "survivor while containerd is down", survivor.dir, writeBPSFile, dev, 1*mib)
+
+	ctrd.StartDaemon(t)
+	var again runtimeapi.RuntimeService_GetContainerEventsClient
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		again, err = client.GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscribing again through criguard still fails 20s after containerd came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	events := make(chan *runtimeapi.ContainerEventResponse, 64)
+	go func() {
+		for {
+			ev, err := again.Recv()
+			if err != nil {
+				close(events)
+				return
+			}
+			events <- ev
+		}
+	}()
+	later := startWorker(t, ep, "throttled-events", "later")
+	assertThrottle(t, cg, "container started after containerd's restart", later.dir, writeBPSFile, dev, 1*mib)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("the new event stream ended before CONTAINER_STARTED of %s", later.id)
+			}
+			if ev.ContainerId == later.id && ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
+				assertThrottle(t, cg, "survivor after containerd's restart", survivor.dir, writeBPSFile, dev, 1*mib)
+				return
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no CONTAINER_STARTED event for %s on the new subscription within 20s", later.id)
+		}
+	}
+}
