@@ -35,7 +35,7 @@ type fakeHost struct {
 	v2    bool
 }
 
-func newFakeHost(t *testing.T) *fakeHost {
+func newFakeHost(t testing.TB) *fakeHost {
 	t.Helper()
 	root := t.TempDir()
 	mountinfo := fmt.Sprintf("38 31 0:35 / %s/blkio rw,relatime shared:16 - cgroup cgroup rw,blkio\n", root)
@@ -54,7 +54,7 @@ var throttleFiles = []string{"blkio.throttle.read_bps_device", "blkio.throttle.w
 	"blkio.throttle.read_iops_device", "blkio.throttle.write_iops_device",
 	"blkio.throttle.io_service_bytes", "blkio.throttle.io_serviced"}
 
-func (h *fakeHost) mkdir(t *testing.T, rel string) string {
+func (h *fakeHost) mkdir(t testing.TB, rel string) string {
 	t.Helper()
 	dir := filepath.Join(h.mount, rel)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -99,7 +99,7 @@ func (fakeDevices) Resolve(spec string) (cgroup.Device, error) {
 	return cgroup.Device{Major: 254, Minor: 0}, nil
 }
 
-func mustPolicy(t *testing.T, src string) *policy.Policy {
+func mustPolicy(t testing.TB, src string) *policy.Policy {
 	t.Helper()
 	p, diags := policy.Parse([]byte(src), "test.hcl")
 	if diags.HasErrors() {

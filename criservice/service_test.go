@@ -73,7 +73,7 @@ type testEnv struct {
 	metrics *Metrics
 }
 
-func newTestEnv(t *testing.T, configure func(*Options)) *testEnv {
+func newTestEnv(t testing.TB, configure func(*Options)) *testEnv {
 	t.Helper()
 	e := &testEnv{fake: fakeruntime.New(), host: newFakeHost(t)}
 	e.policy.Store(mustPolicy(t, basePolicy))
