@@ -206,18 +206,41 @@ func TestPrecedenceAnnotationOverRule(t *testing.T) {
 }
 
 func TestAbsurdAnnotationIsIgnoredAndCounted(t *testing.T) {
+	for name, value := range map[string]string{
+		"negative": "-5",
+		"huge":     "1000000000000000000000000000000",
+		"nan":      "NaN",
+		"long":     strings.Repeat("9", 1<<20),
+		"fraction": "0.5",
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t, nil)
+			e.runPod(t, "p1", "batch", "burstable", map[string]string{"criguard.io/write-bps": value})
+			rel, err := e.startContainer(t, "c1", "p1", "app")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The bad annotation is ignored; the namespace rule still applies.
+			if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+				t.Errorf("write_bps = %q, want the rule's 254:0 1048576", got)
+			}
+			if got := testutil.ToFloat64(e.metrics.annotations.WithLabelValues("invalid")); got < 1 {
+				t.Errorf("ignored-annotation counter = %v, want >= 1", got)
+			}
+		})
+	}
+}
+
+// An annotation over the policy's bound is clamped to it, never applied as asked.
+func TestAnnotationAboveBoundIsClamped(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.runPod(t, "p1", "batch", "burstable", map[string]string{"criguard.io/write-bps": "-5"})
+	e.runPod(t, "p1", "web", "burstable", map[string]string{"criguard.io/write-bps": "1TiB"})
 	rel, err := e.startContainer(t, "c1", "p1", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The bad annotation is ignored; the namespace rule still applies.
-	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
-		t.Errorf("write_bps = %q, want the rule's 254:0 1048576", got)
-	}
-	if got := testutil.ToFloat64(e.metrics.annotations.WithLabelValues("invalid")); got < 1 {
-		t.Errorf("ignored-annotation counter = %v, want >= 1", got)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 10485760" {
+		t.Errorf("write_bps = %q, want the 10 MiB/s bound", got)
 	}
 }
 
