@@ -215,24 +215,18 @@ func TestFaultsEventStream(t *testing.T) {
 	ep := cg.Endpoint
 	client := lab.RuntimeClient(t, ep)
 
-	survivor := startWorker(t, ep, "throttled-events", "survivor")
-	assertThrottle(t, cg, "survivor on containerd 2", survivor.dir, writeBPSFile, dev, 1*mib)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	stream, err := client.GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
 	if err != nil {
 		t.Fatalf("GetContainerEvents through criguard: %v", err)
 	}
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := stream.Recv(); err != nil {
-				ended <- err
-				return
-			}
-		}
-	}()
+	events, ended := receiveEvents(stream)
+	// The survivor's start event proves the stream is live up to containerd before
+	// containerd stops.
+	survivor := startWorker(t, ep, "throttled-events", "survivor")
+	assertThrottle(t, cg, "survivor on containerd 2", survivor.dir, writeBPSFile, dev, 1*mib)
+	waitStarted(t, events, survivor.id)
 
 	ctrd.StopDaemon(t)
 	select {
@@ -259,31 +253,47 @@ func TestFaultsEventStream(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	events, _ = receiveEvents(again)
+	later := startWorker(t, ep, "throttled-events", "later")
+	assertThrottle(t, cg, "container started after containerd's restart", later.dir, writeBPSFile, dev, 1*mib)
+	waitStarted(t, events, later.id)
+	assertThrottle(t, cg, "survivor after containerd's restart", survivor.dir, writeBPSFile, dev, 1*mib)
+}
+
+// receiveEvents reads a CRI event stream until it ends: the events, then the error
+// that ended it.
+func receiveEvents(stream runtimeapi.RuntimeService_GetContainerEventsClient) (<-chan *runtimeapi.ContainerEventResponse, <-chan error) {
 	events := make(chan *runtimeapi.ContainerEventResponse, 64)
+	ended := make(chan error, 1)
 	go func() {
+		defer close(events)
 		for {
-			ev, err := again.Recv()
+			ev, err := stream.Recv()
 			if err != nil {
-				close(events)
+				ended <- err
 				return
 			}
 			events <- ev
 		}
 	}()
-	later := startWorker(t, ep, "throttled-events", "later")
-	assertThrottle(t, cg, "container started after containerd's restart", later.dir, writeBPSFile, dev, 1*mib)
+	return events, ended
+}
+
+// waitStarted waits for the CONTAINER_STARTED event of container id.
+func waitStarted(t *testing.T, events <-chan *runtimeapi.ContainerEventResponse, id string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
 	for {
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				t.Fatalf("the new event stream ended before CONTAINER_STARTED of %s", later.id)
+				t.Fatalf("the event stream ended before CONTAINER_STARTED of %s", id)
 			}
-			if ev.ContainerId == later.id && ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
-				assertThrottle(t, cg, "survivor after containerd's restart", survivor.dir, writeBPSFile, dev, 1*mib)
+			if ev.ContainerId == id && ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
 				return
 			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("no CONTAINER_STARTED event for %s on the new subscription within 20s", later.id)
+		case <-timeout:
+			t.Fatalf("no CONTAINER_STARTED event for %s within 20s", id)
 		}
 	}
 }
