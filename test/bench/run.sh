@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# make bench: criguard's performance figures on a private containerd (issues 2, 5, 6).
+# Builds the thin reference forwarder, runs TestBench (build tag bench), and writes
+# _out/bench/results.md: the machine, the command, then the figures. Sizes can be
+# shrunk for a smoke run: BENCH_CONTAINERS, BENCH_CALLS, BENCH_BATCH, BENCH_STARTS,
+# BENCH_SOAK_CYCLES, BENCH_SOAK_MAX, BENCH_SOAK_WORKERS (see bench_test.go).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+if [[ $(id -u) -ne 0 ]]; then
+	echo "bench: must run as root (it starts containerd and writes cgroups)" >&2
+	exit 1
+fi
+export CRIGUARD_BIN=${CRIGUARD_BIN:-$repo/bin/criguard}
+if [[ ! -x "$CRIGUARD_BIN" ]]; then
+	echo "bench: $CRIGUARD_BIN missing: run make build (make bench does)" >&2
+	exit 1
+fi
+out=${BENCH_OUT:-$repo/_out/bench}
+export BENCH_OUT=$out/run
+rm -rf "$out"
+mkdir -p "$out/bin" "$BENCH_OUT"
+
+cd "$repo"
+CGO_ENABLED=0 go build -trimpath -o "$out/bin/thinproxy" ./test/bench/thinproxy
+export THINPROXY_BIN=$out/bin/thinproxy
+
+cmd=(go test -tags bench -count=1 -run '^TestBench$' -v -timeout 40m ./test/bench/)
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+memory=$(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')
+status=0
+"${cmd[@]}" 2>&1 | tee "$out/test.log" || status=$?
+
+{
+	echo "# criguard benchmark results"
+	echo
+	echo "- date: $started"
+	echo "- command: \`make bench\` (runs \`make build lab\`, then \`test/bench/run.sh\`, which runs \`${cmd[*]}\`)"
+	echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (dirty tree)')"
+	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
+	echo "- memory (\`free -h\`): $memory"
+	echo "- load average at the start: $load (the machine is shared)"
+	echo "- runtime: $(containerd --version 2>/dev/null | cut -d' ' -f2-3), $(runc --version 2>/dev/null | head -1); $(go version | cut -d' ' -f3)"
+	echo "- go test exit status: $status"
+	echo
+	if [[ -s "$BENCH_OUT/results.md" ]]; then
+		cat "$BENCH_OUT/results.md"
+	else
+		echo "(no results: TestBench failed before writing them; see test.log)"
+	fi
+} >"$out/results.md"
+echo "bench: results in $out/results.md, test log in $out/test.log"
+exit "$status"
