@@ -29,10 +29,11 @@ type critestImage struct {
 	args []string
 }
 
-// webServer serves an index page on port with busybox httpd and writes the pid file
-// critest's namespace specs read.
-func webServer(port int) []string {
-	return []string{"-entrypoint", fmt.Sprintf(`["sh","-c","mkdir -p /www /var/run && echo '<h1>Welcome to nginx!</h1>' > /www/index.html && echo $$ > /var/run/nginx.pid && exec httpd -f -p %d -h /www"]`, port)}
+// webServer serves an index page on port with busybox httpd, writes the pid file
+// critest's namespace specs read, and first prints banner (the line the real server
+// logs, which the multi-container log spec looks for).
+func webServer(port int, banner string) []string {
+	return []string{"-entrypoint", fmt.Sprintf(`["sh","-c","mkdir -p /www /var/run && echo '<h1>Welcome to nginx!</h1>' > /www/index.html && echo $$ > /var/run/nginx.pid && echo '%s' && exec httpd -f -p %d -h /www"]`, banner, port)}
 }
 
 const (
@@ -45,8 +46,9 @@ const (
 // cannot be rebuilt: its spec fails directly and through criguard alike.
 var critestImages = []critestImage{
 	{refs: []string{e2eImages + "busybox:1.29-2", "docker.io/library/busybox:1.28"}},
-	{refs: []string{e2eImages + "nginx:1.14-2", e2eImages + "httpd:2.4.39-4"}, args: webServer(80)},
-	{refs: []string{criTools + "hostnet-nginx-amd64"}, args: webServer(12003)},
+	{refs: []string{e2eImages + "nginx:1.14-2"}, args: webServer(80, "nginx")},
+	{refs: []string{e2eImages + "httpd:2.4.39-4"}, args: webServer(80, "AH00094: Command line: httpd -D FOREGROUND")},
+	{refs: []string{criTools + "hostnet-nginx-amd64"}, args: webServer(12003, "nginx")},
 	{refs: []string{e2eImages + "nonewprivs:1.3"}},
 	{refs: []string{criTools + "test-image-user-uid"}, args: []string{"-user", "1002"}},
 	{refs: []string{criTools + "test-image-user-username"}, args: []string{"-user", "www-data"}},

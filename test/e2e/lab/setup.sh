@@ -61,8 +61,8 @@ build_module() {
 		mv "$src.tmp" "$src"
 	fi
 	case $kind in
-	build) (cd "$src" && CGO_ENABLED=0 go build -mod=mod -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
-	testbin) (cd "$src" && CGO_ENABLED=0 go test -c -mod=mod -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
+	build) (cd "$src" && CGO_ENABLED=0 go build -mod=mod -buildvcs=false -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
+	testbin) (cd "$src" && CGO_ENABLED=0 go test -c -mod=mod -buildvcs=false -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
 	esac
 	mv "$bin/$out.tmp" "$bin/$out"
 }
