@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -39,11 +39,11 @@ func BindMount(hostPath, containerPath string) *runtimeapi.Mount {
 // its parent), computed independently of criguard's own device resolution.
 func WholeDisk(t testing.TB, path string) string {
 	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
 		t.Fatalf("lab: stat %s: %v", path, err)
 	}
-	dev := fmt.Sprintf("%d:%d", unixMajor(st.Dev), unixMinor(st.Dev))
+	dev := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
 	sysDir := filepath.Join("/sys/dev/block", dev)
 	if _, err := os.Stat(sysDir); err != nil {
 		t.Fatalf("lab: %s is on %s, which is not a block device (%v)", path, dev, err)
@@ -61,9 +61,6 @@ func WholeDisk(t testing.TB, path string) string {
 	}
 	return strings.TrimSpace(string(parent))
 }
-
-func unixMajor(dev uint64) uint64 { return (dev>>8)&0xfff | (dev>>32)&^0xfff }
-func unixMinor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }
 
 // BlkioDir is the v1 blkio cgroup directory of rel (a cgroupfs cgroupsPath such as
 // /kubepods/burstable/pod<uid>/<id>), found through /proc/self/mountinfo. It fails
