@@ -160,7 +160,8 @@ const timingMarker = "lab-timing"
 
 // TimedExec runs the shell commands before and then timed in the container (ExecSync
 // through endpoint) and measures timed inside it. It fails when timed exits non-zero.
-// It does not touch t's failure state, so goroutines may call it.
+// Problems come back as errors, never t.Fatal, so goroutines may call it (crictl
+// itself must exist: the lab checks that before).
 func TimedExec(t testing.TB, endpoint, id, before, timed string) (Timing, error) {
 	script := fmt.Sprintf(`%s
 up() { read u _ </proc/uptime; echo $u; }
