@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -23,6 +24,8 @@ type ResolverConfig struct {
 	// ProcController is the /proc/PID/cgroup controller holding I/O limits:
 	// "blkio" on v1, "" on v2.
 	ProcController string
+	// Logger records which chain auto picked; nil discards.
+	Logger *slog.Logger
 }
 
 // ResolverModes lists the values of ResolverConfig.Mode.
@@ -94,6 +97,9 @@ func (a *autoResolver) resolve(ctx context.Context) (chain, error) {
 		return nil, err
 	}
 	a.chain = c
+	if a.cfg.Logger != nil {
+		a.cfg.Logger.Info("runtime detected", "runtime", v.RuntimeName, "version", v.RuntimeVersion, "resolvers", c.Name())
+	}
 	return c, nil
 }
 

@@ -231,6 +231,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		DockerEndpoint:      cfg.dockerEndpoint,
 		ProcRoot:            cfg.procRoot,
 		ProcController:      controller,
+		Logger:              log,
 	})
 	if err != nil {
 		return nil, err
