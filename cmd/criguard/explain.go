@@ -13,10 +13,7 @@ import (
 )
 
 func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg serveConfig
-	fs := newFlagSet("explain", stderr)
-	addRuntimeFlags(fs, &cfg)
-	output := fs.String("o", "text", "output format: text or json")
+	fs, cfg, output := standaloneFlags("explain", stderr, "text", "json")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: criguard explain [flags] CONTAINER_ID|POD_ID\n\nWhat the policy gives a container or pod, why, and the cgroup writes that make it true.")
 		fs.PrintDefaults()
@@ -28,10 +25,7 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return &exitError{code: 2, err: errUsage}
 	}
-	if *output != "text" && *output != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("-o must be text or json, got %q", *output)}
-	}
-	return explain(ctx, cfg, fs.Arg(0), *output, stdout)
+	return explain(ctx, *cfg, fs.Arg(0), output.value, stdout)
 }
 
 func explain(ctx context.Context, cfg serveConfig, id, output string, stdout io.Writer) error {

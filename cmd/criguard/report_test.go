@@ -127,3 +127,11 @@ func TestStandaloneRefusesBrokenPolicy(t *testing.T) {
 		t.Fatalf("got %v, want the policy's file:line", err)
 	}
 }
+
+func TestOutputFormatIsChecked(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"status", "-o", "yaml"}, &bytes.Buffer{}, &stderr)
+	if code := exitCode(err, &stderr); code != 2 || !strings.Contains(stderr.String(), "want table or json") {
+		t.Fatalf("status -o yaml: exit %d, %q; want exit 2 naming the formats", code, stderr.String())
+	}
+}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,6 +28,34 @@ type standalone struct {
 	conn   *grpc.ClientConn
 	policy *policy.Policy
 	notes  []string
+}
+
+// standaloneFlags are the flags of explain and status: serve's runtime,
+// policy and resolver flags, and -o with the command's formats (the first is
+// the default).
+func standaloneFlags(name string, stderr io.Writer, formats ...string) (*flag.FlagSet, *serveConfig, *outputFormat) {
+	cfg := &serveConfig{}
+	fs := newFlagSet(name, stderr)
+	addRuntimeFlags(fs, cfg)
+	output := &outputFormat{value: formats[0], allowed: formats}
+	fs.Var(output, "o", "output format: "+strings.Join(formats, " or "))
+	return fs, cfg, output
+}
+
+// outputFormat is -o, checked when parsed.
+type outputFormat struct {
+	value   string
+	allowed []string
+}
+
+func (o *outputFormat) String() string { return o.value }
+
+func (o *outputFormat) Set(s string) error {
+	if !slices.Contains(o.allowed, s) {
+		return fmt.Errorf("want %s", strings.Join(o.allowed, " or "))
+	}
+	o.value = s
+	return nil
 }
 
 func newStandalone(cfg serveConfig) (*standalone, error) {

@@ -9,17 +9,11 @@ import (
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg serveConfig
-	fs := newFlagSet("status", stderr)
-	addRuntimeFlags(fs, &cfg)
-	output := fs.String("o", "table", "output format: table or json")
+	fs, cfg, output := standaloneFlags("status", stderr, "table", "json")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *output != "table" && *output != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("-o must be table or json, got %q", *output)}
-	}
-	return status(ctx, cfg, *output, stdout, stderr)
+	return status(ctx, *cfg, output.value, stdout, stderr)
 }
 
 func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr io.Writer) error {
