@@ -84,7 +84,7 @@ func (s *Service) afterCreateContainer(_ context.Context, reqB, respB []byte, ca
 	}
 	cfg := req.GetConfig()
 	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
-		Name: cfg.GetMetadata().GetName(), Image: cfg.GetImage().GetImage()})
+		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())})
 	return nil
 }
 

@@ -70,11 +70,21 @@ func (s *Service) fillCgroupParent(ctx context.Context, pod *podInfo) {
 }
 
 func containerFromCRI(c *runtimeapi.Container) containerInfo {
-	image := c.GetImage().GetImage()
+	image := imageName(c.GetImage())
 	if image == "" {
 		image = c.GetImageRef()
 	}
 	return containerInfo{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: c.GetMetadata().GetName(), Image: image}
+}
+
+// imageName is the image as the pod spec names it: kubelet sends the resolved
+// ID in Image and the name the user wrote in UserSpecifiedImage, and policy
+// globs are written against names.
+func imageName(spec *runtimeapi.ImageSpec) string {
+	if name := spec.GetUserSpecifiedImage(); name != "" {
+		return name
+	}
+	return spec.GetImage()
 }
 
 func podFromCRI(p *runtimeapi.PodSandbox) podInfo {

@@ -587,3 +587,42 @@ func TestAutoResolverPicksByRuntimeName(t *testing.T) {
 		t.Error("unknown resolver mode accepted")
 	}
 }
+
+// kubelet sends the image ID in Image and the name from the pod spec in
+// UserSpecifiedImage; image globs are written against the name.
+func TestImageRuleMatchesTheUserSpecifiedName(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, `
+class "c" {
+  io {
+    device    = "254:0"
+    write_bps = "7MiB"
+  }
+}
+rule "db" {
+  match {
+    images = ["registry.example/postgres:*"]
+  }
+  class = "c"
+}
+`))
+	cfg := e.fake.AddPod("p1", "x", "p", "burstable", nil)
+	e.host.mkdir(t, cfg.Linux.CgroupParent)
+	e.fake.AddContainer("c1", "p1", "db")
+	e.host.mkdir(t, e.fake.Paths["c1"])
+	err := e.hook("CreateContainer").After(context.Background(),
+		marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1", SandboxConfig: cfg,
+			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "db"},
+				Image: &runtimeapi.ImageSpec{Image: "sha256:0123abcd", UserSpecifiedImage: "registry.example/postgres:16"}}}),
+		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: "c1"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, _, err := e.svc.ApplyContainer(context.Background(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Workload.Image != "registry.example/postgres:16" || plan.Decision.Rule != "db" {
+		t.Fatalf("image %q decided %+v; want the user-specified name to match rule db", plan.Workload.Image, plan.Decision)
+	}
+}
