@@ -40,8 +40,8 @@ func loadConfig(t *testing.T) config {
 	t.Helper()
 	c := config{
 		containers:  envInt(t, "BENCH_CONTAINERS", 100),
-		calls:       envInt(t, "BENCH_CALLS", 2000),
-		batch:       envInt(t, "BENCH_BATCH", 200),
+		calls:       envInt(t, "BENCH_CALLS", 5000),
+		batch:       envInt(t, "BENCH_BATCH", 250),
 		starts:      envInt(t, "BENCH_STARTS", 200),
 		soakCycles:  envInt(t, "BENCH_SOAK_CYCLES", 2000),
 		soakWorkers: envInt(t, "BENCH_SOAK_WORKERS", 2),

@@ -114,6 +114,7 @@ func (r *rig) benchCalls(t *testing.T) {
 		{"criguard", lab.RuntimeClient(t, r.cg.Endpoint), r.cg.Pid()},
 		{"thin", lab.RuntimeClient(t, r.thin), r.thinPid},
 	}
+	idle := r.idleRates(t, variants, 5*time.Second)
 	// Warm-up: connections, HTTP/2 windows, containerd's caches, the Go heap.
 	for _, v := range variants {
 		for _, m := range methods {
@@ -208,6 +209,34 @@ func (r *rig) benchCalls(t *testing.T) {
 	fmt.Fprintf(b, "\nMemory: criguard VmRSS %s after its reconcile pass over %d containers (pass took %s), %s after the call benchmark; "+
 		"thin forwarder VmRSS %s at the same moment as criguard's first figure.\n",
 		MiB(float64(rss)), rec.containers, rec.took, MiB(float64(rssAfter)), MiB(float64(thinRSS)))
+	fmt.Fprintf(b, "\nIdle CPU before the calls (5 s, no client): containerd %.1f %% of a core, criguard %.2f %%, thin forwarder %.2f %%. "+
+		"So the rise of containerd's own CPU per call when it is called through a proxy is not background work.\n",
+		100*idle["direct"], 100*idle["criguard"], 100*idle["thin"])
+	r.profileProxies(t, variants)
+}
+
+// idleRates measures each variant's process CPU, as a fraction of one core, while no
+// call is made.
+func (r *rig) idleRates(t *testing.T, variants []variant, over time.Duration) map[string]float64 {
+	t.Helper()
+	before := map[string]time.Duration{}
+	for _, v := range variants {
+		cpu, err := ThreadsCPU("/proc", v.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[v.name] = cpu
+	}
+	time.Sleep(over)
+	rates := map[string]float64{}
+	for _, v := range variants {
+		cpu, err := ThreadsCPU("/proc", v.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rates[v.name] = float64(cpu-before[v.name]) / float64(over)
+	}
+	return rates
 }
 
 // reconcileInfo is what criguard logged about a reconcile pass.

@@ -9,4 +9,6 @@ var (
 	ErrBenchMetricsFormat = errors.New("bench: unexpected metrics line")
 	// ErrBenchNoSeries means a metric the benchmark reads is missing from /metrics.
 	ErrBenchNoSeries = errors.New("bench: metric series missing")
+	// ErrBenchPerfFormat means a perf report lacked what the benchmark reads.
+	ErrBenchPerfFormat = errors.New("bench: unexpected perf report")
 )

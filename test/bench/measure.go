@@ -197,3 +197,49 @@ func FormatDuration(d time.Duration) string {
 
 // MiB prints a byte count in MiB with one decimal.
 func MiB(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+// PerfChildren parses `perf report --children --sort symbol -g none --stdio` into
+// symbol → inclusive percentage. Lines look like
+// "  12.34%   1.23%  [.] pkg.(*T).Method   -   -", the trailing dashes being
+// IPC columns that newer perf prints.
+func PerfChildren(report []byte) map[string]float64 {
+	shares := map[string]float64{}
+	for _, line := range strings.Split(string(report), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 4 || strings.HasPrefix(fields[0], "#") || !strings.HasSuffix(fields[0], "%") {
+			continue
+		}
+		pct, err := strconv.ParseFloat(strings.TrimSuffix(fields[0], "%"), 64)
+		if err != nil {
+			continue
+		}
+		for i, f := range fields {
+			if (f == "[.]" || f == "[k]") && i+1 < len(fields) {
+				sym := fields[i+1:]
+				for len(sym) > 1 && sym[len(sym)-1] == "-" {
+					sym = sym[:len(sym)-1]
+				}
+				shares[strings.Join(sym, " ")] = pct
+				break
+			}
+		}
+	}
+	return shares
+}
+
+// PerfEventCount reads the "# Event count (approx.): N" header of a perf report: for
+// the cpu-clock event, the sampled CPU time in nanoseconds.
+func PerfEventCount(report []byte) (float64, error) {
+	for _, line := range strings.Split(string(report), "\n") {
+		rest, ok := strings.CutPrefix(line, "# Event count (approx.):")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return 0, fmt.Errorf("perf report event count %q: %w", rest, err)
+		}
+		return v, nil
+	}
+	return 0, fmt.Errorf("%w: no event count header in the perf report", ErrBenchPerfFormat)
+}

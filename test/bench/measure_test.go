@@ -178,3 +178,38 @@ func TestFormat(t *testing.T) {
 		t.Error("Ratio(3, 0) is not NaN")
 	}
 }
+
+func TestPerfChildren(t *testing.T) {
+	report := `# Children      Self  Symbol                       IPC   [IPC Coverage]
+# ........  ........  ...........................
+#
+    62.49%     0.60%  [k] do_syscall_64                 -      -
+    11.55%     0.05%  [.] google.golang.org/grpc.(*Server).handleStream   -      -
+     0.61%     0.61%  [.] type:.eq.[2]interface {}
+bogus line
+`
+	got := PerfChildren([]byte(report))
+	want := map[string]float64{
+		"do_syscall_64": 62.49,
+		"google.golang.org/grpc.(*Server).handleStream": 11.55,
+		"type:.eq.[2]interface {}":                      0.61,
+	}
+	if len(got) != len(want) {
+		t.Errorf("PerfChildren parsed %d symbols %v, want %d", len(got), got, len(want))
+	}
+	for sym, pct := range want {
+		if got[sym] != pct {
+			t.Errorf("PerfChildren[%q] = %v, want %v", sym, got[sym], pct)
+		}
+	}
+}
+
+func TestPerfEventCount(t *testing.T) {
+	got, err := PerfEventCount([]byte("# Samples: 10K of event 'cpu-clock:pppH'\n# Event count (approx.): 2037407400\n#\n"))
+	if err != nil || got != 2037407400 {
+		t.Errorf("PerfEventCount = %v, %v; want 2037407400", got, err)
+	}
+	if _, err := PerfEventCount([]byte("# Samples: 0\n")); !errors.Is(err, ErrBenchPerfFormat) {
+		t.Errorf("PerfEventCount without the header: err = %v, want ErrBenchPerfFormat", err)
+	}
+}

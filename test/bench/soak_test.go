@@ -41,6 +41,23 @@ const soakSampleEvery = 30 * time.Second
 func (r *rig) benchSoak(t *testing.T) {
 	pods := r.throttledPods(t, "soak")
 	client := lab.RuntimeClient(t, r.cg.Endpoint)
+	// Warm up: the client's connection (its server-side goroutines belong to the
+	// baseline, not to a leak) and one cycle per worker.
+	for w := range r.cfg.soakWorkers {
+		p := pods[w%len(pods)]
+		id, err := createContainer(client, p.id, p.pod, fmt.Sprintf("soak-warm-%d", w))
+		if err == nil {
+			err = startContainer(client, id)
+		}
+		if id != "" {
+			if rmErr := stopRemove(client, id); err == nil {
+				err = rmErr
+			}
+		}
+		if err != nil {
+			t.Fatalf("soak warm-up: %v", err)
+		}
+	}
 	time.Sleep(2 * time.Second) // let the previous phase's calls drain
 	start := time.Now()
 	samples := []soakSample{r.sample(t, 0, 0)}

@@ -1,0 +1,141 @@
+//go:build bench
+
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// profileCalls is how many calls of each profiled method go through each proxy while
+// perf samples it.
+const profileCalls = 3000
+
+// profileBatch is how many calls go through one proxy before the other takes over.
+const profileBatch = 250
+
+// profileProxies samples criguard and the thin forwarder with perf (on-CPU, call
+// graphs through Go's frame pointers) while the same calls go through each, and
+// writes the flat and inclusive symbol profiles next to results.md: where criguard's
+// extra CPU per call goes, if any.
+func (r *rig) profileProxies(t *testing.T, variants []variant) {
+	t.Helper()
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		fmt.Fprintf(&r.report.calls, "\nProfile: skipped, `perf` is not installed (run.sh installs linux-perf).\n")
+		return
+	}
+	b := &r.report.calls
+	fmt.Fprintf(b, "\nProfile (`perf record -F 4999 -g` on both proxies at once while %d Version and %d ContainerStatus "+
+		"calls go through each, in alternating batches of %d; files in `_out/bench/run/perf-*.txt`). Inclusive share of "+
+		"each proxy's samples, and that share as CPU time per call:\n\n", profileCalls, profileCalls, profileBatch)
+	var proxies []variant
+	recorders := map[string]*exec.Cmd{}
+	for _, v := range variants {
+		if v.name == "direct" {
+			continue
+		}
+		proxies = append(proxies, v)
+		data := filepath.Join(r.cfg.outDir, "perf-"+v.name+".data")
+		rec := exec.Command(perf, "record", "-q", "-F", "4999", "-g", "-p", fmt.Sprint(v.pid), "-o", data)
+		rec.Stderr = os.Stderr
+		if err := rec.Start(); err != nil {
+			t.Fatalf("start perf record on %s: %v", v.name, err)
+		}
+		recorders[v.name] = rec
+	}
+	time.Sleep(time.Second) // perf attaches to every thread
+	// Alternate the proxies batch by batch, so that the shared machine's noise hits
+	// both profiles alike.
+	for done := 0; done < profileCalls; done += profileBatch {
+		for _, m := range []string{"Version", "ContainerStatus"} {
+			for _, v := range proxies {
+				if err := r.batch(v, m, min(profileBatch, profileCalls-done), nil); err != nil {
+					t.Fatalf("profile: %v", err)
+				}
+			}
+		}
+	}
+	shares := map[string]map[string]float64{}
+	sampled := map[string]float64{} // ns of CPU perf sampled in each proxy
+	for _, v := range proxies {
+		rec := recorders[v.name]
+		_ = rec.Process.Signal(syscall.SIGINT)
+		// perf writes its file on SIGINT, then dies of the signal it re-raises.
+		if err := rec.Wait(); err != nil && !killedByInterrupt(err) {
+			t.Fatalf("perf record on %s: %v", v.name, err)
+		}
+		data := filepath.Join(r.cfg.outDir, "perf-"+v.name+".data")
+		for _, mode := range []string{"flat", "inclusive"} {
+			args := []string{"report", "-i", data, "--stdio", "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"}
+			if mode == "flat" {
+				args = append(args, "--no-children")
+			} else {
+				args = append(args, "--children")
+			}
+			out, err := exec.Command(perf, args...).Output()
+			if err != nil {
+				t.Fatalf("perf report %s: %v", data, err)
+			}
+			path := filepath.Join(r.cfg.outDir, fmt.Sprintf("perf-%s-%s.txt", v.name, mode))
+			if err := os.WriteFile(path, out, 0o644); err != nil {
+				t.Fatalf("write %s: %v", path, err)
+			}
+			if mode == "inclusive" {
+				shares[v.name] = PerfChildren(out)
+				if sampled[v.name], err = PerfEventCount(out); err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+			}
+		}
+	}
+	// Percentages are of each proxy's own total; times per call compare across them.
+	calls := float64(2 * profileCalls)
+	perCall := func(name string, pct float64) string {
+		return FormatDuration(time.Duration(pct / 100 * sampled[name] / calls))
+	}
+	b.WriteString("| frame (inclusive) | criguard | thin | criguard per call | thin per call |\n| --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(b, "| all samples | 100 %% | 100 %% | %s | %s |\n", perCall("criguard", 100), perCall("thin", 100))
+	for _, frame := range profileFrames {
+		cg, thin := shares["criguard"][frame], shares["thin"][frame]
+		fmt.Fprintf(b, "| `%s` | %.1f %% | %.1f %% | %s | %s |\n", frame, cg, thin, perCall("criguard", cg), perCall("thin", thin))
+	}
+	b.WriteString("\nperf's own sampling inflates the per-call times above the schedstat figures; read their differences.\n")
+}
+
+// profileFrames are the frames compared between the two proxies: thread switches and
+// the Go scheduler, the garbage collector, gRPC's server and client halves, each
+// proxy's handler, and what only criguard has (metrics observer, metadata copying).
+var profileFrames = []string{
+	"finish_task_switch.isra.0", // the kernel switching threads
+	"runtime.findRunnable",
+	"runtime.futex.abi0",
+	"runtime.sysmon",
+	"runtime.gcBgMarkWorker",
+	"runtime.mallocgc",
+	"google.golang.org/grpc/internal/transport.(*http2Server).HandleStreams",
+	"google.golang.org/grpc/internal/transport.(*loopyWriter).run",
+	"google.golang.org/grpc/internal/transport.(*http2Client).reader",
+	"google.golang.org/grpc.(*ClientConn).Invoke",
+	"main.run.func1", // the thin forwarder's handler
+	"github.com/criguard/criguard/proxy.(*Proxy).forward",
+	"github.com/criguard/criguard/criservice.(*Metrics).ObserveCall",
+	"github.com/criguard/criguard/proxy.outgoingContext",
+	"google.golang.org/grpc.(*serverStream).SetHeader",
+}
+
+// killedByInterrupt reports whether a command ended by SIGINT.
+func killedByInterrupt(err error) bool {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return false
+	}
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGINT
+}
