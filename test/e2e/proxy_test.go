@@ -387,3 +387,48 @@ func TestProxyContainerEventsUnimplemented(t *testing.T) {
 		t.Errorf("through criguard: %v %q, want the runtime's %v %q", proxied.Code(), proxied.Message(), direct.Code(), direct.Message())
 	}
 }
+
+// TestProxyDocker drives cri-dockerd through criguard: the same crictl calls behave as
+// they do on cri-dockerd's own socket.
+func TestProxyDocker(t *testing.T) {
+	dock := lab.Docker(t)
+	cg := lab.Criguard(t, dock.Endpoint)
+	ep := cg.Endpoint
+
+	pod := lab.NewPod(t, "docker-pod", "e2e-proxy")
+	podID := lab.RunPod(t, ep, pod)
+	id := lab.StartContainer(t, ep, podID, pod, &lab.Container{
+		Name: "talker", Command: []string{"sh", "-c", "echo hello-from-docker; exec sleep 3600"},
+	})
+	got := lab.WaitContainerState(t, ep, id, "CONTAINER_RUNNING", 30*time.Second)
+	if got.Status.Metadata.Name != "talker" {
+		t.Errorf("inspect through criguard: name %q, want talker", got.Status.Metadata.Name)
+	}
+	if out := lab.Crictl(t, ep, "exec", "-s", id, "echo", "exec-docker-ok"); out != "exec-docker-ok" {
+		t.Errorf("exec -s through criguard = %q, want exec-docker-ok", out)
+	}
+	if out := lab.Crictl(t, ep, "exec", id, "echo", "stream-docker-ok"); out != "stream-docker-ok" {
+		t.Errorf("exec through criguard = %q, want stream-docker-ok", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := lab.CrictlErr(t, ep, "logs", id)
+		if err == nil && strings.Contains(out, "hello-from-docker") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs through criguard never showed hello-from-docker: out %q err %v", out, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, args := range [][]string{{"version"}, {"ps", "-a", "-o", "json"}, {"pods", "-o", "json"}, {"inspect", id}} {
+		direct := lab.Crictl(t, dock.Endpoint, args...)
+		proxied := lab.Crictl(t, ep, args...)
+		if direct != proxied {
+			t.Errorf("crictl %s differs through criguard:\ndirect:\n%s\nthrough criguard:\n%s", strings.Join(args, " "), direct, proxied)
+		}
+	}
+	lab.Crictl(t, ep, "stop", "--timeout", "2", id)
+	lab.WaitContainerState(t, ep, id, "CONTAINER_EXITED", 15*time.Second)
+	lab.Crictl(t, ep, "rm", id)
+}
