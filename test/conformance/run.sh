@@ -2,6 +2,8 @@
 # make conformance: critest against a private containerd, directly and through criguard.
 # Fails if any spec that passes directly fails through criguard; writes both pass counts
 # to docs/CONFORMANCE.md and keeps critest's JUnit reports and logs in _out/conformance.
+# CONFORMANCE_FOCUS (a ginkgo regexp) runs part of the suite; CONFORMANCE_CRIGUARD_ARGS
+# adds serve flags. Either leaves docs/CONFORMANCE.md alone.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
