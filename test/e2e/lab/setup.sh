@@ -39,22 +39,31 @@ for unit in docker.service docker.socket containerd.service docker-registry.serv
 done
 
 # --- Go tools from their modules (LAB.md: `go install …@version` is refused) ------------
-# build_module MODULE VERSION OUT KIND PKG [TAGS]: download, copy out of the read-only
-# module cache, drop vendor/ (it is incomplete in these releases), build with -mod=mod.
+# build_module MODULE VERSIONS OUT KIND PKG [TAGS]: download the first of VERSIONS (space
+# separated) the Go proxy gives, copy it out of the read-only module cache, drop vendor/
+# (it is incomplete in these releases), and build with -mod=mod.
 build_module() {
-	local module=$1 version=$2 out=$3 kind=$4 pkg=$5 tags=${6:-}
+	local module=$1 versions=$2 out=$3 kind=$4 pkg=$5 tags=${6:-}
 	if [[ -x "$bin/$out" ]]; then
 		return 0
 	fi
-	step "build $out from $module@$version"
-	local dir
-	dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	if [[ -z "$dir" || ! -d "$dir" ]]; then
-		echo "setup.sh: go mod download $module@$version gave no directory" >&2
+	local version dir=""
+	for version in $versions; do
+		if dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') &&
+			[[ -n "$dir" && -d "$dir" ]]; then
+			break
+		fi
+		echo "setup.sh: go mod download $module@$version failed" >&2
+		dir=""
+	done
+	if [[ -z "$dir" ]]; then
+		echo "setup.sh: no version of $module among: $versions" >&2
 		return 1
 	fi
+	step "build $out from $module@$version"
 	local src="$cache/src/${module//\//_}@$version"
 	if [[ ! -d "$src" ]]; then
+		rm -rf "$src.tmp"
 		cp -r "$dir" "$src.tmp"
 		chmod -R u+w "$src.tmp"
 		rm -rf "$src.tmp/vendor"
@@ -67,8 +76,9 @@ build_module() {
 	mv "$bin/$out.tmp" "$bin/$out"
 }
 
-build_module sigs.k8s.io/cri-tools v1.30.0 crictl build ./cmd/crictl
-build_module sigs.k8s.io/cri-tools v1.30.0 critest testbin ./cmd/critest
+# cri-tools v1.30.0 is what LAB.md measured; v1.37.0 if the proxy ever refuses it.
+build_module sigs.k8s.io/cri-tools "v1.30.0 v1.37.0" crictl build ./cmd/crictl
+build_module sigs.k8s.io/cri-tools "v1.30.0 v1.37.0" critest testbin ./cmd/critest
 build_module github.com/Mirantis/cri-dockerd v0.3.14 cri-dockerd build .
 # containerd 2 for what Debian's 1.6 lacks (GetContainerEvents); the same module criguard
 # uses as a client library. Its runc shim is found on PATH by lab.WithContainerd2.
