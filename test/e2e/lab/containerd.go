@@ -308,6 +308,7 @@ func (c *ContainerdInstance) stop(t testing.TB) {
 		t.Logf("lab: containerd did not stop on SIGTERM within 15s: killed (%v)", err)
 	}
 	killByCmdline(c.Socket)
+	removePendingCgroups()
 }
 
 func writeTemplate(t testing.TB, tmpl *template.Template, path string, data any) {

@@ -101,8 +101,10 @@ func (p *Pod) CgroupParent() string {
 	return "/kubepods/" + string(p.QoS) + "/pod" + p.UID
 }
 
-// Config is the CRI PodSandboxConfig for the pod.
+// Config is the CRI PodSandboxConfig for the pod. The pod's cgroup is remembered and
+// removed once empty, when its pod or its runtime is cleaned up.
 func (p *Pod) Config() *runtimeapi.PodSandboxConfig {
+	trackCgroup(p.CgroupParent())
 	network := runtimeapi.NamespaceMode_NODE
 	if p.PodNetwork {
 		network = runtimeapi.NamespaceMode_POD
@@ -197,12 +199,13 @@ func RunPod(t testing.TB, endpoint string, p *Pod) string {
 	return id
 }
 
-// RemovePodCgroup removes the pod's cgroup dirs once its containers are gone (best
-// effort: a failure is logged, not fatal).
+// RemovePodCgroup removes the pod's cgroup dirs once its containers are gone. A cgroup
+// still busy (the pod outlived the endpoint that made it) is tried again when its
+// runtime stops.
 func RemovePodCgroup(t testing.TB, p *Pod) {
 	t.Helper()
-	if err := removeCgroup(p.CgroupParent()); err != nil {
-		t.Logf("lab: remove pod cgroup %s: %v", p.CgroupParent(), err)
+	if err := removeCgroup(p.CgroupParent()); err == nil {
+		untrackCgroup(p.CgroupParent())
 	}
 }
 

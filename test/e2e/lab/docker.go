@@ -180,4 +180,5 @@ func (d *DockerInstance) stop(t testing.TB) {
 	// dockerd's own containerd and the shims are started with the exec root in their
 	// command lines; they outlive a killed dockerd.
 	killByCmdline(d.ExecRoot)
+	removePendingCgroups()
 }

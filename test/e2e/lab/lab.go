@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -398,4 +399,35 @@ func removeCgroup(rel string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// podCgroups are the pod cgroups (kubelet's, made here by the runtimes on our behalf)
+// not removed yet.
+var podCgroups = struct {
+	sync.Mutex
+	pending map[string]bool
+}{pending: map[string]bool{}}
+
+func trackCgroup(rel string) {
+	podCgroups.Lock()
+	defer podCgroups.Unlock()
+	podCgroups.pending[rel] = true
+}
+
+func untrackCgroup(rel string) {
+	podCgroups.Lock()
+	defer podCgroups.Unlock()
+	delete(podCgroups.pending, rel)
+}
+
+// removePendingCgroups removes every remembered pod cgroup that is empty by now; the
+// ones still busy belong to pods of another running instance and stay remembered.
+func removePendingCgroups() {
+	podCgroups.Lock()
+	defer podCgroups.Unlock()
+	for rel := range podCgroups.pending {
+		if removeCgroup(rel) == nil {
+			delete(podCgroups.pending, rel)
+		}
+	}
 }
