@@ -91,11 +91,11 @@ type rig struct {
 	idleIDs   []string
 	report    *report
 	podsMu    sync.Mutex
-	cleanups  []*lab.Pod
+	pods      []*lab.Pod // every pod run, for the cgroup cleanup
 }
 
-// writeBPS is the throttle of the starts and soak phases; an odd number, so it cannot
-// be anything but criguard's write.
+// writeBPS is the throttle of the starts and soak phases: an unusual value (7 MiB/s),
+// so a file holding it was written by criguard.
 const (
 	writeBPS      = 7 << 20
 	writeBPSFile  = "blkio.throttle.write_bps_device"
@@ -314,7 +314,7 @@ func (r *rig) runPod(client runtimeapi.RuntimeServiceClient, pod *lab.Pod) (stri
 		return "", fmt.Errorf("RunPodSandbox %s: %w", pod, err)
 	}
 	r.podsMu.Lock()
-	r.cleanups = append(r.cleanups, pod)
+	r.pods = append(r.pods, pod)
 	r.podsMu.Unlock()
 	return resp.PodSandboxId, nil
 }
@@ -385,7 +385,7 @@ func (r *rig) removePods(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
-	for _, pod := range r.cleanups {
+	for _, pod := range r.pods {
 		lab.RemovePodCgroup(t, pod)
 	}
 }

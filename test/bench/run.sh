@@ -18,7 +18,8 @@ if [[ ! -x "$CRIGUARD_BIN" ]]; then
 fi
 out=${BENCH_OUT:-$repo/_out/bench}
 export BENCH_OUT=$out/run
-rm -rf "$out"
+# Only what this script writes: BENCH_OUT may point at a directory that holds more.
+rm -rf "$out/run" "$out/bin" "$out/results.md" "$out/test.log"
 mkdir -p "$out/bin" "$BENCH_OUT"
 
 # perf samples both proxies to show where criguard's CPU per call goes. Best effort:

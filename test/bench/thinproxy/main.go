@@ -41,15 +41,24 @@ func main() {
 }
 
 func run(listen, upstream string) error {
-	conn, err := grpc.NewClient("unix:"+strings.TrimPrefix(upstream, "unix://"),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	server, err := newServer(upstream)
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", upstream, err)
+		return err
 	}
 	_ = os.Remove(listen)
 	ln, err := net.Listen("unix", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	return server.Serve(ln)
+}
+
+// newServer returns a gRPC server that forwards every unary call to upstream.
+func newServer(upstream string) (*grpc.Server, error) {
+	conn, err := grpc.NewClient("unix:"+strings.TrimPrefix(upstream, "unix://"),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", upstream, err)
 	}
 	forward := func(_ any, ss grpc.ServerStream) error {
 		method, _ := grpc.MethodFromServerStream(ss)
@@ -62,6 +71,5 @@ func run(listen, upstream string) error {
 		}
 		return ss.SendMsg(&resp)
 	}
-	server := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(forward))
-	return server.Serve(ln)
+	return grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(forward)), nil
 }
