@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,7 +111,7 @@ func (r *rig) benchCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.report.goal("criguard idle RSS, 100 containers (issue 2)", "< 30 MiB", MiB(float64(rss)), rss < 30<<20)
+	r.report.goal(fmt.Sprintf("criguard idle RSS, %d containers (issue 2)", len(r.idleIDs)), "< 30 MiB", MiB(float64(rss)), rss < 30<<20)
 
 	variants := []variant{
 		{"direct", lab.RuntimeClient(t, r.ctrd.Endpoint), r.ctrdPid},
@@ -173,6 +174,28 @@ func (r *rig) benchCalls(t *testing.T) {
 		"variants interleaved and rotated every round (%d rounds, %s in all). Latency is measured in the client; "+
 		"CPU is the on-CPU time of the charged process's threads (`/proc/PID/task/*/schedstat`) over its own batches.\n\n",
 		len(r.idleIDs), len(r.idleIDs), cfg.calls, min(200, cfg.calls), cfg.batch, rounds, elapsed.Round(time.Second))
+	writeCallTable(b, variants, stats)
+	worstP50, worstCPU := writeRatios(b, stats)
+	r.report.goal("criguard p50 ÷ thin forwarder p50, worst method (issue 2)", "≤ 1.10×", FormatRatio(worstP50), worstP50 <= 1.10)
+	r.report.goal("criguard proxy CPU/call ÷ thin forwarder's, worst method (issue 2)", "≤ 1.10×", FormatRatio(worstCPU), worstCPU <= 1.10)
+
+	total := time.Duration(cfg.calls * len(methods))
+	fmt.Fprintf(b, "\nCross-check from `/proc/PID/stat` (utime+stime, 10 ms ticks) over the whole measured run, all three methods: "+
+		"criguard %s/call, thin forwarder %s/call (ratio %s); containerd %s/call over every variant's calls.\n",
+		FormatDuration(whole["criguard"]/total), FormatDuration(whole["thin"]/total),
+		FormatRatio(Ratio(float64(whole["criguard"]), float64(whole["thin"]))),
+		FormatDuration(whole["direct"]/(time.Duration(len(variants))*total)))
+	fmt.Fprintf(b, "\nMemory: criguard VmRSS %s after its reconcile pass over %d containers (pass took %s), %s after the call benchmark; "+
+		"thin forwarder VmRSS %s at the same moment as criguard's first figure.\n",
+		MiB(float64(rss)), rec.containers, rec.took, MiB(float64(rssAfter)), MiB(float64(thinRSS)))
+	fmt.Fprintf(b, "\nIdle CPU before the calls (5 s, no client): containerd %.1f %% of a core, criguard %.2f %%, thin forwarder %.2f %%. "+
+		"So the rise of containerd's own CPU per call when it is called through a proxy is not background work.\n",
+		100*idle["direct"], 100*idle["criguard"], 100*idle["thin"])
+	r.profileProxies(t, variants)
+}
+
+// writeCallTable writes latency and CPU per call of every method through every variant.
+func writeCallTable(b *strings.Builder, variants []variant, stats map[string]*callStats) {
 	b.WriteString("| method | variant | p50 | p99 | proxy CPU/call | containerd CPU/call |\n| --- | --- | --- | --- | --- | --- |\n")
 	for _, m := range methods {
 		for _, v := range variants {
@@ -187,9 +210,13 @@ func (r *rig) benchCalls(t *testing.T) {
 				proxyCPU, FormatDuration(s.runtimeCPU/n))
 		}
 	}
+}
+
+// writeRatios writes criguard's figures over the thin forwarder's, and the spread of
+// the CPU ratio between rounds; it returns the worst p50 and CPU ratios.
+func writeRatios(b *strings.Builder, stats map[string]*callStats) (worstP50, worstCPU float64) {
 	b.WriteString("\nRatios, criguard ÷ thin forwarder (goal ≤ 1.10×), and the extra hop over direct:\n\n")
 	b.WriteString("| method | p50 ratio | p99 ratio | proxy CPU/call ratio | criguard p50 − direct p50 | thin p50 − direct p50 |\n| --- | --- | --- | --- | --- | --- |\n")
-	var worstP50, worstCPU float64
 	for _, m := range methods {
 		cg, thin, direct := stats["criguard/"+m], stats["thin/"+m], stats["direct/"+m]
 		p50 := Ratio(float64(Percentile(cg.latencies, 50)), float64(Percentile(thin.latencies, 50)))
@@ -217,22 +244,7 @@ func (r *rig) benchCalls(t *testing.T) {
 		}
 	}
 	b.WriteString(".\n")
-	r.report.goal("criguard p50 ÷ thin forwarder p50, worst method (issue 2)", "≤ 1.10×", FormatRatio(worstP50), worstP50 <= 1.10)
-	r.report.goal("criguard proxy CPU/call ÷ thin forwarder's, worst method (issue 2)", "≤ 1.10×", FormatRatio(worstCPU), worstCPU <= 1.10)
-
-	total := time.Duration(cfg.calls * len(methods))
-	fmt.Fprintf(b, "\nCross-check from `/proc/PID/stat` (utime+stime, 10 ms ticks) over the whole measured run, all three methods: "+
-		"criguard %s/call, thin forwarder %s/call (ratio %s); containerd %s/call over every variant's calls.\n",
-		FormatDuration(whole["criguard"]/total), FormatDuration(whole["thin"]/total),
-		FormatRatio(Ratio(float64(whole["criguard"]), float64(whole["thin"]))),
-		FormatDuration(whole["direct"]/(3*total)))
-	fmt.Fprintf(b, "\nMemory: criguard VmRSS %s after its reconcile pass over %d containers (pass took %s), %s after the call benchmark; "+
-		"thin forwarder VmRSS %s at the same moment as criguard's first figure.\n",
-		MiB(float64(rss)), rec.containers, rec.took, MiB(float64(rssAfter)), MiB(float64(thinRSS)))
-	fmt.Fprintf(b, "\nIdle CPU before the calls (5 s, no client): containerd %.1f %% of a core, criguard %.2f %%, thin forwarder %.2f %%. "+
-		"So the rise of containerd's own CPU per call when it is called through a proxy is not background work.\n",
-		100*idle["direct"], 100*idle["criguard"], 100*idle["thin"])
-	r.profileProxies(t, variants)
+	return worstP50, worstCPU
 }
 
 // idleRates measures each variant's process CPU, as a fraction of one core, while no
