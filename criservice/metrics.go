@@ -2,6 +2,7 @@ package criservice
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,16 @@ type Metrics struct {
 	policyLoaded   prometheus.Gauge
 	reconcileTime  prometheus.Histogram
 	cachedEntities *prometheus.GaugeVec
+
+	// byMethod binds each method's children once: resolving labels on every
+	// forwarded call would hash them and take a lock each time.
+	byMethod sync.Map // full method name → *methodMetrics
+}
+
+type methodMetrics struct {
+	latency prometheus.Observer
+	ok      prometheus.Counter
+	name    string
 }
 
 // NewMetrics registers the metrics with reg.
@@ -77,9 +88,22 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 	if m == nil {
 		return
 	}
-	short := method[strings.LastIndexByte(method, '/')+1:]
-	m.calls.WithLabelValues(short, code.String()).Inc()
-	m.latency.WithLabelValues(short).Observe(elapsed.Seconds())
+	mm, ok := m.byMethod.Load(method)
+	if !ok {
+		short := method[strings.LastIndexByte(method, '/')+1:]
+		mm, _ = m.byMethod.LoadOrStore(method, &methodMetrics{
+			latency: m.latency.WithLabelValues(short),
+			ok:      m.calls.WithLabelValues(short, codes.OK.String()),
+			name:    short,
+		})
+	}
+	bound := mm.(*methodMetrics)
+	bound.latency.Observe(elapsed.Seconds())
+	if code == codes.OK {
+		bound.ok.Inc()
+		return
+	}
+	m.calls.WithLabelValues(bound.name, code.String()).Inc()
 }
 
 // PolicyReloaded counts a policy load.

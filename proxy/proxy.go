@@ -219,7 +219,7 @@ func outgoingContext(ctx context.Context) context.Context {
 	if !ok {
 		return ctx
 	}
-	md = md.Copy()
+	// FromIncomingContext returns a copy: it is ours to change.
 	delete(md, ":authority")
 	return metadata.NewOutgoingContext(ctx, md)
 }
