@@ -62,38 +62,73 @@ var critestImages = []critestImage{
 	{refs: []string{criTools + "test-image-tags:1", criTools + "test-image-tags:2", criTools + "test-image-tags:3"}, args: []string{"-labels", "image=tags"}},
 }
 
-// TestConformance runs critest directly against containerd and through criguard, and
-// fails on any spec that passed directly but not through criguard.
+// TestConformance runs critest directly against each containerd (Debian's 1.6 and the
+// lab's 2.4) and through criguard in front of it, and fails on any spec that passed
+// directly but not through criguard. CONFORMANCE_CONTAINERD=1 or 2 runs one of them.
 func TestConformance(t *testing.T) {
 	lab.RequireRoot(t)
 	critest := lab.Bin(t, "critest")
 	reg := lab.Registry(t)
 	pushCritestImages(t, reg)
-	ctrd := lab.Containerd(t, lab.WithRegistry(reg), lab.WithCNI(lab.CNIConfig{
-		Bridge: "cgconf" + fmt.Sprint(os.Getpid()%100000),
-		Subnet: fmt.Sprintf("10.88.%d.0/24", 100+os.Getpid()%100),
-	}))
-	// CONFORMANCE_CRIGUARD_ARGS adds serve flags, e.g. a tiny --max-msg-size to see
-	// that a broken criguard fails this test.
-	cg := lab.Criguard(t, ctrd.Endpoint, append([]string{"--log-level", "info"}, strings.Fields(os.Getenv("CONFORMANCE_CRIGUARD_ARGS"))...)...)
-	focus := os.Getenv("CONFORMANCE_FOCUS") // a ginkgo regexp for a quick partial run
 	reports := reportDir(t)
+	// CONFORMANCE_FOCUS (a ginkgo regexp) runs part of the suite; CONFORMANCE_CRIGUARD_ARGS
+	// adds serve flags, e.g. a tiny --max-msg-size to see a broken criguard fail this.
+	focus := os.Getenv("CONFORMANCE_FOCUS")
+	extraArgs := strings.Fields(os.Getenv("CONFORMANCE_CRIGUARD_ARGS"))
 
-	direct := runCritest(t, critest, ctrd.Endpoint, filepath.Join(reports, "direct.xml"), focus)
-	proxied := runCritest(t, critest, cg.Endpoint, filepath.Join(reports, "criguard.xml"), focus)
-	c := Compare(direct, proxied)
+	var runs []Run
+	for _, rt := range []struct {
+		name string
+		opts []lab.ContainerdOption
+	}{
+		{name: "1"},
+		{name: "2", opts: []lab.ContainerdOption{lab.WithContainerd2()}},
+	} {
+		if only := os.Getenv("CONFORMANCE_CONTAINERD"); only != "" && only != rt.name {
+			continue
+		}
+		t.Run("containerd"+rt.name, func(t *testing.T) {
+			opts := append([]lab.ContainerdOption{lab.WithRegistry(reg), lab.WithCNI(lab.CNIConfig{
+				Bridge: fmt.Sprintf("cgconf%s%d", rt.name, os.Getpid()%100000),
+				Subnet: fmt.Sprintf("10.88.%d.0/24", 100+os.Getpid()%100),
+			})}, rt.opts...)
+			ctrd := lab.Containerd(t, opts...)
+			cg := lab.Criguard(t, ctrd.Endpoint, append([]string{"--log-level", "info"}, extraArgs...)...)
+			prefix := filepath.Join(reports, "containerd"+rt.name+"-")
+			run := compareRuns(t, critest, ctrd.Endpoint, cg.Endpoint, prefix, focus)
+			run.Runtime = runtimeVersion(t, ctrd.Endpoint)
+			runs = append(runs, run)
+		})
+	}
 
-	// A spec that failed through criguard runs once more there: a flake passes now,
-	// a real regression fails again.
-	var retried []string
+	if focus != "" || len(extraArgs) > 0 || len(runs) < 2 {
+		t.Logf("partial or modified run: docs/CONFORMANCE.md left as it is")
+		return
+	}
+	writeReport(t, Meta{
+		Date:    time.Now().UTC().Format("2006-01-02"),
+		Critest: "cri-tools v1.30.0",
+		Command: "sudo make conformance",
+		Skipped: "`" + skipSpecs + "` (benchmarks; HTTP to pod addresses)",
+	}, runs)
+}
+
+// compareRuns runs critest directly and through criguard and compares the two. A spec
+// that failed only through criguard runs once more there: a flake passes now, a real
+// regression fails again.
+func compareRuns(t *testing.T, critest, direct, proxied, prefix, focus string) Run {
+	t.Helper()
+	c := Compare(
+		runCritest(t, critest, direct, prefix+"direct.xml", focus),
+		runCritest(t, critest, proxied, prefix+"criguard.xml", focus))
+	var run Run
 	if len(c.Regressions) > 0 {
 		names := make([]string, len(c.Regressions))
 		for i, s := range c.Regressions {
 			names[i] = regexp.QuoteMeta(s.Name)
 		}
-		again := runCritest(t, critest, cg.Endpoint, filepath.Join(reports, "criguard-retry.xml"), strings.Join(names, "|"))
 		passedAgain := map[string]bool{}
-		for _, s := range again {
+		for _, s := range runCritest(t, critest, proxied, prefix+"criguard-retry.xml", strings.Join(names, "|")) {
 			if s.Outcome == Passed {
 				passedAgain[s.Name] = true
 			}
@@ -101,7 +136,7 @@ func TestConformance(t *testing.T) {
 		var still []Spec
 		for _, s := range c.Regressions {
 			if passedAgain[s.Name] {
-				retried = append(retried, s.Name)
+				run.Retried = append(run.Retried, s.Name)
 				c.ProxiedPassed++
 			} else {
 				still = append(still, s)
@@ -109,27 +144,16 @@ func TestConformance(t *testing.T) {
 		}
 		c.Regressions = still
 	}
-
+	run.Comparison = c
 	t.Logf("critest passed %d of %d specs directly, %d through criguard; %d regressions",
 		c.DirectPassed, c.Ran, c.ProxiedPassed, len(c.Regressions))
-	if focus != "" || os.Getenv("CONFORMANCE_CRIGUARD_ARGS") != "" {
-		t.Logf("partial or modified run: docs/CONFORMANCE.md left as it is")
-	} else {
-		writeReport(t, c, Meta{
-			Date:    time.Now().UTC().Format("2006-01-02"),
-			Runtime: runtimeVersion(t, ctrd.Endpoint),
-			Critest: "cri-tools v1.30.0",
-			Command: "sudo make conformance",
-			Skipped: "`" + skipSpecs + "` (benchmarks; HTTP to pod addresses)",
-			Retried: retried,
-		})
-	}
 	if c.DirectPassed == 0 {
 		t.Errorf("no spec passed directly: the lab is broken, the comparison proves nothing")
 	}
 	for _, s := range c.Regressions {
 		t.Errorf("passes directly, fails through criguard: %s\n  %s", s.Name, firstLine(s.Message))
 	}
+	return run
 }
 
 // pushCritestImages builds every critest image from the local busybox and pushes it
@@ -224,7 +248,7 @@ func runtimeVersion(t *testing.T, endpoint string) string {
 }
 
 // writeReport writes docs/CONFORMANCE.md of the repository (or $CONFORMANCE_DOC).
-func writeReport(t *testing.T, c Comparison, m Meta) {
+func writeReport(t *testing.T, m Meta, runs []Run) {
 	t.Helper()
 	path := os.Getenv("CONFORMANCE_DOC")
 	if path == "" {
@@ -235,7 +259,7 @@ func writeReport(t *testing.T, c Comparison, m Meta) {
 		t.Fatalf("create %s: %v", path, err)
 	}
 	defer f.Close()
-	if err := WriteMarkdown(f, c, m); err != nil {
+	if err := WriteMarkdown(f, m, runs); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 	t.Logf("wrote %s", path)

@@ -134,42 +134,55 @@ func Compare(direct, proxied []Spec) Comparison {
 	return c
 }
 
-// Meta describes the run for the report.
-type Meta struct {
-	Date, Runtime, Critest, Command, Skipped string
+// Run is one runtime's comparison as the report shows it.
+type Run struct {
+	// Runtime names the runtime and its version, e.g. "containerd 1.6.20".
+	Runtime    string
+	Comparison Comparison
 	// Retried lists regressions that passed when run again through criguard.
 	Retried []string
 }
 
-// WriteMarkdown writes docs/CONFORMANCE.md.
-func WriteMarkdown(w io.Writer, c Comparison, m Meta) error {
+// Meta describes what every run shares.
+type Meta struct {
+	Date, Critest, Command, Skipped string
+}
+
+// WriteMarkdown writes docs/CONFORMANCE.md: a table of pass counts per runtime, then
+// each runtime's regressions and direct failures.
+func WriteMarkdown(w io.Writer, m Meta, runs []Run) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# CRI conformance: direct vs through criguard\n\n")
-	fmt.Fprintf(&b, "Written by `make conformance` (test/conformance/run.sh) on %s.\n\n", m.Date)
-	fmt.Fprintf(&b, "critest runs twice against the same containerd, once on its socket and once on criguard's;\n")
-	fmt.Fprintf(&b, "the run fails if any spec that passed directly does not pass through criguard.\n\n")
-	fmt.Fprintf(&b, "| | specs passed |\n| --- | --- |\n")
-	fmt.Fprintf(&b, "| direct to containerd | %d of %d |\n", c.DirectPassed, c.Ran)
-	fmt.Fprintf(&b, "| through criguard | %d of %d |\n", c.ProxiedPassed, c.Ran)
-	fmt.Fprintf(&b, "| regressions through criguard | %d |\n\n", len(c.Regressions))
-	fmt.Fprintf(&b, "- runtime: %s\n- critest: %s\n- skipped on purpose: %s\n- command: `%s`\n", m.Runtime, m.Critest, m.Skipped, m.Command)
-	if len(m.Retried) > 0 {
-		fmt.Fprintf(&b, "- failed through criguard once, passed when run again: %s\n", strings.Join(m.Retried, "; "))
+	fmt.Fprintf(&b, "Written by `%s` (test/conformance/run.sh) on %s.\n\n", m.Command, m.Date)
+	fmt.Fprintf(&b, "critest (%s) runs twice against each runtime, once on the runtime's socket and once\n", m.Critest)
+	fmt.Fprintf(&b, "on criguard's in front of it; the run fails if any spec that passed directly does not\n")
+	fmt.Fprintf(&b, "pass through criguard. Skipped on purpose: %s.\n\n", m.Skipped)
+	fmt.Fprintf(&b, "| runtime | specs run | passed directly | passed through criguard | regressions |\n")
+	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- |\n")
+	for _, r := range runs {
+		c := r.Comparison
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", r.Runtime, c.Ran, c.DirectPassed, c.ProxiedPassed, len(c.Regressions))
 	}
-	if len(c.Regressions) > 0 {
-		fmt.Fprintf(&b, "\n## Regressions\n\n")
-		for _, s := range c.Regressions {
-			fmt.Fprintf(&b, "- %s: %s\n", s.Name, firstLine(s.Message))
+	for _, r := range runs {
+		c := r.Comparison
+		fmt.Fprintf(&b, "\n## %s\n", r.Runtime)
+		if len(r.Retried) > 0 {
+			fmt.Fprintf(&b, "\nFailed through criguard once, passed when run again: %s\n", strings.Join(r.Retried, "; "))
+		}
+		if len(c.Regressions) > 0 {
+			fmt.Fprintf(&b, "\nRegressions through criguard:\n\n")
+			for _, s := range c.Regressions {
+				fmt.Fprintf(&b, "- %s: %s\n", s.Name, firstLine(s.Message))
+			}
+		}
+		if len(c.DirectFailures) > 0 {
+			fmt.Fprintf(&b, "\nFail directly (this machine and its local images, not criguard):\n\n")
+			for _, s := range c.DirectFailures {
+				fmt.Fprintf(&b, "- %s: %s\n", s.Name, firstLine(s.Message))
+			}
 		}
 	}
-	if len(c.DirectFailures) > 0 {
-		fmt.Fprintf(&b, "\n## Specs that fail directly (this machine, not criguard)\n\n")
-		for _, s := range c.DirectFailures {
-			fmt.Fprintf(&b, "- %s: %s\n", s.Name, firstLine(s.Message))
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	if err != nil {
+	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("conformance: write report: %w", err)
 	}
 	return nil

@@ -81,14 +81,24 @@ func TestCompare(t *testing.T) {
 }
 
 func TestWriteMarkdown(t *testing.T) {
-	c := Comparison{Ran: 3, DirectPassed: 2, ProxiedPassed: 1,
-		Regressions:    []Spec{{Name: "b", Outcome: Failed, Message: "boom\nstack"}},
-		DirectFailures: []Spec{{Name: "c", Outcome: Failed}}}
+	runs := []Run{
+		{Runtime: "containerd 1.6.20", Comparison: Comparison{Ran: 3, DirectPassed: 2, ProxiedPassed: 1,
+			Regressions:    []Spec{{Name: "b", Outcome: Failed, Message: "boom\nstack"}},
+			DirectFailures: []Spec{{Name: "c", Outcome: Failed}}}},
+		{Runtime: "containerd 2.4.2", Comparison: Comparison{Ran: 4, DirectPassed: 4, ProxiedPassed: 4}, Retried: []string{"flaky"}},
+	}
 	var b strings.Builder
-	if err := WriteMarkdown(&b, c, Meta{Date: "2026-11-25", Runtime: "containerd 1.6.20", Critest: "v1.30.0", Command: "make conformance", Skipped: "port mapping"}); err != nil {
+	if err := WriteMarkdown(&b, Meta{Date: "2026-11-25", Critest: "v1.30.0", Command: "make conformance", Skipped: "port mapping"}, runs); err != nil {
 		t.Fatalf("WriteMarkdown: %v", err)
 	}
-	for _, want := range []string{"| direct to containerd | 2 of 3 |", "| through criguard | 1 of 3 |", "- b: boom\n", "- c: (no message)", "containerd 1.6.20"} {
+	for _, want := range []string{
+		"| containerd 1.6.20 | 3 | 2 | 1 | 1 |",
+		"| containerd 2.4.2 | 4 | 4 | 4 | 0 |",
+		"- b: boom\n",
+		"- c: (no message)",
+		"passed when run again: flaky",
+		"Skipped on purpose: port mapping.",
+	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
