@@ -12,8 +12,10 @@
 //
 //	ctrd := lab.Containerd(t)
 //	cg := lab.Criguard(t, ctrd.Endpoint)
-//	pod := lab.Pod{Name: "web", Namespace: "e2e", QoS: lab.Burstable}
-//	podID := lab.Crictl(t, cg.Endpoint, "runp", lab.WritePodConfig(t, pod))
+//	pod := lab.NewPod(t, "web", "e2e") // burstable, host network, random UID
+//	podID := lab.RunPod(t, cg.Endpoint, pod)
+//	id := lab.StartContainer(t, cg.Endpoint, podID, pod, &lab.Container{Name: "app", Command: []string{"sleep", "3600"}})
+//	lab.WaitContainerState(t, cg.Endpoint, id, "CONTAINER_RUNNING", 30*time.Second)
 //
 // All functions must run as root.
 package lab
