@@ -123,7 +123,7 @@ var profileFrames = []string{
 	"google.golang.org/grpc/internal/transport.(*loopyWriter).run",
 	"google.golang.org/grpc/internal/transport.(*http2Client).reader",
 	"google.golang.org/grpc.(*ClientConn).Invoke",
-	"main.run.func1", // the thin forwarder's handler
+	"main.newServer.func1", // the thin forwarder's handler
 	"github.com/criguard/criguard/proxy.(*Proxy).forward",
 	"github.com/criguard/criguard/criservice.(*Metrics).ObserveCall",
 	"github.com/criguard/criguard/proxy.outgoingContext",
