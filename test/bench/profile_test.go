@@ -95,6 +95,12 @@ func (r *rig) profileProxies(t *testing.T, variants []variant) {
 			}
 		}
 	}
+	// A renamed handler would silently read as 0 % and hide the comparison.
+	for name, frame := range map[string]string{"criguard": criguardHandler, "thin": thinHandler} {
+		if shares[name][frame] == 0 {
+			t.Errorf("profile of %s has no samples in %s: was the handler renamed?", name, frame)
+		}
+	}
 	// Percentages are of each proxy's own total; times per call compare across them.
 	calls := float64(2 * profileCalls)
 	perCall := func(name string, pct float64) string {
@@ -108,6 +114,12 @@ func (r *rig) profileProxies(t *testing.T, variants []variant) {
 	}
 	b.WriteString("\nperf's own sampling inflates the per-call times above the schedstat figures; read their differences.\n")
 }
+
+// The handlers of the two proxies, as perf names them.
+const (
+	thinHandler     = "main.newServer.func1"
+	criguardHandler = "github.com/criguard/criguard/proxy.(*Proxy).forward"
+)
 
 // profileFrames are the frames compared between the two proxies: thread switches and
 // the Go scheduler, the garbage collector, gRPC's server and client halves, each
@@ -123,8 +135,8 @@ var profileFrames = []string{
 	"google.golang.org/grpc/internal/transport.(*loopyWriter).run",
 	"google.golang.org/grpc/internal/transport.(*http2Client).reader",
 	"google.golang.org/grpc.(*ClientConn).Invoke",
-	"main.newServer.func1", // the thin forwarder's handler
-	"github.com/criguard/criguard/proxy.(*Proxy).forward",
+	thinHandler,
+	criguardHandler,
 	"github.com/criguard/criguard/criservice.(*Metrics).ObserveCall",
 	"github.com/criguard/criguard/proxy.outgoingContext",
 	"google.golang.org/grpc.(*serverStream).SetHeader",
