@@ -86,6 +86,8 @@ type rig struct {
 	metrics   string // http://host:port/metrics of criguard
 	thin      string // thin forwarder endpoint
 	thinPid   int
+	thinMD    string // thin forwarder passing metadata, headers and trailers
+	thinMDPid int
 	device    string // MAJ:MIN under containerd's root
 	blkioRoot string // the v1 blkio hierarchy's mount point
 	idleIDs   []string
@@ -158,6 +160,7 @@ func TestBench(t *testing.T) {
 		"--metrics-addr", "127.0.0.1:0", "--reconcile-interval", "1h")
 	r.metrics = "http://" + waitLogAttr(t, r.cg.LogPath, "metrics serving", "addr") + "/metrics"
 	r.thin, r.thinPid = startThin(t, r.ctrd.Endpoint)
+	r.thinMD, r.thinMDPid = startThin(t, r.ctrd.Endpoint, "-metadata")
 
 	t.Run("calls", r.benchCalls)
 	t.Run("starts", r.benchStarts)
@@ -228,15 +231,15 @@ func readLog(t *testing.T, logPath string) []map[string]any {
 }
 
 // startThin runs the thin forwarder ($THINPROXY_BIN, built by run.sh) in front of
-// upstream and returns its endpoint and pid.
-func startThin(t *testing.T, upstream string) (string, int) {
+// upstream with extra flags, and returns its endpoint and pid.
+func startThin(t *testing.T, upstream string, flags ...string) (string, int) {
 	t.Helper()
 	bin := os.Getenv("THINPROXY_BIN")
 	if bin == "" {
 		t.Fatal("THINPROXY_BIN is not set: run the benchmark with `make bench`")
 	}
 	socket := filepath.Join(t.TempDir(), "thin.sock")
-	cmd := exec.Command(bin, "-listen", socket, "-upstream", upstream)
+	cmd := exec.Command(bin, append([]string{"-listen", socket, "-upstream", upstream}, flags...)...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

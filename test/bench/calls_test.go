@@ -117,6 +117,7 @@ func (r *rig) benchCalls(t *testing.T) {
 		{"direct", lab.RuntimeClient(t, r.ctrd.Endpoint), r.ctrdPid},
 		{"criguard", lab.RuntimeClient(t, r.cg.Endpoint), r.cg.Pid()},
 		{"thin", lab.RuntimeClient(t, r.thin), r.thinPid},
+		{"thin+md", lab.RuntimeClient(t, r.thinMD), r.thinMDPid},
 	}
 	idle := r.idleRates(t, variants, 5*time.Second)
 	// Warm-up: connections, HTTP/2 windows, containerd's caches, the Go heap.
@@ -181,9 +182,10 @@ func (r *rig) benchCalls(t *testing.T) {
 
 	total := time.Duration(cfg.calls * len(methods))
 	fmt.Fprintf(b, "\nCross-check from `/proc/PID/stat` (utime+stime, 10 ms ticks) over the whole measured run, all three methods: "+
-		"criguard %s/call, thin forwarder %s/call (ratio %s); containerd %s/call over every variant's calls.\n",
+		"criguard %s/call, thin forwarder %s/call (ratio %s), thin+md %s/call (ratio %s); containerd %s/call over every variant's calls.\n",
 		FormatDuration(whole["criguard"]/total), FormatDuration(whole["thin"]/total),
 		FormatRatio(Ratio(float64(whole["criguard"]), float64(whole["thin"]))),
+		FormatDuration(whole["thin+md"]/total), FormatRatio(Ratio(float64(whole["criguard"]), float64(whole["thin+md"]))),
 		FormatDuration(whole["direct"]/(time.Duration(len(variants))*total)))
 	fmt.Fprintf(b, "\nMemory: criguard VmRSS %s after its reconcile pass over %d containers (pass took %s), %s after the call benchmark; "+
 		"thin forwarder VmRSS %s at the same moment as criguard's first figure.\n",
@@ -215,15 +217,20 @@ func writeCallTable(b *strings.Builder, variants []variant, stats map[string]*ca
 // writeRatios writes criguard's figures over the thin forwarder's, and the spread of
 // the CPU ratio between rounds; it returns the worst p50 and CPU ratios.
 func writeRatios(b *strings.Builder, stats map[string]*callStats) (worstP50, worstCPU float64) {
-	b.WriteString("\nRatios, criguard ÷ thin forwarder (goal ≤ 1.10×), and the extra hop over direct:\n\n")
-	b.WriteString("| method | p50 ratio | p99 ratio | proxy CPU/call ratio | criguard p50 − direct p50 | thin p50 − direct p50 |\n| --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("\nRatios, criguard ÷ thin forwarder (goal ≤ 1.10×) and ÷ thin+md (the thin forwarder passing metadata, " +
+		"headers and trailers as criguard must), and the extra hop over direct:\n\n")
+	b.WriteString("| method | p50 ratio | p99 ratio | proxy CPU/call ratio | p50 ÷ thin+md | CPU/call ÷ thin+md | " +
+		"criguard p50 − direct p50 | thin p50 − direct p50 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	cpuPerCall := func(s *callStats) float64 { return float64(s.proxyCPU) / float64(len(s.latencies)) }
 	for _, m := range methods {
-		cg, thin, direct := stats["criguard/"+m], stats["thin/"+m], stats["direct/"+m]
+		cg, thin, thinMD, direct := stats["criguard/"+m], stats["thin/"+m], stats["thin+md/"+m], stats["direct/"+m]
 		p50 := Ratio(float64(Percentile(cg.latencies, 50)), float64(Percentile(thin.latencies, 50)))
 		p99 := Ratio(float64(Percentile(cg.latencies, 99)), float64(Percentile(thin.latencies, 99)))
-		cpu := Ratio(float64(cg.proxyCPU)/float64(len(cg.latencies)), float64(thin.proxyCPU)/float64(len(thin.latencies)))
+		cpu := Ratio(cpuPerCall(cg), cpuPerCall(thin))
 		worstP50, worstCPU = max(worstP50, p50), max(worstCPU, cpu)
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", m, FormatRatio(p50), FormatRatio(p99), FormatRatio(cpu),
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", m, FormatRatio(p50), FormatRatio(p99), FormatRatio(cpu),
+			FormatRatio(Ratio(float64(Percentile(cg.latencies, 50)), float64(Percentile(thinMD.latencies, 50)))),
+			FormatRatio(Ratio(cpuPerCall(cg), cpuPerCall(thinMD))),
 			FormatDuration(Percentile(cg.latencies, 50)-Percentile(direct.latencies, 50)),
 			FormatDuration(Percentile(thin.latencies, 50)-Percentile(direct.latencies, 50)))
 	}

@@ -38,7 +38,7 @@ func (r *rig) profileProxies(t *testing.T, variants []variant) {
 	var proxies []variant
 	recorders := map[string]*exec.Cmd{}
 	for _, v := range variants {
-		if v.name == "direct" {
+		if v.name != "criguard" && v.name != "thin" {
 			continue
 		}
 		proxies = append(proxies, v)
