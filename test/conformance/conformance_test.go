@@ -88,10 +88,7 @@ func TestConformance(t *testing.T) {
 			continue
 		}
 		t.Run("containerd"+rt.name, func(t *testing.T) {
-			opts := append([]lab.ContainerdOption{lab.WithRegistry(reg), lab.WithCNI(lab.CNIConfig{
-				Bridge: fmt.Sprintf("cgconf%s%d", rt.name, os.Getpid()%100000),
-				Subnet: fmt.Sprintf("10.88.%d.0/24", 100+os.Getpid()%100),
-			})}, rt.opts...)
+			opts := append([]lab.ContainerdOption{lab.WithRegistry(reg), lab.WithCNI(lab.CNIConfig{})}, rt.opts...)
 			ctrd := lab.Containerd(t, opts...)
 			cg := lab.Criguard(t, ctrd.Endpoint, append([]string{"--log-level", "info"}, extraArgs...)...)
 			prefix := filepath.Join(reports, "containerd"+rt.name+"-")

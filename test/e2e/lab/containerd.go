@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -53,10 +54,11 @@ func WithContainerd2() ContainerdOption {
 
 // CNIConfig is a bridge network for pods that do not use the host's network.
 type CNIConfig struct {
-	// Bridge is the bridge interface name (at most 15 bytes).
+	// Bridge is the bridge interface name (at most 15 bytes); empty picks a random one.
 	Bridge string
 	// Subnet is the pods' IPv4 range, e.g. 10.88.7.0/24; it lives only on the bridge,
-	// which exists only on this machine.
+	// which exists only on this machine. Empty picks a 10.88.X.0/24 no route uses yet,
+	// so that runs side by side do not share one.
 	Subnet string
 }
 
@@ -226,6 +228,12 @@ func Containerd(t testing.TB, opts ...ContainerdOption) *ContainerdInstance {
 		t.Fatalf("lab: create %s: %v", cniConfDir, err)
 	}
 	if o.cni != nil {
+		if o.cni.Bridge == "" {
+			o.cni.Bridge = "cg" + randomID(4)
+		}
+		if o.cni.Subnet == "" {
+			o.cni.Subnet = freeSubnet(t)
+		}
 		writeTemplate(t, cniConfig, filepath.Join(cniConfDir, "10-"+o.cni.Bridge+".conflist"), map[string]string{
 			"Bridge": o.cni.Bridge, "Subnet": o.cni.Subnet, "DataDir": filepath.Join(runDir, "ipam"),
 		})
@@ -345,4 +353,19 @@ func RemoveAllPods(t testing.TB, endpoint string) {
 // String names the instance in test logs.
 func (c *ContainerdInstance) String() string {
 	return fmt.Sprintf("containerd(%s)", c.Socket)
+}
+
+// freeSubnet picks a 10.88.X.0/24 that no IPv4 route of this machine uses.
+func freeSubnet(t testing.TB) string {
+	t.Helper()
+	routes := mustRun(t, LookPath(t, "ip"), "-4", "route", "show")
+	start, _ := strconv.ParseUint(randomID(1), 16, 8) // a random start spreads concurrent picks
+	for i := 0; i < 100; i++ {
+		subnet := fmt.Sprintf("10.88.%d.0/24", 100+(int(start)+i)%100)
+		if !strings.Contains(routes, subnet) {
+			return subnet
+		}
+	}
+	t.Fatalf("lab: no free 10.88.X.0/24 among the routes:\n%s", routes)
+	return ""
 }

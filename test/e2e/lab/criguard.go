@@ -14,15 +14,20 @@ type CriguardProcess struct {
 	Socket   string
 	// LogPath collects criguard's output across restarts.
 	LogPath string
+	// PolicyPath is the --policy criguard reads unless args name another; the lab
+	// does not create it (criguard forwards only while it is missing).
+	PolicyPath string
 
 	argv []string
 	proc *process
 }
 
 // Criguard starts $CRIGUARD_BIN serve listening on a fresh socket and forwarding to
-// runtimeEndpoint, with extra serve flags args (e.g. "--log-level", "debug"). It waits
-// for the socket and registers a cleanup that stops criguard. The log is printed when
-// the test fails.
+// runtimeEndpoint, with extra serve flags args (e.g. "--policy", path). Unless args say
+// otherwise it logs at debug level, serves no metrics (instances side by side would
+// share 127.0.0.1:9464) and reads its policy from PolicyPath, never /etc/criguard. It
+// waits for the socket and registers a cleanup that stops criguard. The log is printed
+// when the test fails.
 func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardProcess {
 	t.Helper()
 	binary := os.Getenv("CRIGUARD_BIN")
@@ -34,11 +39,14 @@ func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardPro
 	}
 	runDir, dataDir := instanceDirs(t, "cg")
 	c := &CriguardProcess{
-		Socket:  filepath.Join(runDir, "criguard.sock"),
-		LogPath: filepath.Join(dataDir, "criguard.log"),
+		Socket:     filepath.Join(runDir, "criguard.sock"),
+		LogPath:    filepath.Join(dataDir, "criguard.log"),
+		PolicyPath: filepath.Join(dataDir, "policy.hcl"),
 	}
 	c.Endpoint = "unix://" + c.Socket
-	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint, "--log-level", "debug"}, args...)
+	// Later flags win: args override these defaults.
+	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint,
+		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath}, args...)
 	c.Start(t)
 	t.Cleanup(func() {
 		if t.Failed() {
