@@ -186,7 +186,8 @@ func share(limits []cgroup.IOLimit, n int) []cgroup.IOLimit {
 func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	plan := Plan{PodID: pod.ID, Workload: workload(pod, nil)}
 	plan.Decision = s.opts.Policy().Decide(plan.Workload)
-	podScoped := plan.Decision.Scope == policy.ScopePod && len(plan.Decision.IO) > 0
+	// On v1 the budget is split among the containers; the pod cgroup holds nothing.
+	podScoped := plan.Decision.Scope == policy.ScopePod && len(plan.Decision.IO) > 0 && !s.splitPodBudget
 	if pod.CgroupParent == "" {
 		if podScoped {
 			return plan, fmt.Errorf("%w: pod %s/%s (%s) needs a pod-scope budget", ErrNoPodCgroup, pod.Namespace, pod.Name, pod.ID)
@@ -202,7 +203,7 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 		return plan, fmt.Errorf("pod %s: cgroup_parent %q: %w", pod.ID, pod.CgroupParent, err)
 	}
 	plan.Dir = dir
-	if podScoped && !s.splitPodBudget {
+	if podScoped {
 		plan.Limits, err = s.limits(plan.Decision.IO)
 	}
 	return plan, err
