@@ -107,7 +107,7 @@ func (f *fakeRuntime) GetContainerEvents(_ *runtimeapi.GetEventsRequest, s runti
 
 // startFake serves f on a fresh unix socket. Unknown methods are answered by
 // echoing the raw request back, so tests can see exactly what bytes arrived.
-func startFake(t *testing.T, f *fakeRuntime, sock string) *grpc.Server {
+func startFake(t testing.TB, f *fakeRuntime, sock string) *grpc.Server {
 	t.Helper()
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -169,7 +169,7 @@ type env struct {
 	img         runtimeapi.ImageServiceClient
 }
 
-func newEnv(t *testing.T, configure func(*Proxy)) *env {
+func newEnv(t testing.TB, configure func(*Proxy)) *env {
 	t.Helper()
 	dir := shortTempDir(t)
 	e := &env{fake: &fakeRuntime{}, runtimeSock: filepath.Join(dir, "runtime.sock")}
@@ -201,7 +201,7 @@ func newEnv(t *testing.T, configure func(*Proxy)) *env {
 }
 
 // shortTempDir keeps unix socket paths under the 108-byte limit.
-func shortTempDir(t *testing.T) string {
+func shortTempDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cg")
 	if err != nil {
