@@ -40,8 +40,9 @@ type Watcher struct {
 
 // NewWatcher loads path once. A missing file is not an error: Current is nil (the
 // proxy forwards without throttling) until the file appears. A file that exists but
-// cannot be read or is invalid is an error, so that a service refuses to start on a
-// broken policy rather than run without one. onReload may be nil.
+// cannot be read or is invalid is returned as the error, with a watcher that is
+// usable all the same (Current nil until the file is fixed): the caller chooses
+// between refusing to start and running without a policy. onReload may be nil.
 func NewWatcher(path string, onReload func(ReloadResult)) (*Watcher, error) {
 	w := &Watcher{
 		path:         path,
@@ -52,7 +53,7 @@ func NewWatcher(path string, onReload func(ReloadResult)) (*Watcher, error) {
 	}
 	p, err := Load(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return w, err
 	}
 	w.current.Store(p)
 	return w, nil

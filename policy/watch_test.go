@@ -198,8 +198,8 @@ func TestWatcherRefusesABrokenFirstFile(t *testing.T) {
 	}
 	w, err := NewWatcher(path, nil)
 	var diags hcl.Diagnostics
-	if err == nil || !errors.As(err, &diags) || w != nil {
-		t.Fatalf("NewWatcher(broken) = %v, %v; want the diagnostics", w, err)
+	if err == nil || !errors.As(err, &diags) || w == nil || w.Current() != nil {
+		t.Fatalf("NewWatcher(broken) = %v, %v; want the diagnostics and a watcher with no policy", w, err)
 	}
 	if _, err := NewWatcher(t.TempDir(), nil); !errors.Is(err, ErrPolicyNotRegular) {
 		t.Errorf("NewWatcher(directory) = %v, want ErrPolicyNotRegular", err)
@@ -223,5 +223,46 @@ func TestWatcherReloadFromAnotherGoroutine(t *testing.T) {
 	r := h.await("SIGHUP", func(ReloadResult) bool { return true })
 	if r.Err != nil || r.Changed || policyVersion(r.Policy) != "v1" {
 		t.Errorf("Reload = %+v, want unchanged v1", r)
+	}
+}
+
+// A service that starts on a broken file runs without a policy and picks up
+// the fix: the watcher NewWatcher returns with the error still watches.
+func TestWatcherStartedOnABrokenFileLoadsTheFix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.hcl")
+	if err := os.WriteFile(path, []byte("class {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan ReloadResult, 10)
+	w, err := NewWatcher(path, func(r ReloadResult) { results <- r })
+	if err == nil || w == nil {
+		t.Fatalf("NewWatcher(broken) = %v, %v", w, err)
+	}
+	w.debounce = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if err := os.WriteFile(path, []byte(versionPolicy("fixed")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case r := <-results:
+			if r.Err == nil && r.Changed && r.Policy != nil && r.Policy.Classes["fixed"] != nil {
+				if w.Current() != r.Policy {
+					t.Fatal("Current is not the policy just loaded")
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the fixed file was not loaded; current = %v", w.Current())
+		}
 	}
 }

@@ -67,16 +67,30 @@ func (p *runtimeProbe) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-func ready(p *runtimeProbe) error {
+// policyHealth holds why no policy is in force although the file exists.
+type policyHealth struct{ err atomic.Pointer[error] }
+
+func (h *policyHealth) set(err error) {
+	if err == nil {
+		h.err.Store(nil)
+		return
+	}
+	h.err.Store(&err)
+}
+
+func ready(p *runtimeProbe, policy *policyHealth) error {
 	if !p.up.Load() {
 		msg, _ := p.lastErr.Load().(string)
 		return fmt.Errorf("runtime unreachable: %s", msg)
+	}
+	if err := policy.err.Load(); err != nil {
+		return fmt.Errorf("policy not loaded: %w", *err)
 	}
 	return nil
 }
 
 // serveMetrics serves /metrics, /healthz (the process answers) and /readyz
-// (the runtime answers; a policy that exists has loaded, or serve would have refused to start).
+// (the runtime answers, and a policy file that exists has loaded).
 func serveMetrics(addr string, reg *prometheus.Registry, readiness func() error, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -122,12 +122,18 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 	}
 	var svc *criservice.Service // set before the watcher runs
-	watcher, err := policy.NewWatcher(cfg.policyPath, func(r policy.ReloadResult) {
+	var unloaded policyHealth
+	var watcher *policy.Watcher
+	watcher, err = policy.NewWatcher(cfg.policyPath, func(r policy.ReloadResult) {
 		metrics.PolicyReloaded(r.Err == nil)
 		if r.Err != nil {
+			if watcher.Current() == nil {
+				unloaded.set(r.Err)
+			}
 			log.Error("policy reload refused; the last good policy stays in force", "file", cfg.policyPath, "err", r.Err)
 			return
 		}
+		unloaded.set(nil)
 		metrics.SetPolicyLoaded(r.Policy != nil)
 		if r.Changed {
 			log.Info("policy reloaded", "file", cfg.policyPath, "loaded", r.Policy != nil)
@@ -135,14 +141,22 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			kick()
 		}
 	})
-	if err != nil {
+	switch {
+	case err != nil && cfg.failClosed:
 		return fmt.Errorf("policy: %w", err)
-	}
-	metrics.PolicyReloaded(true)
-	metrics.SetPolicyLoaded(watcher.Current() != nil)
-	if watcher.Current() == nil {
+	case err != nil:
+		// Refusing to start would cut kubelet off the runtime: forward, throttle
+		// nothing, say so loudly, and stay unready until the file is fixed.
+		unloaded.set(err)
+		metrics.PolicyReloaded(false)
+		log.Error("policy refused; forwarding without throttling until the file is fixed", "file", cfg.policyPath, "err", err)
+	case watcher.Current() == nil:
+		metrics.PolicyReloaded(true)
 		log.Warn("no policy file; forwarding only until it appears", "file", cfg.policyPath)
+	default:
+		metrics.PolicyReloaded(true)
 	}
+	metrics.SetPolicyLoaded(watcher.Current() != nil)
 
 	rt := runtimeapi.NewRuntimeServiceClient(p.RuntimeConn())
 	svc, err = newService(cfg, rt, func() *policy.Policy { return watcher.Current() }, metrics, log)
@@ -177,7 +191,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {
 		metricsSrv, err = serveMetrics(cfg.metricsAddr, reg, func() error {
-			return ready(probe)
+			return ready(probe, &unloaded)
 		}, log)
 		if err != nil {
 			cancel()

@@ -234,3 +234,75 @@ func TestServeThrottlesReloadsAndCounts(t *testing.T) {
 		t.Errorf("the refused reload's log does not name file:line: %s", logs.String())
 	}
 }
+
+// A broken policy at start must not cut kubelet off the runtime: criguard
+// forwards, throttles nothing, is unready, and takes the fix when it comes.
+// With --fail-closed it refuses to start instead.
+func TestServeStartsUnreadyOnABrokenPolicy(t *testing.T) {
+	node := newFakeNode(t)
+	fake := fakeruntime.New()
+	_, runtimeSock := fakeruntime.Serve(t, fake)
+	fake.AddPod("p1", "batch", "pod", "burstable", nil)
+	fake.AddContainer("c1", "p1", "app")
+	dir := node.mkcgroup(t, fake.Paths["c1"])
+	policyPath := filepath.Join(t.TempDir(), "policy.hcl")
+	mustWrite(t, policyPath, "rule \"batch\" {\n")
+	sockDir, err := os.MkdirTemp("", "cgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	cfg := serveConfig{
+		listen: "unix://" + filepath.Join(sockDir, "criguard.sock"), runtimeEndpoint: "unix://" + runtimeSock, socketMode: 0o660,
+		shutdownGrace: time.Second, policyPath: policyPath, resolver: "cri", reconcileInterval: time.Hour,
+		applyTimeout: 2 * time.Second, metricsAddr: freePort(t),
+		procRoot: filepath.Join(node.root, "proc"), sysRoot: filepath.Join(node.root, "sys"),
+	}
+	logs := &syncWriter{w: &strings.Builder{}}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+
+	closed := cfg
+	closed.failClosed = true
+	if err := serve(context.Background(), closed, log); err == nil || !strings.Contains(err.Error(), "policy.hcl:") {
+		t.Fatalf("--fail-closed with a broken policy: %v, want a refusal naming file:line", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + cfg.metricsAddr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	eventually(t, "/readyz to name the broken policy", func() bool {
+		code, body := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "policy not loaded") && strings.Contains(body, "policy.hcl:")
+	})
+	conn, err := grpc.NewClient(cfg.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := runtimeapi.NewRuntimeServiceClient(conn).Version(ctx, &runtimeapi.VersionRequest{}); err != nil {
+		t.Fatalf("forwarding with a broken policy: %v", err)
+	}
+	mustWrite(t, policyPath, policyWithWriteBPS("1MiB"))
+	eventually(t, "the fixed policy to throttle the running container", func() bool {
+		return readFile(t, filepath.Join(dir, "blkio.throttle.write_bps_device")) == "254:0 1048576"
+	})
+	eventually(t, "/readyz to be ready", func() bool { code, _ := readyz(); return code == http.StatusOK })
+}
