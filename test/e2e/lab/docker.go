@@ -96,7 +96,8 @@ func Docker(t testing.TB) *DockerInstance {
 	}
 	d.waitDockerReady(t)
 	d.DockerCLI(t, "import", "--change", `CMD ["sh"]`, rootfs, d.BusyboxImage)
-	d.DockerCLI(t, "import", "--change", `ENTRYPOINT ["/bin/sleep", "2147483647"]`, rootfs, d.PauseImage)
+	// A trap so that the sandbox stops on SIGTERM instead of after the grace period.
+	d.DockerCLI(t, "import", "--change", `ENTRYPOINT ["/bin/sh", "-c", "trap \"exit 0\" TERM; sleep 2147483647 & wait"]`, rootfs, d.PauseImage)
 
 	criDockerd, err := startProcess("cri-dockerd", filepath.Join(dataDir, "cri-dockerd.log"), []string{criDockerdBin,
 		"--docker-endpoint", d.DockerEndpoint,

@@ -100,8 +100,10 @@ if [[ ! -s "$img/busybox.oci.tar" ]]; then
 	step "build images busybox, pause"
 	"$bin/ociimage" -name criguard.test/e2e/busybox:latest -out "$img/busybox.oci.tar" \
 		-rootfs-out "$img/rootfs.tar"
+	# PID 1 ignores SIGTERM unless it traps it: without the trap every sandbox stop
+	# waits out the runtime's grace period.
 	"$bin/ociimage" -name criguard.test/e2e/pause:latest -out "$img/pause.oci.tar" \
-		-entrypoint '["/bin/sleep","2147483647"]'
+		-entrypoint '["/bin/sh","-c","trap \"exit 0\" TERM; sleep 2147483647 & wait"]'
 fi
 
 step "ready: $(ls "$bin" | tr '\n' ' ')"
