@@ -106,7 +106,9 @@ func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callE
 	}
 	s.log.Debug("start handled", "container", req.ContainerId, "apply_seconds", took.Seconds(), "err", err)
 	if err == nil {
-		s.reshare(applyCtx, plan, req.ContainerId)
+		if plan.Decision.Scope == policy.ScopePod {
+			s.reshare(applyCtx, plan.PodID, req.ContainerId)
+		}
 		return nil
 	}
 	s.failed("container", req.ContainerId, err)
@@ -151,19 +153,20 @@ func (s *Service) afterStopContainer(ctx context.Context, reqB, _ []byte, callEr
 	}
 	ctx, cancel := s.detached(ctx)
 	defer cancel()
-	s.reshare(ctx, Plan{PodID: ct.PodID, Decision: policy.Decision{Scope: policy.ScopePod}}, req.ContainerId)
+	s.reshare(ctx, ct.PodID, req.ContainerId)
 	return nil
 }
 
-// reshare re-applies the other containers of a pod whose v1 budget is split,
-// since their share changes when one starts or stops.
-func (s *Service) reshare(ctx context.Context, plan Plan, except string) {
-	if !s.splitPodBudget || plan.Decision.Scope != policy.ScopePod || plan.PodID == "" {
+// reshare re-applies the pod's other containers when its v1 budget is split,
+// since their share changes when one starts or stops. Containers without a
+// pod-scope decision are unchanged by it.
+func (s *Service) reshare(ctx context.Context, podID, except string) {
+	if !s.splitPodBudget || podID == "" {
 		return
 	}
-	ids, err := s.podContainers(ctx, plan.PodID)
+	ids, err := s.podContainers(ctx, podID)
 	if err != nil {
-		s.failed("pod", plan.PodID, err)
+		s.failed("pod", podID, err)
 		return
 	}
 	for _, id := range ids {

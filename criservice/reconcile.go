@@ -23,41 +23,24 @@ type ReconcileResult struct {
 func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	start := time.Now()
 	var res ReconcileResult
-	pods, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
-		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
-	})
+	pods, containers, err := s.listRunning(ctx)
 	if err != nil {
 		s.metrics.reconcileRun("error", 0)
-		return res, fmt.Errorf("reconcile: list pods: %w", err)
+		return res, fmt.Errorf("reconcile: %w", err)
 	}
-	containers, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
-		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
-	})
-	if err != nil {
-		s.metrics.reconcileRun("error", 0)
-		return res, fmt.Errorf("reconcile: list containers: %w", err)
-	}
-	livePods := make(map[string]bool, len(pods.Items))
-	for _, p := range pods.Items {
-		livePods[p.Id] = true
-		pod := podFromCRI(p)
-		if cached, ok := s.cache.pod(p.Id); ok {
-			pod.CgroupParent = cached.CgroupParent
-		} else {
-			s.fillCgroupParent(ctx, &pod)
-		}
-		s.cache.putPod(pod)
+	livePods := make(map[string]bool, len(pods))
+	for _, pod := range pods {
+		livePods[pod.ID] = true
 		res.Pods++
 		_, result, err := s.ApplyPod(ctx, pod)
 		s.count(&res, "pod", pod.ID, result, err)
 	}
-	liveContainers := make(map[string]bool, len(containers.Containers))
-	for _, c := range containers.Containers {
-		liveContainers[c.Id] = true
-		s.cache.putContainer(containerFromCRI(c))
+	liveContainers := make(map[string]bool, len(containers))
+	for _, id := range containers {
+		liveContainers[id] = true
 		res.Containers++
-		_, result, err := s.ApplyContainer(ctx, c.Id)
-		s.count(&res, "container", c.Id, result, err)
+		_, result, err := s.ApplyContainer(ctx, id)
+		s.count(&res, "container", id, result, err)
 	}
 	// Stopped containers and pods stay listable until removed; keep their
 	// metadata only while the runtime still has them running or ready.
@@ -71,6 +54,41 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	}
 	s.metrics.reconcileRun("ok", res.Elapsed)
 	return res, nil
+}
+
+// listRunning lists ready pods and running containers and puts them in the
+// cache: the metadata reconcile and status work from. A pod's cgroup_parent,
+// which lists do not carry, comes from the cache or else the resolvers.
+func (s *Service) listRunning(ctx context.Context) ([]podInfo, []string, error) {
+	podList, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list pods: %w", err)
+	}
+	containerList, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list containers: %w", err)
+	}
+	pods := make([]podInfo, 0, len(podList.Items))
+	for _, p := range podList.Items {
+		pod := podFromCRI(p)
+		if cached, ok := s.cache.pod(p.Id); ok {
+			pod.CgroupParent = cached.CgroupParent
+		} else {
+			s.fillCgroupParent(ctx, &pod)
+		}
+		s.cache.putPod(pod)
+		pods = append(pods, pod)
+	}
+	containers := make([]string, 0, len(containerList.Containers))
+	for _, c := range containerList.Containers {
+		s.cache.putContainer(containerFromCRI(c))
+		containers = append(containers, c.Id)
+	}
+	return pods, containers, nil
 }
 
 func (s *Service) count(res *ReconcileResult, scope, id string, result syncResult, err error) {

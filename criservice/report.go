@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
 )
@@ -118,32 +116,20 @@ type Report struct {
 // Status reads back every running container's (and pod budget's) limits and
 // usage from the cgroup files, and says whether they match the policy.
 func (s *Service) Status(ctx context.Context) ([]Report, error) {
-	pods, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
-		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
-	})
+	pods, containers, err := s.listRunning(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list pods: %w", err)
-	}
-	containers, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
-		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, err
 	}
 	var reports []Report
-	for _, p := range pods.Items {
-		pod := podFromCRI(p)
-		s.fillCgroupParent(ctx, &pod)
-		s.cache.putPod(pod)
+	for _, pod := range pods {
 		plan, err := s.planPod(ctx, pod)
 		if err == nil && len(plan.Limits) == 0 && !s.hasLimits(plan.Dir) {
 			continue // no budget wanted, none there: not worth a row
 		}
 		reports = append(reports, s.report("pod", plan, err))
 	}
-	for _, c := range containers.Containers {
-		s.cache.putContainer(containerFromCRI(c))
-		plan, err := s.planContainer(ctx, c.Id)
+	for _, id := range containers {
+		plan, err := s.planContainer(ctx, id)
 		if errors.Is(err, ErrUnknownContainer) {
 			continue
 		}
