@@ -13,7 +13,11 @@ fi
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
 cache="$repo/test/e2e/.cache"
 bin="$cache/bin"
-mkdir -p "$bin" "$cache/src" "$cache/images"
+# Tools built from a pinned module version do not change with the clone: they are kept
+# outside it, keyed by module, version and build tags, so a fresh checkout on the same
+# machine (CI right after a session) reuses them instead of building for minutes.
+shared=${CRIGUARD_LAB_SHARED:-/var/cache/criguard-lab}
+mkdir -p "$bin" "$cache/src" "$cache/images" "$shared/bin"
 
 step() { printf '== lab: %s\n' "$*"; }
 
@@ -47,7 +51,15 @@ build_module() {
 	if [[ -x "$bin/$out" ]]; then
 		return 0
 	fi
-	local version dir=""
+	local version dir="" key
+	for version in $versions; do
+		key="$shared/bin/$out@${module//\//_}@$version@${tags// /,}"
+		if [[ -x "$key" ]]; then
+			step "reuse $out from $key"
+			cp "$key" "$bin/$out.tmp" && mv "$bin/$out.tmp" "$bin/$out"
+			return 0
+		fi
+	done
 	for version in $versions; do
 		if dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') &&
 			[[ -n "$dir" && -d "$dir" ]]; then
@@ -61,7 +73,8 @@ build_module() {
 		return 1
 	fi
 	step "build $out from $module@$version"
-	local src="$cache/src/${module//\//_}@$version"
+	local src="$shared/src/${module//\//_}@$version"
+	mkdir -p "$shared/src"
 	if [[ ! -d "$src" ]]; then
 		rm -rf "$src.tmp"
 		cp -r "$dir" "$src.tmp"
@@ -73,6 +86,8 @@ build_module() {
 	build) (cd "$src" && CGO_ENABLED=0 go build -mod=mod -buildvcs=false -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
 	testbin) (cd "$src" && CGO_ENABLED=0 go test -c -mod=mod -buildvcs=false -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
 	esac
+	key="$shared/bin/$out@${module//\//_}@$version@${tags// /,}"
+	cp "$bin/$out.tmp" "$key.tmp" && mv "$key.tmp" "$key"
 	mv "$bin/$out.tmp" "$bin/$out"
 }
 
