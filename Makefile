@@ -5,7 +5,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/criguard
 LAB       := test/e2e/.cache
 
-.PHONY: help build test lint tidy fuzz e2e lab conformance test-v2 bench demo clean
+.PHONY: help build test lint tidy fuzz e2e lab conformance test-v2 e2e-v2 bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ conformance: build lab ## critest directly and through criguard; fails on any re
 
 test-v2: ## cgroup v2 root tests inside a qemu VM (root)
 	test/v2vm/run.sh
+
+e2e-v2: build lab ## kubelet, criguard, containerd 2.x and 1.6 on a cgroup v2 + systemd node in a qemu VM (root)
+	test/v2node/run.sh
 
 bench: build lab ## benchmarks on the real runtime; figures go to docs/BENCHMARKS.md (root)
 	test/bench/run.sh

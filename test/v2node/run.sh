@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# make e2e-v2: a real cgroup v2 + systemd node in a qemu VM. A Debian bookworm root
+# (image.sh, cached by recipe) boots systemd on the unified hierarchy; the test unit runs
+# vm/main.sh from an assets disk holding bin/criguard, crictl, kubelet (kubelet.sh,
+# cached by version), containerd 2 and the local OCI images. Inside, a standalone kubelet
+# (systemd driver, static pods) talks to criguard in front of containerd 2.x, then 1.6.
+# The VM prints one line per check on the serial console; any FAIL fails this script.
+set -euo pipefail
+
+readonly TIMEOUT_SECONDS=${V2NODE_TIMEOUT:-2400}
+readonly RUNTIMES=${V2NODE_RUNTIMES:-c2 c16}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+here="$repo/test/v2node"
+lab="$repo/test/e2e/.cache"
+work="" # the temporary directory, removed on exit unless V2NODE_KEEP is set
+
+log() { echo "v2node: $*" >&2; }
+die() {
+	log "FAIL: $*"
+	exit 1
+}
+
+install_missing() {
+	local missing=() p
+	for p in mmdebstrap qemu-system-x86 e2fsprogs; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	[[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root to install them"
+	log "installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# assets DIR KUBELET: the assets disk's tree (mounted read-only at /assets in the VM).
+assets() {
+	local dir=$1 kubelet=$2 f
+	mkdir -p "$dir/bin" "$dir/images" "$dir/vm"
+	for f in "$repo/bin/criguard" "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" \
+		"$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar"; do
+		[[ -s $f ]] || die "$f missing: run make build lab"
+	done
+	cp "$repo/bin/criguard" "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$dir/bin/"
+	cp "$kubelet" "$dir/bin/kubelet"
+	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$dir/images/"
+	# The unit criguard ships is the one the node runs.
+	cp "$repo/examples/systemd/criguard.service" "$dir/"
+	cp -r "$here/vm/." "$dir/vm/"
+	echo "RUNTIMES='$RUNTIMES'" >"$dir/vm/env"
+}
+
+main() {
+	[[ $(id -u) -eq 0 ]] || die "must run as root (mmdebstrap --mode=root, mkfs)"
+	install_missing
+	local start=$SECONDS
+	# The kubelet build (minutes when cold) runs while the image is made.
+	local kubelet_log
+	work=$(mktemp -d /tmp/criguard-v2node.XXXXXX)
+	if [[ -z ${V2NODE_KEEP:-} ]]; then
+		trap 'rm -rf "$work"' EXIT
+	else
+		log "keeping $work"
+	fi
+	kubelet_log="$work/kubelet-build.log"
+	"$here/kubelet.sh" >"$work/kubelet.path" 2>"$kubelet_log" &
+	local kubelet_pid=$! image kubelet
+	image=$("$here/image.sh")
+	if ! wait "$kubelet_pid"; then
+		tail -n 30 "$kubelet_log" >&2
+		die "kubelet build failed"
+	fi
+	kubelet=$(cat "$work/kubelet.path")
+	log "image $image, kubelet $kubelet ready after $((SECONDS - start)) s"
+
+	assets "$work/assets" "$kubelet"
+	local size
+	size=$(du -sm "$work/assets" | cut -f1)
+	truncate -s "$((size + 64))M" "$work/assets.img"
+	mkfs.ext4 -q -F -L v2node-assets -d "$work/assets" "$work/assets.img"
+	rm -rf "$work/assets"
+	truncate -s 1G "$work/data.img"
+	mkfs.ext4 -q -F -L v2node-data "$work/data.img"
+
+	# Drive order fixes the names inside: vda root (254:0), vdb data (254:16), vdc assets.
+	log "booting (TCG, timeout ${TIMEOUT_SECONDS} s, runtimes: $RUNTIMES)"
+	local rc=0 boot=$SECONDS
+	timeout "$TIMEOUT_SECONDS" qemu-system-x86_64 \
+		-accel tcg,thread=multi -cpu max -smp 2 -m 2G -net none \
+		-nographic -no-reboot -serial mon:stdio \
+		-kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+		-append "root=/dev/vda rw console=ttyS0 quiet loglevel=3 panic=-1 systemd.unified_cgroup_hierarchy=1 systemd.unit=criguard-lab.target systemd.show_status=false" \
+		-drive "file=$image/root.img,if=virtio,format=raw,snapshot=on" \
+		-drive "file=$work/data.img,if=virtio,format=raw" \
+		-drive "file=$work/assets.img,if=virtio,format=raw,readonly=on" \
+		</dev/null >"$work/console.log" 2>&1 || rc=$?
+	tr -d '\r' <"$work/console.log" >"$work/console.txt"
+	cp "$work/console.txt" "${V2NODE_CONSOLE:-/tmp/criguard-v2node-console.txt}"
+	grep -aoE 'V2NODE (PASS|FAIL|INFO) .*' "$work/console.txt" >&2 || true
+	if grep -aqE 'V2NODE FAIL ' "$work/console.txt" || ! grep -aq 'V2NODE-RESULT: PASS' "$work/console.txt"; then
+		tail -n 150 "$work/console.txt" >&2
+		((rc == 124)) && die "no result within ${TIMEOUT_SECONDS} s"
+		die "the VM reported failures (qemu exit $rc; console in ${V2NODE_CONSOLE:-/tmp/criguard-v2node-console.txt})"
+	fi
+	log "PASS: VM $((SECONDS - boot)) s, all $((SECONDS - start)) s"
+}
+
+main "$@"
