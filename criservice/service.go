@@ -210,9 +210,9 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 }
 
 func (s *Service) noteIgnored(p Plan) {
-	for _, why := range p.Decision.Ignored {
-		s.log.Warn("annotation ignored", "container", p.ContainerID, "pod", p.Workload.Namespace+"/"+p.Workload.PodName, "why", why)
-		s.metrics.annotationIgnored("invalid")
+	for _, ig := range p.Decision.Ignored {
+		s.log.Warn("annotation ignored", "container", p.ContainerID, "pod", p.Workload.Namespace+"/"+p.Workload.PodName, "why", ig.String())
+		s.metrics.annotationIgnored(string(ig.Reason))
 	}
 }
 
