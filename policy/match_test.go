@@ -189,9 +189,9 @@ func TestDecide(t *testing.T) {
 			ignored: []string{`annotation criguard.io/write-bps="1GiB" ignored (above_max): above annotations.max_write_bps = 200MiB`},
 		},
 		{
-			name:    "asking for zero (unlimited) is invalid",
-			w:       Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationWriteBPS: "0"}},
-			source:  SourceNone, scope: ScopeContainer, reason: "no annotation and no rule applies",
+			name:   "asking for zero (unlimited) is invalid",
+			w:      Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationWriteBPS: "0"}},
+			source: SourceNone, scope: ScopeContainer, reason: "no annotation and no rule applies",
 			ignored: []string{`annotation criguard.io/write-bps="0" ignored (invalid): not a byte quantity above 0 such as 100MiB`},
 		},
 		{
