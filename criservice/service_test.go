@@ -359,8 +359,14 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Errorf("dry run wrote %q", got)
 	}
 	plan, result, err := e.svc.ApplyContainer(context.Background(), "c1")
-	if err != nil || result != resultApplied || len(plan.Limits) != 1 {
+	if err != nil || result != resultWouldApply || len(plan.Limits) != 1 {
 		t.Errorf("dry run plan = %+v, %v, %v; want one limit that would be applied", plan.Limits, result, err)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("applied", "container")); got != 0 {
+		t.Errorf("dry run counted %v throttles applied", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("would_apply", "container")); got < 1 {
+		t.Errorf("dry run counted %v throttles that would apply, want >= 1", got)
 	}
 }
 
