@@ -135,13 +135,13 @@ func (o *ownership) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(o.path, b)
+	return WriteFileAtomic(o.path, b)
 }
 
-// writeFileAtomic replaces path with data so that a reader, or a crash of criguard,
+// WriteFileAtomic replaces path with data (criguard's state files) so that a reader, or a crash of criguard,
 // sees the old content or the new one, never half of it. No fsync: a record lost to a
 // power cut makes criguard's limits look foreign, so they are kept, never lifted.
-func writeFileAtomic(path string, data []byte) error {
+func WriteFileAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}

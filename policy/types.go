@@ -67,6 +67,7 @@ type AnnotationSettings struct {
 // Policy is a validated policy file.
 type Policy struct {
 	Filename    string
+	Source      []byte            // the file's text, kept as the last good policy
 	Devices     map[string]string // label → path or MAJ:MIN
 	Classes     map[string]*Class
 	Rules       []*Rule // file order: the first match wins
