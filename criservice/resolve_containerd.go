@@ -1,43 +1,68 @@
 package criservice
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/criguard/criguard/translate"
 )
 
 // containerdResolver reads the OCI spec from containerd's own API. It connects
 // lazily so that a node without containerd pays nothing.
 type containerdResolver struct {
 	address, namespace string
+	timeout            time.Duration
 
-	once   sync.Once
-	client *containerd.Client
-	err    error
+	connected atomic.Pointer[containerd.Client]
+	connect1  singleflight.Group
 }
 
-func newContainerdResolver(address, namespace string) *containerdResolver {
-	return &containerdResolver{address: address, namespace: namespace}
+func newContainerdResolver(address, namespace string, timeout time.Duration) *containerdResolver {
+	return &containerdResolver{address: address, namespace: namespace, timeout: cmp.Or(timeout, defaultSharedTimeout)}
 }
 
 func (*containerdResolver) Name() string { return "containerd" }
 
-func (r *containerdResolver) connect() (*containerd.Client, error) {
-	r.once.Do(func() {
-		r.client, r.err = containerd.New(r.address, containerd.WithDefaultNamespace(r.namespace))
+// connect dials once; a failed dial is tried again on the next call. Concurrent
+// callers share the dial and none holds a lock across it.
+func (r *containerdResolver) connect(ctx context.Context) (*containerd.Client, error) {
+	if c := r.connected.Load(); c != nil {
+		return c, nil
+	}
+	result := r.connect1.DoChan("connect", func() (any, error) {
+		c, err := containerd.New(r.address, containerd.WithDefaultNamespace(r.namespace), containerd.WithTimeout(r.timeout))
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", r.address, err)
+		}
+		r.connected.Store(c)
+		return c, nil
 	})
-	return r.client, r.err
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case res := <-result:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*containerd.Client), nil
+	}
 }
 
-func (r *containerdResolver) CgroupsPath(ctx context.Context, id string) (string, error) {
-	client, err := r.connect()
+// cgroupsPath reads linux.cgroupsPath of the OCI spec containerd keeps for a
+// container or a sandbox.
+func (r *containerdResolver) cgroupsPath(ctx context.Context, id string) (string, error) {
+	client, err := r.connect(ctx)
 	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", r.address, err)
+		return "", err
 	}
 	ctx = namespaces.WithNamespace(ctx, r.namespace)
 	c, err := client.LoadContainer(ctx, id)
@@ -57,9 +82,26 @@ func (r *containerdResolver) CgroupsPath(ctx context.Context, id string) (string
 	return spec.Linux.CgroupsPath, nil
 }
 
+func (r *containerdResolver) CgroupsPath(ctx context.Context, id string) (string, error) {
+	return r.cgroupsPath(ctx, id)
+}
+
+// PodCgroupParent: containerd keeps the sandbox's own container, whose cgroup sits
+// in the pod's.
+func (r *containerdResolver) PodCgroupParent(ctx context.Context, sandboxID string) (string, error) {
+	raw, err := r.cgroupsPath(ctx, sandboxID)
+	if err != nil {
+		return "", err
+	}
+	if parent := translate.ParentOfCgroupsPath(raw); parent != "" {
+		return parent, nil
+	}
+	return "", fmt.Errorf("sandbox cgroupsPath %q has no parent", raw)
+}
+
 // Pid is the container's init process, for the /proc fallback.
 func (r *containerdResolver) Pid(ctx context.Context, id string) (int, error) {
-	client, err := r.connect()
+	client, err := r.connect(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -76,8 +118,8 @@ func (r *containerdResolver) Pid(ctx context.Context, id string) (int, error) {
 }
 
 func (r *containerdResolver) Close() error {
-	if r.client != nil {
-		return r.client.Close()
+	if c := r.connected.Load(); c != nil {
+		return c.Close()
 	}
 	return nil
 }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -26,6 +29,9 @@ type ResolverConfig struct {
 	ProcController string
 	// Logger records which chain auto picked; nil discards.
 	Logger *slog.Logger
+	// Timeout bounds the calls a resolver shares among its callers (runtime
+	// detection, connecting to dockerd or containerd); 0 is 5s.
+	Timeout time.Duration
 }
 
 // ResolverModes lists the values of ResolverConfig.Mode.
@@ -33,6 +39,9 @@ var ResolverModes = []string{"auto", "cri", "containerd", "docker", "proc"}
 
 // NewResolver builds the resolver chain for cfg.Mode.
 func NewResolver(cfg ResolverConfig) (Resolver, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultSharedTimeout
+	}
 	if cfg.Mode == "auto" || cfg.Mode == "" {
 		return &autoResolver{cfg: cfg}, nil
 	}
@@ -41,21 +50,23 @@ func NewResolver(cfg ResolverConfig) (Resolver, error) {
 
 func buildChain(cfg ResolverConfig, kind string) (chain, error) {
 	cri := criResolver{cfg.Runtime}
+	// The pid is in the CRI verbose status: the last resort must not fail for the
+	// same reason (a wrong --docker-endpoint, say) as the resolvers before it.
 	proc := procResolver{procRoot: cfg.ProcRoot, controller: cfg.ProcController, pid: criPid(cfg.Runtime)}
 	switch kind {
 	case "cri":
 		return chain{cri}, nil
 	case "containerd":
 		if cfg.Mode == "containerd" {
-			return chain{newContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace)}, nil
+			return chain{newContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Timeout)}, nil
 		}
-		return chain{cri, newContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace), proc}, nil
+		return chain{cri, newContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Timeout), proc}, nil
 	case "docker":
-		d := newDockerResolver(cfg.DockerEndpoint)
+		d := newDockerResolver(cfg.DockerEndpoint, cfg.Timeout)
 		if cfg.Mode == "docker" {
 			return chain{d}, nil
 		}
-		proc.pid = d.Pid
+		proc.pid = firstPid(criPid(cfg.Runtime), d.Pid)
 		return chain{d, proc}, nil
 	case "proc":
 		return chain{proc}, nil
@@ -66,41 +77,55 @@ func buildChain(cfg ResolverConfig, kind string) (chain, error) {
 }
 
 // autoResolver asks the runtime who it is on first use, and again until it answers.
+// Concurrent first uses share one Version call, and none holds a lock across it: a
+// runtime that hangs costs each caller its own deadline, nothing more.
 type autoResolver struct {
-	cfg   ResolverConfig
-	mu    sync.Mutex
-	chain chain
+	cfg    ResolverConfig
+	chain  atomic.Pointer[chain]
+	detect singleflight.Group
 }
 
+const defaultSharedTimeout = 5 * time.Second
+
 func (a *autoResolver) Name() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.chain == nil {
-		return "auto"
+	if c := a.chain.Load(); c != nil {
+		return "auto(" + c.Name() + ")"
 	}
-	return "auto(" + a.chain.Name() + ")"
+	return "auto"
 }
 
 func (a *autoResolver) resolve(ctx context.Context) (chain, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.chain != nil {
-		return a.chain, nil
+	if c := a.chain.Load(); c != nil {
+		return *c, nil
 	}
-	v, err := a.cfg.Runtime.Version(ctx, &runtimeapi.VersionRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("detect runtime: %w", err)
+	result := a.detect.DoChan("version", func() (any, error) {
+		// Not the first caller's context: its cancel must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Timeout)
+		defer cancel()
+		v, err := a.cfg.Runtime.Version(ctx, &runtimeapi.VersionRequest{})
+		if err != nil {
+			return nil, fmt.Errorf("detect runtime: %w", err)
+		}
+		kind := RuntimeKind(v.RuntimeName)
+		c, err := buildChain(a.cfg, kind)
+		if err != nil {
+			return nil, err
+		}
+		a.chain.Store(&c)
+		if a.cfg.Logger != nil {
+			a.cfg.Logger.Info("runtime detected", "runtime", v.RuntimeName, "version", v.RuntimeVersion, "resolvers", c.Name())
+		}
+		return c, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("detect runtime: %w", ctx.Err())
+	case r := <-result:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(chain), nil
 	}
-	kind := RuntimeKind(v.RuntimeName)
-	c, err := buildChain(a.cfg, kind)
-	if err != nil {
-		return nil, err
-	}
-	a.chain = c
-	if a.cfg.Logger != nil {
-		a.cfg.Logger.Info("runtime detected", "runtime", v.RuntimeName, "version", v.RuntimeVersion, "resolvers", c.Name())
-	}
-	return c, nil
 }
 
 // RuntimeKind maps a CRI RuntimeName to the resolver chain that serves it best.
@@ -141,7 +166,23 @@ func (c chain) Close() error {
 }
 
 func (a *autoResolver) Close() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.chain.Close()
+	if c := a.chain.Load(); c != nil {
+		return c.Close()
+	}
+	return nil
+}
+
+// firstPid asks each pid source in turn.
+func firstPid(sources ...func(context.Context, string) (int, error)) func(context.Context, string) (int, error) {
+	return func(ctx context.Context, id string) (int, error) {
+		var errs []error
+		for _, pid := range sources {
+			n, err := pid(ctx, id)
+			if err == nil && n > 0 {
+				return n, nil
+			}
+			errs = append(errs, err)
+		}
+		return 0, errors.Join(errs...)
+	}
 }

@@ -254,6 +254,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		ProcRoot:            cfg.procRoot,
 		ProcController:      controller,
 		Logger:              log,
+		Timeout:             cfg.applyTimeout,
 	})
 	if err != nil {
 		return nil, err
