@@ -193,6 +193,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 	})
 	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
+	if cfg.stateDir != "" {
+		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, metrics, 10*time.Second, log) })
+	}
 	wg.Go(func() {
 		svc.RunReconciler(ctx, cfg.reconcileInterval, reconcileNow)
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,6 +34,9 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 	}
 	for _, n := range st.notes {
 		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	if cfg.stateDir != "" {
+		fmt.Fprintf(stderr, "note: %s\n", kubeletNote(cfg.stateDir, time.Now()))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tID\tNAMESPACE/POD\tCONTAINER\tMATCH\tIN FORCE (read back)\tWANTED\tUSAGE\tCGROUP")
