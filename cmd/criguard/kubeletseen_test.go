@@ -29,7 +29,10 @@ func TestKubeletSeen(t *testing.T) {
 	metrics.ObserveCall("/runtime.v1.RuntimeService/ListPodSandbox", codes.OK, time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { recordKubeletCalls(ctx, dir, metrics, 10*time.Millisecond, slog.New(slog.DiscardHandler)); close(done) }()
+	go func() {
+		recordKubeletCalls(ctx, dir, metrics, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(filepath.Join(dir, kubeletSeenFile)); err == nil {
 			break
