@@ -93,7 +93,7 @@ func TestHostilePodsContainerd(t *testing.T) {
 	// Measured, not only read back: the huge ask runs at the rule's 1 MiB/s.
 	measure(t, cg, ep, workers["huge"].id, write3MiB, "48+0 records out", 2300*time.Millisecond, 6*time.Second)
 	// Each ignored annotation is logged once per container, not once per pass.
-	if n := strings.Count(cg.Log(2000), `annotation criguard.io/write-bps="1000PiB" ignored`); n != 1 {
+	if n := strings.Count(cg.Log(2000), `criguard.io/write-bps=\"1000PiB\" ignored`); n != 1 {
 		t.Errorf("the ignored annotation was logged %d times over several passes, want once%s", n, criguardLog(cg))
 	}
 }
