@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestHungRuntimeNeverHoldsAKubeletCall(t *testing.T) {
 	rt, _ := fakeruntime.ServeRuntime(t, fakeruntime.Hung{})
 	const applyTimeout = 200 * time.Millisecond
-	resolver, err := NewResolver(ResolverConfig{Mode: "auto", Runtime: rt, Timeout: applyTimeout})
+	resolver, err := resolve.New(resolve.Config{Mode: "auto", Runtime: rt, Timeout: applyTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

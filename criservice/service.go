@@ -28,6 +28,17 @@ type DeviceResolver interface {
 	Resolve(spec string) (cgroup.Device, error)
 }
 
+// Resolver finds the raw cgroup path of a container (package resolve builds them).
+type Resolver interface {
+	Name() string
+	CgroupsPath(ctx context.Context, containerID string) (string, error)
+}
+
+// PodResolver is a Resolver that can also find a pod's cgroup_parent.
+type PodResolver interface {
+	PodCgroupParent(ctx context.Context, sandboxID string) (string, error)
+}
+
 // Options configure a Service. Runtime, IO and Resolver are required.
 type Options struct {
 	Runtime  runtimeapi.RuntimeServiceClient

@@ -17,6 +17,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/proxy"
 )
@@ -248,7 +249,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 	if io.Version() == 1 {
 		controller = "blkio"
 	}
-	resolver, err := criservice.NewResolver(criservice.ResolverConfig{
+	resolver, err := resolve.New(resolve.Config{
 		Mode:                cfg.resolver,
 		Runtime:             rt,
 		ContainerdAddress:   cfg.containerdAddress,

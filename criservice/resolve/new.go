@@ -1,4 +1,4 @@
-package criservice
+package resolve
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ResolverConfig chooses how container cgroups are found.
-type ResolverConfig struct {
+// Config chooses how container cgroups are found.
+type Config struct {
 	// Mode is auto, cri, containerd, docker or proc. auto picks by the
 	// runtime's Version reply.
 	Mode                string
@@ -34,11 +34,11 @@ type ResolverConfig struct {
 	Timeout time.Duration
 }
 
-// ResolverModes lists the values of ResolverConfig.Mode.
-var ResolverModes = []string{"auto", "cri", "containerd", "docker", "proc"}
+// Modes lists the values of Config.Mode.
+var Modes = []string{"auto", "cri", "containerd", "docker", "proc"}
 
-// NewResolver builds the resolver chain for cfg.Mode.
-func NewResolver(cfg ResolverConfig) (Resolver, error) {
+// New builds the resolver chain for cfg.Mode.
+func New(cfg Config) (Resolver, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = defaultSharedTimeout
 	}
@@ -48,7 +48,7 @@ func NewResolver(cfg ResolverConfig) (Resolver, error) {
 	return buildChain(cfg, cfg.Mode)
 }
 
-func buildChain(cfg ResolverConfig, kind string) (chain, error) {
+func buildChain(cfg Config, kind string) (chain, error) {
 	cri := criResolver{cfg.Runtime}
 	// The pid is in the CRI verbose status: the last resort must not fail for the
 	// same reason (a wrong --docker-endpoint, say) as the resolvers before it.
@@ -73,14 +73,14 @@ func buildChain(cfg ResolverConfig, kind string) (chain, error) {
 	case "generic":
 		return chain{cri, proc}, nil
 	}
-	return nil, fmt.Errorf("unknown resolver %q: want one of %s", kind, strings.Join(ResolverModes, ", "))
+	return nil, fmt.Errorf("unknown resolver %q: want one of %s", kind, strings.Join(Modes, ", "))
 }
 
 // autoResolver asks the runtime who it is on first use, and again until it answers.
 // Concurrent first uses share one Version call, and none holds a lock across it: a
 // runtime that hangs costs each caller its own deadline, nothing more.
 type autoResolver struct {
-	cfg    ResolverConfig
+	cfg    Config
 	chain  atomic.Pointer[chain]
 	detect singleflight.Group
 }

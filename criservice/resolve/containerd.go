@@ -1,4 +1,4 @@
-package criservice
+package resolve
 
 import (
 	"cmp"
