@@ -38,7 +38,7 @@ func (r *containerdResolver) connect(ctx context.Context) (*containerd.Client, e
 	if c := r.connected.Load(); c != nil {
 		return c, nil
 	}
-	result := r.connect1.DoChan("connect", func() (any, error) {
+	return sharedCall(ctx, &r.connect1, "connect", func() (*containerd.Client, error) {
 		c, err := containerd.New(r.address, containerd.WithDefaultNamespace(r.namespace), containerd.WithTimeout(r.timeout))
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", r.address, err)
@@ -46,15 +46,6 @@ func (r *containerdResolver) connect(ctx context.Context) (*containerd.Client, e
 		r.connected.Store(c)
 		return c, nil
 	})
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case res := <-result:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*containerd.Client), nil
-	}
 }
 
 // cgroupsPath reads linux.cgroupsPath of the OCI spec containerd keeps for a

@@ -42,7 +42,7 @@ func (r *dockerResolver) connect(ctx context.Context) (*client.Client, error) {
 	if c := r.connected.Load(); c != nil {
 		return c.client, nil
 	}
-	result := r.connect1.DoChan("connect", func() (any, error) {
+	return sharedCall(ctx, &r.connect1, "connect", func() (*client.Client, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
 		defer cancel()
 		// On failure nothing is kept: dockerd may simply not be up yet.
@@ -58,15 +58,6 @@ func (r *dockerResolver) connect(ctx context.Context) (*client.Client, error) {
 		r.connected.Store(&dockerConn{client: c, systemd: info.CgroupDriver == "systemd"})
 		return c, nil
 	})
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case res := <-result:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*client.Client), nil
-	}
 }
 
 func (r *dockerResolver) CgroupsPath(ctx context.Context, id string) (string, error) {

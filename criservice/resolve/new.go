@@ -98,7 +98,7 @@ func (a *autoResolver) resolve(ctx context.Context) (chain, error) {
 	if c := a.chain.Load(); c != nil {
 		return *c, nil
 	}
-	result := a.detect.DoChan("version", func() (any, error) {
+	return sharedCall(ctx, &a.detect, "version", func() (chain, error) {
 		// Not the first caller's context: its cancel must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Timeout)
 		defer cancel()
@@ -117,15 +117,6 @@ func (a *autoResolver) resolve(ctx context.Context) (chain, error) {
 		}
 		return c, nil
 	})
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("detect runtime: %w", ctx.Err())
-	case r := <-result:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(chain), nil
-	}
 }
 
 // RuntimeKind maps a CRI RuntimeName to the resolver chain that serves it best.
@@ -184,5 +175,23 @@ func firstPid(sources ...func(context.Context, string) (int, error)) func(contex
 			errs = append(errs, err)
 		}
 		return 0, errors.Join(errs...)
+	}
+}
+
+// sharedCall runs fn once for every caller that asks for key meanwhile, detached
+// from any one caller's cancel; each caller waits only as long as its own context
+// allows, and no lock is held across the call.
+func sharedCall[T any](ctx context.Context, g *singleflight.Group, key string, fn func() (T, error)) (T, error) {
+	result := g.DoChan(key, func() (any, error) { return fn() })
+	select {
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	case r := <-result:
+		if r.Err != nil {
+			var zero T
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
 	}
 }
