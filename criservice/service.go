@@ -158,9 +158,11 @@ func (s *Service) planContainerFor(ctx context.Context, id string, po planOption
 	}
 	plan := Plan{ContainerID: id, PodID: ct.PodID}
 	if ct.Dir == "" {
-		raw, err := s.opts.Resolver.CgroupsPath(ctx, id)
-		if err != nil {
-			return plan, err
+		raw := ct.CgroupsPath // learned at CreateContainer, when the runtime had it
+		if raw == "" {
+			if raw, err = s.opts.Resolver.CgroupsPath(ctx, id); err != nil {
+				return plan, err
+			}
 		}
 		dir, err := translate.CgroupDir(s.opts.IO.Mount(), raw)
 		if err == nil && po.create {
