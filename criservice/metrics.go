@@ -24,6 +24,7 @@ type Metrics struct {
 	policyLoaded   prometheus.Gauge
 	reconcileTime  prometheus.Histogram
 	cachedEntities *prometheus.GaugeVec
+	conflicts      *prometheus.CounterVec
 
 	lastRelist atomic.Int64 // unix seconds of the last relist call through criguard
 
@@ -80,6 +81,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		policyLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "criguard_policy_loaded", Help: "1 when a policy is in force, 0 when criguard only forwards.",
 		}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "criguard_limit_conflicts_total", Help: "Limits criguard leaves to another owner of the same key (a systemd unit property), each counted once.",
+		}, []string{"with"}),
 		cachedEntities: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "criguard_cached_objects", Help: "Pods and containers in criguard's metadata cache.",
 		}, []string{"kind"}),
@@ -89,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "When kubelet last listed pods or containers through criguard (it does every second); 0: never since start. A stale value means kubelet bypasses criguard.",
 	}, func() float64 { return float64(m.lastRelist.Load()) })
 	reg.MustRegister(m.calls, m.latency, m.throttles, m.applyLatency, m.drift, m.reconciles,
-		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities, lastKubelet)
+		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities, m.conflicts, lastKubelet)
 	return m
 }
 
@@ -160,6 +164,12 @@ func (m *Metrics) SetRuntimeUp(up bool) {
 func (m *Metrics) throttle(result, scope string) {
 	if m != nil {
 		m.throttles.WithLabelValues(result, scope).Inc()
+	}
+}
+
+func (m *Metrics) conflict(with string) {
+	if m != nil {
+		m.conflicts.WithLabelValues(with).Inc()
 	}
 }
 

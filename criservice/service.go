@@ -48,6 +48,8 @@ type Options struct {
 	// Policy returns the policy in force; nil means hands off: criguard forwards
 	// and writes nothing, resets nothing.
 	Policy func() *policy.Policy
+	// SystemdRoot replaces / where systemd's unit files are read; tests only.
+	SystemdRoot string
 	// StateDir holds the record of every limit criguard wrote (OwnershipFile), so
 	// that it resets and repairs only those, across restarts. Empty: in memory.
 	StateDir string
@@ -73,6 +75,8 @@ type Service struct {
 
 	devMu   sync.Mutex
 	devices map[string]cgroup.Device
+
+	conflictsSeen sync.Map // dir + conflict → logged once
 
 	// splitPodBudget is set on cgroup v1, where blk-throttle is not
 	// hierarchical: a limit on the pod's cgroup would bind none of its
@@ -136,6 +140,8 @@ type Plan struct {
 	// Unresolved are the policy devices that did not resolve on this host: the
 	// others are applied all the same.
 	Unresolved error
+	// Conflicts are keys the cgroup's own systemd unit sets: left to systemd.
+	Conflicts []string
 }
 
 // planContainer decides what container id's own cgroup must hold.
@@ -193,6 +199,7 @@ func (s *Service) planContainerFor(ctx context.Context, id string, po planOption
 		}
 		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
+	s.yieldToUnit(&plan)
 	return plan, nil
 }
 
@@ -308,6 +315,7 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	if podScoped {
 		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
 	}
+	s.yieldToUnit(&plan)
 	return plan, nil
 }
 
