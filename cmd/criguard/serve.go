@@ -17,6 +17,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/proxy"
 )
@@ -32,6 +33,7 @@ type serveConfig struct {
 	logFormat       string
 
 	policyPath        string
+	stateDir          string
 	resolver          string
 	containerdAddress string
 	containerdNS      string
@@ -135,6 +137,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 		unloaded.set(nil)
 		metrics.SetPolicyLoaded(r.Policy != nil)
+		keepLastGood(cfg.stateDir, r.Policy, log)
 		if r.Changed {
 			log.Info("policy reloaded", "file", cfg.policyPath, "loaded", r.Policy != nil)
 			svc.PolicyChanged()
@@ -145,16 +148,22 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	case err != nil && cfg.failClosed:
 		return fmt.Errorf("policy: %w", err)
 	case err != nil:
-		// Refusing to start would cut kubelet off the runtime: forward, throttle
-		// nothing, say so loudly, and stay unready until the file is fixed.
-		unloaded.set(err)
+		// Refusing to start would cut kubelet off the runtime, and throttling nothing
+		// would lift every limit: run the last good policy, or keep hands off.
 		metrics.PolicyReloaded(false)
-		log.Error("policy refused; forwarding without throttling until the file is fixed", "file", cfg.policyPath, "err", err)
+		if last, lastErr := loadLastGood(cfg.stateDir); lastErr == nil && watcher.UseFallback(last) {
+			unloaded.set(fmt.Errorf("policy %s refused; running the last good policy (%s): %w", cfg.policyPath, last.Filename, err))
+			log.Error("policy refused; running the last good policy until the file is fixed", "file", cfg.policyPath, "last_good", last.Filename, "err", err)
+		} else {
+			unloaded.set(fmt.Errorf("policy %s refused and no last good policy; hands off, nothing is throttled or reset: %w", cfg.policyPath, err))
+			log.Error("policy refused and no last good policy; hands off: limits in place are kept, none are written", "file", cfg.policyPath, "err", err, "last_good_err", lastErr)
+		}
 	case watcher.Current() == nil:
 		metrics.PolicyReloaded(true)
-		log.Warn("no policy file; forwarding only until it appears", "file", cfg.policyPath)
+		log.Warn("no policy file; hands off (forwarding only, nothing written or reset) until it appears", "file", cfg.policyPath)
 	default:
 		metrics.PolicyReloaded(true)
+		keepLastGood(cfg.stateDir, watcher.Current(), log)
 	}
 	metrics.SetPolicyLoaded(watcher.Current() != nil)
 
@@ -185,6 +194,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 	})
 	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
+	if cfg.stateDir != "" {
+		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, metrics, 10*time.Second, log) })
+	}
 	wg.Go(func() {
 		svc.RunReconciler(ctx, cfg.reconcileInterval, reconcileNow)
 	})
@@ -237,7 +249,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 	if io.Version() == 1 {
 		controller = "blkio"
 	}
-	resolver, err := criservice.NewResolver(criservice.ResolverConfig{
+	resolver, err := resolve.New(resolve.Config{
 		Mode:                cfg.resolver,
 		Runtime:             rt,
 		ContainerdAddress:   cfg.containerdAddress,
@@ -246,6 +258,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		ProcRoot:            cfg.procRoot,
 		ProcController:      controller,
 		Logger:              log,
+		Timeout:             cfg.applyTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -257,6 +270,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		Resolver:     resolver,
 		Devices:      cgroup.DeviceResolver{ProcRoot: cfg.procRoot, SysRoot: cfg.sysRoot},
 		Policy:       current,
+		StateDir:     cfg.stateDir,
 		FailClosed:   cfg.failClosed,
 		DryRun:       cfg.dryRun,
 		ApplyTimeout: cfg.applyTimeout,

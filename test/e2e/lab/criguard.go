@@ -17,6 +17,8 @@ type CriguardProcess struct {
 	// PolicyPath is the --policy criguard reads unless args name another; the lab
 	// does not create it (criguard forwards only while it is missing).
 	PolicyPath string
+	// StateDir is criguard's --state-dir unless args name another.
+	StateDir string
 
 	argv []string
 	proc *process
@@ -25,7 +27,8 @@ type CriguardProcess struct {
 // Criguard starts $CRIGUARD_BIN serve listening on a fresh socket and forwarding to
 // runtimeEndpoint, with extra serve flags args (e.g. "--policy", path). Unless args say
 // otherwise it logs at debug level, serves no metrics (instances side by side would
-// share 127.0.0.1:9464) and reads its policy from PolicyPath, never /etc/criguard. It
+// share 127.0.0.1:9464), reads its policy from PolicyPath, never /etc/criguard, and
+// keeps its state in a directory of its own, never /var/lib/criguard. It
 // waits for the socket and registers a cleanup that stops criguard. The log is printed
 // when the test fails.
 func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardProcess {
@@ -42,11 +45,13 @@ func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardPro
 		Socket:     filepath.Join(runDir, "criguard.sock"),
 		LogPath:    filepath.Join(dataDir, "criguard.log"),
 		PolicyPath: filepath.Join(dataDir, "policy.hcl"),
+		StateDir:   filepath.Join(dataDir, "state"),
 	}
 	c.Endpoint = "unix://" + c.Socket
 	// Later flags win: args override these defaults.
 	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint,
-		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath}, args...)
+		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath,
+		"--state-dir", c.StateDir}, args...)
 	c.Start(t)
 	t.Cleanup(func() {
 		if t.Failed() {
