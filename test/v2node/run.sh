@@ -84,7 +84,8 @@ main() {
 	# Drive order fixes the names inside: vda root (254:0), vdb data (254:16), vdc assets.
 	log "booting (TCG, timeout ${TIMEOUT_SECONDS} s, runtimes: $RUNTIMES)"
 	local rc=0 boot=$SECONDS
-	timeout "$TIMEOUT_SECONDS" qemu-system-x86_64 \
+	# --foreground: qemu stays in our process group, so stopping make stops it too.
+	timeout --foreground "$TIMEOUT_SECONDS" qemu-system-x86_64 \
 		-accel tcg,thread=multi -cpu max -smp 2 -m 2G -net none \
 		-nographic -no-reboot -serial mon:stdio \
 		-kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
