@@ -309,10 +309,12 @@ func (p *Pod) String() string { return fmt.Sprintf("%s/%s", p.Namespace, p.Name)
 // <parent>/<id> on containerd and Docker.
 func ContainerCgroup(t testing.TB, endpoint string, p *Pod, id string) string {
 	t.Helper()
-	var v struct {
-		RuntimeName string `json:"runtimeName"`
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	v, err := RuntimeClient(t, endpoint).Version(ctx, &runtimeapi.VersionRequest{})
+	if err != nil {
+		t.Fatalf("lab: Version of %s: %v", endpoint, err)
 	}
-	CrictlJSON(t, endpoint, &v, "version", "-o", "json")
 	if v.RuntimeName == "cri-o" {
 		return p.CgroupParent() + "/crio-" + id
 	}
