@@ -2,6 +2,7 @@ package criservice
 
 import (
 	"maps"
+	"strings"
 	"sync"
 )
 
@@ -17,6 +18,10 @@ type containerInfo struct {
 	ID, PodID, Name, Image string
 	// CgroupsPath and Dir are filled once resolved; a container's cgroup never moves.
 	CgroupsPath, Dir string
+	// ignored is what was last logged of its ignored annotations.
+	ignored string
+	// seen is the cache generation it was last stored in.
+	seen uint64
 }
 
 // cache holds pod and container metadata seen in requests or listed from the
@@ -25,10 +30,14 @@ type cache struct {
 	mu         sync.RWMutex
 	pods       map[string]*podInfo
 	containers map[string]*containerInfo
+	// generation grows with every listing, so that retain never drops what was
+	// stored while that listing was under way.
+	generation uint64
+	podSeen    map[string]uint64
 }
 
 func newCache() *cache {
-	return &cache{pods: map[string]*podInfo{}, containers: map[string]*containerInfo{}}
+	return &cache{pods: map[string]*podInfo{}, containers: map[string]*containerInfo{}, podSeen: map[string]uint64{}}
 }
 
 // pod returns a copy so callers never share mutable state.
@@ -60,16 +69,63 @@ func (c *cache) putPod(p podInfo) {
 		p.CgroupParent = old.CgroupParent
 	}
 	c.pods[p.ID] = &p
+	c.podSeen[p.ID] = c.generation
 }
 
-// putContainer stores ct, keeping a resolved cgroup learned earlier.
+func (c *cache) setPodParent(id, parent string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.pods[id]; ok && p.CgroupParent == "" {
+		p.CgroupParent = parent
+	}
+}
+
+// putContainer stores ct. What is known never gets poorer: a resolved cgroup and
+// an image name learned earlier are kept when ct lacks them (a runtime may list
+// only the image's digest).
 func (c *cache) putContainer(ct containerInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.containers[ct.ID]; ok && ct.Dir == "" {
-		ct.CgroupsPath, ct.Dir = old.CgroupsPath, old.Dir
+	if old, ok := c.containers[ct.ID]; ok {
+		if ct.Dir == "" {
+			ct.CgroupsPath, ct.Dir = old.CgroupsPath, old.Dir
+		}
+		if isImageDigest(ct.Image) && !isImageDigest(old.Image) {
+			ct.Image = old.Image
+		}
+		ct.ignored = old.ignored
 	}
+	ct.seen = c.generation
 	c.containers[ct.ID] = &ct
+}
+
+// noteIgnored records what was logged of a container's ignored annotations and
+// reports whether it is new.
+func (c *cache) noteIgnored(id, ignored string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ct, ok := c.containers[id]
+	if !ok {
+		return true
+	}
+	if ct.ignored == ignored {
+		return false
+	}
+	ct.ignored = ignored
+	return true
+}
+
+// containerPathsOf lists the resolved cgroup paths of a pod's containers.
+func (c *cache) containerPathsOf(podID string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var paths []string
+	for _, ct := range c.containers {
+		if ct.PodID == podID && ct.CgroupsPath != "" {
+			paths = append(paths, ct.CgroupsPath)
+		}
+	}
+	return paths
 }
 
 func (c *cache) setContainerDir(id, cgroupsPath, dir string) {
@@ -91,15 +147,41 @@ func (c *cache) forgetPod(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.pods, id)
+	delete(c.podSeen, id)
 	maps.DeleteFunc(c.containers, func(_ string, ct *containerInfo) bool { return ct.PodID == id })
 }
 
-// retain drops everything the runtime no longer lists.
-func (c *cache) retain(pods, containers map[string]bool) {
+// startListing begins a listing: what is stored from now on has this generation
+// or a newer one.
+func (c *cache) startListing() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	maps.DeleteFunc(c.pods, func(id string, _ *podInfo) bool { return !pods[id] })
-	maps.DeleteFunc(c.containers, func(id string, _ *containerInfo) bool { return !containers[id] })
+	c.generation++
+	return c.generation
+}
+
+// retain drops what the listing of generation gen did not find, except what was
+// stored since it began (a pod or container created meanwhile).
+func (c *cache) retain(gen uint64, pods, containers map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	maps.DeleteFunc(c.pods, func(id string, _ *podInfo) bool {
+		if !pods[id] && c.podSeen[id] < gen {
+			delete(c.podSeen, id)
+			return true
+		}
+		return false
+	})
+	maps.DeleteFunc(c.containers, func(id string, ct *containerInfo) bool { return !containers[id] && ct.seen < gen })
+}
+
+// isImageDigest reports whether an image is no name at all, only a content address
+// ("sha256:…" or the bare hex ID).
+func isImageDigest(image string) bool {
+	if image == "" || strings.HasPrefix(image, "sha256:") {
+		return true
+	}
+	return len(image) == 64 && strings.Trim(image, "0123456789abcdef") == ""
 }
 
 func (c *cache) size() (pods, containers int) {

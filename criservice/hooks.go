@@ -26,9 +26,9 @@ const runtimeService = "/runtime.v1.RuntimeService/"
 func (s *Service) Hooks() map[string]Hook {
 	return map[string]Hook{
 		runtimeService + "RunPodSandbox":            {After: s.afterRunPodSandbox},
-		runtimeService + "CreateContainer":          {After: s.afterCreateContainer},
-		runtimeService + "StartContainer":           {After: s.afterStartContainer},
-		runtimeService + "UpdateContainerResources": {After: s.afterUpdateContainerResources},
+		runtimeService + "CreateContainer":          {Before: s.beforeCreateContainer, After: s.afterCreateContainer},
+		runtimeService + "StartContainer":           {Before: s.beforeStartContainer, After: s.afterStartContainer},
+		runtimeService + "UpdateContainerResources": {Before: s.beforeUpdateContainerResources, After: s.afterUpdateContainerResources},
 		runtimeService + "StopContainer":            {After: s.afterStopContainer},
 		runtimeService + "RemoveContainer":          {After: s.afterRemoveContainer},
 		runtimeService + "RemovePodSandbox":         {After: s.afterRemovePodSandbox},
@@ -100,6 +100,10 @@ func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callE
 	applyCtx, cancel := s.detached(ctx)
 	defer cancel()
 	plan, _, err := s.ApplyContainer(applyCtx, req.ContainerId)
+	if err == nil && plan.Decision.Scope == policy.ScopePod && !s.splitPodBudget && s.opts.FailClosed {
+		// The container's limits are its pod's: they must be in place too.
+		err = s.podBudgetInPlace(applyCtx, plan.PodID)
+	}
 	took := time.Since(start)
 	if s.metrics != nil {
 		s.metrics.applyLatency.Observe(took.Seconds())
@@ -122,6 +126,16 @@ func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callE
 		s.log.Error("fail-closed: cannot stop unthrottled container", "container", req.ContainerId, "err", stopErr)
 	}
 	return status.Errorf(codes.FailedPrecondition, "criguard: throttle for container %s not applied (--fail-closed): %v", req.ContainerId, err)
+}
+
+// podBudgetInPlace brings the pod's cgroup to its budget and reports whether it holds.
+func (s *Service) podBudgetInPlace(ctx context.Context, podID string) error {
+	pod, err := s.lookupPod(ctx, podID)
+	if err != nil {
+		return err
+	}
+	_, _, err = s.ApplyPod(ctx, pod)
+	return err
 }
 
 func (s *Service) afterUpdateContainerResources(ctx context.Context, reqB, _ []byte, callErr error) error {

@@ -16,17 +16,19 @@ import (
 func (s *Service) lookup(ctx context.Context, id string) (containerInfo, podInfo, error) {
 	ct, ok := s.cache.container(id)
 	if !ok {
-		resp, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+		callCtx, cancel := s.callContext(ctx)
+		resp, err := s.opts.Runtime.ListContainers(callCtx, &runtimeapi.ListContainersRequest{
 			Filter: &runtimeapi.ContainerFilter{Id: id},
 		})
+		cancel()
 		if err != nil {
 			return ct, podInfo{}, fmt.Errorf("list container %s: %w", id, err)
 		}
 		if len(resp.Containers) == 0 {
 			return ct, podInfo{}, fmt.Errorf("%w: %s", ErrUnknownContainer, id)
 		}
-		ct = containerFromCRI(resp.Containers[0])
-		s.cache.putContainer(ct)
+		s.putListedContainer(ctx, containerFromCRI(resp.Containers[0]))
+		ct, _ = s.cache.container(id)
 	}
 	pod, err := s.lookupPod(ctx, ct.PodID)
 	return ct, pod, err
@@ -36,7 +38,9 @@ func (s *Service) lookupPod(ctx context.Context, id string) (podInfo, error) {
 	if pod, ok := s.cache.pod(id); ok {
 		return pod, nil
 	}
-	resp, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+	callCtx, cancel := s.callContext(ctx)
+	defer cancel()
+	resp, err := s.opts.Runtime.ListPodSandbox(callCtx, &runtimeapi.ListPodSandboxRequest{
 		Filter: &runtimeapi.PodSandboxFilter{Id: id},
 	})
 	if err != nil {
@@ -61,12 +65,43 @@ func (s *Service) fillCgroupParent(ctx context.Context, pod *podInfo) {
 	if !ok {
 		return
 	}
+	ctx, cancel := s.callContext(ctx)
+	defer cancel()
 	parent, err := pr.PodCgroupParent(ctx, pod.ID)
 	if err != nil {
 		s.log.Debug("pod cgroup_parent unknown", "pod", pod.ID, "err", err)
 		return
 	}
 	pod.CgroupParent = parent
+}
+
+// putListedContainer caches a container learned from a listing. A runtime may list
+// only the image's digest: the name the pod spec gave, which policy globs are
+// written against, is asked once from the container's status.
+func (s *Service) putListedContainer(ctx context.Context, ct containerInfo) {
+	if isImageDigest(ct.Image) {
+		if known, ok := s.cache.container(ct.ID); !ok || isImageDigest(known.Image) {
+			if name := s.imageFromStatus(ctx, ct.ID); name != "" {
+				ct.Image = name
+			}
+		}
+	}
+	s.cache.putContainer(ct)
+}
+
+func (s *Service) imageFromStatus(ctx context.Context, id string) string {
+	ctx, cancel := s.callContext(ctx)
+	defer cancel()
+	resp, err := s.opts.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		return ""
+	}
+	for _, name := range []string{imageName(resp.GetStatus().GetImage()), resp.GetStatus().GetImage().GetImage()} {
+		if !isImageDigest(name) {
+			return name
+		}
+	}
+	return ""
 }
 
 func containerFromCRI(c *runtimeapi.Container) containerInfo {

@@ -19,14 +19,24 @@ type ReconcileResult struct {
 
 // Reconcile lists what runs, compares every pod's and container's cgroup with
 // the policy and fixes the difference. It refreshes the metadata cache from
-// the lists, so a restart of criguard loses nothing.
+// the lists, so a restart of criguard loses nothing. Every runtime call it makes
+// has its own deadline.
 func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	start := time.Now()
 	var res ReconcileResult
+	gen := s.cache.startListing()
 	pods, containers, err := s.listRunning(ctx)
 	if err != nil {
 		s.metrics.reconcileRun("error", 0)
 		return res, fmt.Errorf("reconcile: %w", err)
+	}
+	// Containers first: their cgroup paths tell a pod's parent when no resolver can.
+	liveContainers := make(map[string]bool, len(containers))
+	for _, id := range containers {
+		liveContainers[id] = true
+		res.Containers++
+		_, result, err := s.ApplyContainer(ctx, id)
+		s.count(&res, "container", id, result, err)
 	}
 	livePods := make(map[string]bool, len(pods))
 	for _, pod := range pods {
@@ -35,16 +45,12 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		_, result, err := s.ApplyPod(ctx, pod)
 		s.count(&res, "pod", pod.ID, result, err)
 	}
-	liveContainers := make(map[string]bool, len(containers))
-	for _, id := range containers {
-		liveContainers[id] = true
-		res.Containers++
-		_, result, err := s.ApplyContainer(ctx, id)
-		s.count(&res, "container", id, result, err)
-	}
 	// Stopped containers and pods stay listable until removed; keep their
 	// metadata only while the runtime still has them running or ready.
-	s.cache.retain(livePods, liveContainers)
+	s.cache.retain(gen, livePods, liveContainers)
+	if err := s.owned.prune(); err != nil {
+		s.log.Error("cannot save the record of criguard's limits", "err", err)
+	}
 	res.Elapsed = time.Since(start)
 	if s.metrics != nil {
 		s.metrics.drift.Add(float64(res.Fixed))
@@ -56,17 +62,22 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	return res, nil
 }
 
+// listTimeout bounds one listing of the whole node.
+const listTimeout = 10 * time.Second
+
 // listRunning lists ready pods and running containers and puts them in the
 // cache: the metadata reconcile and status work from. A pod's cgroup_parent,
 // which lists do not carry, comes from the cache or else the resolvers.
 func (s *Service) listRunning(ctx context.Context) ([]podInfo, []string, error) {
-	podList, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+	listCtx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	podList, err := s.opts.Runtime.ListPodSandbox(listCtx, &runtimeapi.ListPodSandboxRequest{
 		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list pods: %w", err)
 	}
-	containerList, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+	containerList, err := s.opts.Runtime.ListContainers(listCtx, &runtimeapi.ListContainersRequest{
 		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
 	})
 	if err != nil {
@@ -85,7 +96,7 @@ func (s *Service) listRunning(ctx context.Context) ([]podInfo, []string, error) 
 	}
 	containers := make([]string, 0, len(containerList.Containers))
 	for _, c := range containerList.Containers {
-		s.cache.putContainer(containerFromCRI(c))
+		s.putListedContainer(ctx, containerFromCRI(c))
 		containers = append(containers, c.Id)
 	}
 	return pods, containers, nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
 )
 
 // Explanation is everything criguard decides about one container or pod and
@@ -27,6 +28,8 @@ type Explanation struct {
 	Writes  []cgroup.Write   `json:"writes"`
 	Current []cgroup.IOLimit `json:"current"`
 	Pending []cgroup.Write   `json:"pending"`
+	// Foreign are limits in Current that criguard did not write: it leaves them alone.
+	Foreign []cgroup.IOLimit `json:"foreign,omitempty"`
 	// Pod is the pod's own plan when the decision is a pod-scope budget.
 	Pod   *Explanation `json:"pod,omitempty"`
 	Notes []string     `json:"notes"`
@@ -67,6 +70,12 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	if err != nil {
 		ex.Error = err.Error()
 	}
+	if plan.Unresolved != nil {
+		ex.Notes = append(ex.Notes, "not applied, retried by the reconcile loop: "+plan.Unresolved.Error())
+	}
+	if plan.Decision.HandsOff {
+		ex.Notes = append(ex.Notes, "hands off: criguard writes nothing to this cgroup and resets nothing")
+	}
 	if len(plan.Limits) > 0 {
 		ex.Writes = s.opts.IO.Writes(plan.Limits)
 	}
@@ -77,7 +86,8 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 		}
 		ex.Current = current
 		if readErr == nil {
-			ex.Pending = s.difference(current, plan.Limits)
+			ex.Pending = s.pending(plan, current)
+			ex.Foreign = translate.Foreign(current, s.owned.get(plan.Dir))
 		}
 	}
 	switch {
@@ -108,6 +118,7 @@ type Report struct {
 	Dir       string           `json:"cgroupDir"`
 	Want      []cgroup.IOLimit `json:"want"`
 	Have      []cgroup.IOLimit `json:"have"`
+	Foreign   []cgroup.IOLimit `json:"foreign,omitempty"`
 	Usage     []cgroup.IOStat  `json:"usage"`
 	Match     bool             `json:"match"`
 	Error     string           `json:"error,omitempty"`
@@ -157,6 +168,9 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 		r.Error = err.Error()
 		return r
 	}
+	if plan.Unresolved != nil {
+		r.Error = plan.Unresolved.Error()
+	}
 	if plan.Dir == "" {
 		r.Match = len(plan.Limits) == 0
 		return r
@@ -166,6 +180,7 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 		return r
 	}
 	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
-	r.Match = len(s.difference(r.Have, plan.Limits)) == 0
+	r.Match = len(s.pending(plan, r.Have)) == 0
+	r.Foreign = translate.Foreign(r.Have, s.owned.get(plan.Dir))
 	return r
 }

@@ -7,7 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,14 +34,19 @@ type Options struct {
 	IO       cgroup.IO
 	Resolver Resolver
 	Devices  DeviceResolver
-	// Policy returns the policy in force; nil means forward only.
+	// Policy returns the policy in force; nil means hands off: criguard forwards
+	// and writes nothing, resets nothing.
 	Policy func() *policy.Policy
+	// StateDir holds the record of every limit criguard wrote (OwnershipFile), so
+	// that it resets and repairs only those, across restarts. Empty: in memory.
+	StateDir string
 	// FailClosed makes StartContainer fail (and the container stop) when its
 	// throttle cannot be applied. The default is fail open.
 	FailClosed bool
 	// DryRun logs the writes it would make and makes none.
 	DryRun bool
-	// ApplyTimeout bounds the work done after StartContainer returns.
+	// ApplyTimeout bounds the work done around StartContainer, and each runtime
+	// call criguard makes on its own.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      *Metrics
@@ -48,6 +58,7 @@ type Service struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cache   *cache
+	owned   *ownership
 
 	devMu   sync.Mutex
 	devices map[string]cgroup.Device
@@ -75,11 +86,21 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	path := ""
+	if opts.StateDir != "" {
+		path = filepath.Join(opts.StateDir, OwnershipFile)
+	}
+	owned, err := openOwnership(path)
+	if err != nil {
+		// Fail safe: with no record every limit looks foreign and none is lifted.
+		opts.Logger.Error("ownership record unreadable; limits criguard wrote before count as foreign and are kept", "err", err)
+	}
 	return &Service{
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: opts.Metrics,
 		cache:   newCache(),
+		owned:   owned,
 		devices: map[string]cgroup.Device{},
 
 		splitPodBudget: opts.IO.Version() == 1,
@@ -101,13 +122,28 @@ type Plan struct {
 	Limits []cgroup.IOLimit
 	// PodShare is how many running containers split the pod budget (v1).
 	PodShare int
+	// Unresolved are the policy devices that did not resolve on this host: the
+	// others are applied all the same.
+	Unresolved error
 }
 
 // planContainer decides what container id's own cgroup must hold.
 func (s *Service) planContainer(ctx context.Context, id string) (Plan, error) {
+	return s.planContainerFor(ctx, id, planOptions{})
+}
+
+type planOptions struct {
+	// create makes a missing cgroupfs directory (before StartContainer: runc joins
+	// a directory that exists, with the limits already in it).
+	create bool
+	// starting counts the container among its pod's running ones (v1 shares).
+	starting bool
+}
+
+func (s *Service) planContainerFor(ctx context.Context, id string, po planOptions) (Plan, error) {
 	ct, pod, err := s.lookup(ctx, id)
 	if err != nil {
-		return Plan{}, err
+		return Plan{ContainerID: id}, err
 	}
 	plan := Plan{ContainerID: id, PodID: ct.PodID}
 	if ct.Dir == "" {
@@ -116,6 +152,9 @@ func (s *Service) planContainer(ctx context.Context, id string) (Plan, error) {
 			return plan, err
 		}
 		dir, err := translate.CgroupDir(s.opts.IO.Mount(), raw)
+		if err == nil && po.create {
+			err = s.makeCgroup(raw, dir)
+		}
 		if err == nil {
 			err = cgroup.CheckDir(s.opts.IO.Mount(), dir)
 		}
@@ -130,26 +169,61 @@ func (s *Service) planContainer(ctx context.Context, id string) (Plan, error) {
 	plan.Decision = s.opts.Policy().Decide(plan.Workload)
 	s.noteIgnored(plan)
 	switch {
+	case plan.Decision.HandsOff:
 	case plan.Decision.Scope != policy.ScopePod:
-		plan.Limits, err = s.limits(plan.Decision.IO)
+		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
 	case s.splitPodBudget:
-		plan.Limits, err = s.limits(plan.Decision.IO)
-		if err == nil {
-			var n int
-			n, err = s.runningInPod(ctx, ct.PodID)
-			plan.Limits, plan.PodShare = share(plan.Limits, n), n
+		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
+		n, err := s.podScopedRunning(ctx, ct.PodID, id, po.starting)
+		if err != nil {
+			return plan, err
 		}
+		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
-	return plan, err
+	return plan, nil
 }
 
-// runningInPod counts the pod's running containers, which share its budget on v1.
-func (s *Service) runningInPod(ctx context.Context, podID string) (int, error) {
+// makeCgroup creates a container's cgroupfs directory whose parent exists. A systemd
+// unit is left to systemd: there the limits travel in the CreateContainer request.
+func (s *Service) makeCgroup(raw, dir string) error {
+	if !isCgroupfsPath(raw) {
+		return nil
+	}
+	if err := cgroup.CheckDir(s.opts.IO.Mount(), filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("make cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
+// podScopedRunning counts the pod's running containers whose own decision is the
+// pod budget: on v1 they split it. Containers with a decision of their own do not.
+func (s *Service) podScopedRunning(ctx context.Context, podID, self string, starting bool) (int, error) {
 	ids, err := s.podContainers(ctx, podID)
-	return max(len(ids), 1), err
+	if err != nil {
+		return 1, err
+	}
+	if starting && !slices.Contains(ids, self) {
+		ids = append(ids, self)
+	}
+	n := 0
+	for _, id := range ids {
+		ct, pod, err := s.lookup(ctx, id)
+		if err != nil {
+			continue
+		}
+		if d := s.opts.Policy().Decide(workload(pod, &ct)); d.Scope == policy.ScopePod && !d.HandsOff {
+			n++
+		}
+	}
+	return max(n, 1), nil
 }
 
 func (s *Service) podContainers(ctx context.Context, podID string) ([]string, error) {
+	ctx, cancel := s.callContext(ctx)
+	defer cancel()
 	resp, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
 		PodSandboxId: podID, State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
 	}})
@@ -182,12 +256,27 @@ func share(limits []cgroup.IOLimit, n int) []cgroup.IOLimit {
 	return out
 }
 
+// callContext bounds one runtime call criguard makes on its own: a hung runtime
+// never holds a hook or a reconcile pass beyond --apply-timeout per call.
+func (s *Service) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opts.ApplyTimeout)
+}
+
 // planPod decides what a pod's own cgroup must hold: a pod-scope budget or nothing.
 func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	plan := Plan{PodID: pod.ID, Workload: workload(pod, nil)}
 	plan.Decision = s.opts.Policy().Decide(plan.Workload)
 	// On v1 the budget is split among the containers; the pod cgroup holds nothing.
 	podScoped := plan.Decision.Scope == policy.ScopePod && len(plan.Decision.IO) > 0 && !s.splitPodBudget
+	if plan.Decision.HandsOff {
+		return plan, nil
+	}
+	if pod.CgroupParent == "" && podScoped {
+		pod.CgroupParent = s.podParentFromContainers(ctx, pod.ID)
+	}
 	if pod.CgroupParent == "" {
 		if podScoped {
 			return plan, fmt.Errorf("%w: pod %s/%s (%s) needs a pod-scope budget", ErrNoPodCgroup, pod.Namespace, pod.Name, pod.ID)
@@ -204,36 +293,87 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	}
 	plan.Dir = dir
 	if podScoped {
-		plan.Limits, err = s.limits(plan.Decision.IO)
+		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
 	}
-	return plan, err
+	return plan, nil
 }
 
+// podParentFromContainers learns a pod's cgroup parent from one of its containers'
+// cgroup paths, whatever resolver found them: the parent of a container's cgroup is
+// its pod's. It is how a pod budget comes back after a restart on every resolver.
+func (s *Service) podParentFromContainers(ctx context.Context, podID string) string {
+	for _, raw := range s.cache.containerPathsOf(podID) {
+		if parent := translate.ParentOfCgroupsPath(raw); parent != "" {
+			s.cache.setPodParent(podID, parent)
+			return parent
+		}
+	}
+	ids, err := s.podContainers(ctx, podID)
+	if err != nil {
+		return ""
+	}
+	for _, id := range ids {
+		callCtx, cancel := s.callContext(ctx)
+		raw, err := s.opts.Resolver.CgroupsPath(callCtx, id)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if parent := translate.ParentOfCgroupsPath(raw); parent != "" {
+			s.cache.setPodParent(podID, parent)
+			return parent
+		}
+	}
+	return ""
+}
+
+// noteIgnored logs and counts a container's ignored annotations once, not on every
+// reconcile pass: again only when what is ignored changes.
 func (s *Service) noteIgnored(p Plan) {
-	for _, why := range p.Decision.Ignored {
-		s.log.Warn("annotation ignored", "container", p.ContainerID, "pod", p.Workload.Namespace+"/"+p.Workload.PodName, "why", why)
-		s.metrics.annotationIgnored("invalid")
+	if len(p.Decision.Ignored) == 0 || p.ContainerID == "" {
+		return
+	}
+	var b strings.Builder
+	for _, ig := range p.Decision.Ignored {
+		b.WriteString(ig.String())
+		b.WriteByte('\n')
+	}
+	if !s.cache.noteIgnored(p.ContainerID, b.String()) {
+		return
+	}
+	for _, ig := range p.Decision.Ignored {
+		s.log.Warn("annotation ignored", "container", p.ContainerID, "pod", p.Workload.Namespace+"/"+p.Workload.PodName,
+			"reason", string(ig.Reason), "why", ig.String())
+		s.metrics.annotationIgnored(string(ig.Reason))
 	}
 }
 
-// limits resolves the policy's device specs to MAJ:MIN. Two specs that land
-// on one disk merge, the tightest value of each key winning.
+// limits resolves the policy's device specs to MAJ:MIN, each on its own: a device
+// this node lacks (one policy for every node) is reported and retried, and the
+// others are applied. Two specs that land on one disk merge, the tightest value of
+// each key winning.
 func (s *Service) limits(io []policy.IOLimits) ([]cgroup.IOLimit, error) {
 	var out []cgroup.IOLimit
+	var errs []error
 	for _, l := range io {
 		if l.IsZero() {
 			continue
 		}
 		dev, err := s.device(l.Device)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		out = append(out, cgroup.IOLimit{Device: dev, ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS})
 	}
-	if len(out) == 0 {
-		return nil, nil
+	var err error
+	if len(errs) > 0 {
+		err = fmt.Errorf("%w: %w", ErrDeviceUnresolved, errors.Join(errs...))
 	}
-	return translate.MergeLimits(out), nil
+	if len(out) == 0 {
+		return nil, err
+	}
+	return translate.MergeLimits(out), err
 }
 
 // device caches resolutions: a device's MAJ:MIN does not change while it exists.
@@ -268,45 +408,75 @@ const (
 	resultUnchanged syncResult = "unchanged"
 	resultApplied   syncResult = "applied"
 	resultReset     syncResult = "reset"
+	// In a dry run: what would have been done.
+	resultWouldApply syncResult = "would_apply"
+	resultWouldReset syncResult = "would_reset"
 )
 
-// enforce brings the cgroup at plan.Dir to plan.Limits: it reads what is
-// there, writes only the difference, and clears devices the plan no longer limits.
+// enforce brings the cgroup at plan.Dir to plan.Limits, touching only what criguard
+// owns: it reads what is there, writes only the difference, lifts its own limits the
+// plan no longer wants, and leaves every other tool's limits as they are.
 func (s *Service) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
-	if plan.Dir == "" {
+	if plan.Dir == "" || plan.Decision.HandsOff {
 		return resultUnchanged, nil, nil
 	}
 	current, err := s.opts.IO.Limits(plan.Dir)
 	if err != nil {
+		// On v2 io.max is missing when the parent does not delegate io: say that.
+		if cause := s.opts.IO.Available(plan.Dir); cause != nil {
+			return "", nil, cause
+		}
 		return "", nil, fmt.Errorf("read limits of %s: %w", plan.Dir, err)
 	}
-	writes := s.difference(current, plan.Limits)
-	if len(writes) == 0 {
+	owned := s.owned.get(plan.Dir)
+	change := translate.OwnedChange(current, plan.Limits, owned)
+	if change.InSync() {
+		if !s.opts.DryRun {
+			// Adopt limits already in place as wanted (written by the runtime from the
+			// CreateContainer request, or before a restart).
+			s.saveOwnership(plan.Dir, change.Owned)
+		}
 		return resultUnchanged, nil, nil
 	}
+	writes := s.opts.IO.Writes(change.Target)
 	result := resultApplied
 	if len(plan.Limits) == 0 {
 		result = resultReset
 	}
 	if s.opts.DryRun {
 		s.log.Info("dry run: would write", "dir", plan.Dir, "writes", writesAttr(writes))
-		return result, writes, nil
+		if result == resultReset {
+			return resultWouldReset, writes, nil
+		}
+		return resultWouldApply, writes, nil
 	}
-	if err := s.opts.IO.Available(plan.Dir); err != nil {
-		return "", nil, err
-	}
+	// Record before writing, old and new together: a crash in between leaves
+	// nothing of criguard's unowned.
+	s.saveOwnership(plan.Dir, translate.UnionOwned(owned, change.Owned))
 	if err := cgroup.Apply(plan.Dir, writes); err != nil {
 		return "", nil, err
 	}
+	s.saveOwnership(plan.Dir, change.Owned)
 	return result, writes, nil
 }
 
-// difference is the writes that turn current into desired; none when they agree.
-func (s *Service) difference(current, desired []cgroup.IOLimit) []cgroup.Write {
-	if translate.InSync(current, desired) {
+func (s *Service) saveOwnership(dir string, owned []cgroup.IOLimit) {
+	if err := s.owned.set(dir, owned); err != nil {
+		s.log.Error("cannot save the record of criguard's limits; after a restart they will count as foreign", "dir", dir, "err", err)
+	}
+}
+
+// pending is the writes still needed for the cgroup to hold what the plan wants,
+// given what criguard owns; none when in sync.
+func (s *Service) pending(plan Plan, current []cgroup.IOLimit) []cgroup.Write {
+	if plan.Decision.HandsOff {
 		return nil
 	}
-	return translate.IOWrites(s.opts.IO, current, desired)
+	change := translate.OwnedChange(current, plan.Limits, s.owned.get(plan.Dir))
+	if change.InSync() {
+		return nil
+	}
+	return s.opts.IO.Writes(change.Target)
 }
 
 func writesAttr(writes []cgroup.Write) []string {
@@ -324,18 +494,7 @@ func (s *Service) ApplyContainer(ctx context.Context, id string) (Plan, syncResu
 	if err != nil {
 		return plan, "", err
 	}
-	result, writes, err := s.enforce(plan)
-	if err != nil {
-		return plan, "", fmt.Errorf("container %s: %w", id, err)
-	}
-	if result != resultUnchanged {
-		s.log.Info("throttle "+string(result), "container", id, "pod", plan.Workload.Namespace+"/"+plan.Workload.PodName,
-			"name", plan.Workload.ContainerName, "dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
-	}
-	if result != resultUnchanged {
-		s.metrics.throttle(string(result), "container")
-	}
-	return plan, result, nil
+	return s.apply(plan, "container", id)
 }
 
 // ApplyPod brings a pod's own cgroup to the policy (pod-scope budgets).
@@ -344,16 +503,23 @@ func (s *Service) ApplyPod(ctx context.Context, pod podInfo) (Plan, syncResult, 
 	if err != nil {
 		return plan, "", err
 	}
+	return s.apply(plan, "pod", pod.ID)
+}
+
+// apply enforces a plan and says so: the one path for containers and pods. Devices
+// that did not resolve are an error after the others are written.
+func (s *Service) apply(plan Plan, scope, id string) (Plan, syncResult, error) {
 	result, writes, err := s.enforce(plan)
 	if err != nil {
-		return plan, "", fmt.Errorf("pod %s: %w", pod.ID, err)
+		return plan, "", fmt.Errorf("%s %s: %w", scope, id, err)
 	}
 	if result != resultUnchanged {
-		s.log.Info("pod throttle "+string(result), "pod", pod.Namespace+"/"+pod.Name, "id", pod.ID,
-			"dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
+		s.log.Info(scope+" throttle "+string(result), scope, id, "pod", plan.Workload.Namespace+"/"+plan.Workload.PodName,
+			"name", plan.Workload.ContainerName, "dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
+		s.metrics.throttle(string(result), scope)
 	}
-	if result != resultUnchanged {
-		s.metrics.throttle(string(result), "pod")
+	if plan.Unresolved != nil {
+		return plan, result, fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved)
 	}
 	return plan, result, nil
 }

@@ -61,6 +61,7 @@ rule "team" {
 }
 annotations {
   enabled       = true
+  classes       = ["crawl"]
   max_write_bps = "10MiB"
 }
 `
@@ -180,11 +181,12 @@ func TestUnmatchedContainerGetsNothing(t *testing.T) {
 
 func TestPrecedenceAnnotationOverRule(t *testing.T) {
 	e := newTestEnv(t, nil)
-	// The namespace matches rule "batch" (1 MiB/s), but the container's own
-	// annotation picks class "crawl", and the pod asks for a number too.
+	// The namespace matches rule "batch" (write 1 MiB/s, read 2 MiB/s). The
+	// container's own annotation picks class "crawl" and the pod asks for numbers:
+	// both can only tighten the rule.
 	e.runPod(t, "p1", "batch", "burstable", map[string]string{
 		"blockio.resources.beta.kubernetes.io/container.db": "crawl",
-		"criguard.io/write-bps":                             "5MiB",
+		"criguard.io/write-bps":                             "512KiB",
 	})
 	relDB, err := e.startContainer(t, "c1", "p1", "db")
 	if err != nil {
@@ -197,11 +199,14 @@ func TestPrecedenceAnnotationOverRule(t *testing.T) {
 	if got := e.host.file(t, relDB, "blkio.throttle.write_iops_device"); got != "254:0 20" {
 		t.Errorf("container annotation: write_iops = %q, want 254:0 20", got)
 	}
-	if got := e.host.file(t, relDB, "blkio.throttle.write_bps_device"); got != "254:0 0" {
-		t.Errorf("container annotation: write_bps = %q, want cleared (254:0 0)", got)
+	if got := e.host.file(t, relDB, "blkio.throttle.write_bps_device"); got != "254:0 524288" {
+		t.Errorf("container annotation: write_bps = %q, want the pod's 254:0 524288", got)
 	}
-	if got := e.host.file(t, relSide, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
-		t.Errorf("pod annotation: write_bps = %q, want 254:0 5242880", got)
+	if got := e.host.file(t, relSide, "blkio.throttle.write_bps_device"); got != "254:0 524288" {
+		t.Errorf("pod annotation: write_bps = %q, want 254:0 524288", got)
+	}
+	if got := e.host.file(t, relSide, "blkio.throttle.read_bps_device"); got != "254:0 2097152" {
+		t.Errorf("pod annotation: read_bps = %q, want the rule's 254:0 2097152 kept", got)
 	}
 }
 
@@ -231,16 +236,19 @@ func TestAbsurdAnnotationIsIgnoredAndCounted(t *testing.T) {
 	}
 }
 
-// An annotation over the policy's bound is clamped to it, never applied as asked.
-func TestAnnotationAboveBoundIsClamped(t *testing.T) {
+// An annotation over the policy's bound is ignored and counted, never applied.
+func TestAnnotationAboveBoundIsIgnored(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.runPod(t, "p1", "web", "burstable", map[string]string{"criguard.io/write-bps": "1TiB"})
 	rel, err := e.startContainer(t, "c1", "p1", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 10485760" {
-		t.Errorf("write_bps = %q, want the 10 MiB/s bound", got)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "" {
+		t.Errorf("write_bps = %q, want untouched", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.annotations.WithLabelValues("above_max")); got != 1 {
+		t.Errorf("criguard_annotations_ignored_total{reason=above_max} = %v, want 1", got)
 	}
 }
 
@@ -351,8 +359,14 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Errorf("dry run wrote %q", got)
 	}
 	plan, result, err := e.svc.ApplyContainer(context.Background(), "c1")
-	if err != nil || result != resultApplied || len(plan.Limits) != 1 {
+	if err != nil || result != resultWouldApply || len(plan.Limits) != 1 {
 		t.Errorf("dry run plan = %+v, %v, %v; want one limit that would be applied", plan.Limits, result, err)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("applied", "container")); got != 0 {
+		t.Errorf("dry run counted %v throttles applied", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("would_apply", "container")); got < 1 {
+		t.Errorf("dry run counted %v throttles that would apply, want >= 1", got)
 	}
 }
 

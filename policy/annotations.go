@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -18,18 +19,38 @@ const (
 	AnnotationWriteIOPS      = "criguard.io/write-iops"
 )
 
-// maxAnnotationValue bounds the annotation text quoted back in Ignored; Kubernetes
+// maxAnnotationValue bounds the annotation text accepted and quoted back; Kubernetes
 // allows 256 KiB of annotations, which must not end up in a log line.
 const maxAnnotationValue = 64
 
-type annotationLevel int
+// IgnoredReason says why an annotation did not count; it is a metric label.
+type IgnoredReason string
 
 const (
-	podLevel annotationLevel = iota
-	containerLevel
+	// IgnoredInvalid: not a number, zero, negative, overflowing, too long, or not a
+	// criguard.io key at all.
+	IgnoredInvalid IgnoredReason = "invalid"
+	// IgnoredAboveMax: more than the annotations block's max_* for that key.
+	IgnoredAboveMax IgnoredReason = "above_max"
+	// IgnoredLooserThanRule: would loosen what the rule gives, and allow_loosen is off.
+	IgnoredLooserThanRule IgnoredReason = "looser_than_rule"
+	// IgnoredNotAllowed: annotations are off, or the class is not in annotations.classes.
+	IgnoredNotAllowed IgnoredReason = "not_allowed"
 )
 
-// numericKey is one criguard.io number annotation and the bound that clamps it.
+// Ignored is one annotation that did not count, and why.
+type Ignored struct {
+	Key    string        `json:"key"`
+	Value  string        `json:"value"`
+	Reason IgnoredReason `json:"reason"`
+	Detail string        `json:"detail"`
+}
+
+func (i Ignored) String() string {
+	return fmt.Sprintf("annotation %s=%s ignored (%s): %s", truncate(i.Key), quoteValue(i.Value), i.Reason, i.Detail)
+}
+
+// numericKey is one criguard.io number annotation and the bound that limits it.
 type numericKey struct {
 	key     string
 	setting string
@@ -49,148 +70,185 @@ var numericKeys = []numericKey{
 		func(s AnnotationSettings) uint64 { return s.MaxWriteIOPS }, func(l *IOLimits) *uint64 { return &l.WriteIOPS }},
 }
 
-// fromAnnotations builds the decision one level of annotations asks for. A class
-// annotation gives the base; numbers override its limits on the annotation device. A
-// number that is not asked for gets the configured maximum, so that asking for one
-// limit never lifts the others. Anything invalid is skipped and noted in ignored.
-func (p *Policy) fromAnnotations(w Workload, level annotationLevel, ignored *[]string) (Decision, bool) {
-	classKey, suffix, where := AnnotationPodClass, "", "pod"
-	if level == containerLevel {
-		classKey, suffix, where = AnnotationContainerClass+w.ContainerName, "."+w.ContainerName, "container"
-	}
-	var reasons []string
-	decision := Decision{Source: SourcePodAnnotation, Scope: ScopeContainer}
-	if level == containerLevel {
-		decision.Source = SourceContainerAnnotation
-	}
-
-	if value, ok := w.PodAnnotations[classKey]; ok {
-		if class, problem := p.annotationClass(value); problem != "" {
-			*ignored = append(*ignored, fmt.Sprintf("annotation %s=%s ignored: %s", classKey, quoteValue(value), problem))
-		} else {
-			decision.Class = class
-			decision.IO = p.classIO(class)
-			reasons = append(reasons, fmt.Sprintf("%s=%s", classKey, quoteValue(value)))
-		}
-	}
-
-	asked := map[int]uint64{} // index in numericKeys → value, clamped
-	for i, k := range numericKeys {
-		key := k.key + suffix
-		value, present := w.PodAnnotations[key]
-		if !present {
-			continue
-		}
-		n, problem := p.annotationNumber(k, value)
-		if problem != "" {
-			*ignored = append(*ignored, fmt.Sprintf("annotation %s=%s ignored: %s", key, quoteValue(value), problem))
-			continue
-		}
-		if limit := k.max(p.Annotations); limit != 0 && (n == 0 || n > limit) {
-			*ignored = append(*ignored, fmt.Sprintf("annotation %s=%s clamped to %s (annotations.%s)",
-				key, quoteValue(value), formatQuantity(limit, k.isBytes), k.setting))
-			n = limit
-		}
-		asked[i] = n
-		reasons = append(reasons, fmt.Sprintf("%s=%s", key, quoteValue(value)))
-	}
-	if level == podLevel {
-		*ignored = append(*ignored, unknownCriguardKeys(w.PodAnnotations)...)
-	}
-	if decision.Class == "" && len(asked) == 0 {
-		return Decision{}, false
-	}
-	if len(asked) > 0 {
-		decision.IO = p.mergeAsked(decision.IO, asked)
-	}
-	decision.Reason = fmt.Sprintf("%s annotation %s", where, strings.Join(reasons, ", "))
-	return decision, true
+// asks is what a workload's annotations validly ask for, container level over pod level.
+type asks struct {
+	class      string // a class of this policy, allowed by annotations.classes
+	classKey   string
+	classLevel Source
+	// foreignClass is a class name this policy does not know: a runtime's blockio
+	// class (containerd, CRI-O), left to the runtime.
+	foreignClass string
+	numbers      map[int]askedNumber // index in numericKeys
+	// podOnly is what the pod-level keys alone ask, for a budget the pod shares.
+	podOnly *asks
 }
 
-// mergeAsked lays the asked numbers over the class entry for the annotation device (or
-// the maxima when there is none), keeping the class's value for a number not asked.
-func (p *Policy) mergeAsked(io []IOLimits, asked map[int]uint64) []IOLimits {
-	device := p.Annotations.Device
-	index := slices.IndexFunc(io, func(l IOLimits) bool { return l.Device == device })
-	base := IOLimits{Device: device}
-	if index >= 0 {
-		base = io[index]
-	} else {
-		for _, k := range numericKeys {
-			*k.field(&base) = k.max(p.Annotations)
-		}
-	}
-	for i, n := range asked {
-		*numericKeys[i].field(&base) = n
-	}
-	if index >= 0 {
-		io[index] = base
-	} else if !base.IsZero() {
-		io = append(io, base)
-	}
-	return io
+type askedNumber struct {
+	key   string
+	value string
+	n     uint64
+	level Source
 }
 
-func (p *Policy) annotationClass(value string) (string, string) {
-	name := strings.TrimSpace(value)
+func (a asks) empty() bool { return a.class == "" && len(a.numbers) == 0 }
+
+// readAsks validates every annotation the workload carries. For the pod itself only
+// pod-level keys count; for a container its own keys win over the pod's.
+func (p *Policy) readAsks(w Workload, ignored *[]Ignored) asks {
+	a := asks{numbers: map[int]askedNumber{}}
+	levels := []struct {
+		source Source
+		class  string
+		suffix string
+	}{{SourcePodAnnotation, AnnotationPodClass, ""}}
+	if w.ContainerName != "" {
+		// Later levels override earlier ones.
+		levels = append(levels, struct {
+			source Source
+			class  string
+			suffix string
+		}{SourceContainerAnnotation, AnnotationContainerClass + w.ContainerName, "." + w.ContainerName})
+	}
+	for _, level := range levels {
+		if level.source == SourceContainerAnnotation {
+			podOnly := a
+			podOnly.numbers = maps.Clone(a.numbers)
+			a.podOnly = &podOnly
+		}
+		if value, ok := w.PodAnnotations[level.class]; ok {
+			name, known, ig := p.annotationClass(level.class, value)
+			switch {
+			case ig != nil:
+				*ignored = append(*ignored, *ig)
+			case !known:
+				a.foreignClass = name
+			default:
+				a.class, a.classKey, a.classLevel = name, level.class, level.source
+			}
+		}
+		for i, k := range numericKeys {
+			key := k.key + level.suffix
+			value, ok := w.PodAnnotations[key]
+			if !ok {
+				continue
+			}
+			n, ig := p.annotationNumber(k, key, value)
+			if ig != nil {
+				*ignored = append(*ignored, *ig)
+				continue
+			}
+			a.numbers[i] = askedNumber{key: key, value: value, n: n, level: level.source}
+		}
+	}
+	*ignored = append(*ignored, unknownCriguardKeys(w.PodAnnotations)...)
+	return a
+}
+
+// annotationClass checks a class annotation. known is false for a class this policy
+// does not declare: that name belongs to the runtime's own blockio classes.
+func (p *Policy) annotationClass(key, value string) (name string, known bool, ig *Ignored) {
+	name = strings.TrimSpace(value)
 	if len(name) > maxAnnotationValue {
-		return "", "not a class name"
+		return "", false, &Ignored{key, value, IgnoredInvalid, "not a class name"}
 	}
 	if _, ok := p.Classes[name]; !ok {
-		return "", fmt.Sprintf("no class %q in %s.%s", name, p.Filename, didYouMean(name, sortedKeys(p.Classes)))
+		return name, false, nil
 	}
-	if p.Annotations.Classes != nil && !slices.Contains(p.Annotations.Classes, name) {
-		return "", fmt.Sprintf("class %q may not be picked by annotation (annotations.classes)", name)
+	if !p.Annotations.Enabled {
+		return "", true, &Ignored{key, value, IgnoredNotAllowed, "annotations are disabled (annotations { enabled = true })"}
 	}
-	return name, ""
+	if !slices.Contains(p.Annotations.Classes, name) {
+		return "", true, &Ignored{key, value, IgnoredNotAllowed,
+			fmt.Sprintf("class %q may not be picked by annotation (annotations.classes)", name)}
+	}
+	return name, true, nil
 }
 
-func (p *Policy) annotationNumber(k numericKey, value string) (uint64, string) {
+func (p *Policy) annotationNumber(k numericKey, key, value string) (uint64, *Ignored) {
 	if !p.Annotations.Enabled {
-		return 0, "numeric annotations are disabled (annotations { enabled = true })"
+		return 0, &Ignored{key, value, IgnoredNotAllowed, "annotations are disabled (annotations { enabled = true })"}
 	}
 	if p.Annotations.Device == "" {
-		return 0, "the policy names no device for annotations"
+		return 0, &Ignored{key, value, IgnoredNotAllowed, "the policy names no device for annotations"}
 	}
-	parse := ParseCount
+	parse, what := ParseCount, "a whole number of operations per second above 0"
 	if k.isBytes {
-		parse = ParseBytes
+		parse, what = ParseBytes, "a byte quantity above 0 such as 100MiB"
+	}
+	if len(value) > maxAnnotationValue {
+		return 0, &Ignored{key, value, IgnoredInvalid, "longer than any " + what}
 	}
 	n, err := parse(value)
-	if err != nil {
-		if k.isBytes {
-			return 0, "not a byte quantity such as 100MiB"
-		}
-		return 0, "not a whole number of operations per second"
+	if err != nil || n == 0 {
+		// 0 would read as "no limit": it is never a way to lift one.
+		return 0, &Ignored{key, value, IgnoredInvalid, "not " + what}
 	}
-	return n, ""
+	if limit := k.max(p.Annotations); limit != 0 && n > limit {
+		return 0, &Ignored{key, value, IgnoredAboveMax,
+			fmt.Sprintf("above annotations.%s = %s", k.setting, formatQuantity(limit, k.isBytes))}
+	}
+	return n, nil
+}
+
+// applyNumbers lays the asked numbers over io on the annotation device. Without
+// allow_loosen an ask looser than what io already gives there is ignored. A rule that
+// names the same disk another way still wins where it is tighter: the caller merges
+// entries per disk by the tightest value of each key.
+func (p *Policy) applyNumbers(io []IOLimits, a asks, ignored *[]Ignored) ([]IOLimits, []string) {
+	device := p.Annotations.Device
+	var used []string
+	idx := slices.IndexFunc(io, func(l IOLimits) bool { return l.Device == device })
+	for _, i := range slices.Sorted(maps.Keys(a.numbers)) {
+		k, asked := numericKeys[i], a.numbers[i]
+		if p.Annotations.AllowLoosen && idx >= 0 {
+			*k.field(&io[idx]) = asked.n
+			used = append(used, asked.key+"="+quoteValue(asked.value))
+			continue
+		}
+		if idx >= 0 {
+			if current := *k.field(&io[idx]); current != 0 && asked.n > current {
+				*ignored = append(*ignored, Ignored{asked.key, asked.value, IgnoredLooserThanRule,
+					fmt.Sprintf("looser than %s, which this pod already gets (annotations.allow_loosen is off)", formatQuantity(current, k.isBytes))})
+				continue
+			}
+		}
+		if idx < 0 {
+			io = append(io, IOLimits{Device: device})
+			idx = len(io) - 1
+		}
+		// In place: the value is no looser than what was there.
+		*k.field(&io[idx]) = asked.n
+		used = append(used, asked.key+"="+quoteValue(asked.value))
+	}
+	return io, used
 }
 
 // unknownCriguardKeys lists criguard.io annotations that are not ours, likely typos.
-func unknownCriguardKeys(annotations map[string]string) []string {
+func unknownCriguardKeys(annotations map[string]string) []Ignored {
 	var known []string
 	for _, k := range numericKeys {
 		known = append(known, k.key)
 	}
-	var out []string
+	var out []Ignored
 	for _, key := range sortedKeys(annotations) {
 		if !strings.HasPrefix(key, "criguard.io/") {
 			continue
 		}
-		name, _, _ := strings.Cut(strings.TrimPrefix(key, "criguard.io/"), ".")
-		base := "criguard.io/" + name
-		if len(base) > maxAnnotationValue {
-			base = base[:maxAnnotationValue]
-		}
 		if slices.Contains(known, key) || slices.ContainsFunc(known, func(k string) bool { return strings.HasPrefix(key, k+".") }) {
 			continue
 		}
-		if len(key) > maxAnnotationValue {
-			key = key[:maxAnnotationValue] + "…"
-		}
-		out = append(out, fmt.Sprintf("annotation %s ignored: not a criguard.io annotation.%s", key, didYouMean(base, known)))
+		name, _, _ := strings.Cut(strings.TrimPrefix(key, "criguard.io/"), ".")
+		out = append(out, Ignored{key, annotations[key], IgnoredInvalid,
+			"not a criguard.io annotation." + didYouMean(truncate("criguard.io/"+name), known)})
 	}
 	return out
+}
+
+func truncate(s string) string {
+	if len(s) > maxAnnotationValue {
+		return s[:maxAnnotationValue] + "…"
+	}
+	return s
 }
 
 func quoteValue(value string) string {

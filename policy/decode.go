@@ -32,7 +32,7 @@ var (
 		{Name: "qos"}, {Name: "containers"}, {Name: "images"},
 	}}
 	annotationsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "enabled"}, {Name: "device"}, {Name: "classes"},
+		{Name: "enabled"}, {Name: "allow_loosen"}, {Name: "device"}, {Name: "classes"},
 		{Name: "max_read_bps"}, {Name: "max_write_bps"}, {Name: "max_read_iops"}, {Name: "max_write_iops"},
 	}}
 )
@@ -376,6 +376,9 @@ func (d *decoder) decodeAnnotations(b *hcl.Block) {
 	if attr := content.Attributes["enabled"]; attr != nil {
 		settings.Enabled, _ = d.boolValue(attr, "enabled = true")
 	}
+	if attr := content.Attributes["allow_loosen"]; attr != nil {
+		settings.AllowLoosen, _ = d.boolValue(attr, "allow_loosen = true")
+	}
 	if attr := content.Attributes["device"]; attr != nil {
 		settings.Device, _ = d.resolveDevice(attr)
 	} else if settings.Enabled && len(d.deviceRanges) == 0 {
@@ -393,9 +396,6 @@ func (d *decoder) decodeAnnotations(b *hcl.Block) {
 				}
 			}
 			settings.Classes = names
-			if settings.Classes == nil {
-				settings.Classes = []string{} // an empty list allows no class, unlike an absent one
-			}
 		}
 	}
 	for _, f := range []struct {

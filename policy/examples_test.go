@@ -45,14 +45,20 @@ func TestExamplesDecide(t *testing.T) {
 			file: "pod-annotations.hcl",
 			w: Workload{Namespace: "x", ContainerName: "db", PodAnnotations: map[string]string{
 				AnnotationPodClass: "bulk", AnnotationContainerClass + "db": "fast"}},
-			source: SourceContainerAnnotation, scope: ScopeContainer,
-			io: []IOLimits{{Device: data, ReadIOPS: 8000, WriteIOPS: 4000}},
+			source: SourceContainerAnnotation, rule: "everyone", scope: ScopeContainer,
+			io: []IOLimits{{Device: data, ReadBPS: 100 << 20, WriteBPS: 40 << 20, ReadIOPS: 8000, WriteIOPS: 4000}},
+		},
+		{
+			file:   "pod-annotations.hcl",
+			w:      Workload{Namespace: "x", ContainerName: "app", PodAnnotations: map[string]string{AnnotationWriteBPS: "10MiB"}},
+			source: SourcePodAnnotation, rule: "everyone", scope: ScopeContainer,
+			io: []IOLimits{{Device: data, ReadBPS: 100 << 20, WriteBPS: 10 << 20}},
 		},
 		{
 			file:   "pod-annotations.hcl",
 			w:      Workload{Namespace: "x", ContainerName: "app", PodAnnotations: map[string]string{AnnotationWriteBPS: "80MiB"}},
-			source: SourcePodAnnotation, scope: ScopeContainer,
-			io: []IOLimits{{Device: data, ReadBPS: 500 << 20, WriteBPS: 80 << 20, ReadIOPS: 10000, WriteIOPS: 5000}},
+			source: SourceRule, rule: "everyone", scope: ScopeContainer,
+			io: []IOLimits{{Device: data, ReadBPS: 100 << 20, WriteBPS: 40 << 20}},
 		},
 		{
 			file:   "pod-annotations.hcl",

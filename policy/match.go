@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -26,69 +27,170 @@ const (
 	SourcePodAnnotation       Source = "pod-annotation"
 	SourceRule                Source = "rule"
 	SourceNone                Source = "none"
+	// SourceRuntime: the pod names a blockio class this policy does not know; that
+	// class belongs to the runtime, and criguard leaves the cgroup alone.
+	SourceRuntime Source = "runtime"
 )
 
 // Decision is what applies to a workload, and why.
 type Decision struct {
-	Source  Source
-	Rule    string // rule name when Source is SourceRule
-	Class   string // class name when a class was chosen
-	Scope   Scope
-	IO      []IOLimits // empty: no throttle (reset)
-	Reason  string     // one sentence for explain and logs
-	Ignored []string   // annotations that were ignored or clamped, and why
+	Source Source
+	Rule   string // rule name when a rule matched
+	Class  string // class name when a class was chosen
+	Scope  Scope
+	IO     []IOLimits // empty: no throttle of criguard's
+	// HandsOff means criguard must not touch the cgroup's I/O files at all: no policy
+	// is loaded, or the throttle is the runtime's own blockio class.
+	HandsOff bool
+	Reason   string    // one sentence for explain and logs
+	Ignored  []Ignored // annotations that did not count, and why
 }
 
-// Decide answers what applies to w. For a container (ContainerName set) the order is:
-// its container annotations, the pod's annotations, the first matching rule. A decision
-// with Scope pod means the limits belong on the pod's cgroup, not the container's.
+// Decide answers what applies to w. Pod labels and annotations are the tenant's; the
+// policy is the operator's. So the first matching rule sets the limits, and an
+// annotation (only when annotations are enabled) can only tighten them, key by key and
+// device by device, unless allow_loosen lets it replace them up to the max_* bounds.
+// Container annotations win over pod annotations.
 //
-// For the pod itself (ContainerName empty) only a pod-scope budget can apply: the first
-// rule matching the pod, when that rule is pod-scoped, and only if the pod did not
-// choose its own limits by annotation (annotations throttle each container).
+// A decision with Scope pod means the limits belong on the pod's cgroup: one budget
+// for the pod. For the pod itself (ContainerName empty) only such a budget applies.
+// Without allow_loosen a pod budget is never split by annotations: pod-level asks
+// tighten the budget and container-level asks are not allowed.
 func (p *Policy) Decide(w Workload) Decision {
 	if p == nil {
-		return Decision{Source: SourceNone, Scope: ScopeContainer, Reason: "no policy is loaded"}
+		return Decision{Source: SourceNone, Scope: ScopeContainer, HandsOff: true,
+			Reason: "no policy is loaded: criguard leaves the cgroup files alone"}
 	}
-	var ignored []string
-	if w.ContainerName != "" {
-		if d, ok := p.fromAnnotations(w, containerLevel, &ignored); ok {
-			d.Ignored = ignored
-			return d
+	var ignored []Ignored
+	a := p.readAsks(w, &ignored)
+	d := p.decide(w, a, &ignored)
+	d.Ignored = ignored
+	return d
+}
+
+func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
+	forPod := w.ContainerName == ""
+	rule, why := p.firstRule(w)
+	podScoped := rule != nil && rule.Scope == ScopePod
+	if forPod && !podScoped {
+		reason := "no rule gives the pod a shared budget"
+		if rule != nil {
+			reason = fmt.Sprintf("the first rule matching the pod, %q, is container-scoped, so the pod has no shared budget", rule.Name)
+		}
+		return Decision{Source: SourceNone, Scope: ScopePod, Reason: reason}
+	}
+	loosen := p.Annotations.AllowLoosen && !a.empty()
+	if podScoped && loosen {
+		// The operator let pods choose their own numbers: each container gets them.
+		if forPod {
+			return Decision{Source: SourceNone, Scope: ScopePod,
+				Reason: "the pod's own annotations throttle each container (annotations.allow_loosen), so the pod has no shared budget"}
+		}
+		rule, podScoped = nil, false
+	}
+	if podScoped && !forPod {
+		// One budget for the pod, the same for each of its containers; only the pod's own
+		// annotations may tighten it.
+		for _, n := range a.numbers {
+			if n.level == SourceContainerAnnotation {
+				*ignored = append(*ignored, Ignored{n.key, n.value, IgnoredNotAllowed,
+					fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may tighten it", rule.Name)})
+			}
+		}
+		if a.classLevel == SourceContainerAnnotation {
+			*ignored = append(*ignored, Ignored{a.classKey, w.PodAnnotations[a.classKey], IgnoredNotAllowed,
+				fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may tighten it", rule.Name)})
+		}
+		a = a.podLevel()
+	}
+
+	d := Decision{Source: SourceNone, Scope: ScopeContainer, Reason: "no annotation and no rule applies"}
+	if rule != nil {
+		d = Decision{Source: SourceRule, Rule: rule.Name, Class: rule.Class, Scope: rule.Scope,
+			IO: p.classIO(rule.Class), Reason: fmt.Sprintf("rule %q (%s)", rule.Name, why)}
+	}
+	var used []string
+	if a.class != "" {
+		classIO := p.classIO(a.class)
+		if p.Annotations.AllowLoosen {
+			d.IO = classIO
+		} else {
+			// Each disk and key merges to the tightest of rule and class.
+			d.IO = append(d.IO, classIO...)
+		}
+		d.Class, d.Source = a.class, a.classLevel
+		used = append(used, a.classKey+"="+quoteValue(w.PodAnnotations[a.classKey]))
+	}
+	if len(a.numbers) > 0 {
+		var numbers []string
+		d.IO, numbers = p.applyNumbers(d.IO, a, ignored)
+		if len(numbers) > 0 {
+			d.Source = a.numbers[slices.Sorted(maps.Keys(a.numbers))[0]].level
+			used = append(used, numbers...)
 		}
 	}
-	if d, ok := p.fromAnnotations(w, podLevel, &ignored); ok {
-		if w.ContainerName == "" {
-			return Decision{Source: SourceNone, Scope: ScopePod, Ignored: ignored,
-				Reason: "the pod's own annotations throttle each container, so the pod has no shared budget"}
+	if !p.Annotations.AllowLoosen {
+		d.IO = tightestPerDevice(d.IO)
+	}
+	if len(used) > 0 {
+		verb := "tightened by"
+		if p.Annotations.AllowLoosen {
+			verb = "set by"
 		}
-		d.Ignored = ignored
+		if rule == nil {
+			d.Reason = "annotation " + strings.Join(used, ", ")
+		} else {
+			d.Reason += "; " + verb + " annotation " + strings.Join(used, ", ")
+		}
 		return d
 	}
-	for _, rule := range p.Rules {
-		why, ok := rule.matches(w)
-		if !ok {
+	if rule == nil && a.foreignClass != "" {
+		return Decision{Source: SourceRuntime, Scope: ScopeContainer, HandsOff: true,
+			Reason: fmt.Sprintf("class %q is not in this policy: it is the runtime's blockio class, and criguard leaves the cgroup alone", a.foreignClass)}
+	}
+	return d
+}
+
+// tightestPerDevice folds entries naming the same device into one, keeping the
+// tightest value of each key (0 is no limit).
+func tightestPerDevice(io []IOLimits) []IOLimits {
+	var out []IOLimits
+	for _, l := range io {
+		i := slices.IndexFunc(out, func(o IOLimits) bool { return o.Device == l.Device })
+		if i < 0 {
+			out = append(out, l)
 			continue
 		}
-		if w.ContainerName == "" && rule.Scope != ScopePod {
-			return Decision{Source: SourceNone, Scope: ScopePod, Ignored: ignored,
-				Reason: fmt.Sprintf("the first rule matching the pod, %q, is container-scoped, so the pod has no shared budget", rule.Name)}
-		}
-		return Decision{
-			Source:  SourceRule,
-			Rule:    rule.Name,
-			Class:   rule.Class,
-			Scope:   rule.Scope,
-			IO:      p.classIO(rule.Class),
-			Reason:  fmt.Sprintf("rule %q (%s)", rule.Name, why),
-			Ignored: ignored,
+		o := &out[i]
+		o.ReadBPS, o.WriteBPS = tightest(o.ReadBPS, l.ReadBPS), tightest(o.WriteBPS, l.WriteBPS)
+		o.ReadIOPS, o.WriteIOPS = tightest(o.ReadIOPS, l.ReadIOPS), tightest(o.WriteIOPS, l.WriteIOPS)
+	}
+	return out
+}
+
+// tightest is the stricter of two limits, where 0 means none.
+func tightest(a, b uint64) uint64 {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+// podLevel keeps only what the pod's own annotations ask.
+func (a asks) podLevel() asks {
+	if a.podOnly == nil {
+		return a
+	}
+	return *a.podOnly
+}
+
+func (p *Policy) firstRule(w Workload) (*Rule, string) {
+	for _, rule := range p.Rules {
+		if why, ok := rule.matches(w); ok {
+			return rule, why
 		}
 	}
-	scope := ScopeContainer
-	if w.ContainerName == "" {
-		scope = ScopePod
-	}
-	return Decision{Source: SourceNone, Scope: scope, Ignored: ignored, Reason: "no annotation and no rule applies"}
+	return nil, ""
 }
 
 func (p *Policy) classIO(name string) []IOLimits {

@@ -108,6 +108,7 @@ func TestDecide(t *testing.T) {
 		io          []IOLimits
 		reason      string
 		ignored     []string
+		handsOff    bool
 	}{
 		{
 			name: "rule matches every condition", w: batch,
@@ -143,16 +144,17 @@ func TestDecide(t *testing.T) {
 			io: []IOLimits{{Device: data, ReadIOPS: 8000}}, reason: `rule "annotated" (pod annotation example.com/speed="faster")`,
 		},
 		{
-			name:   "pod class annotation beats the rule",
+			name:   "a pod class annotation tightens the rule, key by key",
 			w:      with(batch, annotate(AnnotationPodClass, "fast")),
-			source: SourcePodAnnotation, class: "fast", scope: ScopeContainer,
-			io: []IOLimits{{Device: data, ReadIOPS: 8000}}, reason: `pod annotation blockio.resources.beta.kubernetes.io/pod="fast"`,
+			source: SourcePodAnnotation, rule: "batch", class: "fast", scope: ScopeContainer,
+			io:     []IOLimits{{Device: data, ReadBPS: 100 << 20, WriteBPS: 40 << 20, ReadIOPS: 8000}},
+			reason: `rule "batch" (namespace "etl-1" matches "etl-*", pod label team="data", QoS besteffort, container "worker-1" matches "worker-*", image "registry.example.com/team/etl:1" matches "registry.example.com/*")` + `; tightened by annotation blockio.resources.beta.kubernetes.io/pod="fast"`,
 		},
 		{
-			name:   "container class annotation beats the pod's",
+			name:   "the container's class annotation wins over the pod's",
 			w:      with(batch, annotate(AnnotationPodClass, "fast", AnnotationContainerClass+"worker-1", "bulk")),
-			source: SourceContainerAnnotation, class: "bulk", scope: ScopeContainer, io: bulk,
-			reason: `container annotation blockio.resources.beta.kubernetes.io/container.worker-1="bulk"`,
+			source: SourceContainerAnnotation, rule: "batch", class: "bulk", scope: ScopeContainer, io: bulk,
+			reason: `rule "batch" (namespace "etl-1" matches "etl-*", pod label team="data", QoS besteffort, container "worker-1" matches "worker-*", image "registry.example.com/team/etl:1" matches "registry.example.com/*")` + `; tightened by annotation blockio.resources.beta.kubernetes.io/container.worker-1="bulk"`,
 		},
 		{
 			name:   "another container's annotation does not apply",
@@ -161,48 +163,51 @@ func TestDecide(t *testing.T) {
 			reason: `rule "batch" (namespace "etl-1" matches "etl-*", pod label team="data", QoS besteffort, container "worker-1" matches "worker-*", image "registry.example.com/team/etl:1" matches "registry.example.com/*")`,
 		},
 		{
-			name:   "unknown class annotation falls through to the rule",
+			name:   "a class the policy does not know is the runtime's: the rule still holds",
 			w:      with(batch, annotate(AnnotationPodClass, "fsat")),
 			source: SourceRule, rule: "batch", class: "bulk", scope: ScopeContainer, io: bulk,
-			reason:  `rule "batch" (namespace "etl-1" matches "etl-*", pod label team="data", QoS besteffort, container "worker-1" matches "worker-*", image "registry.example.com/team/etl:1" matches "registry.example.com/*")`,
-			ignored: []string{`annotation blockio.resources.beta.kubernetes.io/pod="fsat" ignored: no class "fsat" in policy.hcl. Did you mean "fast"?`},
+			reason: `rule "batch" (namespace "etl-1" matches "etl-*", pod label team="data", QoS besteffort, container "worker-1" matches "worker-*", image "registry.example.com/team/etl:1" matches "registry.example.com/*")`,
+		},
+		{
+			name:   "a class the policy does not know, and no rule: hands off",
+			w:      Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationPodClass: "runtime-gold"}},
+			source: SourceRuntime, scope: ScopeContainer, handsOff: true,
+			reason: `class "runtime-gold" is not in this policy: it is the runtime's blockio class, and criguard leaves the cgroup alone`,
 		},
 		{
 			name:   "class outside annotations.classes is refused",
 			w:      Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationPodClass: "hidden"}},
 			source: SourceNone, scope: ScopeContainer, reason: "no annotation and no rule applies",
-			ignored: []string{`annotation blockio.resources.beta.kubernetes.io/pod="hidden" ignored: class "hidden" may not be picked by annotation (annotations.classes)`},
+			ignored: []string{`annotation blockio.resources.beta.kubernetes.io/pod="hidden" ignored (not_allowed): class "hidden" may not be picked by annotation (annotations.classes)`},
 		},
 		{
-			name:   "numbers: asked, clamped, and the unasked get the maxima",
+			name:   "numbers: one above the maximum is ignored, the other applies",
 			w:      Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationWriteBPS: "1GiB", AnnotationReadIOPS: "100"}},
 			source: SourcePodAnnotation, scope: ScopeContainer,
-			io:      []IOLimits{{Device: data, WriteBPS: 200 << 20, ReadIOPS: 100}},
-			reason:  `pod annotation criguard.io/write-bps="1GiB", criguard.io/read-iops="100"`,
-			ignored: []string{`annotation criguard.io/write-bps="1GiB" clamped to 200MiB (annotations.max_write_bps)`},
+			io:      []IOLimits{{Device: data, ReadIOPS: 100}},
+			reason:  `annotation criguard.io/read-iops="100"`,
+			ignored: []string{`annotation criguard.io/write-bps="1GiB" ignored (above_max): above annotations.max_write_bps = 200MiB`},
 		},
 		{
-			name:   "asking for unlimited is clamped to the maximum",
+			name:   "asking for zero (unlimited) is invalid",
 			w:      Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationWriteBPS: "0"}},
-			source: SourcePodAnnotation, scope: ScopeContainer,
-			io:      []IOLimits{{Device: data, WriteBPS: 200 << 20, ReadIOPS: 5000}},
-			reason:  `pod annotation criguard.io/write-bps="0"`,
-			ignored: []string{`annotation criguard.io/write-bps="0" clamped to 200MiB (annotations.max_write_bps)`},
+			source: SourceNone, scope: ScopeContainer, reason: "no annotation and no rule applies",
+			ignored: []string{`annotation criguard.io/write-bps="0" ignored (invalid): not a byte quantity above 0 such as 100MiB`},
 		},
 		{
-			name:   "numbers override the class of the same level",
+			name:   "numbers tighten the class of the same level",
 			w:      Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationPodClass: "bulk", AnnotationWriteBPS: "10MiB"}},
 			source: SourcePodAnnotation, class: "bulk", scope: ScopeContainer,
 			io:     []IOLimits{{Device: data, ReadBPS: 100 << 20, WriteBPS: 10 << 20}},
-			reason: `pod annotation blockio.resources.beta.kubernetes.io/pod="bulk", criguard.io/write-bps="10MiB"`,
+			reason: `annotation blockio.resources.beta.kubernetes.io/pod="bulk", criguard.io/write-bps="10MiB"`,
 		},
 		{
-			name: "per-container numbers beat the pod's",
+			name: "per-container numbers win over the pod's",
 			w: Workload{Namespace: "x", ContainerName: "db", PodAnnotations: map[string]string{
 				AnnotationWriteBPS: "10MiB", AnnotationWriteBPS + ".db": "20MiB"}},
 			source: SourceContainerAnnotation, scope: ScopeContainer,
-			io:     []IOLimits{{Device: data, WriteBPS: 20 << 20, ReadIOPS: 5000}},
-			reason: `container annotation criguard.io/write-bps.db="20MiB"`,
+			io:     []IOLimits{{Device: data, WriteBPS: 20 << 20}},
+			reason: `annotation criguard.io/write-bps.db="20MiB"`,
 		},
 		{
 			name: "absurd numbers are ignored, never applied",
@@ -211,25 +216,27 @@ func TestDecide(t *testing.T) {
 				"criguard.io/write-bsp": "1"}},
 			source: SourceNone, scope: ScopeContainer, reason: "no annotation and no rule applies",
 			ignored: []string{
-				`annotation criguard.io/read-bps="1e30" ignored: not a byte quantity such as 100MiB`,
-				`annotation criguard.io/write-bps="-1" ignored: not a byte quantity such as 100MiB`,
-				`annotation criguard.io/read-iops="NaN" ignored: not a whole number of operations per second`,
-				`annotation criguard.io/write-iops="` + strings.Repeat("9", 64) + `"…(1048576 bytes) ignored: not a whole number of operations per second`,
-				`annotation criguard.io/write-bsp ignored: not a criguard.io annotation. Did you mean "criguard.io/write-bps"?`,
+				`annotation criguard.io/read-bps="1e30" ignored (invalid): not a byte quantity above 0 such as 100MiB`,
+				`annotation criguard.io/write-bps="-1" ignored (invalid): not a byte quantity above 0 such as 100MiB`,
+				`annotation criguard.io/read-iops="NaN" ignored (invalid): not a whole number of operations per second above 0`,
+				`annotation criguard.io/write-iops="` + strings.Repeat("9", 64) + `"…(1048576 bytes) ignored (invalid): longer than any a whole number of operations per second above 0`,
+				`annotation criguard.io/write-bsp="1" ignored (invalid): not a criguard.io annotation. Did you mean "criguard.io/write-bps"?`,
 			},
 		},
 		{
-			name:   "the pod's own annotations leave the pod without a budget",
+			name:   "the pod's own class annotation tightens its budget",
 			w:      Workload{Namespace: "tenant-a", PodAnnotations: map[string]string{AnnotationPodClass: "bulk"}},
-			source: SourceNone, scope: ScopePod,
-			reason: "the pod's own annotations throttle each container, so the pod has no shared budget",
+			source: SourcePodAnnotation, rule: "tenants", class: "bulk", scope: ScopePod,
+			io:     []IOLimits{{Device: data, ReadBPS: 100 << 20, WriteBPS: 10 << 20}},
+			reason: `rule "tenants" (namespace "tenant-a" matches "tenant-*"); tightened by annotation blockio.resources.beta.kubernetes.io/pod="bulk"`,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := p.Decide(tt.w)
-			if d.Source != tt.source || d.Rule != tt.rule || d.Class != tt.class || d.Scope != tt.scope {
-				t.Errorf("Decide = source %s rule %q class %q scope %s; want %s %q %q %s", d.Source, d.Rule, d.Class, d.Scope, tt.source, tt.rule, tt.class, tt.scope)
+			if d.Source != tt.source || d.Rule != tt.rule || d.Class != tt.class || d.Scope != tt.scope || d.HandsOff != tt.handsOff {
+				t.Errorf("Decide = source %s rule %q class %q scope %s hands off %v; want %s %q %q %s %v",
+					d.Source, d.Rule, d.Class, d.Scope, d.HandsOff, tt.source, tt.rule, tt.class, tt.scope, tt.handsOff)
 			}
 			if fmt.Sprint(d.IO) != fmt.Sprint(tt.io) {
 				t.Errorf("IO = %+v, want %+v", d.IO, tt.io)
@@ -237,8 +244,8 @@ func TestDecide(t *testing.T) {
 			if d.Reason != tt.reason {
 				t.Errorf("Reason = %s\nwant     %s", d.Reason, tt.reason)
 			}
-			if strings.Join(d.Ignored, "\n") != strings.Join(tt.ignored, "\n") {
-				t.Errorf("Ignored =\n%s\nwant\n%s", strings.Join(d.Ignored, "\n"), strings.Join(tt.ignored, "\n"))
+			if got := ignoredLines(d); got != strings.Join(tt.ignored, "\n") {
+				t.Errorf("Ignored =\n%s\nwant\n%s", got, strings.Join(tt.ignored, "\n"))
 			}
 		})
 	}
@@ -257,7 +264,7 @@ rule "all" {
 }
 `)
 	d := p.Decide(Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{AnnotationWriteBPS: "1GiB"}})
-	if d.Source != SourceRule || d.IO[0].WriteBPS != 1<<20 || len(d.Ignored) != 1 || !strings.Contains(d.Ignored[0], "disabled") {
+	if d.Source != SourceRule || d.IO[0].WriteBPS != 1<<20 || len(d.Ignored) != 1 || d.Ignored[0].Reason != IgnoredNotAllowed {
 		t.Errorf("Decide with annotations disabled = %+v", d)
 	}
 }
@@ -273,7 +280,7 @@ func TestDecideDoesNotShareClassSlices(t *testing.T) {
 
 func TestDecideNilPolicy(t *testing.T) {
 	var p *Policy
-	if d := p.Decide(Workload{Namespace: "x", ContainerName: "c"}); d.Source != SourceNone || len(d.IO) != 0 {
+	if d := p.Decide(Workload{Namespace: "x", ContainerName: "c"}); d.Source != SourceNone || len(d.IO) != 0 || !d.HandsOff {
 		t.Errorf("nil policy decided %+v", d)
 	}
 }
@@ -345,29 +352,49 @@ func FuzzDecideAnnotations(f *testing.F) {
 		f.Add(seed[0], seed[1], seed[2], seed[3])
 	}
 	f.Fuzz(func(t *testing.T, writeBPS, readIOPS, containerWrite, class string) {
-		w := Workload{Namespace: "x", ContainerName: "c", PodAnnotations: map[string]string{
-			AnnotationWriteBPS: writeBPS, AnnotationReadIOPS: readIOPS,
-			AnnotationWriteBPS + ".c": containerWrite, AnnotationPodClass: class,
-		}}
+		// A workload rule "batch" throttles (bulk: read 100MiB/s, write 40MiB/s).
+		w := Workload{Namespace: "etl-1", PodLabels: map[string]string{"team": "data"}, QoS: "burstable",
+			ContainerName: "worker-1", Image: "registry.example.com/x", PodAnnotations: map[string]string{
+				AnnotationWriteBPS: writeBPS, AnnotationReadIOPS: readIOPS,
+				AnnotationWriteBPS + ".worker-1": containerWrite, AnnotationPodClass: class,
+			}}
 		d := p.Decide(w)
+		var got IOLimits
 		for _, l := range d.IO {
-			if l.Device == p.Annotations.Device && d.Class == "" {
-				// Numbers alone: every limit is within the bounds, and never unlimited
-				// where a bound exists.
-				if l.WriteBPS == 0 || l.WriteBPS > p.Annotations.MaxWriteBPS || l.ReadIOPS == 0 || l.ReadIOPS > p.Annotations.MaxReadIOPS {
-					t.Fatalf("Decide(%q) = %+v: outside the annotation bounds", w.PodAnnotations, l)
-				}
+			if l.Device == p.Annotations.Device {
+				got.ReadBPS, got.WriteBPS = tightest(got.ReadBPS, l.ReadBPS), tightest(got.WriteBPS, l.WriteBPS)
+				got.ReadIOPS = tightest(got.ReadIOPS, l.ReadIOPS)
 			}
+		}
+		// Whatever the tenant writes, the rule's limits never loosen and never vanish.
+		if got.ReadBPS == 0 || got.ReadBPS > 100<<20 || got.WriteBPS == 0 || got.WriteBPS > 40<<20 {
+			t.Fatalf("Decide(%q) = %+v: looser than the rule", w.PodAnnotations, d.IO)
+		}
+		// A number is bounded by max_read_iops; the operator's class "fast" (8000) may be picked.
+		if got.ReadIOPS > max(p.Annotations.MaxReadIOPS, 8000) {
+			t.Fatalf("Decide(%q) = %+v: above annotations.max_read_iops", w.PodAnnotations, d.IO)
 		}
 		if d.Class != "" && d.Class != "bulk" && d.Class != "fast" {
 			t.Fatalf("Decide(%q) picked class %q, outside annotations.classes", w.PodAnnotations, d.Class)
 		}
-		for _, line := range append(d.Ignored, d.Reason) {
+		lines := []string{d.Reason}
+		for _, ig := range d.Ignored {
+			lines = append(lines, ig.String())
+		}
+		for _, line := range lines {
 			if len(line) > 512 {
 				t.Fatalf("a %d-byte line would be logged: %.100s", len(line), line)
 			}
 		}
 	})
+}
+
+func ignoredLines(d Decision) string {
+	lines := make([]string, len(d.Ignored))
+	for i, ig := range d.Ignored {
+		lines[i] = ig.String()
+	}
+	return strings.Join(lines, "\n")
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -125,6 +125,7 @@ func Parse(src []byte, filename string) (*Policy, hcl.Diagnostics) {
 	d := &decoder{
 		policy: &Policy{
 			Filename: filename,
+			Source:   src,
 			Devices:  map[string]string{},
 			Classes:  map[string]*Class{},
 		},

@@ -49,20 +49,25 @@ type Rule struct {
 
 // AnnotationSettings bound what pods may ask for with criguard.io/* annotations.
 type AnnotationSettings struct {
-	// Enabled lets pods ask for numbers; class annotations work regardless.
+	// Enabled lets pods pick a class or ask for numbers by annotation. Off, every
+	// annotation is ignored.
 	Enabled bool
+	// AllowLoosen lets an annotation replace the rule's numbers, up to the max_*
+	// bounds; off (the default), an annotation can only tighten them.
+	AllowLoosen bool
 	// Device (label resolved) the numeric annotations apply to; by default the first
 	// declared device.
 	Device string
-	// Classes that pods may pick by annotation; nil means every class.
+	// Classes that pods may pick by annotation; none unless listed.
 	Classes []string
-	// The most an annotation may ask for; 0 means unbounded.
+	// The most an annotation may ask for; 0 means unbounded. An ask above it is ignored.
 	MaxReadBPS, MaxWriteBPS, MaxReadIOPS, MaxWriteIOPS uint64
 }
 
 // Policy is a validated policy file.
 type Policy struct {
 	Filename    string
+	Source      []byte            // the file's text, kept as the last good policy
 	Devices     map[string]string // label → path or MAJ:MIN
 	Classes     map[string]*Class
 	Rules       []*Rule // file order: the first match wins

@@ -59,6 +59,12 @@ func NewWatcher(path string, onReload func(ReloadResult)) (*Watcher, error) {
 	return w, nil
 }
 
+// UseFallback puts p in force while no policy has loaded from the file: the last
+// good policy, kept from an earlier run, when the file is broken at start.
+func (w *Watcher) UseFallback(p *Policy) bool {
+	return w.current.CompareAndSwap(nil, p)
+}
+
 // Current is the policy in force: the last one that loaded without errors, or nil.
 func (w *Watcher) Current() *Policy { return w.current.Load() }
 

@@ -90,6 +90,24 @@ func PodCgroupDir(mount, cgroupParent string) (string, error) {
 	return dir, nil
 }
 
+// ParentOfCgroupsPath is the pod cgroup parent a container's cgroup path sits in:
+// "slice:prefix:id" → "slice"; "/kubepods/burstable/pod<uid>/<id>" (or a path read
+// from /proc/PID/cgroup) → its directory. "" when there is none.
+func ParentOfCgroupsPath(cgroupsPath string) string {
+	if !strings.HasPrefix(cgroupsPath, "/") {
+		parts := strings.Split(cgroupsPath, ":")
+		if len(parts) != 3 || !strings.HasSuffix(parts[0], sliceSuffix) {
+			return ""
+		}
+		return parts[0]
+	}
+	parent := path.Dir(path.Clean(cgroupsPath))
+	if parent == "/" || parent == "." {
+		return ""
+	}
+	return parent
+}
+
 // DockerCgroupsPath builds the cgroupsPath Docker gave runc for container
 // id: systemd driver → "<parent or system.slice>:docker:<id>", cgroupfs →
 // "<parent or /docker>/<id>".

@@ -110,8 +110,11 @@ func checkPolicy(path string, stderr io.Writer) (policySummary, bool) {
 		return policySummary{}, false
 	}
 	annotations := "annotations disabled"
-	if p.Annotations.Enabled {
-		annotations = "annotations enabled"
+	switch {
+	case p.Annotations.Enabled && p.Annotations.AllowLoosen:
+		annotations = "annotations enabled (may loosen up to max_*)"
+	case p.Annotations.Enabled:
+		annotations = "annotations enabled (tighten only)"
 	}
 	text := fmt.Sprintf("%s: ok: %s, %s, %s, %s", path,
 		plural(len(p.Devices), "device"), plural(len(p.Classes), "class"), plural(len(p.Rules), "rule"), annotations)

@@ -30,7 +30,7 @@ func writePolicy(t *testing.T, name, src string) string {
 
 func TestCheckValidPolicies(t *testing.T) {
 	stdout, stderr, code := runCheckWith(t, nil, "../../examples/pod-annotations.hcl", "../../examples/noisy-batch.hcl")
-	want := "../../examples/pod-annotations.hcl: ok: 1 device, 2 classes, 1 rule, annotations enabled\n" +
+	want := "../../examples/pod-annotations.hcl: ok: 1 device, 2 classes, 1 rule, annotations enabled (tighten only)\n" +
 		"../../examples/noisy-batch.hcl: ok: 2 devices, 2 classes, 2 rules, annotations disabled\n"
 	if code != 0 || stdout != want || stderr != "" {
 		t.Errorf("check = %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", code, stdout, want, stderr)

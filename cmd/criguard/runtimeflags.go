@@ -15,5 +15,6 @@ func addRuntimeFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.StringVar(&cfg.resolver, "resolver", "auto", "how container cgroups are found: "+strings.Join(criservice.ResolverModes, ", "))
 	fs.StringVar(&cfg.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd API socket (containerd resolver)")
 	fs.StringVar(&cfg.containerdNS, "containerd-namespace", "k8s.io", "containerd namespace of CRI containers")
+	fs.StringVar(&cfg.stateDir, "state-dir", "/var/lib/criguard", "where criguard keeps the record of the limits it wrote and the last good policy")
 	fs.StringVar(&cfg.dockerEndpoint, "docker-endpoint", "unix:///var/run/docker.sock", "Docker API endpoint (docker resolver, behind cri-dockerd)")
 }

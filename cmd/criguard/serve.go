@@ -32,6 +32,7 @@ type serveConfig struct {
 	logFormat       string
 
 	policyPath        string
+	stateDir          string
 	resolver          string
 	containerdAddress string
 	containerdNS      string
@@ -135,6 +136,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 		unloaded.set(nil)
 		metrics.SetPolicyLoaded(r.Policy != nil)
+		keepLastGood(cfg.stateDir, r.Policy, log)
 		if r.Changed {
 			log.Info("policy reloaded", "file", cfg.policyPath, "loaded", r.Policy != nil)
 			svc.PolicyChanged()
@@ -145,16 +147,22 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	case err != nil && cfg.failClosed:
 		return fmt.Errorf("policy: %w", err)
 	case err != nil:
-		// Refusing to start would cut kubelet off the runtime: forward, throttle
-		// nothing, say so loudly, and stay unready until the file is fixed.
-		unloaded.set(err)
+		// Refusing to start would cut kubelet off the runtime, and throttling nothing
+		// would lift every limit: run the last good policy, or keep hands off.
 		metrics.PolicyReloaded(false)
-		log.Error("policy refused; forwarding without throttling until the file is fixed", "file", cfg.policyPath, "err", err)
+		if last, lastErr := loadLastGood(cfg.stateDir); lastErr == nil && watcher.UseFallback(last) {
+			unloaded.set(fmt.Errorf("policy %s refused; running the last good policy (%s): %w", cfg.policyPath, last.Filename, err))
+			log.Error("policy refused; running the last good policy until the file is fixed", "file", cfg.policyPath, "last_good", last.Filename, "err", err)
+		} else {
+			unloaded.set(fmt.Errorf("policy %s refused and no last good policy; hands off, nothing is throttled or reset: %w", cfg.policyPath, err))
+			log.Error("policy refused and no last good policy; hands off: limits in place are kept, none are written", "file", cfg.policyPath, "err", err, "last_good_err", lastErr)
+		}
 	case watcher.Current() == nil:
 		metrics.PolicyReloaded(true)
-		log.Warn("no policy file; forwarding only until it appears", "file", cfg.policyPath)
+		log.Warn("no policy file; hands off (forwarding only, nothing written or reset) until it appears", "file", cfg.policyPath)
 	default:
 		metrics.PolicyReloaded(true)
+		keepLastGood(cfg.stateDir, watcher.Current(), log)
 	}
 	metrics.SetPolicyLoaded(watcher.Current() != nil)
 
@@ -257,6 +265,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		Resolver:     resolver,
 		Devices:      cgroup.DeviceResolver{ProcRoot: cfg.procRoot, SysRoot: cfg.sysRoot},
 		Policy:       current,
+		StateDir:     cfg.stateDir,
 		FailClosed:   cfg.failClosed,
 		DryRun:       cfg.dryRun,
 		ApplyTimeout: cfg.applyTimeout,

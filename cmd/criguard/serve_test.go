@@ -306,3 +306,74 @@ func TestServeStartsUnreadyOnABrokenPolicy(t *testing.T) {
 	})
 	eventually(t, "/readyz to be ready", func() bool { code, _ := readyz(); return code == http.StatusOK })
 }
+
+// A restart of criguard on a broken policy keeps every limit: it runs the last
+// good policy kept in the state dir, or, with none, keeps hands off.
+func TestServeRestartOnABrokenPolicyKeepsLimits(t *testing.T) {
+	for _, keepState := range []bool{true, false} {
+		t.Run(fmt.Sprintf("last good kept %v", keepState), func(t *testing.T) {
+			node := newFakeNode(t)
+			fake := fakeruntime.New()
+			_, runtimeSock := fakeruntime.Serve(t, fake)
+			fake.AddPod("p1", "batch", "pod", "burstable", nil)
+			fake.AddContainer("c1", "p1", "app")
+			dir := node.mkcgroup(t, fake.Paths["c1"])
+			policyPath := filepath.Join(t.TempDir(), "policy.hcl")
+			mustWrite(t, policyPath, policyWithWriteBPS("1MiB"))
+			sockDir, err := os.MkdirTemp("", "cgs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(sockDir)
+			cfg := serveConfig{
+				listen: "unix://" + filepath.Join(sockDir, "criguard.sock"), runtimeEndpoint: "unix://" + runtimeSock, socketMode: 0o660,
+				shutdownGrace: time.Second, policyPath: policyPath, resolver: "cri", reconcileInterval: 50 * time.Millisecond,
+				applyTimeout: 2 * time.Second, metricsAddr: freePort(t), stateDir: t.TempDir(),
+				procRoot: filepath.Join(node.root, "proc"), sysRoot: filepath.Join(node.root, "sys"),
+			}
+			logs := &syncWriter{w: &strings.Builder{}}
+			run := func(cfg serveConfig, while func()) {
+				t.Helper()
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
+				while()
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("serve returned %v", err)
+				}
+			}
+			run(cfg, func() {
+				eventually(t, "the reconcile loop to throttle the container", func() bool {
+					return readFile(t, filepath.Join(dir, "blkio.throttle.write_bps_device")) == "254:0 1048576"
+				})
+			})
+			mustWrite(t, policyPath, "rule \"batch\" {\n")
+			if !keepState {
+				cfg.stateDir = t.TempDir()
+			}
+			run(cfg, func() {
+				eventually(t, "/readyz to name the broken policy", func() bool {
+					resp, err := http.Get("http://" + cfg.metricsAddr + "/readyz")
+					if err != nil {
+						return false
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					want := "hands off"
+					if keepState {
+						want = "last good"
+					}
+					return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), want)
+				})
+				time.Sleep(300 * time.Millisecond) // several reconcile passes
+			})
+			if got := readFile(t, filepath.Join(dir, "blkio.throttle.write_bps_device")); got != "254:0 1048576" {
+				t.Errorf("write_bps after a restart on a broken policy = %q, want 254:0 1048576 kept", got)
+			}
+			if t.Failed() {
+				t.Log(logs.String())
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@
 package fakeruntime
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net"
@@ -30,12 +31,15 @@ type Runtime struct {
 	Containers map[string]*runtimeapi.Container
 	Paths      map[string]string // container id → runtimeSpec.linux.cgroupsPath
 	Pids       map[string]int
-	Stopped    []string
+	// StatusImages is the image ContainerStatus names, where it differs from the
+	// listing's (containerd lists digests but names the image in the status).
+	StatusImages map[string]*runtimeapi.ImageSpec
+	Stopped      []string
 }
 
 func New() *Runtime {
 	return &Runtime{Name: "containerd", Pods: map[string]*runtimeapi.PodSandbox{}, Parents: map[string]string{},
-		Containers: map[string]*runtimeapi.Container{}, Paths: map[string]string{}, Pids: map[string]int{}}
+		Containers: map[string]*runtimeapi.Container{}, Paths: map[string]string{}, Pids: map[string]int{}, StatusImages: map[string]*runtimeapi.ImageSpec{}}
 }
 
 func (f *Runtime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
@@ -81,7 +85,7 @@ func (f *Runtime) ContainerStatus(_ context.Context, req *runtimeapi.ContainerSt
 	info := map[string]any{"pid": f.Pids[req.ContainerId], "runtimeSpec": map[string]any{"linux": map[string]any{"cgroupsPath": f.Paths[req.ContainerId]}}}
 	b, _ := json.Marshal(info)
 	return &runtimeapi.ContainerStatusResponse{
-		Status: &runtimeapi.ContainerStatus{Id: c.Id, Metadata: c.Metadata, State: c.State},
+		Status: &runtimeapi.ContainerStatus{Id: c.Id, Metadata: c.Metadata, State: c.State, Image: cmp.Or(f.StatusImages[c.Id], c.Image)},
 		Info:   map[string]string{"info": string(b)},
 	}, nil
 }

@@ -25,7 +25,8 @@ type CriguardProcess struct {
 // Criguard starts $CRIGUARD_BIN serve listening on a fresh socket and forwarding to
 // runtimeEndpoint, with extra serve flags args (e.g. "--policy", path). Unless args say
 // otherwise it logs at debug level, serves no metrics (instances side by side would
-// share 127.0.0.1:9464) and reads its policy from PolicyPath, never /etc/criguard. It
+// share 127.0.0.1:9464), reads its policy from PolicyPath, never /etc/criguard, and
+// keeps its state in a directory of its own, never /var/lib/criguard. It
 // waits for the socket and registers a cleanup that stops criguard. The log is printed
 // when the test fails.
 func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardProcess {
@@ -46,7 +47,8 @@ func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardPro
 	c.Endpoint = "unix://" + c.Socket
 	// Later flags win: args override these defaults.
 	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint,
-		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath}, args...)
+		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath,
+		"--state-dir", filepath.Join(dataDir, "state")}, args...)
 	c.Start(t)
 	t.Cleanup(func() {
 		if t.Failed() {

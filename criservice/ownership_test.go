@@ -1,0 +1,220 @@
+package criservice
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/policy"
+)
+
+func (e *testEnv) reconcile(t *testing.T) {
+	t.Helper()
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+}
+
+func (e *testEnv) write(t *testing.T, rel, file, value string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(e.host.mount, rel, file), []byte(value), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A limit another tool wrote (a runtime's blockio class, an NRI plugin, an
+// operator) on a container the policy does not match survives every pass.
+func TestForeignLimitSurvivesReconcile(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "web", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, rel, "blkio.throttle.write_bps_device", "254:0 5242880")
+	for range 3 {
+		e.reconcile(t)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
+		t.Errorf("foreign write_bps = %q after reconcile, want it untouched", got)
+	}
+	ex, err := e.svc.Explain(context.Background(), "c1")
+	if err != nil || len(ex.Foreign) != 1 {
+		t.Errorf("explain shows foreign %v (%v), want the foreign limit", ex.Foreign, err)
+	}
+}
+
+// criguard's own limit on a device, beside a foreign key: a reload that stops
+// matching lifts criguard's and keeps the other.
+func TestOwnLimitIsLiftedForeignKeyKept(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, rel, "blkio.throttle.read_iops_device", "254:0 300")
+	e.policy.Store(mustPolicy(t, `class "x" {
+  io {
+    device    = "8:0"
+    write_bps = 1
+  }
+}`))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 0" {
+		t.Errorf("criguard's write_bps = %q after the rule went, want lifted (254:0 0)", got)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.read_iops_device"); got != "254:0 300" {
+		t.Errorf("foreign read_iops = %q, want kept", got)
+	}
+}
+
+// The record of what criguard wrote survives a restart: a new process still
+// lifts its own limit, and one without the record leaves it (fail safe).
+func TestOwnershipSurvivesRestart(t *testing.T) {
+	state := t.TempDir()
+	e := newTestEnv(t, func(o *Options) { o.StateDir = state })
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRule := mustPolicy(t, `class "x" {
+  io {
+    device    = "8:0"
+    write_bps = 1
+  }
+}`)
+	restart := func(stateDir string) *Service {
+		svc, err := New(Options{Runtime: e.svc.opts.Runtime, IO: e.host.io, Resolver: e.svc.opts.Resolver,
+			Devices: fakeDevices{}, StateDir: stateDir, Policy: func() *policy.Policy { return noRule }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	if _, err := restart(t.TempDir()).Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("without criguard's record the limit looks foreign and must stay; got %q", got)
+	}
+	if _, err := restart(state).Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 0" {
+		t.Errorf("with criguard's record its own limit is lifted; got %q", got)
+	}
+}
+
+// No policy (missing, or broken with no last good one): hands off, nothing reset.
+func TestNoPolicyIsHandsOff(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.policy.Store(nil)
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("write_bps = %q with no policy, want the limit kept", got)
+	}
+}
+
+// One device this node lacks does not drop the class: the other is applied, and
+// the missing one is reported.
+func TestMissingDeviceDoesNotDropTheClass(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, `
+class "two" {
+  io {
+    device    = "/not/a/disk"
+    write_bps = "1MiB"
+  }
+  io {
+    device    = "254:0"
+    read_bps  = "3MiB"
+  }
+}
+rule "all" {
+  class = "two"
+}`))
+	e.runPod(t, "p1", "web", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.read_bps_device"); got != "254:0 3145728" {
+		t.Errorf("read_bps = %q, want the resolvable device throttled", got)
+	}
+	_, _, err = e.svc.ApplyContainer(context.Background(), "c1")
+	if !errors.Is(err, ErrDeviceUnresolved) {
+		t.Errorf("ApplyContainer error = %v, want ErrDeviceUnresolved reported", err)
+	}
+}
+
+// The image a rule matched at CreateContainer is not replaced by the digest a
+// listing gives, and after a restart it is recovered from the container's status.
+func TestImageNameIsNeverForgotten(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, `
+class "c" {
+  io {
+    device    = "254:0"
+    write_bps = "1MiB"
+  }
+}
+rule "images" {
+  match {
+    images = ["registry.example.com/*"]
+  }
+  class = "c"
+}`))
+	e.runPod(t, "p1", "web", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths["c1"]
+	e.fake.Containers["c1"].Image = &runtimeapi.ImageSpec{Image: "sha256:" + sixtyFour}
+	e.fake.Mu.Unlock()
+	e.host.mkdir(t, rel)
+	ctx := context.Background()
+	e.hook("CreateContainer").After(ctx, marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+			Image: &runtimeapi.ImageSpec{Image: "sha256:" + sixtyFour, UserSpecifiedImage: "registry.example.com/app:1"}}}),
+		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: "c1"}), nil)
+	e.hook("StartContainer").After(ctx, marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
+	for range 3 {
+		e.reconcile(t)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("write_bps = %q after three passes, want the image rule's limit", got)
+	}
+	if ct, _ := e.svc.cache.container("c1"); ct.Image != "registry.example.com/app:1" {
+		t.Errorf("cached image = %q", ct.Image)
+	}
+
+	// A restart forgets the request; the status names the image again.
+	e.fake.Mu.Lock()
+	e.fake.StatusImages["c1"] = &runtimeapi.ImageSpec{Image: "registry.example.com/app:1"}
+	e.fake.Mu.Unlock()
+	restarted, err := New(e.svc.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ct, _ := restarted.cache.container("c1"); ct.Image != "registry.example.com/app:1" {
+		t.Errorf("after a restart the image is %q, want the name from the container's status", ct.Image)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("write_bps = %q after a restart, want the image rule's limit", got)
+	}
+}
+
+const sixtyFour = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

@@ -1,0 +1,146 @@
+package criservice
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/policy"
+)
+
+// The throttle must be in the cgroup before the container's first instruction, not
+// a few milliseconds after:
+//   - cgroup v2: the limits travel in CreateContainer's linux.resources.unified
+//     ["io.max"], which the OCI runtime writes before the process exists;
+//   - a cgroupfs path (v1 here, or v2): the container's cgroup is made, and its
+//     limits written, before StartContainer is forwarded; runc joins a directory
+//     that exists, and CRI-O's exists from CreateContainer on.
+// StartContainer's reply is still followed by a read-back that confirms and repairs.
+
+const unifiedIOMax = "io.max"
+
+func (s *Service) beforeCreateContainer(ctx context.Context, reqB []byte) ([]byte, error) {
+	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+		return reqB, nil
+	}
+	var req runtimeapi.CreateContainerRequest
+	if !s.decode("CreateContainer", reqB, &req) {
+		return reqB, nil
+	}
+	pod, known := s.cache.pod(req.PodSandboxId)
+	if !known {
+		if req.SandboxConfig == nil {
+			return reqB, nil
+		}
+		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
+	}
+	cfg := req.GetConfig()
+	ct := containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())}
+	line := s.unifiedIOMax(workload(pod, &ct))
+	if line == "" || cfg == nil {
+		return reqB, nil
+	}
+	setUnified(cfg, line)
+	out, err := proto.Marshal(&req)
+	if err != nil {
+		s.log.Warn("cannot encode CreateContainer with io.max; the limits follow at start", "err", err)
+		return reqB, nil
+	}
+	return out, nil
+}
+
+// beforeUpdateContainerResources keeps kubelet's resource updates from taking the
+// limits out of the container's spec.
+func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byte) ([]byte, error) {
+	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+		return reqB, nil
+	}
+	var req runtimeapi.UpdateContainerResourcesRequest
+	if !s.decode("UpdateContainerResources", reqB, &req) || req.Linux == nil {
+		return reqB, nil
+	}
+	ctx, cancel := s.detached(ctx)
+	defer cancel()
+	ct, pod, err := s.lookup(ctx, req.ContainerId)
+	if err != nil {
+		return reqB, nil
+	}
+	line := s.unifiedIOMax(workload(pod, &ct))
+	if line == "" {
+		return reqB, nil
+	}
+	if req.Linux.Unified == nil {
+		req.Linux.Unified = map[string]string{}
+	}
+	if _, set := req.Linux.Unified[unifiedIOMax]; set {
+		return reqB, nil
+	}
+	req.Linux.Unified[unifiedIOMax] = line
+	out, err := proto.Marshal(&req)
+	if err != nil {
+		return reqB, nil
+	}
+	return out, nil
+}
+
+// unifiedIOMax is the io.max line a container's own cgroup must hold, for the
+// runtime to write. The kernel takes one device per write, so a class on several
+// disks puts its first here and the rest follow at start. A pod budget belongs to
+// the pod's cgroup, and a limit kubelet set itself is never replaced.
+func (s *Service) unifiedIOMax(w policy.Workload) string {
+	d := s.opts.Policy().Decide(w)
+	if d.HandsOff || d.Scope == policy.ScopePod || len(d.IO) == 0 {
+		return ""
+	}
+	limits, _ := s.limits(d.IO)
+	if len(limits) == 0 {
+		return ""
+	}
+	writes := s.opts.IO.Writes(limits[:1])
+	if len(writes) != 1 || writes[0].File != unifiedIOMax {
+		return ""
+	}
+	return writes[0].Value
+}
+
+func setUnified(cfg *runtimeapi.ContainerConfig, line string) {
+	if cfg.Linux == nil {
+		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
+	}
+	if cfg.Linux.Resources == nil {
+		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
+	}
+	if cfg.Linux.Resources.Unified == nil {
+		cfg.Linux.Resources.Unified = map[string]string{}
+	}
+	if _, set := cfg.Linux.Resources.Unified[unifiedIOMax]; !set {
+		cfg.Linux.Resources.Unified[unifiedIOMax] = line
+	}
+}
+
+// beforeStartContainer writes the container's limits into its cgroup before the
+// runtime starts the process. Anything that fails here is only logged: the
+// read-back after the reply applies the limits, or fails the call when fail-closed.
+func (s *Service) beforeStartContainer(ctx context.Context, reqB []byte) ([]byte, error) {
+	var req runtimeapi.StartContainerRequest
+	if s.opts.DryRun || !s.decode("StartContainer", reqB, &req) {
+		return reqB, nil
+	}
+	ctx, cancel := s.detached(ctx)
+	defer cancel()
+	plan, err := s.planContainerFor(ctx, req.ContainerId, planOptions{create: true, starting: true})
+	if err != nil {
+		s.log.Debug("limits not in place before start; applied after it", "container", req.ContainerId, "err", err)
+		return reqB, nil
+	}
+	if _, _, err := s.apply(plan, "container", req.ContainerId); err != nil {
+		s.log.Debug("limits not in place before start; applied after it", "container", req.ContainerId, "err", err)
+	}
+	return reqB, nil
+}
+
+// isCgroupfsPath reports whether a runtime cgroupsPath is a cgroupfs path, which
+// criguard may create, rather than a systemd unit, which only systemd makes.
+func isCgroupfsPath(raw string) bool { return strings.HasPrefix(raw, "/") }

@@ -1,0 +1,110 @@
+package criservice
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Before StartContainer is forwarded, the limits are in the container's cgroup
+// (CRI-O makes it at CreateContainer; on cgroupfs criguard makes it itself).
+func TestLimitsAreInPlaceBeforeStartIsForwarded(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths["c1"]
+	e.fake.Mu.Unlock()
+	e.host.mkdir(t, rel)
+	req := marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})
+	out, err := e.hook("StartContainer").Before(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Before StartContainer: %v", err)
+	}
+	if string(out) != string(req) {
+		t.Errorf("StartContainer request changed")
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("before start: write_bps = %q, want 254:0 1048576", got)
+	}
+}
+
+// A cgroupfs container whose cgroup does not exist yet: criguard makes it inside
+// its pod's cgroup, and only there.
+func TestPrestartMakesOnlyTheContainersCgroup(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths["c1"]
+	e.fake.Mu.Unlock()
+	plan, err := e.svc.planContainerFor(context.Background(), "c1", planOptions{create: true, starting: true})
+	if err != nil {
+		t.Fatalf("plan with create: %v", err)
+	}
+	if plan.Dir != e.host.mount+rel {
+		t.Errorf("dir = %s, want %s", plan.Dir, e.host.mount+rel)
+	}
+	// A path that would leave the mount is never made.
+	e.fake.AddContainer("c2", "p1", "evil")
+	e.fake.Mu.Lock()
+	e.fake.Paths["c2"] = "/../../escape"
+	e.fake.Mu.Unlock()
+	if _, err := e.svc.planContainerFor(context.Background(), "c2", planOptions{create: true}); err == nil {
+		t.Errorf("a cgroupsPath that escapes the mount was accepted")
+	}
+}
+
+// On cgroup v2 the limits ride in the CreateContainer request, so the OCI runtime
+// writes io.max before the process exists.
+func TestCreateContainerCarriesIOMaxOnV2(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.host = newFakeHostV2(t)
+	e.svc.opts.IO = e.host.io
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.Mu.Lock()
+	sandbox := e.fake.Pods["p1"]
+	e.fake.Mu.Unlock()
+	create := func(unified map[string]string) map[string]string {
+		t.Helper()
+		req := &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+				Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuShares: 2, Unified: unified}}},
+			SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: sandbox.Metadata}}
+		out, err := e.hook("CreateContainer").Before(context.Background(), marshal(t, req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got runtimeapi.CreateContainerRequest
+		if err := proto.Unmarshal(out, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Config.Linux.Resources.CpuShares != 2 {
+			t.Errorf("kubelet's own resources were changed: %v", got.Config.Linux.Resources)
+		}
+		return got.Config.Linux.Resources.Unified
+	}
+	if got := create(nil)["io.max"]; got != "254:0 rbps=2097152 wbps=1048576 riops=max wiops=max" {
+		t.Errorf("unified io.max = %q", got)
+	}
+	if got := create(map[string]string{"memory.high": "1000000"}); got["memory.high"] != "1000000" || got["io.max"] == "" {
+		t.Errorf("unified = %v: kubelet's keys must stay beside io.max", got)
+	}
+	if got := create(map[string]string{"io.max": "254:0 wbps=1"})["io.max"]; got != "254:0 wbps=1" {
+		t.Errorf("an io.max kubelet set itself was replaced: %q", got)
+	}
+}
+
+// On v1 no CRI field carries blkio limits: the request passes unchanged.
+func TestCreateContainerUnchangedOnV1(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	req := marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"}}})
+	out, err := e.hook("CreateContainer").Before(context.Background(), req)
+	if err != nil || string(out) != string(req) {
+		t.Errorf("v1 CreateContainer changed (%v)", err)
+	}
+}

@@ -1,0 +1,151 @@
+package policy
+
+import (
+	"fmt"
+	"testing"
+)
+
+// The README's own examples tried as a hostile pod author would: a rule gives write
+// 1MiB/s and read 2MiB/s on two disks; nothing a pod writes in its annotations may
+// loosen that, drop a key it did not ask about, or drop the other disk.
+func TestHostileAnnotationsCannotLoosen(t *testing.T) {
+	const rules = `
+device "data" {
+  path = "/var/lib/containerd"
+}
+class "slow" {
+  io {
+    device    = "data"
+    write_bps = "1MiB"
+    read_bps  = "2MiB"
+  }
+  io {
+    device     = "8:16"
+    write_iops = 50
+  }
+}
+class "fast" {
+  io {
+    device    = "data"
+    write_bps = "500MiB"
+  }
+}
+rule "tenants" {
+  match {
+    namespaces = ["tenant-*"]
+  }
+  class = "slow"
+}
+`
+	const data = "/var/lib/containerd"
+	ruleIO := fmt.Sprint([]IOLimits{{Device: data, ReadBPS: 2 << 20, WriteBPS: 1 << 20}, {Device: "8:16", WriteIOPS: 50}})
+	tests := []struct {
+		name        string
+		annotations string // the annotations block, if any
+		asks        map[string]string
+		io          string
+		reasons     []IgnoredReason
+	}{
+		{name: "no annotations block: a class annotation does nothing",
+			asks: map[string]string{AnnotationPodClass: "fast"}, io: ruleIO, reasons: []IgnoredReason{IgnoredNotAllowed}},
+		{name: "enabled, but the class is not listed",
+			annotations: `annotations {
+  enabled = true
+}`, asks: map[string]string{AnnotationPodClass: "fast"}, io: ruleIO, reasons: []IgnoredReason{IgnoredNotAllowed}},
+		{name: "listed class: it can only tighten",
+			annotations: `annotations {
+  enabled = true
+  classes = ["fast"]
+}`, asks: map[string]string{AnnotationPodClass: "fast"}, io: ruleIO},
+		{name: "numbers while annotations are off",
+			asks: map[string]string{AnnotationWriteBPS: "100KiB"}, io: ruleIO, reasons: []IgnoredReason{IgnoredNotAllowed}},
+		{name: "read-bps 0 does not lift anything",
+			annotations: enabledMax, asks: map[string]string{AnnotationReadBPS: "0"}, io: ruleIO, reasons: []IgnoredReason{IgnoredInvalid}},
+		{name: "1000PiB is not clamped to the maximum: it is ignored",
+			annotations: enabledMax, asks: map[string]string{AnnotationWriteBPS: "1000PiB"}, io: ruleIO, reasons: []IgnoredReason{IgnoredAboveMax}},
+		{name: "looser than the rule",
+			annotations: enabledMax, asks: map[string]string{AnnotationWriteBPS: "100MiB"}, io: ruleIO, reasons: []IgnoredReason{IgnoredLooserThanRule}},
+		{name: "stricter write keeps the read limit and the other disk",
+			annotations: enabledMax, asks: map[string]string{AnnotationWriteBPS: "512KiB"},
+			io: fmt.Sprint([]IOLimits{{Device: data, ReadBPS: 2 << 20, WriteBPS: 512 << 10}, {Device: "8:16", WriteIOPS: 50}})},
+		{name: "a container-level ask cannot loosen either",
+			annotations: enabledMax, asks: map[string]string{AnnotationWriteBPS: "512KiB", AnnotationWriteBPS + ".app": "100MiB"},
+			io: ruleIO, reasons: []IgnoredReason{IgnoredLooserThanRule}},
+		{name: "negative, overflowing, fractional, hex, spaces",
+			annotations: enabledMax, asks: map[string]string{AnnotationWriteBPS: "-1", AnnotationReadBPS: "18446744073709551616",
+				AnnotationReadIOPS: "0.5", AnnotationWriteIOPS: "0x10"},
+			io: ruleIO, reasons: []IgnoredReason{IgnoredInvalid, IgnoredInvalid, IgnoredInvalid, IgnoredInvalid}},
+		{name: "a class the policy does not know does not escape the rule",
+			annotations: enabledMax, asks: map[string]string{AnnotationPodClass: "runtime-gold"}, io: ruleIO},
+		{name: "allow_loosen: up to the maximum",
+			annotations: `annotations {
+  enabled       = true
+  allow_loosen  = true
+  max_write_bps = "200MiB"
+}`, asks: map[string]string{AnnotationWriteBPS: "100MiB"},
+			io: fmt.Sprint([]IOLimits{{Device: data, ReadBPS: 2 << 20, WriteBPS: 100 << 20}, {Device: "8:16", WriteIOPS: 50}})},
+		{name: "allow_loosen: above the maximum is ignored",
+			annotations: `annotations {
+  enabled       = true
+  allow_loosen  = true
+  max_write_bps = "200MiB"
+}`, asks: map[string]string{AnnotationWriteBPS: "201MiB"}, io: ruleIO, reasons: []IgnoredReason{IgnoredAboveMax}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustParse(t, rules+tt.annotations)
+			d := p.Decide(Workload{Namespace: "tenant-a", ContainerName: "app", PodAnnotations: tt.asks})
+			if got := fmt.Sprint(d.IO); got != tt.io {
+				t.Errorf("IO = %s\nwant %s\n(%s)", got, tt.io, d.Reason)
+			}
+			if d.HandsOff {
+				t.Errorf("hands off for a workload a rule throttles")
+			}
+			var reasons []IgnoredReason
+			for _, ig := range d.Ignored {
+				reasons = append(reasons, ig.Reason)
+			}
+			if fmt.Sprint(reasons) != fmt.Sprint(tt.reasons) {
+				t.Errorf("ignored = %v, want reasons %v", d.Ignored, tt.reasons)
+			}
+		})
+	}
+}
+
+const enabledMax = `annotations {
+  enabled       = true
+  max_write_bps = "200MiB"
+}`
+
+// A pod budget is one number for the pod: a tenant may tighten it from the pod's
+// annotations, and can never split it per container into more than the budget.
+func TestHostileAnnotationsKeepThePodBudget(t *testing.T) {
+	p := mustParse(t, `
+device "data" {
+  path = "8:0"
+}
+class "budget" {
+  io {
+    device    = "data"
+    write_bps = "10MiB"
+  }
+}
+rule "tenants" {
+  class = "budget"
+  scope = "pod"
+}
+`+enabledMax)
+	asks := map[string]string{AnnotationWriteBPS: "5MiB", AnnotationWriteBPS + ".app": "9MiB"}
+	pod := p.Decide(Workload{Namespace: "t", PodAnnotations: asks})
+	ct := p.Decide(Workload{Namespace: "t", ContainerName: "app", PodAnnotations: asks})
+	want := fmt.Sprint([]IOLimits{{Device: "8:0", WriteBPS: 5 << 20}})
+	if pod.Scope != ScopePod || fmt.Sprint(pod.IO) != want {
+		t.Errorf("pod: %s %v, want a pod budget %s", pod.Scope, pod.IO, want)
+	}
+	if ct.Scope != ScopePod || fmt.Sprint(ct.IO) != want {
+		t.Errorf("container: %s %v, want the pod's budget %s", ct.Scope, ct.IO, want)
+	}
+	if len(ct.Ignored) != 1 || ct.Ignored[0].Reason != IgnoredNotAllowed {
+		t.Errorf("container-level ask under a pod budget: ignored %v, want one not_allowed", ct.Ignored)
+	}
+}
