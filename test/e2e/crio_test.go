@@ -79,6 +79,8 @@ func throttleCases(t *testing.T, o ociUnderTest) *lab.CriguardProcess {
 
 	// Lives on past its subtest: explain, status and the restart look at it.
 	slow := o.startWorker(t, ep, "throttled-bps", "writer")
+	t.Run("processes", func(t *testing.T) { processesInCgroup(t, ep, slow) })
+
 	t.Run("bps", func(t *testing.T) {
 		assertThrottle(t, cg, "write limit after start", slow.dir, writeBPSFile, dev, 1*mib)
 		assertThrottle(t, cg, "read limit after start", slow.dir, readBPSFile, dev, 2*mib)
@@ -221,21 +223,13 @@ func explainStatus(t *testing.T, flags []string, w *worker, dev string) {
 	t.Logf("criguard status:\n%s", table)
 }
 
-// crioLayout checks CRI-O's cgroupfs layout against what criguard does: the container
-// in <parent>/crio-<id> with its processes (crun on v1 too: no container/ child),
-// conmon beside it in crio-conmon-<id> and never throttled, and --resolver auto on
-// the CRI verbose status chain.
-func crioLayout(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
-	dev := lab.WholeDisk(t, o.dataRoot)
-	w := o.startWorker(t, cg.Endpoint, "throttled-layout", "layout")
-	assertThrottle(t, cg, "write limit", w.dir, writeBPSFile, dev, 1*mib)
-
-	got := lab.WaitContainerState(t, cg.Endpoint, w.id, "CONTAINER_RUNNING", 5*time.Second)
-	want := w.pod.CgroupParent() + "/crio-" + w.id
-	if got.Info.RuntimeSpec.Linux.CgroupsPath != want {
-		t.Errorf("CRI-O's cgroupsPath = %q, want %q", got.Info.RuntimeSpec.Linux.CgroupsPath, want)
-	}
-	assertInCgroup(t, got.Info.Pid, "blkio", want)
+// processesInCgroup checks that the container's processes sit in the very cgroup that
+// holds its limit (v1 limits bind only that cgroup's tasks), with no child cgroup
+// below it: crun on v1 makes no container/ child.
+func processesInCgroup(t *testing.T, endpoint string, w *worker) {
+	got := lab.WaitContainerState(t, endpoint, w.id, "CONTAINER_RUNNING", 5*time.Second)
+	mount := lab.BlkioDir(t, "/")
+	assertInCgroup(t, got.Info.Pid, "blkio", strings.TrimPrefix(w.dir, mount))
 	entries, err := os.ReadDir(w.dir)
 	if err != nil {
 		t.Fatalf("read %s: %v", w.dir, err)
@@ -244,6 +238,24 @@ func crioLayout(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
 		if e.IsDir() {
 			t.Errorf("%s has a child cgroup %s: processes may sit below the throttled cgroup", w.dir, e.Name())
 		}
+	}
+	exec := lab.Crictl(t, endpoint, "exec", "-s", w.id, "cat", "/proc/self/cgroup")
+	if !strings.Contains(exec+"\n", ":blkio:"+strings.TrimPrefix(w.dir, mount)+"\n") {
+		t.Errorf("a process exec'd into the container is not in %s:\n%s", w.dir, exec)
+	}
+}
+
+// crioLayout checks CRI-O's cgroupfs layout against what criguard does: the container
+// in <parent>/crio-<id>, conmon beside it in crio-conmon-<id> and never throttled,
+// and --resolver auto on the CRI verbose status chain.
+func crioLayout(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
+	dev := lab.WholeDisk(t, o.dataRoot)
+	w := o.startWorker(t, cg.Endpoint, "throttled-layout", "layout")
+	assertThrottle(t, cg, "write limit", w.dir, writeBPSFile, dev, 1*mib)
+
+	got := lab.WaitContainerState(t, cg.Endpoint, w.id, "CONTAINER_RUNNING", 5*time.Second)
+	if want := w.pod.CgroupParent() + "/crio-" + w.id; got.Info.RuntimeSpec.Linux.CgroupsPath != want {
+		t.Errorf("CRI-O's cgroupsPath = %q, want %q", got.Info.RuntimeSpec.Linux.CgroupsPath, want)
 	}
 
 	conmonDir := lab.BlkioDir(t, w.pod.CgroupParent()+"/crio-conmon-"+w.id)
