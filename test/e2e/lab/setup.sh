@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and builds everything the e2e and conformance suites run: Debian's runtimes,
-# crictl, critest and cri-dockerd built from their Go modules, and local OCI images (the
+# crictl, critest, cri-dockerd, containerd 2 and CRI-O built from their Go modules, and local OCI images (the
 # machines have no registry access besides the Go proxy and Debian). Idempotent: each
 # step is skipped when its output already exists.
 set -euo pipefail
