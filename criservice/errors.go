@@ -1,14 +1,18 @@
 package criservice
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/criguard/criguard/criservice/resolve"
+)
 
 var (
 	// ErrNoCgroupsPath means no resolver could find the container's cgroup.
-	ErrNoCgroupsPath = errors.New("criservice: container cgroup not found")
+	ErrNoCgroupsPath = resolve.ErrNoCgroupsPath
 	// ErrUnknownContainer means the runtime does not know the container (it may have vanished).
-	ErrUnknownContainer = errors.New("criservice: container not found in the runtime")
+	ErrUnknownContainer = resolve.ErrUnknownContainer
 	// ErrNoPodCgroup means a pod-scope limit was asked for a pod whose cgroup_parent is unknown.
-	ErrNoPodCgroup = errors.New("criservice: pod cgroup_parent unknown")
+	ErrNoPodCgroup = resolve.ErrNoPodCgroup
 	// ErrDeviceUnresolved means a policy device could not be resolved on this host;
 	// the class's other devices are applied all the same.
 	ErrDeviceUnresolved = errors.New("criservice: policy device not found on this host")

@@ -70,7 +70,7 @@ func (s *Service) afterRunPodSandbox(ctx context.Context, reqB, respB []byte, ca
 	return nil
 }
 
-func (s *Service) afterCreateContainer(_ context.Context, reqB, respB []byte, callErr error) error {
+func (s *Service) afterCreateContainer(ctx context.Context, reqB, respB []byte, callErr error) error {
 	if callErr != nil {
 		return callErr
 	}
@@ -85,6 +85,13 @@ func (s *Service) afterCreateContainer(_ context.Context, reqB, respB []byte, ca
 	cfg := req.GetConfig()
 	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
 		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())})
+	// The container's spec exists now: learn its cgroup here, so that StartContainer
+	// only writes files before it is forwarded.
+	ctx, cancel := s.detached(ctx)
+	defer cancel()
+	if raw, err := s.opts.Resolver.CgroupsPath(ctx, resp.ContainerId); err == nil {
+		s.cache.setContainerDir(resp.ContainerId, raw, "")
+	}
 	return nil
 }
 

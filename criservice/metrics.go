@@ -3,6 +3,7 @@ package criservice
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,9 @@ type Metrics struct {
 	policyLoaded   prometheus.Gauge
 	reconcileTime  prometheus.Histogram
 	cachedEntities *prometheus.GaugeVec
+	conflicts      *prometheus.CounterVec
+
+	lastRelist atomic.Int64 // unix seconds of the last relist call through criguard
 
 	// byMethod binds each method's children once: resolving labels on every
 	// forwarded call would hash them and take a lock each time.
@@ -33,6 +37,9 @@ type methodMetrics struct {
 	latency prometheus.Observer
 	ok      prometheus.Counter
 	name    string
+	// relist marks the calls kubelet makes every second (PLEG relist): when they
+	// stop coming through criguard, kubelet talks to the runtime some other way.
+	relist bool
 }
 
 // NewMetrics registers the metrics with reg.
@@ -74,12 +81,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		policyLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "criguard_policy_loaded", Help: "1 when a policy is in force, 0 when criguard only forwards.",
 		}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "criguard_limit_conflicts_total", Help: "Limits criguard leaves to another owner of the same key (a systemd unit property), each counted once.",
+		}, []string{"with"}),
 		cachedEntities: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "criguard_cached_objects", Help: "Pods and containers in criguard's metadata cache.",
 		}, []string{"kind"}),
 	}
+	lastKubelet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "criguard_kubelet_last_call_timestamp_seconds",
+		Help: "When kubelet last listed pods or containers through criguard (it does every second); 0: never since start. A stale value means kubelet bypasses criguard.",
+	}, func() float64 { return float64(m.lastRelist.Load()) })
 	reg.MustRegister(m.calls, m.latency, m.throttles, m.applyLatency, m.drift, m.reconciles,
-		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities)
+		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities, m.conflicts, lastKubelet)
 	return m
 }
 
@@ -95,15 +109,28 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 			latency: m.latency.WithLabelValues(short),
 			ok:      m.calls.WithLabelValues(short, codes.OK.String()),
 			name:    short,
+			relist:  short == "ListPodSandbox" || short == "ListContainers",
 		})
 	}
 	bound := mm.(*methodMetrics)
+	if bound.relist {
+		m.lastRelist.Store(time.Now().Unix())
+	}
 	bound.latency.Observe(elapsed.Seconds())
 	if code == codes.OK {
 		bound.ok.Inc()
 		return
 	}
 	m.calls.WithLabelValues(bound.name, code.String()).Inc()
+}
+
+// LastKubeletCall is when kubelet last listed pods or containers through criguard;
+// zero if it has not since criguard started.
+func (m *Metrics) LastKubeletCall() time.Time {
+	if m == nil || m.lastRelist.Load() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(m.lastRelist.Load(), 0)
 }
 
 // PolicyReloaded counts a policy load.
@@ -137,6 +164,12 @@ func (m *Metrics) SetRuntimeUp(up bool) {
 func (m *Metrics) throttle(result, scope string) {
 	if m != nil {
 		m.throttles.WithLabelValues(result, scope).Inc()
+	}
+}
+
+func (m *Metrics) conflict(with string) {
+	if m != nil {
+		m.conflicts.WithLabelValues(with).Inc()
 	}
 }
 

@@ -218,3 +218,79 @@ rule "images" {
 }
 
 const sixtyFour = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// On v1 a pod budget is split among the containers that share it, not among
+// containers with a decision of their own.
+func TestPodShareCountsOnlyContainersSharingIt(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, `
+class "own" {
+  io {
+    device    = "254:0"
+    write_bps = "5MiB"
+  }
+}
+class "shared" {
+  io {
+    device    = "254:0"
+    write_bps = "3MiB"
+  }
+}
+rule "sidecars" {
+  match {
+    containers = ["sidecar"]
+  }
+  class = "own"
+}
+rule "team" {
+  class = "shared"
+  scope = "pod"
+}`))
+	e.runPod(t, "p1", "team", "burstable", nil)
+	app, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	side, err := e.startContainer(t, "c2", "p1", "sidecar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile(t)
+	if got := e.host.file(t, app, "blkio.throttle.write_bps_device"); got != "254:0 3145728" {
+		t.Errorf("app, the only container sharing the budget: write_bps = %q, want all 3 MiB/s", got)
+	}
+	if got := e.host.file(t, side, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
+		t.Errorf("sidecar with its own rule: write_bps = %q, want 5 MiB/s", got)
+	}
+}
+
+// --fail-closed covers pod scope: a container whose pod budget is not in place
+// does not run.
+func TestFailClosedNeedsThePodBudget(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
+	e.host = newFakeHostV2(t)
+	e.svc.opts.IO = e.host.io
+	e.svc.splitPodBudget = false
+	e.runPod(t, "p1", "team", "burstable", nil)
+	// The pod's io.max cannot be read or written: its budget cannot be in place.
+	e.fake.Mu.Lock()
+	parent := e.fake.Parents["p1"]
+	e.fake.Mu.Unlock()
+	ioMax := filepath.Join(e.host.mount, parent, "io.max")
+	if err := os.RemoveAll(ioMax); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(ioMax, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.startContainer(t, "c1", "p1", "app")
+	if err == nil {
+		t.Fatal("a pod-scoped container started with its pod budget not in place under --fail-closed")
+	}
+	e.fake.Mu.Lock()
+	stopped := e.fake.Stopped
+	e.fake.Mu.Unlock()
+	if len(stopped) != 1 || stopped[0] != "c1" {
+		t.Errorf("stopped %v, want c1 stopped", stopped)
+	}
+}

@@ -62,14 +62,15 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	return res, nil
 }
 
-// listTimeout bounds one listing of the whole node.
-const listTimeout = 10 * time.Second
+// listTimeoutFactor bounds one listing of the whole node: a few times what a single
+// call may take.
+const listTimeoutFactor = 5
 
 // listRunning lists ready pods and running containers and puts them in the
 // cache: the metadata reconcile and status work from. A pod's cgroup_parent,
 // which lists do not carry, comes from the cache or else the resolvers.
 func (s *Service) listRunning(ctx context.Context) ([]podInfo, []string, error) {
-	listCtx, cancel := context.WithTimeout(ctx, listTimeout)
+	listCtx, cancel := context.WithTimeout(ctx, listTimeoutFactor*s.opts.ApplyTimeout)
 	defer cancel()
 	podList, err := s.opts.Runtime.ListPodSandbox(listCtx, &runtimeapi.ListPodSandboxRequest{
 		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},

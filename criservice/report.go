@@ -76,6 +76,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	if plan.Decision.HandsOff {
 		ex.Notes = append(ex.Notes, "hands off: criguard writes nothing to this cgroup and resets nothing")
 	}
+	ex.Notes = append(ex.Notes, plan.Conflicts...)
 	if len(plan.Limits) > 0 {
 		ex.Writes = s.opts.IO.Writes(plan.Limits)
 	}
@@ -119,6 +120,7 @@ type Report struct {
 	Want      []cgroup.IOLimit `json:"want"`
 	Have      []cgroup.IOLimit `json:"have"`
 	Foreign   []cgroup.IOLimit `json:"foreign,omitempty"`
+	Conflicts []string         `json:"conflicts,omitempty"`
 	Usage     []cgroup.IOStat  `json:"usage"`
 	Match     bool             `json:"match"`
 	Error     string           `json:"error,omitempty"`
@@ -171,6 +173,7 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 	if plan.Unresolved != nil {
 		r.Error = plan.Unresolved.Error()
 	}
+	r.Conflicts = plan.Conflicts
 	if plan.Dir == "" {
 		r.Match = len(plan.Limits) == 0
 		return r

@@ -28,6 +28,17 @@ type DeviceResolver interface {
 	Resolve(spec string) (cgroup.Device, error)
 }
 
+// Resolver finds the raw cgroup path of a container (package resolve builds them).
+type Resolver interface {
+	Name() string
+	CgroupsPath(ctx context.Context, containerID string) (string, error)
+}
+
+// PodResolver is a Resolver that can also find a pod's cgroup_parent.
+type PodResolver interface {
+	PodCgroupParent(ctx context.Context, sandboxID string) (string, error)
+}
+
 // Options configure a Service. Runtime, IO and Resolver are required.
 type Options struct {
 	Runtime  runtimeapi.RuntimeServiceClient
@@ -37,6 +48,8 @@ type Options struct {
 	// Policy returns the policy in force; nil means hands off: criguard forwards
 	// and writes nothing, resets nothing.
 	Policy func() *policy.Policy
+	// SystemdRoot replaces / where systemd's unit files are read; tests only.
+	SystemdRoot string
 	// StateDir holds the record of every limit criguard wrote (OwnershipFile), so
 	// that it resets and repairs only those, across restarts. Empty: in memory.
 	StateDir string
@@ -62,6 +75,8 @@ type Service struct {
 
 	devMu   sync.Mutex
 	devices map[string]cgroup.Device
+
+	conflictsSeen sync.Map // dir + conflict → logged once
 
 	// splitPodBudget is set on cgroup v1, where blk-throttle is not
 	// hierarchical: a limit on the pod's cgroup would bind none of its
@@ -125,6 +140,8 @@ type Plan struct {
 	// Unresolved are the policy devices that did not resolve on this host: the
 	// others are applied all the same.
 	Unresolved error
+	// Conflicts are keys the cgroup's own systemd unit sets: left to systemd.
+	Conflicts []string
 }
 
 // planContainer decides what container id's own cgroup must hold.
@@ -147,9 +164,11 @@ func (s *Service) planContainerFor(ctx context.Context, id string, po planOption
 	}
 	plan := Plan{ContainerID: id, PodID: ct.PodID}
 	if ct.Dir == "" {
-		raw, err := s.opts.Resolver.CgroupsPath(ctx, id)
-		if err != nil {
-			return plan, err
+		raw := ct.CgroupsPath // learned at CreateContainer, when the runtime had it
+		if raw == "" {
+			if raw, err = s.opts.Resolver.CgroupsPath(ctx, id); err != nil {
+				return plan, err
+			}
 		}
 		dir, err := translate.CgroupDir(s.opts.IO.Mount(), raw)
 		if err == nil && po.create {
@@ -180,6 +199,7 @@ func (s *Service) planContainerFor(ctx context.Context, id string, po planOption
 		}
 		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
+	s.yieldToUnit(&plan)
 	return plan, nil
 }
 
@@ -295,6 +315,7 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	if podScoped {
 		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
 	}
+	s.yieldToUnit(&plan)
 	return plan, nil
 }
 

@@ -2,7 +2,6 @@ package criservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -20,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 )
 
@@ -83,7 +82,7 @@ func newTestEnv(t testing.TB, configure func(*Options)) *testEnv {
 	opts := Options{
 		Runtime:  rt,
 		IO:       e.host.io,
-		Resolver: chain{criResolver{rt}},
+		Resolver: criResolver(t, rt),
 		Devices:  fakeDevices{},
 		Policy:   e.policy.Load,
 		Metrics:  e.metrics,
@@ -97,6 +96,16 @@ func newTestEnv(t testing.TB, configure func(*Options)) *testEnv {
 	}
 	e.svc = svc
 	return e
+}
+
+// criResolver finds cgroups by CRI verbose status, as containerd and CRI-O give it.
+func criResolver(t testing.TB, rt runtimeapi.RuntimeServiceClient) Resolver {
+	t.Helper()
+	r, err := resolve.New(resolve.Config{Mode: "cri", Runtime: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func marshal(t *testing.T, m proto.Message) []byte {
@@ -495,7 +504,7 @@ func newTestEnvSharing(t *testing.T, e *testEnv) *testEnv {
 	r := &testEnv{fake: e.fake, host: e.host, metrics: NewMetrics(prometheus.NewRegistry())}
 	r.policy.Store(e.policy.Load())
 	rt, _ := fakeruntime.Serve(t, e.fake)
-	svc, err := New(Options{Runtime: rt, IO: e.host.io, Resolver: chain{criResolver{rt}}, Devices: fakeDevices{}, Policy: r.policy.Load, Metrics: r.metrics})
+	svc, err := New(Options{Runtime: rt, IO: e.host.io, Resolver: criResolver(t, rt), Devices: fakeDevices{}, Policy: r.policy.Load, Metrics: r.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,69 +545,6 @@ func TestConcurrentStartsAllThrottled(t *testing.T) {
 		if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
 			t.Errorf("%s: write_bps = %q", rel, got)
 		}
-	}
-}
-
-func TestProcResolverReadsInitCgroup(t *testing.T) {
-	procRoot := t.TempDir()
-	os.MkdirAll(filepath.Join(procRoot, "4242"), 0o755)
-	os.WriteFile(filepath.Join(procRoot, "4242", "cgroup"), []byte(
-		"12:blkio:/kubepods/burstable/podX/abc\n1:name=systemd:/kubepods/burstable/podX/abc\n0::/\n"), 0o644)
-	r := procResolver{procRoot: procRoot, controller: "blkio", pid: func(context.Context, string) (int, error) { return 4242, nil }}
-	got, err := r.CgroupsPath(context.Background(), "abc")
-	if err != nil || got != "/kubepods/burstable/podX/abc" {
-		t.Fatalf("got %q, %v", got, err)
-	}
-	r.pid = func(context.Context, string) (int, error) { return 0, nil }
-	if _, err := r.CgroupsPath(context.Background(), "abc"); err == nil {
-		t.Fatal("a container without a process resolved")
-	}
-}
-
-func TestChainFallsThroughAndStopsOnUnknown(t *testing.T) {
-	failing := resolverFunc{"a", func(string) (string, error) { return "", errors.New("no spec") }}
-	ok := resolverFunc{"b", func(string) (string, error) { return "/k8s.io/x", nil }}
-	gone := resolverFunc{"c", func(id string) (string, error) { return "", fmt.Errorf("%w: %s", ErrUnknownContainer, id) }}
-	if got, err := (chain{failing, ok}).CgroupsPath(context.Background(), "x"); err != nil || got != "/k8s.io/x" {
-		t.Errorf("fallthrough: %q, %v", got, err)
-	}
-	_, err := (chain{failing, failing}).CgroupsPath(context.Background(), "x")
-	if !errors.Is(err, ErrNoCgroupsPath) || !strings.Contains(err.Error(), "no spec") {
-		t.Errorf("all fail: %v, want ErrNoCgroupsPath with each reason", err)
-	}
-	if _, err := (chain{gone, ok}).CgroupsPath(context.Background(), "x"); !errors.Is(err, ErrUnknownContainer) {
-		t.Errorf("unknown container: %v", err)
-	}
-}
-
-type resolverFunc struct {
-	name string
-	fn   func(string) (string, error)
-}
-
-func (r resolverFunc) Name() string { return r.name }
-func (r resolverFunc) CgroupsPath(_ context.Context, id string) (string, error) {
-	return r.fn(id)
-}
-
-func TestAutoResolverPicksByRuntimeName(t *testing.T) {
-	for name, want := range map[string]string{"containerd": "cri,containerd,proc", "docker": "docker,proc", "cri-o": "cri,proc"} {
-		f := fakeruntime.New()
-		f.Name = name
-		rt, _ := fakeruntime.Serve(t, f)
-		r, err := NewResolver(ResolverConfig{Mode: "auto", Runtime: rt, DockerEndpoint: "unix:///nonexistent.sock"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r.(*autoResolver).resolve(ctx)
-		cancel()
-		if got := r.Name(); got != "auto("+want+")" {
-			t.Errorf("runtime %q: resolver %q, want auto(%s)", name, got, want)
-		}
-	}
-	if _, err := NewResolver(ResolverConfig{Mode: "magic"}); err == nil {
-		t.Error("unknown resolver mode accepted")
 	}
 }
 

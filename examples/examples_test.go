@@ -46,10 +46,28 @@ func TestConfigMapPolicyIsValid(t *testing.T) {
 }
 
 func TestKubeletAndCrictlPointAtCriguard(t *testing.T) {
-	dropIn := read(t, "systemd/10-criguard.conf")
+	dropIn := read(t, "systemd/20-criguard.conf")
+	// The endpoint flags come after every variable kubeadm and /etc/default/kubelet
+	// fill: kubelet takes a repeated flag's last value.
+	var execStart string
+	for _, line := range strings.Split(dropIn, "\n") {
+		if strings.HasPrefix(line, "ExecStart=") {
+			execStart = line
+		}
+		if strings.HasPrefix(line, "Environment=") {
+			t.Errorf("kubelet drop-in sets %s, which kubeadm's EnvironmentFile overrides", line)
+		}
+	}
+	extra := strings.Index(execStart, "$KUBELET_EXTRA_ARGS")
 	for _, flag := range []string{"--container-runtime-endpoint=" + criguardSocket, "--image-service-endpoint=" + criguardSocket} {
-		if !strings.Contains(dropIn, flag) {
-			t.Errorf("kubelet drop-in lacks %s", flag)
+		if i := strings.Index(execStart, flag); i < 0 || extra < 0 || i < extra {
+			t.Errorf("kubelet drop-in's last ExecStart must end with %s after $KUBELET_EXTRA_ARGS: %q", flag, execStart)
+		}
+	}
+	config := read(t, "kubelet/config-criguard.yaml")
+	for _, key := range []string{"containerRuntimeEndpoint: " + criguardSocket, "imageServiceEndpoint: " + criguardSocket} {
+		if !strings.Contains(config, key) {
+			t.Errorf("kubelet config example lacks %q", key)
 		}
 	}
 	crictl := read(t, "crictl.yaml")

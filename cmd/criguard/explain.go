@@ -73,6 +73,9 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 	p("cgroup dir", "%s (cgroup v%d)", orDash(ex.Dir), ex.IOVersion)
 	p("wanted", "%s", formatLimits(ex.Limits))
 	p("in force", "%s", formatLimits(ex.Current))
+	if len(ex.Foreign) > 0 {
+		p("foreign", "%s (written by another tool; criguard leaves them alone)", formatLimits(ex.Foreign))
+	}
 	for _, wr := range ex.Writes {
 		p("write", "%s <- %q", wr.File, wr.Value)
 	}

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"strings"
 
-	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/criservice/resolve"
 )
 
 // addRuntimeFlags registers the flags serve, explain and status share, so the
@@ -12,7 +12,7 @@ import (
 func addRuntimeFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.StringVar(&cfg.runtimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "the container runtime's CRI socket")
 	fs.StringVar(&cfg.policyPath, "policy", "/etc/criguard/policy.hcl", "policy file (missing: forward only)")
-	fs.StringVar(&cfg.resolver, "resolver", "auto", "how container cgroups are found: "+strings.Join(criservice.ResolverModes, ", "))
+	fs.StringVar(&cfg.resolver, "resolver", "auto", "how container cgroups are found: "+strings.Join(resolve.Modes, ", "))
 	fs.StringVar(&cfg.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd API socket (containerd resolver)")
 	fs.StringVar(&cfg.containerdNS, "containerd-namespace", "k8s.io", "containerd namespace of CRI containers")
 	fs.StringVar(&cfg.stateDir, "state-dir", "/var/lib/criguard", "where criguard keeps the record of the limits it wrote and the last good policy")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/proxy"
 )
@@ -193,6 +194,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 	})
 	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
+	if cfg.stateDir != "" {
+		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, metrics, 10*time.Second, log) })
+	}
 	wg.Go(func() {
 		svc.RunReconciler(ctx, cfg.reconcileInterval, reconcileNow)
 	})
@@ -245,7 +249,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 	if io.Version() == 1 {
 		controller = "blkio"
 	}
-	resolver, err := criservice.NewResolver(criservice.ResolverConfig{
+	resolver, err := resolve.New(resolve.Config{
 		Mode:                cfg.resolver,
 		Runtime:             rt,
 		ContainerdAddress:   cfg.containerdAddress,
@@ -254,6 +258,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		ProcRoot:            cfg.procRoot,
 		ProcController:      controller,
 		Logger:              log,
+		Timeout:             cfg.applyTimeout,
 	})
 	if err != nil {
 		return nil, err

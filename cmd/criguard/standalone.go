@@ -115,21 +115,16 @@ func formatCount(n uint64) string {
 	return strconv.FormatUint(n, 10)
 }
 
-// formatBytes uses the largest IEC unit that divides n exactly, so the text
-// reads back to the same number.
+// formatBytes is policy.FormatBytes for people: "-" for no limit, "B" on bare bytes.
 func formatBytes(n uint64) string {
 	if n == 0 {
 		return "-"
 	}
-	for _, u := range []struct {
-		suffix string
-		size   uint64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n%u.size == 0 {
-			return strconv.FormatUint(n/u.size, 10) + u.suffix
-		}
+	text := policy.FormatBytes(n)
+	if last := text[len(text)-1]; last >= '0' && last <= '9' {
+		return text + "B"
 	}
-	return strconv.FormatUint(n, 10) + "B"
+	return text
 }
 
 // formatStats renders usage: "254:0 read=12MiB/340 write=3MiB/48".

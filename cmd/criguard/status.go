@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -34,8 +35,11 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 	for _, n := range st.notes {
 		fmt.Fprintf(stderr, "note: %s\n", n)
 	}
+	if cfg.stateDir != "" {
+		fmt.Fprintf(stderr, "note: %s\n", kubeletNote(cfg.stateDir, time.Now()))
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tID\tNAMESPACE/POD\tCONTAINER\tMATCH\tIN FORCE (read back)\tWANTED\tUSAGE\tCGROUP")
+	fmt.Fprintln(tw, "KIND\tID\tNAMESPACE/POD\tCONTAINER\tMATCH\tIN FORCE (read back)\tWANTED\tFOREIGN (not criguard's)\tUSAGE\tCGROUP")
 	for _, r := range reports {
 		match := "yes"
 		switch {
@@ -44,8 +48,8 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 		case !r.Match:
 			match = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, shortID(r.ID), r.Namespace, r.Pod, orDash(r.Container),
-			match, formatLimits(r.Have), formatLimits(r.Want), formatStats(r.Usage), orDash(r.Dir))
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, shortID(r.ID), r.Namespace, r.Pod, orDash(r.Container),
+			match, formatLimits(r.Have), formatLimits(r.Want), formatLimits(r.Foreign), formatStats(r.Usage), orDash(r.Dir))
 	}
 	return tw.Flush()
 }

@@ -135,7 +135,39 @@ func (f *Runtime) AddContainer(id, podID, name string) {
 	f.Paths[id] = f.Parents[podID] + "/" + id
 }
 
+// Serve serves f on a fresh unix socket until the test ends.
 func Serve(t testing.TB, f *Runtime) (runtimeapi.RuntimeServiceClient, string) {
+	t.Helper()
+	return ServeRuntime(t, f)
+}
+
+// Hung is a runtime that never answers: every call waits until its caller gives up.
+type Hung struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+}
+
+func (Hung) Version(ctx context.Context, _ *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (Hung) ListPodSandbox(ctx context.Context, _ *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (Hung) ListContainers(ctx context.Context, _ *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (Hung) ContainerStatus(ctx context.Context, _ *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// ServeRuntime serves any runtime implementation on a fresh unix socket.
+func ServeRuntime(t testing.TB, f runtimeapi.RuntimeServiceServer) (runtimeapi.RuntimeServiceClient, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {

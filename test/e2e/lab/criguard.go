@@ -17,6 +17,8 @@ type CriguardProcess struct {
 	// PolicyPath is the --policy criguard reads unless args name another; the lab
 	// does not create it (criguard forwards only while it is missing).
 	PolicyPath string
+	// StateDir is criguard's --state-dir unless args name another.
+	StateDir string
 
 	argv []string
 	proc *process
@@ -43,12 +45,13 @@ func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardPro
 		Socket:     filepath.Join(runDir, "criguard.sock"),
 		LogPath:    filepath.Join(dataDir, "criguard.log"),
 		PolicyPath: filepath.Join(dataDir, "policy.hcl"),
+		StateDir:   filepath.Join(dataDir, "state"),
 	}
 	c.Endpoint = "unix://" + c.Socket
 	// Later flags win: args override these defaults.
 	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint,
 		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath,
-		"--state-dir", filepath.Join(dataDir, "state")}, args...)
+		"--state-dir", c.StateDir}, args...)
 	c.Start(t)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -1,13 +1,16 @@
-package criservice
+package resolve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/criguard/criguard/translate"
 )
@@ -16,36 +19,45 @@ import (
 // HostConfig.CgroupParent and id, with the daemon's cgroup driver.
 type dockerResolver struct {
 	endpoint string
+	timeout  time.Duration
 
-	mu      sync.Mutex
+	connected atomic.Pointer[dockerConn]
+	connect1  singleflight.Group
+}
+
+type dockerConn struct {
 	client  *client.Client
 	systemd bool
 }
 
-func newDockerResolver(endpoint string) *dockerResolver {
-	return &dockerResolver{endpoint: endpoint}
+func newDockerResolver(endpoint string, timeout time.Duration) *dockerResolver {
+	return &dockerResolver{endpoint: endpoint, timeout: cmp.Or(timeout, defaultSharedTimeout)}
 }
 
 func (*dockerResolver) Name() string { return "docker" }
 
+// connect makes the client and learns the daemon's cgroup driver once; concurrent
+// callers share the Info call and none holds a lock across it.
 func (r *dockerResolver) connect(ctx context.Context) (*client.Client, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.client != nil {
-		return r.client, nil
+	if c := r.connected.Load(); c != nil {
+		return c.client, nil
 	}
-	// On failure nothing is kept: dockerd may simply not be up yet.
-	c, err := client.NewClientWithOpts(client.WithHost(r.endpoint), client.WithAPIVersionNegotiation())
-	if err != nil {
-		return nil, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("docker info at %s: %w", r.endpoint, err)
-	}
-	r.client, r.systemd = c, info.CgroupDriver == "systemd"
-	return c, nil
+	return sharedCall(ctx, &r.connect1, "connect", func() (*client.Client, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+		defer cancel()
+		// On failure nothing is kept: dockerd may simply not be up yet.
+		c, err := client.NewClientWithOpts(client.WithHost(r.endpoint), client.WithAPIVersionNegotiation())
+		if err != nil {
+			return nil, err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("docker info at %s: %w", r.endpoint, err)
+		}
+		r.connected.Store(&dockerConn{client: c, systemd: info.CgroupDriver == "systemd"})
+		return c, nil
+	})
 }
 
 func (r *dockerResolver) CgroupsPath(ctx context.Context, id string) (string, error) {
@@ -63,7 +75,7 @@ func (r *dockerResolver) CgroupsPath(ctx context.Context, id string) (string, er
 	if inspect.HostConfig == nil {
 		return "", errors.New("docker inspect has no HostConfig")
 	}
-	return translate.DockerCgroupsPath(inspect.HostConfig.CgroupParent, inspect.ID, r.systemd), nil
+	return translate.DockerCgroupsPath(inspect.HostConfig.CgroupParent, inspect.ID, r.connected.Load().systemd), nil
 }
 
 // PodCgroupParent: a cri-dockerd sandbox is a docker container whose

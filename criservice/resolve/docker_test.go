@@ -1,4 +1,4 @@
-package criservice
+package resolve
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func fakeDockerd(t *testing.T, driver string, containers map[string]string) stri
 func TestDockerResolver(t *testing.T) {
 	ctx := context.Background()
 	t.Run("cgroupfs", func(t *testing.T) {
-		r := newDockerResolver(fakeDockerd(t, "cgroupfs", map[string]string{"abc": "/kubepods/besteffort/podU", "sand": "/kubepods/besteffort/podU", "plain": ""}))
+		r := newDockerResolver(fakeDockerd(t, "cgroupfs", map[string]string{"abc": "/kubepods/besteffort/podU", "sand": "/kubepods/besteffort/podU", "plain": ""}), 0)
 		if got, err := r.CgroupsPath(ctx, "abc"); err != nil || got != "/kubepods/besteffort/podU/abc" {
 			t.Errorf("CgroupsPath = %q, %v", got, err)
 		}
@@ -72,14 +72,14 @@ func TestDockerResolver(t *testing.T) {
 		}
 	})
 	t.Run("systemd", func(t *testing.T) {
-		r := newDockerResolver(fakeDockerd(t, "systemd", map[string]string{"abc": "kubepods-besteffort-podU.slice"}))
+		r := newDockerResolver(fakeDockerd(t, "systemd", map[string]string{"abc": "kubepods-besteffort-podU.slice"}), 0)
 		if got, err := r.CgroupsPath(ctx, "abc"); err != nil || got != "kubepods-besteffort-podU.slice:docker:abc" {
 			t.Errorf("CgroupsPath = %q, %v", got, err)
 		}
 	})
 	t.Run("dockerd down, then up", func(t *testing.T) {
 		dir := t.TempDir()
-		r := newDockerResolver("unix://" + filepath.Join(dir, "none.sock"))
+		r := newDockerResolver("unix://"+filepath.Join(dir, "none.sock"), 0)
 		if _, err := r.CgroupsPath(ctx, "abc"); err == nil {
 			t.Fatal("resolved with dockerd down")
 		}

@@ -1,4 +1,7 @@
-package criservice
+// Package resolve finds a container's cgroup path, and a pod's cgroup parent, by
+// asking in turn the CRI runtime's verbose status, containerd's own API, Docker's
+// inspect, and /proc/PID/cgroup of the container's init process.
+package resolve
 
 import (
 	"context"

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/criguard/criguard/criservice"
+)
+
+// kubeletSeenFile holds when kubelet last called through criguard, for `status`,
+// which runs in its own process.
+const kubeletSeenFile = "kubelet-last-call"
+
+// kubeletStale is how long without a relist means kubelet is not using criguard:
+// it relists every second.
+const kubeletStale = time.Minute
+
+// recordKubeletCalls writes the time of kubelet's last call through criguard to the
+// state dir every interval, until ctx ends.
+func recordKubeletCalls(ctx context.Context, stateDir string, metrics *criservice.Metrics, interval time.Duration, log *slog.Logger) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	var written time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		last := metrics.LastKubeletCall()
+		if last.IsZero() || last.Equal(written) {
+			continue
+		}
+		if err := criservice.WriteFileAtomic(filepath.Join(stateDir, kubeletSeenFile), []byte(last.UTC().Format(time.RFC3339)+"\n")); err != nil {
+			log.Debug("cannot record kubelet's last call", "err", err)
+			continue
+		}
+		written = last
+	}
+}
+
+// kubeletNote says whether kubelet calls through criguard, from the daemon's record.
+func kubeletNote(stateDir string, now time.Time) string {
+	b, err := os.ReadFile(filepath.Join(stateDir, kubeletSeenFile))
+	if err != nil {
+		return fmt.Sprintf("kubelet has never been seen calling through criguard (no %s in %s): check its containerRuntimeEndpoint", kubeletSeenFile, stateDir)
+	}
+	last, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Sprintf("%s: %v", filepath.Join(stateDir, kubeletSeenFile), err)
+	}
+	ago := now.Sub(last).Truncate(time.Second)
+	if ago > kubeletStale {
+		return fmt.Sprintf("kubelet last called through criguard %s ago: it may be talking to the runtime directly (check its containerRuntimeEndpoint)", ago)
+	}
+	return fmt.Sprintf("kubelet calls through criguard (last %s ago)", ago)
+}

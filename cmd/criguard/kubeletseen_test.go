@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+
+	"github.com/criguard/criguard/criservice"
+)
+
+func TestKubeletSeen(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	if note := kubeletNote(dir, now); !strings.Contains(note, "never been seen") {
+		t.Errorf("no record: %q", note)
+	}
+	metrics := criservice.NewMetrics(prometheus.NewRegistry())
+	metrics.ObserveCall("/runtime.v1.RuntimeService/Version", codes.OK, time.Millisecond)
+	if !metrics.LastKubeletCall().IsZero() {
+		t.Errorf("Version is not kubelet's relist, yet counted")
+	}
+	metrics.ObserveCall("/runtime.v1.RuntimeService/ListPodSandbox", codes.OK, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		recordKubeletCalls(ctx, dir, metrics, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, kubeletSeenFile)); err == nil {
+			break
+		}
+	}
+	cancel()
+	<-done
+	if note := kubeletNote(dir, time.Now()); !strings.Contains(note, "kubelet calls through criguard") {
+		t.Errorf("fresh record: %q", note)
+	}
+	if note := kubeletNote(dir, time.Now().Add(5*time.Minute)); !strings.Contains(note, "directly") {
+		t.Errorf("stale record: %q", note)
+	}
+}

@@ -1,0 +1,179 @@
+package criservice
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/criguard/criguard/cgroup"
+)
+
+// systemd owns the cgroups of its units. A unit property on a disk
+// (`systemctl set-property UNIT IOWriteBandwidthMax=/dev/vdb 2M`) replaces that
+// device's io.max line, and systemd writes it again on every daemon-reload: writing
+// criguard's value back would flap against it forever. So criguard leaves the keys a
+// unit property sets to systemd, and says so: one log line, a metric, explain and
+// status.
+
+// unitIOProperties maps systemd's I/O properties, the cgroup v2 ones and the v1
+// BlockIO* ones, to the key they set.
+var unitIOProperties = map[string]func(*cgroup.IOLimit) *uint64{
+	"IOReadBandwidthMax":    func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS },
+	"IOWriteBandwidthMax":   func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS },
+	"IOReadIOPSMax":         func(l *cgroup.IOLimit) *uint64 { return &l.ReadIOPS },
+	"IOWriteIOPSMax":        func(l *cgroup.IOLimit) *uint64 { return &l.WriteIOPS },
+	"BlockIOReadBandwidth":  func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS },
+	"BlockIOWriteBandwidth": func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS },
+}
+
+// unitConfigDirs are where a unit's properties live, in the order systemd reads
+// them: set-property writes the *.control drop-ins, transient units (kubelet's pod
+// slices, runc's scopes) live in /run/systemd/transient.
+var unitConfigDirs = []string{
+	"/run/systemd/transient",
+	"/etc/systemd/system",
+	"/run/systemd/system",
+	"/etc/systemd/system.control",
+	"/run/systemd/system.control",
+}
+
+// systemdUnit is the unit a cgroup directory belongs to, or "" when it is no unit.
+func systemdUnit(dir string) string {
+	base := filepath.Base(dir)
+	if strings.HasSuffix(base, ".slice") || strings.HasSuffix(base, ".scope") {
+		return base
+	}
+	return ""
+}
+
+// unitIOLimits reads the I/O limits the unit's own properties set, by device, and
+// where each came from. root replaces / in tests.
+func unitIOLimits(root, unit string, devices DeviceResolver) ([]cgroup.IOLimit, map[cgroup.Device]string, error) {
+	byDevice := map[cgroup.Device]*cgroup.IOLimit{}
+	from := map[cgroup.Device]string{}
+	for _, dir := range unitConfigDirs {
+		dir = filepath.Join(root, dir)
+		files := []string{filepath.Join(dir, unit)}
+		dropIns, _ := filepath.Glob(filepath.Join(dir, unit+".d", "*.conf"))
+		files = append(files, dropIns...)
+		for _, file := range files {
+			if err := readUnitIO(file, devices, byDevice, from); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	var out []cgroup.IOLimit
+	for _, l := range byDevice {
+		if !l.IsZero() {
+			out = append(out, *l)
+		}
+	}
+	return out, from, nil
+}
+
+func readUnitIO(file string, devices DeviceResolver, byDevice map[cgroup.Device]*cgroup.IOLimit, from map[cgroup.Device]string) error {
+	f, err := os.Open(file)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		name, value, ok := strings.Cut(strings.TrimSpace(scanner.Text()), "=")
+		field, known := unitIOProperties[strings.TrimSpace(name)]
+		if !ok || !known {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		if value == "" {
+			// An empty assignment resets the list given so far.
+			for _, l := range byDevice {
+				*field(l) = 0
+			}
+			continue
+		}
+		// A device node, or a file on the disk's filesystem, as systemd takes it.
+		path, _, _ := strings.Cut(value, " ")
+		dev, err := devices.Resolve(path)
+		if err != nil {
+			continue // a device this node lacks binds nothing
+		}
+		l := byDevice[dev]
+		if l == nil {
+			l = &cgroup.IOLimit{Device: dev}
+			byDevice[dev] = l
+		}
+		// The value itself is systemd's business; any non-zero marks the key as set.
+		*field(l) = 1
+		from[dev] = file
+	}
+	return scanner.Err()
+}
+
+// unitIOKeys are the keys a unit property can set, by their systemd name.
+var unitIOKeys = []struct {
+	name  string
+	field func(*cgroup.IOLimit) *uint64
+}{
+	{"IOReadBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS }},
+	{"IOWriteBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS }},
+	{"IOReadIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadIOPS }},
+	{"IOWriteIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteIOPS }},
+}
+
+// yieldToSystemd drops from limits the keys the dir's unit sets itself, and
+// describes each conflict.
+func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgroup.Device]string) ([]cgroup.IOLimit, []string) {
+	if len(unitSet) == 0 {
+		return limits, nil
+	}
+	set := map[cgroup.Device]cgroup.IOLimit{}
+	for _, l := range unitSet {
+		set[l.Device] = l
+	}
+	var out []cgroup.IOLimit
+	var conflicts []string
+	for _, l := range limits {
+		u, ok := set[l.Device]
+		if !ok {
+			out = append(out, l)
+			continue
+		}
+		for _, k := range unitIOKeys {
+			if *k.field(&u) != 0 && *k.field(&l) != 0 {
+				*k.field(&l) = 0
+				conflicts = append(conflicts, fmt.Sprintf("systemd unit %s sets %s on %s (%s): criguard leaves it to systemd, which rewrites it on every reload", unit, k.name, l.Device, from[l.Device]))
+			}
+		}
+		if !l.IsZero() {
+			out = append(out, l)
+		}
+	}
+	return out, conflicts
+}
+
+// yieldToUnit takes out of the plan what the cgroup's own systemd unit sets, and
+// reports each conflict once.
+func (s *Service) yieldToUnit(plan *Plan) {
+	unit := systemdUnit(plan.Dir)
+	if unit == "" || len(plan.Limits) == 0 {
+		return
+	}
+	set, from, err := unitIOLimits(s.opts.SystemdRoot, unit, s.opts.Devices)
+	if err != nil {
+		s.log.Debug("cannot read the unit's I/O properties", "unit", unit, "err", err)
+		return
+	}
+	plan.Limits, plan.Conflicts = yieldToSystemd(plan.Limits, set, unit, from)
+	for _, c := range plan.Conflicts {
+		if _, seen := s.conflictsSeen.LoadOrStore(plan.Dir+"\x00"+c, true); !seen {
+			s.log.Warn("limit conflicts with a systemd unit property", "dir", plan.Dir, "conflict", c)
+			s.metrics.conflict("systemd")
+		}
+	}
+}

@@ -1,0 +1,56 @@
+package criservice
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A systemd unit property on the same disk as criguard's limit: criguard leaves
+// that key to systemd (no flapping on every daemon-reload) and says so, once.
+func TestSystemdUnitPropertyIsLeftToSystemd(t *testing.T) {
+	root := t.TempDir()
+	e := newTestEnv(t, func(o *Options) { o.SystemdRoot = root })
+	e.host = newFakeHostV2(t)
+	e.svc.opts.IO = e.host.io
+	e.svc.splitPodBudget = false
+	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
+	// A systemd pod slice, as kubelet's systemd driver names it.
+	const slice = "kubepods-burstable-podX.slice"
+	e.fake.Mu.Lock()
+	e.fake.Parents["p1"] = slice
+	e.fake.Mu.Unlock()
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
+	e.fake.Mu.Unlock()
+	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
+	e.host.mkdir(t, rel)
+	dropIn := filepath.Join(root, "etc/systemd/system.control/cri-containerd-c1.scope.d/50-IOWriteBandwidthMax.conf")
+	if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dropIn, []byte("[Scope]\nIOWriteBandwidthMax=/dev/vdb 2M\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// systemd's own line, as it writes it.
+	e.write(t, rel, "io.max", "254:0 rbps=max wbps=2000000 riops=max wiops=max")
+	for range 3 {
+		e.reconcile(t)
+	}
+	// The read limit is criguard's; the write limit stays systemd's.
+	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=2097152 wbps=2000000 riops=max wiops=max" {
+		t.Errorf("io.max = %q, want criguard's rbps beside systemd's wbps", got)
+	}
+	ex, err := e.svc.Explain(context.Background(), "c1")
+	if err != nil || !strings.Contains(strings.Join(ex.Notes, "\n"), "IOWriteBandwidthMax") {
+		t.Errorf("explain notes %q (%v), want the conflict named", ex.Notes, err)
+	}
+	if got := testutil.ToFloat64(e.metrics.conflicts.WithLabelValues("systemd")); got != 1 {
+		t.Errorf("conflicts counted %v times over three passes, want once", got)
+	}
+}
