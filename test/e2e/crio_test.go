@@ -72,9 +72,11 @@ func TestContainerdCrun(t *testing.T) {
 func throttleCases(t *testing.T, o ociUnderTest) *lab.CriguardProcess {
 	dev := lab.WholeDisk(t, o.dataRoot)
 	policyPath := newPolicyFile(t, throttlePolicy(o.dataRoot, "1MiB"))
-	flags := append([]string{"--runtime-endpoint", o.endpoint, "--policy", policyPath, "--resolver", "auto"}, o.args...)
 	cg := lab.Criguard(t, o.endpoint, append([]string{"--policy", policyPath, "--resolver", "auto",
 		"--reconcile-interval", reconcileInterval.String()}, o.args...)...)
+	// explain and status ask the runtime directly and read the daemon's ownership record.
+	flags := append([]string{"--runtime-endpoint", o.endpoint, "--policy", policyPath, "--resolver", "auto",
+		"--state-dir", cg.StateDir}, o.args...)
 	ep := cg.Endpoint
 
 	// Lives on past its subtest: explain, status and the restart look at it.
