@@ -261,6 +261,9 @@ func crioLayout(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
 	}
 
 	conmonDir := lab.BlkioDir(t, w.pod.CgroupParent()+"/crio-conmon-"+w.id)
+	assertNoThrottle(t, "conmon's cgroup", conmonDir)
+	// The infra (pause) container of the pod: no budget share, no limit.
+	assertNoThrottle(t, "the infra container's cgroup", lab.BlkioDir(t, w.pod.CgroupParent()+"/crio-"+w.podID))
 	procs, err := os.ReadFile(filepath.Join(conmonDir, "cgroup.procs"))
 	if err != nil {
 		t.Fatalf("conmon's cgroup: %v", err)
@@ -272,15 +275,6 @@ func crioLayout(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
 	}
 	if !conmon {
 		t.Errorf("%s holds no conmon (procs %q)", conmonDir, strings.Fields(string(procs)))
-	}
-	for _, file := range []string{writeBPSFile, readBPSFile, writeIOPSFile, "blkio.throttle.read_iops_device"} {
-		data, err := os.ReadFile(filepath.Join(conmonDir, file))
-		if err != nil {
-			t.Fatalf("conmon's cgroup: %v", err)
-		}
-		if s := strings.TrimSpace(string(data)); s != "" {
-			t.Errorf("conmon's cgroup is throttled: %s/%s holds %q", conmonDir, file, s)
-		}
 	}
 
 	log := cg.Log(1000)
@@ -314,5 +308,20 @@ func TestLabCRIO(t *testing.T) {
 				t.Errorf("exec output = %q, want from-crio", out)
 			}
 		})
+	}
+}
+
+// assertNoThrottle fails unless every blkio throttle file of dir is empty: no limit
+// for any device.
+func assertNoThrottle(t *testing.T, what, dir string) {
+	t.Helper()
+	for _, file := range []string{writeBPSFile, readBPSFile, writeIOPSFile, "blkio.throttle.read_iops_device"} {
+		data, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if s := strings.TrimSpace(string(data)); s != "" {
+			t.Errorf("%s is throttled: %s/%s holds %q", what, dir, file, s)
+		}
 	}
 }
