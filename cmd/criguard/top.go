@@ -162,7 +162,7 @@ func writeTop(w io.Writer, tc topConfig, rates []criservice.Rate, now time.Time,
 	} else if !tc.once {
 		fmt.Fprintf(&b, "%s  %d rows, sorted by %s\n", now.Format(time.RFC3339), len(rates), sortName(tc.sortBy))
 	}
-	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE/POD\tCONTAINER\tDEVICE\tREAD/s\tWRITE/s\tR-IOPS\tW-IOPS\tLIMIT\t% LIMIT\tPSI SOME/FULL\t")
 	for _, r := range rows {
 		container := r.Container
