@@ -152,6 +152,20 @@ func TestUsageV2PodBudgetAndPressure(t *testing.T) {
 	if c := rateOf(t, rates, "c1", "254:0"); c.PercentOfLimit != nil || *c.PressureSome != 25 {
 		t.Errorf("container under a pod budget = %+v: no limit of its own, its own pressure", c)
 	}
+
+	// The metric is the stall time io.pressure holds, for the container and for
+	// the pod holding the budget (container="").
+	want := `
+# HELP criguard_io_pressure_stalled_seconds_total Time some (or all: full) of the cgroup's tasks stalled on I/O, from io.pressure (cgroup v2 only).
+# TYPE criguard_io_pressure_stalled_seconds_total counter
+criguard_io_pressure_stalled_seconds_total{container="",kind="full",namespace="team",pod="pod-p1"} 0.4
+criguard_io_pressure_stalled_seconds_total{container="",kind="some",namespace="team",pod="pod-p1"} 1
+criguard_io_pressure_stalled_seconds_total{container="app",kind="full",namespace="team",pod="pod-p1"} 0.4
+criguard_io_pressure_stalled_seconds_total{container="app",kind="some",namespace="team",pod="pod-p1"} 1
+`
+	if err := testutil.CollectAndCompare(e.svc.WorkloadCollector(), strings.NewReader(want), "criguard_io_pressure_stalled_seconds_total"); err != nil {
+		t.Error(err)
+	}
 }
 
 func TestWorkloadMetricsFollowContainers(t *testing.T) {
