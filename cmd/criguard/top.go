@@ -163,13 +163,13 @@ func writeTop(w io.Writer, tc topConfig, rates []criservice.Rate, now time.Time,
 		fmt.Fprintf(&b, "%s  %d rows, sorted by %s\n", now.Format(time.RFC3339), len(rates), sortName(tc.sortBy))
 	}
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE/POD\tCONTAINER\tDEVICE\tREAD/s\tWRITE/s\tR-IOPS\tW-IOPS\tLIMIT\t% LIMIT\tPSI SOME/FULL\t")
+	fmt.Fprintln(tw, "NAMESPACE/POD\tCONTAINER\tDEVICE\tREAD/s\tWRITE/s\tR-IOPS\tW-IOPS\tLIMIT\t% LIMIT\tPSI SOME/FULL")
 	for _, r := range rows {
 		container := r.Container
 		if r.Kind == "pod" {
 			container = "(pod budget)"
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t\n", r.Namespace, r.Pod, orDash(container), orDash(r.Device),
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\n", r.Namespace, r.Pod, orDash(container), orDash(r.Device),
 			rateBytes(r.ReadBPS), rateBytes(r.WriteBPS), r.ReadIOPS, r.WriteIOPS, compactLimit(r.Limit), percent(r.PercentOfLimit), pressure(r))
 	}
 	if err := tw.Flush(); err != nil {
