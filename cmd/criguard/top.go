@@ -98,26 +98,34 @@ func top(ctx context.Context, cfg serveConfig, tc topConfig, stdout, stderr io.W
 	}
 	term := openTerminal(stdout)
 	defer term.restore()
+	ticker := time.NewTicker(tc.interval)
+	defer ticker.Stop()
+	rates, err := sampler.sample(ctx)
 	for {
-		rates, err := sampler.sample(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			// The first sample worked: a runtime that stops answering for a while
+			// does not end the view; the next refresh tries again.
+			fmt.Fprintf(stderr, "criguard top: %s: %v\n", time.Now().Format("15:04:05"), err)
+		default:
+			if err := writeTop(stdout, tc, rates, time.Now(), term); err != nil {
+				return err
 			}
-			return err
-		}
-		if err := writeTop(stdout, tc, rates, time.Now(), term); err != nil {
-			return err
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(tc.interval):
+		case <-ticker.C:
+			rates, err = sampler.sample(ctx)
 		case key := <-term.keyPresses():
 			switch key {
 			case 'q', 'Q':
 				return nil
 			case 's', 'S':
+				// Redraw the same sample in the other order: a sample taken now
+				// would be over a shorter interval, and noisier.
 				tc.sortBy = map[string]string{sortByRate: sortByLimit, sortByLimit: sortByRate}[tc.sortBy]
 			}
 		}

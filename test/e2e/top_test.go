@@ -3,13 +3,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +90,41 @@ func TestTopAndWorkloadMetricsContainerd(t *testing.T) {
 		t.Logf("criguard top --once --sort limit:\n%s", text)
 		if !regexp.MustCompile(`throttled-top/hot\s+writer\s+`+dev).MatchString(text) || regexp.MustCompile("\x1b").MatchString(text) {
 			t.Errorf("top table lacks the writer or has escape codes:\n%q", text)
+		}
+	})
+
+	// On a terminal (a pty from script(1)): the screen is redrawn in place, s
+	// switches the order, q quits.
+	t.Run("terminal", func(t *testing.T) {
+		command := strings.Join([]string{os.Getenv("CRIGUARD_BIN"), "top", "--interval", "1s", "--runtime-endpoint", ctrd.Endpoint,
+			"--containerd-address", ctrd.Socket, "--policy", policyPath, "--state-dir", cg.StateDir}, " ")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "script", "-qfec", command, "/dev/null")
+		keys, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var screen strings.Builder
+		cmd.Stdout, cmd.Stderr = &screen, &screen
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("script(1): %v", err)
+		}
+		time.Sleep(4 * time.Second)
+		keys.Write([]byte("s"))
+		time.Sleep(2 * time.Second)
+		keys.Write([]byte("q"))
+		quit := time.Now()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("top on a terminal: %v\n%q", err, screen.String())
+		}
+		out := screen.String()
+		byRate, byLimit := strings.Index(out, "sorted by rate"), strings.LastIndex(out, "sorted by % of limit")
+		if !strings.Contains(out, "\x1b[H\x1b[2J") || byRate < 0 || byLimit < byRate || !strings.Contains(out, "throttled-top/hot") {
+			t.Errorf("top on a terminal: want redraws sorted by rate, then by %% of limit after s:\n%q", out)
+		}
+		if waited := time.Since(quit); waited > 2*time.Second {
+			t.Errorf("top took %v to quit after q", waited)
 		}
 	})
 
