@@ -42,7 +42,7 @@ func (s *Service) SampleUsage() []Usage {
 		}
 		pod := pods[ct.PodID]
 		u := Usage{Kind: "container", ID: ct.ID, PodID: ct.PodID, Namespace: pod.Namespace, Pod: pod.Name, Container: ct.Name, Dir: ct.Dir}
-		if s.readUsage(&u, pressure) {
+		if s.readUsage(&u, pressure, false) {
 			out = append(out, u)
 		}
 	}
@@ -56,7 +56,7 @@ func (s *Service) SampleUsage() []Usage {
 				continue
 			}
 			u := Usage{Kind: "pod", ID: pod.ID, PodID: pod.ID, Namespace: pod.Namespace, Pod: pod.Name, Dir: dir}
-			if s.readUsage(&u, pressure) && len(u.Limits) > 0 {
+			if s.readUsage(&u, pressure, true) {
 				out = append(out, u)
 			}
 		}
@@ -68,10 +68,11 @@ func (s *Service) SampleUsage() []Usage {
 	return out
 }
 
-// readUsage fills u from u.Dir; false when the cgroup cannot be read.
-func (s *Service) readUsage(u *Usage, pressure cgroup.PressureReader) bool {
+// readUsage fills u from u.Dir; false when the cgroup cannot be read, or holds
+// no limit and onlyLimited is set (a pod without a budget: its containers have rows).
+func (s *Service) readUsage(u *Usage, pressure cgroup.PressureReader, onlyLimited bool) bool {
 	var err error
-	if u.Limits, err = s.opts.IO.Limits(u.Dir); err != nil {
+	if u.Limits, err = s.opts.IO.Limits(u.Dir); err != nil || (onlyLimited && len(u.Limits) == 0) {
 		return false
 	}
 	if u.Stats, err = s.opts.IO.Stats(u.Dir); err != nil {

@@ -166,6 +166,16 @@ criguard_io_pressure_stalled_seconds_total{container="app",kind="some",namespace
 	if err := testutil.CollectAndCompare(e.svc.WorkloadCollector(), strings.NewReader(want), "criguard_io_pressure_stalled_seconds_total"); err != nil {
 		t.Error(err)
 	}
+	// A pod without a budget has no row of its own: its containers have theirs.
+	e.runPod(t, "p2", "web", "besteffort", nil)
+	if _, err := e.startContainer(t, "c2", "p2", "nginx"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range e.svc.SampleUsage() {
+		if u.ID == "p2" {
+			t.Errorf("pod without a budget has a row: %+v", u)
+		}
+	}
 }
 
 func TestWorkloadMetricsFollowContainers(t *testing.T) {
