@@ -126,7 +126,7 @@ func top(ctx context.Context, cfg serveConfig, tc topConfig, stdout, stderr io.W
 			case 's', 'S':
 				// Redraw the same sample in the other order: a sample taken now
 				// would be over a shorter interval, and noisier.
-				tc.sortBy = map[string]string{sortByRate: sortByLimit, sortByLimit: sortByRate}[tc.sortBy]
+				tc.sortBy = otherSort(tc.sortBy)
 			}
 		}
 	}
@@ -166,7 +166,7 @@ func writeTop(w io.Writer, tc topConfig, rates []criservice.Rate, now time.Time,
 			rows = rows[:height-4]
 		}
 		fmt.Fprintf(&b, "criguard top  %s  %d rows, sorted by %s  (s: sort by %s, q: quit)\n\n", now.Format("15:04:05"),
-			len(rates), sortName(tc.sortBy), sortName(map[string]string{sortByRate: sortByLimit, sortByLimit: sortByRate}[tc.sortBy]))
+			len(rates), sortName(tc.sortBy), sortName(otherSort(tc.sortBy)))
 	} else if !tc.once {
 		fmt.Fprintf(&b, "%s  %d rows, sorted by %s\n", now.Format(time.RFC3339), len(rates), sortName(tc.sortBy))
 	}
@@ -188,6 +188,14 @@ func writeTop(w io.Writer, tc topConfig, rates []criservice.Rate, now time.Time,
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// otherSort is the order the s key switches to.
+func otherSort(by string) string {
+	if by == sortByRate {
+		return sortByLimit
+	}
+	return sortByRate
 }
 
 func sortName(by string) string {
