@@ -130,6 +130,9 @@ func (s *Service) beforeStartContainer(ctx context.Context, reqB []byte) ([]byte
 	}
 	ctx, cancel := s.detached(ctx)
 	defer cancel()
+	if !s.wantsOwnLimits(ctx, req.ContainerId) {
+		return reqB, nil // nothing to write: make no cgroup either
+	}
 	plan, err := s.planContainerFor(ctx, req.ContainerId, planOptions{create: true, starting: true})
 	if err != nil {
 		s.log.Debug("limits not in place before start; applied after it", "container", req.ContainerId, "err", err)
@@ -144,3 +147,17 @@ func (s *Service) beforeStartContainer(ctx context.Context, reqB []byte) ([]byte
 // isCgroupfsPath reports whether a runtime cgroupsPath is a cgroupfs path, which
 // criguard may create, rather than a systemd unit, which only systemd makes.
 func isCgroupfsPath(raw string) bool { return strings.HasPrefix(raw, "/") }
+
+// wantsOwnLimits reports whether the policy gives the container limits in its own
+// cgroup (a pod budget on v2 lives in the pod's).
+func (s *Service) wantsOwnLimits(ctx context.Context, id string) bool {
+	ct, pod, err := s.lookup(ctx, id)
+	if err != nil {
+		return false
+	}
+	d := s.opts.Policy().Decide(workload(pod, &ct))
+	if d.HandsOff || len(d.IO) == 0 {
+		return false
+	}
+	return d.Scope != policy.ScopePod || s.splitPodBudget
+}

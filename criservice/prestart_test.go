@@ -2,10 +2,14 @@ package criservice
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/policy"
 )
 
 // Before StartContainer is forwarded, the limits are in the container's cgroup
@@ -106,5 +110,25 @@ func TestCreateContainerUnchangedOnV1(t *testing.T) {
 	out, err := e.hook("CreateContainer").Before(context.Background(), req)
 	if err != nil || string(out) != string(req) {
 		t.Errorf("v1 CreateContainer changed (%v)", err)
+	}
+}
+
+// With nothing to write (no policy, or no rule for the container), criguard makes
+// no cgroup before start: the runtime's layout stays the runtime's.
+func TestPrestartMakesNothingWithoutLimits(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "web", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths["c1"]
+	e.fake.Mu.Unlock()
+	for _, p := range []*policy.Policy{mustPolicy(t, basePolicy), nil} {
+		e.policy.Store(p)
+		if _, err := e.hook("StartContainer").Before(context.Background(), marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(e.host.mount, rel)); !os.IsNotExist(err) {
+			t.Errorf("policy %v: the container's cgroup was made though nothing is to be written there (%v)", p != nil, err)
+		}
 	}
 }

@@ -43,6 +43,7 @@ type serveConfig struct {
 	reconcileInterval time.Duration
 	applyTimeout      time.Duration
 	metricsAddr       string
+	metricsWorkloads  bool
 
 	// procRoot and sysRoot replace /proc and /sys in tests; never flags.
 	procRoot, sysRoot string
@@ -77,6 +78,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.reconcileInterval, "reconcile-interval", 30*time.Second, "how often running containers are compared with the policy and fixed")
 	fs.DurationVar(&cfg.applyTimeout, "apply-timeout", 2*time.Second, "longest time spent applying a throttle after StartContainer")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&cfg.metricsWorkloads, "metrics-workloads", false, "export limits, usage and I/O pressure per namespace/pod/container/device (one series set per container)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -171,6 +173,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	svc, err = newService(cfg, rt, func() *policy.Policy { return watcher.Current() }, metrics, log)
 	if err != nil {
 		return err
+	}
+	if cfg.metricsWorkloads {
+		reg.MustRegister(svc.WorkloadCollector())
 	}
 	for method, h := range svc.Hooks() {
 		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After})
