@@ -175,7 +175,9 @@ func deviceSpecs(p *policy.Policy) []deviceSpec {
 	slices.Sort(classes)
 	for _, name := range classes {
 		for _, limits := range p.Classes[name].IO {
-			add("", limits.Device)
+			if !limits.SelectsMounts() { // resolved per container, at its start
+				add("", limits.Device)
+			}
 		}
 	}
 	add("", p.Annotations.Device)
