@@ -50,33 +50,54 @@ func (c Chain) String() string {
 }
 
 // Chain resolves path (any path on a filesystem, or a block device node) to the
-// device blk-throttle accepts, with every link on the way. A path on a filesystem
-// without a block device (tmpfs, overlay, NFS, FUSE) is ErrNoBlockDevice naming it.
+// device blk-throttle accepts, with every link on the way. A path on overlay follows
+// its upper directory, where writes land. A path on a filesystem without a block
+// device (tmpfs, NFS, FUSE, an overlay whose upper directory has none) is
+// ErrNoBlockDevice naming it.
 func (r DeviceResolver) Chain(path string) (Chain, error) {
-	source, err := r.sourceDevice(path)
-	if err != nil {
-		return Chain{Path: path}, err
-	}
-	c, err := r.chainOf(source)
+	c, err := r.chain(path, 0)
 	c.Path = path
 	return c, err
 }
 
-// sourceDevice is the block device holding path: its st_dev, or for an anonymous
-// st_dev (btrfs, overlay, tmpfs) the block device its mount names as source.
-func (r DeviceResolver) sourceDevice(path string) (Device, error) {
+// maxOverlayDepth bounds overlays whose upper directory is on another overlay.
+const maxOverlayDepth = 4
+
+func (r DeviceResolver) chain(path string, depth int) (Chain, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return Device{}, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
+		return Chain{}, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
-		return deviceFromDev(st.Rdev), nil
+		return r.chainOf(deviceFromDev(st.Rdev))
 	}
 	d := deviceFromDev(st.Dev)
-	if d.Major == 0 {
-		return r.mountSourceDevice(path, d)
+	if d.Major != 0 {
+		return r.chainOf(d)
 	}
-	return d, nil
+	// Anonymous device (tmpfs, overlay, btrfs subvolume, NFS, FUSE): the mount says.
+	m, err := r.mountOf(path, d)
+	if err != nil {
+		return Chain{}, err
+	}
+	if upper := mountOption(m.superOpts, "upperdir"); m.fsType == "overlay" && upper != "" && depth < maxOverlayDepth {
+		inner, err := r.chain(upper, depth+1)
+		inner.Links = append([]Link{{Name: "overlay", Device: d, Note: "upper " + upper}}, inner.Links...)
+		return inner, err
+	}
+	if source, ok := r.sourceBlockDevice(m); ok {
+		return r.chainOf(source)
+	}
+	return Chain{}, fmt.Errorf("%w: %s is on %s (source %q, device %s)", ErrNoBlockDevice, path, m.fsType, m.source, d)
+}
+
+func mountOption(opts []string, key string) string {
+	for _, o := range opts {
+		if v, ok := strings.CutPrefix(o, key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // chainOf follows a block device through /sys/dev/block: a partition to its disk;

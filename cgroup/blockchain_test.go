@@ -143,3 +143,33 @@ func TestChainCache(t *testing.T) {
 		t.Errorf("after removal Chain error = %v, want ErrUnknownDevice", err)
 	}
 }
+
+// A container's root on overlay is throttled where its writes land: the upper dir.
+func TestChainOverlayFollowsUpperDir(t *testing.T) {
+	procDev := mountDeviceOf(t, "/proc")
+	node := firstBlockDevice(t)
+	var st unix.Stat_t
+	if err := unix.Stat(node, &st); err != nil {
+		t.Fatal(err)
+	}
+	dev := deviceFromDev(st.Rdev)
+	tree := &blockTree{t: t, root: t.TempDir()}
+	mustMkdir(t, filepath.Join(tree.root, "dev", "block"))
+	tree.add("pci0000:00/virtio1/block/vdz", dev.String(), nil)
+
+	procRoot := t.TempDir()
+	writeFake(t, filepath.Join(procRoot, "self"), "mountinfo",
+		"1 0 "+procDev+" / /proc rw - overlay overlay rw,lowerdir=/l,upperdir="+node+",workdir=/w\n")
+	c, err := DeviceResolver{ProcRoot: procRoot, SysRoot: tree.root}.Chain("/proc/self")
+	want := "/proc/self → overlay (upper " + node + ") → vdz → " + dev.String()
+	if err != nil || c.String() != want || c.Disk != dev {
+		t.Errorf("Chain = %q, %v; want %q", c, err, want)
+	}
+
+	// An upper dir on a filesystem without a disk: skipped with the reason.
+	writeFake(t, filepath.Join(procRoot, "self"), "mountinfo",
+		"1 0 "+procDev+" / /proc rw - overlay overlay rw,lowerdir=/l,upperdir=/proc/self,workdir=/w\n")
+	if _, err := (DeviceResolver{ProcRoot: procRoot, SysRoot: tree.root}).Chain("/proc/self"); !errors.Is(err, ErrNoBlockDevice) {
+		t.Errorf("overlay over itself: error = %v, want ErrNoBlockDevice", err)
+	}
+}
