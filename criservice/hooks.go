@@ -84,7 +84,8 @@ func (s *Service) afterCreateContainer(ctx context.Context, reqB, respB []byte, 
 	}
 	cfg := req.GetConfig()
 	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
-		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())})
+		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true})
 	// The container's spec exists now: learn its cgroup here, so that StartContainer
 	// only writes files before it is forwarded.
 	ctx, cancel := s.detached(ctx)
