@@ -145,16 +145,7 @@ func TestVolumesContainerd(t *testing.T) {
 		measure(t, cg, ep, lateID, writeLate, "48+0 records out", throttledMin, throttledMax)
 	})
 
-	t.Run("rootfs", func(t *testing.T) {
-		v := startVolumePod(t, ep, "vol-rootfs")
-		assertThrottle(t, cg, "writable layer's disk", v.dir, writeBPSFile, rootDisk, 1*mib)
-		assertThrottle(t, cg, "data volume's loop device", v.dir, writeBPSFile, v.data.Dev, 0)
-		measure(t, cg, ep, v.id, writeRootfs, "48+0 records out", throttledMin, throttledMax)
-		// A limit on the root disk does not bind a loop device over a file on it: the
-		// loop worker's writes to the backing file are not the container's.
-		measure(t, cg, ep, v.id, writeData, "48+0 records out", 0, fastMax)
-		measure(t, cg, ep, v.id, writeOther, "48+0 records out", 0, fastMax)
-	})
+	t.Run("rootfs", func(t *testing.T) { rootfsThrottled(t, cg, rootDisk) })
 
 	t.Run("after restart", func(t *testing.T) {
 		v := startVolumePod(t, ep, "vol-data")
@@ -168,4 +159,36 @@ func TestVolumesContainerd(t *testing.T) {
 			t.Logf("data volume's limit back %.2fs after the restart", took.Seconds())
 		}
 	})
+}
+
+// rootfsThrottled: device = "rootfs" throttles the writable layer's disk, and leaves
+// the volumes alone.
+func rootfsThrottled(t *testing.T, cg *lab.CriguardProcess, rootDisk string) {
+	ep := cg.Endpoint
+	v := startVolumePod(t, ep, "vol-rootfs")
+	assertThrottle(t, cg, "writable layer's disk", v.dir, writeBPSFile, rootDisk, 1*mib)
+	assertThrottle(t, cg, "data volume's loop device", v.dir, writeBPSFile, v.data.Dev, 0)
+	measure(t, cg, ep, v.id, writeRootfs, "48+0 records out", throttledMin, throttledMax)
+	// A limit on the root disk does not bind a loop device over a file on it: the
+	// loop worker's writes to the backing file are not the container's.
+	measure(t, cg, ep, v.id, writeData, "48+0 records out", 0, fastMax)
+	measure(t, cg, ep, v.id, writeOther, "48+0 records out", 0, fastMax)
+}
+
+// TestVolumesDocker proves the selectors on dockerd behind cri-dockerd: the writable
+// layer comes from Docker's GraphDriver.
+func TestVolumesDocker(t *testing.T) {
+	dock := lab.Docker(t)
+	rootDisk := lab.WholeDisk(t, dock.DataRoot)
+	cg := lab.Criguard(t, dock.Endpoint, "--policy", newPolicyFile(t, volumesPolicy),
+		"--docker-endpoint", dock.DockerEndpoint, "--reconcile-interval", "1h")
+	t.Run("data volume", func(t *testing.T) {
+		v := startVolumePod(t, cg.Endpoint, "vol-data")
+		assertThrottle(t, cg, "data volume's loop device", v.dir, writeBPSFile, v.data.Dev, 1*mib)
+		assertThrottle(t, cg, "other volume's device", v.dir, writeBPSFile, v.other.Dev, 0)
+		measure(t, cg, cg.Endpoint, v.id, writeData, "48+0 records out", throttledMin, throttledMax)
+		measure(t, cg, cg.Endpoint, v.id, writeOther, "48+0 records out", 0, fastMax)
+		measure(t, cg, cg.Endpoint, v.id, writeRootfs, "48+0 records out", 0, fastMax)
+	})
+	t.Run("rootfs", func(t *testing.T) { rootfsThrottled(t, cg, rootDisk) })
 }
