@@ -144,7 +144,8 @@ func checkPolicyOnHost(path string, p *policy.Policy, host hostChecker, stderr i
 		}
 		resolved = append(resolved, fmt.Sprintf("%s=%s", orLabel(spec), disk))
 	}
-	return fmt.Sprintf("host: %s; devices %s", support, strings.Join(resolved, " ")), ok
+	summary := fmt.Sprintf("host: %s; devices %s", support, strings.Join(resolved, " "))
+	return summary + checkSelectorsOnHost(path, p, host, stderr), ok
 }
 
 type deviceSpec struct{ label, spec string }
