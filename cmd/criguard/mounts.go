@@ -10,7 +10,7 @@ import (
 
 // formatMountDisk renders one volume or writable layer for explain:
 //
-//	/data ← /var/lib/kubelet/pods/…/data (volume "data", by volumes ["data"]): /var/… → loop7 (…) → 7:7; limit 7:7 rbps=- wbps=1MiB …
+//	/data ← /var/lib/kubelet/pods/…/data (volume "data", kubernetes.io~empty-dir, by volumes ["data"]) → loop7 (…) → 7:7; limit 7:7 rbps=- wbps=1MiB …
 func formatMountDisk(m criservice.MountDisk, limits []cgroup.IOLimit) string {
 	var what []string
 	if m.Volume != "" {
@@ -40,5 +40,7 @@ func formatMountDisk(m criservice.MountDisk, limits []cgroup.IOLimit) string {
 			limit = formatLimit(l)
 		}
 	}
-	return fmt.Sprintf("%s: %s; limit %s", head, m.Chain, limit)
+	// The chain starts at the host path, already shown.
+	links := strings.TrimPrefix(m.Chain, m.HostPath)
+	return fmt.Sprintf("%s%s; limit %s", head, links, limit)
 }
