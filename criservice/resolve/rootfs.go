@@ -49,6 +49,25 @@ func (a *autoResolver) Rootfs(ctx context.Context, id string) (string, error) {
 	return c.Rootfs(ctx, id)
 }
 
+// Rootfs is the OCI spec's root.path when it is absolute: CRI-O's mounted overlay
+// (…/overlay/<id>/merged), there from CreateContainer on. containerd's is relative to
+// its bundle ("rootfs"), and its own API answers instead.
+func (r criResolver) Rootfs(ctx context.Context, id string) (string, error) {
+	v, err := r.status(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return specRoot(v)
+}
+
+func specRoot(v verboseInfo) (string, error) {
+	root := v.RuntimeSpec.Root.Path
+	if !filepath.IsAbs(root) {
+		return "", fmt.Errorf("runtimeSpec.root.path %q is not a host path", root)
+	}
+	return root, nil
+}
+
 // Rootfs is the snapshot's upper dir, known from CreateContainer on (before the
 // container's first instruction).
 func (r *containerdResolver) Rootfs(ctx context.Context, id string) (string, error) {

@@ -149,18 +149,23 @@ func TestVolumesContainerd(t *testing.T) {
 
 	t.Run("rootfs", func(t *testing.T) { rootfsThrottled(t, cg, rootDisk) })
 
-	t.Run("after restart", func(t *testing.T) {
-		v := startVolumePod(t, ep, "vol-data")
-		// Lifted behind criguard's back while it is down; mounts come back from the status.
-		cg.Stop(t, 15*time.Second)
-		lab.SetThrottle(t, v.dir, writeBPSFile, v.data.Dev, 0)
-		cg.Start(t)
-		if took, err := lab.WaitThrottle(v.dir, writeBPSFile, v.data.Dev, 1*mib, 10*time.Second); err != nil {
-			t.Fatalf("after a restart: %v%s", err, criguardLog(cg))
-		} else {
-			t.Logf("data volume's limit back %.2fs after the restart", took.Seconds())
-		}
-	})
+	t.Run("after restart", func(t *testing.T) { volumeLimitAfterRestart(t, cg) })
+}
+
+// volumeLimitAfterRestart: a data volume's limit lifted while criguard is down comes
+// back when it starts, its mounts learned again from the runtime.
+func volumeLimitAfterRestart(t *testing.T, cg *lab.CriguardProcess) {
+	v := startVolumePod(t, cg.Endpoint, "vol-data")
+	assertThrottle(t, cg, "data volume's loop device", v.dir, writeBPSFile, v.data.Dev, 1*mib)
+	cg.Stop(t, 15*time.Second)
+	lab.SetThrottle(t, v.dir, writeBPSFile, v.data.Dev, 0)
+	assertThrottle(t, cg, "lifted while criguard is down", v.dir, writeBPSFile, v.data.Dev, 0)
+	cg.Start(t)
+	took, err := lab.WaitThrottle(v.dir, writeBPSFile, v.data.Dev, 1*mib, 10*time.Second)
+	if err != nil {
+		t.Fatalf("after a restart: %v%s", err, criguardLog(cg))
+	}
+	t.Logf("data volume's limit back %.2fs after the restart", took.Seconds())
 }
 
 // rootfsThrottled: device = "rootfs" throttles the writable layer's disk, and leaves
@@ -193,4 +198,5 @@ func TestVolumesDocker(t *testing.T) {
 		measure(t, cg, cg.Endpoint, v.id, writeRootfs, "48+0 records out", 0, fastMax)
 	})
 	t.Run("rootfs", func(t *testing.T) { rootfsThrottled(t, cg, rootDisk) })
+	t.Run("after restart", func(t *testing.T) { volumeLimitAfterRestart(t, cg) })
 }
