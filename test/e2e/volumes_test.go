@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 )
 
 // volumesPolicy throttles a container's "data" volumes (and later ones named late-*)
-// in one namespace, and its writable layer in another.
+// in one namespace, its writable layer in another, and both in a third.
 const volumesPolicy = `class "data-volume" {
   io {
     volumes   = ["data", "late-*"]
@@ -28,6 +29,24 @@ class "writable-layer" {
     device    = "rootfs"
     write_bps = "1MiB"
   }
+}
+
+class "both" {
+  io {
+    volumes   = ["data"]
+    write_bps = "1MiB"
+  }
+  io {
+    device    = "rootfs"
+    write_bps = "2MiB"
+  }
+}
+
+rule "both" {
+  match {
+    namespaces = ["vol-both"]
+  }
+  class = "both"
 }
 
 rule "data" {
@@ -150,6 +169,7 @@ func TestVolumesContainerd(t *testing.T) {
 	t.Run("rootfs", func(t *testing.T) { rootfsThrottled(t, cg, rootDisk) })
 
 	t.Run("after restart", func(t *testing.T) { volumeLimitAfterRestart(t, cg) })
+	t.Run("first instruction", func(t *testing.T) { volumeLimitsBeforeFirstInstruction(t, cg, rootDisk) })
 }
 
 // volumeLimitAfterRestart: a data volume's limit lifted while criguard is down comes
@@ -199,4 +219,27 @@ func TestVolumesDocker(t *testing.T) {
 	})
 	t.Run("rootfs", func(t *testing.T) { rootfsThrottled(t, cg, rootDisk) })
 	t.Run("after restart", func(t *testing.T) { volumeLimitAfterRestart(t, cg) })
+	t.Run("first instruction", func(t *testing.T) { volumeLimitsBeforeFirstInstruction(t, cg, rootDisk) })
+}
+
+// volumeLimitsBeforeFirstInstruction: the container's first command already sees the
+// limits on its data volume's device and on its writable layer's disk.
+func volumeLimitsBeforeFirstInstruction(t *testing.T, cg *lab.CriguardProcess, rootDisk string) {
+	pod := lab.NewPod(t, "first", "vol-both")
+	data := lab.LoopVolume(t, lab.KubeletVolumePath(filepath.Join(t.TempDir(), "kubelet"), pod.UID, "kubernetes.io~empty-dir", "data"), 64)
+	podID := lab.RunPod(t, cg.Endpoint, pod)
+	id := lab.StartContainer(t, cg.Endpoint, podID, pod, &lab.Container{Name: "first",
+		Command: []string{"sh", "-c", "cat /sys/fs/cgroup/blkio/" + writeBPSFile + "; echo end-of-first; sleep 3600"},
+		Mounts:  []*runtimeapi.Mount{lab.BindMount(data.MountPoint, "/data")}})
+	var logs string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if logs = lab.Crictl(t, cg.Endpoint, "logs", id); strings.Contains(logs, "end-of-first") {
+			break
+		}
+	}
+	for _, want := range []string{fmt.Sprintf("%s %d", data.Dev, 1*mib), fmt.Sprintf("%s %d", rootDisk, 2*mib)} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the container's first command read %q from its %s, want %q%s", logs, writeBPSFile, want, criguardLog(cg))
+		}
+	}
 }
