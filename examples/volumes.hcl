@@ -34,8 +34,8 @@ class "scratch" {
 }
 
 class "any-volume" {
-  # Every volume on a disk: emptyDir, PVCs, local PVs, hostPath. Secrets, ConfigMaps
-  # and projected tokens live on tmpfs: they are listed by explain and skipped.
+  # Every volume on a disk: emptyDir, PVCs, local PVs, hostPath. Secrets and projected
+  # service account tokens live on tmpfs: explain lists them as skipped.
   io {
     device     = "volumes"
     write_iops = 1000
