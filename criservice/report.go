@@ -132,7 +132,7 @@ type Report struct {
 // Status reads back every running container's (and pod budget's) limits and
 // usage from the cgroup files, and says whether they match the policy.
 func (s *Service) Status(ctx context.Context) ([]Report, error) {
-	pods, containers, err := s.listRunning(ctx)
+	pods, containers, _, err := s.listRunning(ctx)
 	if err != nil {
 		return nil, err
 	}
