@@ -35,10 +35,10 @@ const (
 	shortStream = 250 * time.Millisecond
 )
 
-// TestRestartSocketActivated restarts criguard behind a socket held as systemd's
+// TestRestartUnderLoadSocketActivated restarts criguard behind a socket held as systemd's
 // criguard.socket would hold it: no call may fail, every start must be throttled, and
 // the event stream must be back within a second of each restart.
-func TestRestartSocketActivated(t *testing.T) {
+func TestRestartUnderLoadSocketActivated(t *testing.T) {
 	r := runRestarts(t, true)
 	if r.unaryFailed > 0 {
 		t.Errorf("%d of %d unary calls failed across %d restarts, want 0: %s", r.unaryFailed, r.unaryCalls, restarts, r.failures())
@@ -54,9 +54,9 @@ func TestRestartSocketActivated(t *testing.T) {
 	}
 }
 
-// TestRestartPlain is the same without socket activation, for comparison: criguard
+// TestRestartUnderLoadPlain is the same without socket activation, for comparison: criguard
 // unlinks and binds its socket on each restart. Its counts are reported, not asserted.
-func TestRestartPlain(t *testing.T) {
+func TestRestartUnderLoadPlain(t *testing.T) {
 	r := runRestarts(t, false)
 	if r.starts == 0 || r.unaryCalls == 0 {
 		t.Fatalf("no load ran")
