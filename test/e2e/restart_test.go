@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -49,6 +50,11 @@ func TestRestartUnderLoadSocketActivated(t *testing.T) {
 	if r.maxGap() > time.Second {
 		t.Errorf("event stream gaps %v, want each within 1s", r.gaps)
 	}
+	for code, n := range r.streamEnds {
+		if code != codes.Unavailable {
+			t.Errorf("%d event streams ended with %s, want Unavailable (kubelet re-subscribes on it)", n, code)
+		}
+	}
 	if len(r.gaps) < restarts {
 		t.Errorf("%d event-stream gaps for %d restarts: the stream did not end with each restart", len(r.gaps), restarts)
 	}
@@ -72,6 +78,7 @@ type restartReport struct {
 	starts, startsFailed, unthrottled int64
 	events, subscribeFailed           int64
 	gaps                              []time.Duration
+	streamEnds                        map[codes.Code]int // how streams ended, restarts and all
 
 	mu       sync.Mutex
 	failLogs map[string]int // error text → count
@@ -129,7 +136,7 @@ func runRestarts(t *testing.T, activated bool) *restartReport {
 	args := []string{"--policy", policyPath, "--containerd-address", ctrd.Socket,
 		"--log-level", "info", "--reconcile-interval", "1h", "--shutdown-grace", "5s"}
 	start := lab.Criguard
-	r := &restartReport{mode: "plain (criguard binds its socket)", failLogs: map[string]int{}}
+	r := &restartReport{mode: "plain (criguard binds its socket)", failLogs: map[string]int{}, streamEnds: map[codes.Code]int{}}
 	if activated {
 		start = lab.CriguardActivated
 		r.mode = "socket-activated (systemd-socket-activate)"
@@ -165,7 +172,7 @@ func runRestarts(t *testing.T, activated bool) *restartReport {
 		r.elapsed.Round(time.Second), spread(r.restartTimes))
 	t.Logf("unary calls: %d, failed %d", r.unaryCalls, r.unaryFailed)
 	t.Logf("container starts: %d, failed %d, unthrottled %d", r.starts, r.startsFailed, r.unthrottled)
-	t.Logf("event stream: %d gaps %s, %d failed subscribe attempts, %d events", len(r.gaps), spread(r.gaps), r.subscribeFailed, r.events)
+	t.Logf("event stream: %d gaps %s, %d failed subscribe attempts, %d events; ends %v", len(r.gaps), spread(r.gaps), r.subscribeFailed, r.events, r.streamEnds)
 	if f := r.failures(); f != "" {
 		t.Logf("failures: %s", f)
 	}
@@ -274,6 +281,7 @@ func (r *restartReport) eventStream(ctx context.Context, client runtimeapi.Runti
 		if ctx.Err() != nil {
 			break
 		}
+		r.streamEnds[status.Code(err)]++
 		ended := time.Now()
 		if ended.Sub(opened) >= shortStream || gapStart.IsZero() {
 			if !gapStart.IsZero() {
