@@ -76,15 +76,15 @@ func (n systemdNotifier) stopping() { n.send(daemon.SdNotifyStopping) }
 
 // readyForSystemd is the readiness READY=1 waits for: the runtime has answered,
 // as /readyz requires. A policy that is broken at start does not hold READY
-// back: criguard then forwards without throttling on purpose (see serve), and a
-// unit left "activating" would be killed at TimeoutStartSec, cutting kubelet
-// off. STATUS= says which case it is; /readyz stays 503 for it.
+// back: criguard then forwards on purpose (under the last good policy, or hands
+// off; see serve), and a unit left "activating" would be killed at
+// TimeoutStartSec, cutting kubelet off. STATUS= says so; /readyz stays 503.
 func readyForSystemd(probe *runtimeProbe, policy *policyHealth) (bool, string) {
 	if !probe.up.Load() {
 		return false, "waiting for the runtime to answer"
 	}
 	if err := ready(probe, policy); err != nil {
-		return true, "forwarding, throttling nothing: " + err.Error()
+		return true, "forwarding; " + err.Error()
 	}
-	return true, "forwarding and throttling"
+	return true, "forwarding; the runtime answers"
 }
