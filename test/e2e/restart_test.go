@@ -132,9 +132,9 @@ func kubeletClient(t *testing.T, endpoint string) runtimeapi.RuntimeServiceClien
 func runRestarts(t *testing.T, activated bool) *restartReport {
 	ctrd := lab.Containerd(t, lab.WithContainerd2())
 	dev := lab.WholeDisk(t, ctrd.Root)
-	policyPath := newPolicyFile(t, throttlePolicy(ctrd.Root, "1MiB"))
+	policyPath := newPolicyFile(t, restartPolicy(ctrd.Root))
 	args := []string{"--policy", policyPath, "--containerd-address", ctrd.Socket,
-		"--log-level", "info", "--reconcile-interval", "1h", "--shutdown-grace", "5s"}
+		"--log-level", "info", "--reconcile-interval", "1h"}
 	start := lab.Criguard
 	r := &restartReport{mode: "plain (criguard binds its socket)", failLogs: map[string]int{}, streamEnds: map[codes.Code]int{}}
 	if activated {
@@ -178,6 +178,29 @@ func runRestarts(t *testing.T, activated bool) *restartReport {
 	}
 	writeRestartReport(t, r)
 	return r
+}
+
+// restartPolicy is the issue's scenario: one write_bps limit, on the disk under
+// containerd's root, for the load's namespace.
+func restartPolicy(devicePath string) string {
+	return fmt.Sprintf(`device "data" {
+  path = %q
+}
+
+class "slow" {
+  io {
+    device    = "data"
+    write_bps = "1MiB"
+  }
+}
+
+rule "throttled" {
+  match {
+    namespaces = ["throttled-*"]
+  }
+  class = "slow"
+}
+`, devicePath)
 }
 
 func sleeper(name string) *lab.Container {
