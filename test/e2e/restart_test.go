@@ -40,7 +40,7 @@ const (
 // criguard.socket would hold it: no call may fail, every start must be throttled, and
 // the event stream must be back within a second of each restart.
 func TestRestartUnderLoadSocketActivated(t *testing.T) {
-	r := runRestarts(t, true)
+	r := runRestarts(t, true, false)
 	if r.unaryFailed > 0 {
 		t.Errorf("%d of %d unary calls failed across %d restarts, want 0: %s", r.unaryFailed, r.unaryCalls, restarts, r.failures())
 	}
@@ -63,7 +63,17 @@ func TestRestartUnderLoadSocketActivated(t *testing.T) {
 // TestRestartUnderLoadPlain is the same without socket activation, for comparison: criguard
 // unlinks and binds its socket on each restart. Its counts are reported, not asserted.
 func TestRestartUnderLoadPlain(t *testing.T) {
-	r := runRestarts(t, false)
+	r := runRestarts(t, false, false)
+	if r.starts == 0 || r.unaryCalls == 0 {
+		t.Fatalf("no load ran")
+	}
+}
+
+// TestRestartUnderLoadCrashSocketActivated kills criguard (SIGKILL, as a crash or the
+// OOM killer would) behind the held socket, and starts it again. Calls in flight on the
+// killed process fail; later ones wait on the socket. Reported, not asserted.
+func TestRestartUnderLoadCrashSocketActivated(t *testing.T) {
+	r := runRestarts(t, true, true)
 	if r.starts == 0 || r.unaryCalls == 0 {
 		t.Fatalf("no load ran")
 	}
@@ -73,7 +83,7 @@ func TestRestartUnderLoadPlain(t *testing.T) {
 type restartReport struct {
 	mode                              string
 	elapsed                           time.Duration
-	restartTimes                      []time.Duration // SIGTERM to serving again
+	restartTimes                      []time.Duration // signal to serving again
 	unaryCalls, unaryFailed           int64
 	starts, startsFailed, unthrottled int64
 	events, subscribeFailed           int64
@@ -129,7 +139,7 @@ func kubeletClient(t *testing.T, endpoint string) runtimeapi.RuntimeServiceClien
 	return runtimeapi.NewRuntimeServiceClient(conn)
 }
 
-func runRestarts(t *testing.T, activated bool) *restartReport {
+func runRestarts(t *testing.T, activated, crash bool) *restartReport {
 	ctrd := lab.Containerd(t, lab.WithContainerd2())
 	dev := lab.WholeDisk(t, ctrd.Root)
 	policyPath := newPolicyFile(t, restartPolicy(ctrd.Root))
@@ -140,6 +150,9 @@ func runRestarts(t *testing.T, activated bool) *restartReport {
 	if activated {
 		start = lab.CriguardActivated
 		r.mode = "socket-activated (systemd-socket-activate)"
+	}
+	if crash {
+		r.mode += ", SIGKILL"
 	}
 	cg := start(t, ctrd.Endpoint, args...)
 	ep := cg.Endpoint
@@ -160,7 +173,12 @@ func runRestarts(t *testing.T, activated bool) *restartReport {
 	time.Sleep(betweenRestarts)
 	for range restarts {
 		stopped := time.Now()
-		cg.Restart(t)
+		if crash {
+			cg.Kill(t)
+			cg.Start(t)
+		} else {
+			cg.Restart(t)
+		}
 		r.restartTimes = append(r.restartTimes, time.Since(stopped))
 		time.Sleep(betweenRestarts)
 	}
@@ -168,7 +186,7 @@ func runRestarts(t *testing.T, activated bool) *restartReport {
 	load.Wait()
 	r.elapsed = time.Since(began)
 
-	t.Logf("%s: %d restarts in %s; restart (SIGTERM to serving) %s", r.mode, restarts,
+	t.Logf("%s: %d restarts in %s; restart (signal to serving) %s", r.mode, restarts,
 		r.elapsed.Round(time.Second), spread(r.restartTimes))
 	t.Logf("unary calls: %d, failed %d", r.unaryCalls, r.unaryFailed)
 	t.Logf("container starts: %d, failed %d, unthrottled %d", r.starts, r.startsFailed, r.unthrottled)
