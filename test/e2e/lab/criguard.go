@@ -94,7 +94,8 @@ func startCriguard(t testing.TB, runtimeEndpoint string, activated bool, args []
 }
 
 // Start starts criguard again with the same flags after Stop or Kill, and waits for
-// its socket. Starting a running criguard fails the test.
+// its socket (behind a held socket: for its READY=1). Starting a running criguard
+// fails the test.
 func (c *CriguardProcess) Start(t testing.TB) {
 	t.Helper()
 	if c.proc != nil && !c.proc.exited() {
