@@ -84,7 +84,8 @@ func (s *Service) afterCreateContainer(ctx context.Context, reqB, respB []byte, 
 	}
 	cfg := req.GetConfig()
 	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
-		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())})
+		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true})
 	// The container's spec exists now: learn its cgroup here, so that StartContainer
 	// only writes files before it is forwarded.
 	ctx, cancel := s.detached(ctx)
@@ -107,8 +108,9 @@ func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callE
 	applyCtx, cancel := s.detached(ctx)
 	defer cancel()
 	plan, _, err := s.ApplyContainer(applyCtx, req.ContainerId)
-	if err == nil && plan.Decision.Scope == policy.ScopePod && !s.splitPodBudget && s.opts.FailClosed {
-		// The container's limits are its pod's: they must be in place too.
+	if err == nil && plan.Decision.Scope == policy.ScopePod && !s.splitPodBudget && (s.opts.FailClosed || hasSelectors(plan.Decision.IO)) {
+		// The container's limits are its pod's: they must be in place too. A budget on
+		// volumes takes this container's volumes in now.
 		err = s.podBudgetInPlace(applyCtx, plan.PodID)
 	}
 	took := time.Since(start)

@@ -30,6 +30,9 @@ type Explanation struct {
 	Pending []cgroup.Write   `json:"pending"`
 	// Foreign are limits in Current that criguard did not write: it leaves them alone.
 	Foreign []cgroup.IOLimit `json:"foreign,omitempty"`
+	// Mounts are the volumes and writable layers the decision's selectors found,
+	// each with its device chain, or why it gets no limit.
+	Mounts []MountDisk `json:"mounts,omitempty"`
 	// Pod is the pod's own plan when the decision is a pod-scope budget.
 	Pod   *Explanation `json:"pod,omitempty"`
 	Notes []string     `json:"notes"`
@@ -66,7 +69,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	}
 	ex := Explanation{Kind: kind, ID: id, PodID: plan.PodID, Workload: plan.Workload, Decision: plan.Decision,
 		Resolver: s.opts.Resolver.Name(), CgroupsPath: plan.CgroupsPath, Dir: plan.Dir,
-		IOVersion: s.opts.IO.Version(), Limits: plan.Limits}
+		IOVersion: s.opts.IO.Version(), Limits: plan.Limits, Mounts: plan.Mounts}
 	if err != nil {
 		ex.Error = err.Error()
 	}
@@ -129,7 +132,7 @@ type Report struct {
 // Status reads back every running container's (and pod budget's) limits and
 // usage from the cgroup files, and says whether they match the policy.
 func (s *Service) Status(ctx context.Context) ([]Report, error) {
-	pods, containers, err := s.listRunning(ctx)
+	pods, containers, _, err := s.listRunning(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func (s *Service) readUsage(u *Usage, pressure cgroup.PressureReader, onlyLimite
 // top` calls it on every refresh.
 func (s *Service) TrackRunning(ctx context.Context) error {
 	gen := s.cache.startListing()
-	pods, containers, err := s.listRunning(ctx)
+	pods, containers, created, err := s.listRunning(ctx)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (s *Service) TrackRunning(ctx context.Context) error {
 	for _, p := range pods {
 		livePods[p.ID] = true
 	}
-	liveContainers := make(map[string]bool, len(containers))
+	liveContainers := created
 	for _, id := range containers {
 		liveContainers[id] = true
 		if ct, ok := s.cache.container(id); ok && ct.Dir != "" {

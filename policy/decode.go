@@ -20,7 +20,7 @@ var (
 	deviceSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "path", Required: true}}}
 	classSchema  = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "io"}}}
 	ioSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "device", Required: true},
+		{Name: "device"}, {Name: "volumes"},
 		{Name: "read_bps"}, {Name: "write_bps"}, {Name: "read_iops"}, {Name: "write_iops"},
 	}}
 	ruleSchema = &hcl.BodySchema{
@@ -132,6 +132,7 @@ func (d *decoder) decodeDevice(b *hcl.Block) {
 			"The label %q reads like a path or MAJ:MIN, so io blocks naming it would be ambiguous; give it a name such as \"data\" and put the device in path.", name)
 		ok = false
 	}
+	ok = ok && d.checkDeviceLabel(b, name)
 	attr := content.Attributes["path"]
 	if attr == nil {
 		return
@@ -190,13 +191,13 @@ func (d *decoder) decodeClass(b *hcl.Block) {
 			valid = false
 			continue
 		}
-		if first, dup := seenDevices[limits.Device]; dup {
+		if first, dup := seenDevices[limits.Target()]; dup {
 			d.errorf(ioBlock.DefRange, "Duplicate io device",
-				"Class %q already has an io block for device %q at %s; put all four limits in one block.", name, limits.Device, rangeLine(first))
+				"Class %q already has an io block for %s at %s; put all four limits in one block.", name, limits.Target(), rangeLine(first))
 			valid = false
 			continue
 		}
-		seenDevices[limits.Device] = ioBlock.DefRange
+		seenDevices[limits.Target()] = ioBlock.DefRange
 		class.IO = append(class.IO, limits)
 	}
 	if len(content.Blocks) == 0 {
@@ -215,12 +216,7 @@ func (d *decoder) decodeIO(b *hcl.Block) (IOLimits, bool) {
 	// A misspelt limit is already reported; "sets no limit" would only repeat it.
 	misspelt := len(d.diags) > before
 	var limits IOLimits
-	ok := true
-	if attr := content.Attributes["device"]; attr != nil {
-		limits.Device, ok = d.resolveDevice(attr)
-	} else {
-		ok = false // reported by Content as a missing required argument
-	}
+	ok := d.decodeTarget(b, content, &limits)
 	fields := []struct {
 		name  string
 		into  *uint64

@@ -156,7 +156,7 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 func tightestPerDevice(io []IOLimits) []IOLimits {
 	var out []IOLimits
 	for _, l := range io {
-		i := slices.IndexFunc(out, func(o IOLimits) bool { return o.Device == l.Device })
+		i := slices.IndexFunc(out, func(o IOLimits) bool { return o.Target() == l.Target() })
 		if i < 0 {
 			out = append(out, l)
 			continue

@@ -12,9 +12,12 @@ const (
 
 // IOLimits is one io block. Device is what the operator wrote, with a device label
 // already replaced by that device's path: a block device path, "MAJ:MIN", or any path
-// on a filesystem (resolved to MAJ:MIN on the host by the caller). 0 means no limit.
+// on a filesystem (resolved to MAJ:MIN on the host by the caller); or a selector
+// resolved per container, DeviceRootfs or DeviceVolumes. 0 means no limit.
 type IOLimits struct {
-	Device    string
+	Device string
+	// Volumes narrows DeviceVolumes to these volume names or container paths (globs).
+	Volumes   []string
 	ReadBPS   uint64
 	WriteBPS  uint64
 	ReadIOPS  uint64

@@ -12,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -63,6 +64,8 @@ type Proxy struct {
 	// waits for calls that will finish by themselves.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// unaryInFlight lets Shutdown end streams only once unary calls are done.
+	unaryInFlight atomic.Int64
 }
 
 // unaryMethods are the CRI methods known to be unary; they take the cheaper
@@ -161,20 +164,29 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting calls, ends event streams (clients re-subscribe
-// elsewhere), and lets in-flight unary calls finish within grace.
+// Shutdown stops accepting calls, lets in-flight unary calls finish within
+// grace, then ends event streams with Unavailable (clients re-subscribe).
+// Streams end last: a client told to re-subscribe while this process still
+// drains would wait out the drain (on a socket held across restarts) or be
+// refused; told at the end, it reaches the next criguard at once.
 func (p *Proxy) Shutdown(grace time.Duration) {
-	p.closeOnce.Do(func() { close(p.closing) })
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
 	done := make(chan struct{})
 	go func() {
 		p.server.GracefulStop()
 		close(done)
 	}()
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
+	graceOver := !p.waitForUnary(timer.C, done)
+	p.closeOnce.Do(func() { close(p.closing) })
+	if !graceOver {
+		select {
+		case <-done:
+		case <-timer.C:
+			graceOver = true
+		}
+	}
+	if graceOver {
 		p.log.Warn("shutdown grace period over; cutting in-flight calls", "grace", grace)
 		p.server.Stop()
 		<-done
@@ -183,6 +195,23 @@ func (p *Proxy) Shutdown(grace time.Duration) {
 	if p.image != p.runtime {
 		p.image.Close()
 	}
+}
+
+// waitForUnary waits until no unary call is in flight or the server has
+// stopped; false means the grace ran out first.
+func (p *Proxy) waitForUnary(graceOver <-chan time.Time, stopped <-chan struct{}) bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p.unaryInFlight.Load() > 0 {
+		select {
+		case <-graceOver:
+			return false
+		case <-stopped:
+			return true
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 func (p *Proxy) connFor(method string) *grpc.ClientConn {
@@ -203,7 +232,9 @@ func (p *Proxy) forward(_ any, ss grpc.ServerStream) error {
 	ctx := outgoingContext(ss.Context())
 	var err error
 	if unaryMethods[method] {
+		p.unaryInFlight.Add(1)
 		err = p.forwardUnary(ctx, method, ss)
+		p.unaryInFlight.Add(-1)
 	} else {
 		err = p.forwardStream(ctx, method, ss)
 	}

@@ -181,12 +181,12 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After})
 	}
 
-	ln, err := proxy.Listen(cfg.listen, fs.FileMode(cfg.socketMode))
+	ln, activated, err := listenCRI(cfg.listen, fs.FileMode(cfg.socketMode), log)
 	if err != nil {
 		return err
 	}
-	log.Info("criguard serving", "version", version, "listen", cfg.listen, "runtime", cfg.runtimeEndpoint,
-		"policy", cfg.policyPath, "fail_closed", cfg.failClosed, "dry_run", cfg.dryRun)
+	log.Info("criguard serving", "version", version, "listen", ln.Addr().String(), "socket_activated", activated,
+		"runtime", cfg.runtimeEndpoint, "policy", cfg.policyPath, "fail_closed", cfg.failClosed, "dry_run", cfg.dryRun)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -220,10 +220,16 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
+	notifier := systemdNotifier{log: log}
+	wg.Go(func() {
+		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, &unloaded) })
+	})
+	wg.Go(func() { notifier.watchdog(ctx) })
 	select {
 	case err = <-served:
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", cfg.shutdownGrace)
+		notifier.stopping()
 		p.Shutdown(cfg.shutdownGrace)
 		err = <-served
 	}

@@ -23,7 +23,8 @@ step() { printf '== lab: %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------
 packages=(containerd runc docker.io busybox-static containernetworking-plugins iproute2
-	skopeo docker-registry ca-certificates conmon crun libseccomp-dev make gcc libc6-dev)
+	skopeo docker-registry ca-certificates e2fsprogs dmsetup conmon crun libseccomp-dev make gcc libc6-dev
+	systemd) # systemd: systemd-socket-activate, systemd-analyze
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
