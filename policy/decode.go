@@ -18,7 +18,7 @@ var (
 		{Type: "annotations"},
 	}}
 	deviceSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "path", Required: true}}}
-	classSchema  = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "io"}}}
+	classSchema  = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "io"}, {Type: "pids"}, {Type: "memory"}, {Type: "cpu"}}}
 	ioSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "device"}, {Name: "volumes"},
 		{Name: "read_bps"}, {Name: "write_bps"}, {Name: "read_iops"}, {Name: "write_iops"},
@@ -180,12 +180,16 @@ func (d *decoder) resolveDevice(attr *hcl.Attribute) (string, bool) {
 }
 
 func (d *decoder) decodeClass(b *hcl.Block) {
+	before := len(d.diags)
 	content := d.content(b.Body, classSchema)
+	d.suggestClosestBlock(d.diags[before:], classSchema)
 	name, ok := d.declare("class", b, d.classRanges)
 	class := &Class{Name: name}
 	seenDevices := map[string]hcl.Range{}
 	valid := ok
-	for _, ioBlock := range content.Blocks {
+	blocks := content.Blocks.ByType()
+	valid = d.decodeResources(name, blocks, &class.Resources) && valid
+	for _, ioBlock := range blocks["io"] {
 		limits, good := d.decodeIO(ioBlock)
 		if !good {
 			valid = false
@@ -202,7 +206,7 @@ func (d *decoder) decodeClass(b *hcl.Block) {
 	}
 	if len(content.Blocks) == 0 {
 		d.errorf(b.DefRange, "Empty class",
-			"Class %q has no io block, so it limits nothing. Add an io block with a device and at least one limit, e.g. write_bps = \"40MiB\".", name)
+			"Class %q has no io, pids, memory or cpu block, so it limits nothing. Add one, e.g. an io block with a device and write_bps = \"40MiB\", or pids { max = 512 }.", name)
 		valid = false
 	}
 	if valid {

@@ -29,10 +29,12 @@ func (l IOLimits) IsZero() bool {
 	return l.ReadBPS == 0 && l.WriteBPS == 0 && l.ReadIOPS == 0 && l.WriteIOPS == 0
 }
 
-// Class is a named set of throttles, one IOLimits per device.
+// Class is a named set of throttles, one IOLimits per device, and the
+// container's other resources.
 type Class struct {
-	Name string
-	IO   []IOLimits
+	Name      string
+	IO        []IOLimits
+	Resources Resources
 }
 
 // Rule assigns a class to the workloads it matches. An empty match field matches
