@@ -25,13 +25,15 @@ const runtimeService = "/runtime.v1.RuntimeService/"
 // call passes through the proxy untouched.
 func (s *Service) Hooks() map[string]Hook {
 	return map[string]Hook{
-		runtimeService + "RunPodSandbox":            {After: s.afterRunPodSandbox},
-		runtimeService + "CreateContainer":          {Before: s.beforeCreateContainer, After: s.afterCreateContainer},
-		runtimeService + "StartContainer":           {Before: s.beforeStartContainer, After: s.afterStartContainer},
-		runtimeService + "UpdateContainerResources": {Before: s.beforeUpdateContainerResources, After: s.afterUpdateContainerResources},
-		runtimeService + "StopContainer":            {After: s.afterStopContainer},
-		runtimeService + "RemoveContainer":          {After: s.afterRemoveContainer},
-		runtimeService + "RemovePodSandbox":         {After: s.afterRemovePodSandbox},
+		runtimeService + "RunPodSandbox":   {After: s.afterRunPodSandbox},
+		runtimeService + "CreateContainer": {Before: chainBefore(s.beforeCreateContainer, s.tightenCreateContainer), After: s.afterCreateContainer},
+		runtimeService + "StartContainer": {Before: chainBefore(s.beforeStartContainer, s.pidsBeforeStart),
+			After: chainAfter(s.afterStartContainer, s.pidsAfterStart)},
+		runtimeService + "UpdateContainerResources": {Before: chainBefore(s.beforeUpdateContainerResources, s.tightenUpdateContainerResources),
+			After: s.afterUpdateContainerResources},
+		runtimeService + "StopContainer":    {After: s.afterStopContainer},
+		runtimeService + "RemoveContainer":  {After: s.afterRemoveContainer},
+		runtimeService + "RemovePodSandbox": {After: s.afterRemovePodSandbox},
 	}
 }
 

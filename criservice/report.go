@@ -33,6 +33,8 @@ type Explanation struct {
 	// Mounts are the volumes and writable layers the decision's selectors found,
 	// each with its device chain, or why it gets no limit.
 	Mounts []MountDisk `json:"mounts,omitempty"`
+	// Resources are the container's pids, memory and cpu throttles, read back.
+	Resources []ResourceState `json:"resources,omitempty"`
 	// Pod is the pod's own plan when the decision is a pod-scope budget.
 	Pod   *Explanation `json:"pod,omitempty"`
 	Notes []string     `json:"notes"`
@@ -103,6 +105,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	case kind == "container":
 		ex.Notes = append(ex.Notes, "pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
 	}
+	s.explainResources(&ex, plan)
 	if !cgroup.ThrottlesBufferedWrites(s.opts.IO) && len(plan.Limits) > 0 {
 		ex.Notes = append(ex.Notes, "cgroup v1: blkio throttles direct I/O only; buffered writes that go through the page cache are not limited")
 	}
@@ -125,6 +128,7 @@ type Report struct {
 	Foreign   []cgroup.IOLimit `json:"foreign,omitempty"`
 	Conflicts []string         `json:"conflicts,omitempty"`
 	Usage     []cgroup.IOStat  `json:"usage"`
+	Resources []ResourceState  `json:"resources,omitempty"`
 	Match     bool             `json:"match"`
 	Error     string           `json:"error,omitempty"`
 }
@@ -187,6 +191,10 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 	}
 	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
 	r.Match = len(s.pending(plan, r.Have)) == 0
+	r.Resources = s.resourceStates(plan)
+	for _, st := range r.Resources {
+		r.Match = r.Match && (st.InSync || st.unenforceable())
+	}
 	r.Foreign = translate.Foreign(r.Have, s.owned.get(plan.Dir))
 	return r
 }

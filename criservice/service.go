@@ -48,6 +48,8 @@ type Options struct {
 	// Chains follows a container's volumes and writable layer to their disks; by
 	// default cached by st_dev over Devices when that is a cgroup.DeviceResolver.
 	Chains ChainResolver
+	// Controllers finds the v1 controllers beyond I/O (pids.max); nil: none.
+	Controllers ControllerMounts
 	// Policy returns the policy in force; nil means hands off: criguard forwards
 	// and writes nothing, resets nothing.
 	Policy func() *policy.Policy

@@ -144,6 +144,9 @@ func checkPolicyOnHost(path string, p *policy.Policy, host hostChecker, stderr i
 		}
 		resolved = append(resolved, fmt.Sprintf("%s=%s", orLabel(spec), disk))
 	}
+	if !checkResourcesOnHost(path, p, host, stderr) {
+		ok = false
+	}
 	summary := fmt.Sprintf("host: %s; devices %s", support, strings.Join(resolved, " "))
 	return summary + checkSelectorsOnHost(path, p, host, stderr), ok
 }

@@ -76,6 +76,9 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 		p(m.Kind, "%s", formatMountDisk(m, ex.Limits))
 	}
 	p("in force", "%s", formatLimits(ex.Current))
+	for _, st := range ex.Resources {
+		p("resource", "%s", resourceLine(st))
+	}
 	if len(ex.Foreign) > 0 {
 		p("foreign", "%s (written by another tool; criguard leaves them alone)", formatLimits(ex.Foreign))
 	}

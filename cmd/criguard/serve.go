@@ -278,6 +278,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 	return criservice.New(criservice.Options{
 		Runtime:      rt,
 		IO:           io,
+		Controllers:  hier,
 		Resolver:     resolver,
 		Devices:      cgroup.DeviceResolver{ProcRoot: cfg.procRoot, SysRoot: cfg.sysRoot},
 		Policy:       current,
