@@ -17,6 +17,7 @@ import (
 type Hook struct {
 	Before func(ctx context.Context, req []byte) ([]byte, error)
 	After  func(ctx context.Context, req, resp []byte, err error) error
+	Answer func(ctx context.Context, req []byte, err error) ([]byte, bool)
 }
 
 const runtimeService = "/runtime.v1.RuntimeService/"
@@ -31,9 +32,11 @@ func (s *Service) Hooks() map[string]Hook {
 			After: chainAfter(s.afterStartContainer, s.pidsAfterStart)},
 		runtimeService + "UpdateContainerResources": {Before: chainBefore(s.beforeUpdateContainerResources, s.tightenUpdateContainerResources),
 			After: s.afterUpdateContainerResources},
-		runtimeService + "StopContainer":    {After: s.afterStopContainer},
-		runtimeService + "RemoveContainer":  {After: s.afterRemoveContainer},
-		runtimeService + "RemovePodSandbox": {After: s.afterRemovePodSandbox},
+		runtimeService + "StopContainer":       {After: s.afterStopContainer},
+		runtimeService + "RemoveContainer":     {After: s.afterRemoveContainer},
+		runtimeService + "RemovePodSandbox":    {After: s.afterRemovePodSandbox},
+		runtimeService + "ListPodSandboxStats": {Answer: s.answerListPodSandboxStats},
+		runtimeService + "PodSandboxStats":     {Answer: s.answerPodSandboxStats},
 	}
 }
 

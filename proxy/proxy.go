@@ -31,10 +31,13 @@ const DefaultMaxMsgSize = 128 << 20
 
 // Hook intercepts one method. Before may rewrite the request; After sees the
 // request, the response (nil on error) and the upstream error, and returns the
-// error the caller gets (usually err unchanged).
+// error the caller gets (usually err unchanged). Answer, when set, is asked only
+// when the runtime's reply is an error: a response it returns with true is sent
+// instead of that error (After then sees it as the reply).
 type Hook struct {
 	Before func(ctx context.Context, req []byte) ([]byte, error)
 	After  func(ctx context.Context, req, resp []byte, err error) error
+	Answer func(ctx context.Context, req []byte, err error) ([]byte, bool)
 }
 
 // Observer is told about every forwarded call (metrics live outside this package).
@@ -279,6 +282,12 @@ func (p *Proxy) forwardUnary(ctx context.Context, method string, ss grpc.ServerS
 	var header, trailer metadata.MD
 	err := p.connFor(method).Invoke(ctx, method, &req, &resp,
 		grpc.ForceCodecV2(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
+	if err != nil && hooked && hook.Answer != nil {
+		if answer, ok := hook.Answer(ctx, reqBytes, err); ok {
+			resp.setBytes(answer)
+			err = nil
+		}
+	}
 	if hooked && hook.After != nil {
 		var respBytes []byte
 		if err == nil {

@@ -178,7 +178,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		reg.MustRegister(svc.WorkloadCollector())
 	}
 	for method, h := range svc.Hooks() {
-		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After})
+		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After, Answer: h.Answer})
 	}
 
 	ln, activated, err := listenCRI(cfg.listen, fs.FileMode(cfg.socketMode), log)
