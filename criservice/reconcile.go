@@ -37,6 +37,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		res.Containers++
 		_, result, err := s.ApplyContainer(ctx, id)
 		s.count(&res, "container", id, result, err)
+		s.reconcileResources(ctx, id)
 	}
 	livePods := make(map[string]bool, len(pods))
 	for _, pod := range pods {

@@ -69,7 +69,7 @@ func (s *Service) wantedResources(w policy.Workload) policy.Resources {
 
 func (s *Service) tightenCreateContainer(_ context.Context, reqB []byte) ([]byte, error) {
 	var req runtimeapi.CreateContainerRequest
-	if s.opts.DryRun || !s.decode("CreateContainer", reqB, &req) || req.Config == nil {
+	if !s.decode("CreateContainer", reqB, &req) || req.Config == nil {
 		return reqB, nil
 	}
 	pod, known := s.cache.pod(req.PodSandboxId)
@@ -106,7 +106,7 @@ func (s *Service) tightenCreateContainer(_ context.Context, reqB []byte) ([]byte
 // the kubelet) from loosening what the policy tightened.
 func (s *Service) tightenUpdateContainerResources(ctx context.Context, reqB []byte) ([]byte, error) {
 	var req runtimeapi.UpdateContainerResourcesRequest
-	if s.opts.DryRun || !s.decode("UpdateContainerResources", reqB, &req) || req.Linux == nil {
+	if !s.decode("UpdateContainerResources", reqB, &req) || req.Linux == nil {
 		return reqB, nil
 	}
 	ctx, cancel := s.detached(ctx)
@@ -135,6 +135,10 @@ func (s *Service) tightenResources(res *runtimeapi.LinuxContainerResources, want
 		s.log.Warn("throttle not enforceable on this host", "pod", pod, "name", name, "why", why)
 	}
 	if len(t.Changed) == 0 {
+		return false
+	}
+	if s.opts.DryRun {
+		s.log.Info("dry run: would tighten resources", "method", method, "pod", pod, "name", name, "changes", t.Changed)
 		return false
 	}
 	res.CpuShares, res.CpuQuota, res.CpuPeriod, res.Unified = cr.CPUShares, cr.CPUQuota, cr.CPUPeriod, cr.Unified
@@ -170,6 +174,17 @@ func (s *Service) pidsAfterStart(ctx context.Context, reqB, _ []byte, _ error) e
 		s.failed("container", req.ContainerId, err)
 	}
 	return nil
+}
+
+// reconcileResources repairs what criguard writes itself beyond I/O: v1 pids.max.
+// Everything else travels in the CRI request, where kubelet's updates keep it.
+func (s *Service) reconcileResources(ctx context.Context, id string) {
+	if s.opts.IO.Version() == 2 || s.opts.DryRun {
+		return
+	}
+	if err := s.enforcePidsV1(ctx, id, false); err != nil {
+		s.failed("container", id, err)
+	}
 }
 
 // enforcePidsV1 brings the container's v1 pids.max to the policy's, never above a

@@ -232,6 +232,15 @@ func TestPidsMaxInPlaceBeforeStartV1(t *testing.T) {
 	if b, _ := os.ReadFile(pidsMax); strings.TrimSpace(string(b)) != "5" {
 		t.Errorf("a stricter pids.max was loosened to %q", b)
 	}
+	// Drift (someone lifts it) is repaired by the reconcile loop.
+	os.WriteFile(pidsMax, []byte("max\n"), 0o644)
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(pidsMax); strings.TrimSpace(string(b)) != "20" {
+		t.Errorf("reconcile left pids.max at %q, want 20", b)
+	}
+	os.WriteFile(pidsMax, []byte("5\n"), 0o644)
 	// explain reads it back, and says memory.high cannot be enforced here.
 	cpuDir := filepath.Join(controllers["cpu"], parent, "c1")
 	os.MkdirAll(cpuDir, 0o755)

@@ -14,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice"
 	"github.com/criguard/criguard/test/e2e/lab"
 	"github.com/criguard/criguard/translate"
 )
@@ -102,7 +103,8 @@ func TestResourcesPidsMax(t *testing.T) {
 	for _, rt := range []string{"containerd", "docker"} {
 		t.Run(rt, func(t *testing.T) {
 			endpoint, args := resourcesRuntime(t, rt)
-			cg := lab.Criguard(t, endpoint, append(args, "--policy", newPolicyFile(t, resourcesPolicy))...)
+			policyPath := newPolicyFile(t, resourcesPolicy)
+			cg := lab.Criguard(t, endpoint, append(args, "--policy", policyPath)...)
 			pod := lab.NewPod(t, "forker", "pids-"+rt)
 			podID := lab.RunPod(t, cg.Endpoint, pod)
 			// Its first instruction prints the limit it runs under.
@@ -115,6 +117,18 @@ func TestResourcesPidsMax(t *testing.T) {
 			dir := controllerDir(t, "pids", pod.CgroupParent()+"/"+id)
 			if got := readCgroupNumber(t, dir, "pids.max"); got != 20 {
 				t.Fatalf("pids.max = %d, want 20%s", got, criguardLog(cg))
+			}
+			// explain and status read it back, with the daemon's own flags.
+			flags := append([]string{"--runtime-endpoint", endpoint, "--policy", policyPath}, args...)
+			if text := criguardCLI(t, append(append([]string{"explain"}, flags...), id)...); !strings.Contains(text, "pids.max wanted 20, in force 20 (in sync)") {
+				t.Errorf("explain does not show pids.max in sync:\n%s", text)
+			}
+			var reports []criservice.Report
+			lab.DecodeJSON(t, criguardCLI(t, append([]string{"status", "-o", "json"}, flags...)...), &reports)
+			for _, r := range reports {
+				if r.ID == id && (!r.Match || len(r.Resources) != 1 || r.Resources[0].Have != "20") {
+					t.Errorf("status of the capped container = %+v", r)
+				}
 			}
 			// 40 long sleeps from an exec (their output detached, so that the exec ends):
 			// the container holds sh and sleep, the exec its shell; the kernel refuses the
