@@ -317,3 +317,13 @@ func TestResourceSupport(t *testing.T) {
 		t.Errorf("v2 with memory and cpu enabled refused %q", got)
 	}
 }
+
+// A dry run logs what it would tighten and forwards kubelet's request as it is.
+func TestDryRunLeavesResourcesAlone(t *testing.T) {
+	e, _ := newResourcesEnv(t, true)
+	e.svc.opts.DryRun = true
+	res := &runtimeapi.LinuxContainerResources{CpuShares: 1024}
+	if got := createThrough(t, e, "unknown-pod", "batch", nil, proto.Clone(res).(*runtimeapi.LinuxContainerResources)); !proto.Equal(got, res) {
+		t.Errorf("a dry run rewrote the request: %v", got)
+	}
+}

@@ -31,6 +31,7 @@ class "few-pids" {
 class "low-cpu" {
   cpu {
     weight = 20
+    max    = "250m" # above what it gets under contention: the weight decides
   }
 }
 
@@ -184,6 +185,9 @@ func TestResourcesCPUWeight(t *testing.T) {
 			if got := readCgroupNumber(t, lowDir, "cpu.shares"); got != want {
 				t.Fatalf("low cpu.shares = %d, want %d (weight 20)%s", got, want, criguardLog(cg))
 			}
+			if got := readCgroupNumber(t, lowDir, "cpu.cfs_quota_us"); got != 25000 {
+				t.Fatalf("low cpu.cfs_quota_us = %d, want 25000 (max 250m over 100 ms)%s", got, criguardLog(cg))
+			}
 			if got := readCgroupNumber(t, highDir, "cpu.shares"); got != 1024 {
 				t.Fatalf("neighbour cpu.shares = %d, want kubelet's 1024", got)
 			}
@@ -191,12 +195,18 @@ func TestResourcesCPUWeight(t *testing.T) {
 				return readCgroupNumber(t, controllerDir(t, "cpuacct", pod.CgroupParent()+"/"+low), "cpuacct.usage"),
 					readCgroupNumber(t, controllerDir(t, "cpuacct", pod.CgroupParent()+"/"+high), "cpuacct.usage")
 			}
+			// The host is shared with other builds: sample until the pair has had 1.5 s
+			// of CPU 0 between them (at most 30 s), then compare their split.
 			l0, h0 := usage()
-			time.Sleep(6 * time.Second)
+			start := time.Now()
 			l1, h1 := usage()
+			for (l1-l0)+(h1-h0) < 15e8 && time.Since(start) < 30*time.Second {
+				time.Sleep(time.Second)
+				l1, h1 = usage()
+			}
 			ratio := float64(l1-l0) / float64(h1-h0)
-			t.Logf("%s: 6 s on one CPU: low (weight 20, shares %d) %.2fs CPU, neighbour (shares 1024) %.2fs CPU, ratio %.3f (shares ratio %.3f)",
-				rt, want, float64(l1-l0)/1e9, float64(h1-h0)/1e9, ratio, float64(want)/1024)
+			t.Logf("%s: %.0f s pinned to one CPU: low (weight 20, shares %d) %.2fs CPU, neighbour (shares 1024) %.2fs CPU, ratio %.3f (shares ratio %.3f)",
+				rt, time.Since(start).Seconds(), want, float64(l1-l0)/1e9, float64(h1-h0)/1e9, ratio, float64(want)/1024)
 			// The host is shared: what matters is the split of the CPU they both got.
 			if h1-h0 < 5e8 || ratio > 0.35 || l1 == l0 {
 				t.Fatalf("low/neighbour CPU ratio %.3f (neighbour %.2fs): want the low class well below its neighbour and not starved%s",
