@@ -28,9 +28,9 @@ const (
 )
 
 // CPUWeightFromShares is runc's conversion of cpu.shares to cpu.weight
-// (opencontainers/cgroups ConvertCPUSharesToCgroupV2Value since runc 1.3.2 and
-// crun 1.23): a quadratic in log2(shares) through the minimum (2 → 1), the
-// default (1024 → 100) and the maximum (262144 → 10000). 0 is unset.
+// (opencontainers/cgroups ConvertCPUSharesToCgroupV2Value, after runc PR 4785):
+// a quadratic in log2(shares) through the minimum (2 → 1), the default
+// (1024 → 100) and the maximum (262144 → 10000). 0 is unset.
 func CPUWeightFromShares(shares uint64) uint64 {
 	switch {
 	case shares == 0:

@@ -8,8 +8,8 @@ import (
 	"github.com/criguard/criguard/policy"
 )
 
-// runcWeight is opencontainers/cgroups' ConvertCPUSharesToCgroupV2Value as runc
-// 1.3.2+ ships it, written out here as the reference the translation must follow.
+// runcWeight is opencontainers/cgroups' ConvertCPUSharesToCgroupV2Value as current
+// runc ships it, written out here as the reference the translation must follow.
 func runcWeight(shares uint64) uint64 {
 	if shares == 0 {
 		return 0
@@ -25,7 +25,7 @@ func runcWeight(shares uint64) uint64 {
 	return uint64(math.Ceil(math.Pow(10, exponent)))
 }
 
-// runcLinearWeight is the conversion of runc before 1.3.2 (Debian 12 ships 1.1.5).
+// runcLinearWeight is the conversion of older runc (Debian 12 ships 1.1.5).
 func runcLinearWeight(shares uint64) uint64 {
 	if shares == 0 {
 		return 0
