@@ -327,3 +327,46 @@ func TestDryRunLeavesResourcesAlone(t *testing.T) {
 		t.Errorf("a dry run rewrote the request: %v", got)
 	}
 }
+
+// status counts a container whose pids, memory or cpu drifted above the policy as
+// not matching, and one whose host cannot enforce a setting (memory.high on v1) as
+// matching what can be.
+func TestStatusMatchesResources(t *testing.T) {
+	e, controllers := newResourcesEnv(t, false)
+	e.policy.Store(mustPolicy(t, `
+class "few" {
+  pids { max = 20 }
+  memory { high = "1GiB" }
+}
+rule "batch" {
+  match { namespaces = ["batch"] }
+  class = "few"
+}
+`))
+	parent := e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	e.host.mkdir(t, parent+"/c1")
+	pidsDir := filepath.Join(controllers["pids"], parent, "c1")
+	writeCgroupFiles(t, pidsDir, map[string]string{"pids.max": "max\n"})
+	row := func() Report {
+		t.Helper()
+		reports, err := e.svc.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reports {
+			if r.ID == "c1" {
+				return r
+			}
+		}
+		t.Fatalf("no status row for c1: %+v", reports)
+		return Report{}
+	}
+	if r := row(); r.Match || len(r.Resources) != 2 {
+		t.Errorf("pids.max lifted: status %+v, want no match", r)
+	}
+	writeCgroupFiles(t, pidsDir, map[string]string{"pids.max": "20\n"})
+	if r := row(); !r.Match {
+		t.Errorf("pids.max in force: status %+v, want a match (memory.high cannot be enforced on v1)", r)
+	}
+}
