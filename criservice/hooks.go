@@ -29,7 +29,7 @@ func (s *Service) Hooks() map[string]Hook {
 		runtimeService + "RunPodSandbox":   {After: s.afterRunPodSandbox},
 		runtimeService + "CreateContainer": {Before: chainBefore(s.beforeCreateContainer, s.tightenCreateContainer), After: s.afterCreateContainer},
 		runtimeService + "StartContainer": {Before: chainBefore(s.beforeStartContainer, s.pidsBeforeStart),
-			After: chainAfter(s.afterStartContainer, s.pidsAfterStart)},
+			After: chainAfter(s.afterStartContainer, s.resourcesAfterStart)},
 		runtimeService + "UpdateContainerResources": {Before: chainBefore(s.beforeUpdateContainerResources, s.tightenUpdateContainerResources),
 			After: s.afterUpdateContainerResources},
 		runtimeService + "StopContainer":       {After: s.afterStopContainer},

@@ -161,19 +161,40 @@ func (s *Service) pidsBeforeStart(ctx context.Context, reqB []byte) ([]byte, err
 	return reqB, nil
 }
 
-// pidsAfterStart confirms a v1 container's pids.max, and writes it if the cgroup
-// was not there before start.
-func (s *Service) pidsAfterStart(ctx context.Context, reqB, _ []byte, _ error) error {
+// resourcesAfterStart writes a v1 container's pids.max if its cgroup was not there
+// before start, then reads back what landed of its pids, memory and cpu.
+func (s *Service) resourcesAfterStart(ctx context.Context, reqB, _ []byte, _ error) error {
 	var req runtimeapi.StartContainerRequest
-	if s.opts.IO.Version() == 2 || s.opts.DryRun || !s.decode("StartContainer", reqB, &req) {
+	if s.opts.DryRun || !s.decode("StartContainer", reqB, &req) {
 		return nil
 	}
 	ctx, cancel := s.detached(ctx)
 	defer cancel()
-	if err := s.enforcePidsV1(ctx, req.ContainerId, false); err != nil {
-		s.failed("container", req.ContainerId, err)
+	if s.opts.IO.Version() != 2 {
+		if err := s.enforcePidsV1(ctx, req.ContainerId, false); err != nil {
+			s.failed("container", req.ContainerId, err)
+		}
 	}
+	s.confirmResources(ctx, req.ContainerId)
 	return nil
+}
+
+// confirmResources logs any setting the runtime did not put in place as asked: the
+// read-back after start. What the host cannot enforce was logged at create.
+func (s *Service) confirmResources(ctx context.Context, id string) {
+	ct, pod, err := s.lookup(ctx, id)
+	if err != nil || ct.Dir == "" {
+		return
+	}
+	plan := Plan{ContainerID: id, PodID: ct.PodID, CgroupsPath: ct.CgroupsPath, Dir: ct.Dir,
+		Decision: s.opts.Policy().Decide(workload(pod, &ct))}
+	for _, st := range s.resourceStates(plan) {
+		if st.InSync || st.unenforceable() {
+			continue
+		}
+		s.log.Warn("resource not in force after start", "container", id, "pod", pod.Namespace+"/"+pod.Name,
+			"file", st.File, "want", st.Want, "have", st.Have, "err", st.Note)
+	}
 }
 
 // reconcileResources repairs what criguard writes itself beyond I/O: v1 pids.max.

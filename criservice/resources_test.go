@@ -2,9 +2,11 @@ package criservice
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -369,4 +371,49 @@ rule "batch" {
 	if r := row(); !r.Match {
 		t.Errorf("pids.max in force: status %+v, want a match (memory.high cannot be enforced on v1)", r)
 	}
+}
+
+// After start criguard reads back what the runtime wrote, and says what is not there.
+func TestReadBackAfterStartV2(t *testing.T) {
+	logs := &lockedBuffer{}
+	e, _ := newResourcesEnv(t, true)
+	e.svc.log = slog.New(slog.NewTextHandler(logs, nil))
+	parent := e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	dir := e.host.mkdir(t, parent+"/c1")
+	writeCgroupFiles(t, dir, map[string]string{"pids.max": "20\n", "cpu.weight": "100\n", "cpu.max": "50000 100000\n",
+		"memory.max": "1073741824\n", "memory.high": "max\n"})
+	start := marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})
+	if err := e.hook("StartContainer").After(context.Background(), start, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := logs.String()
+	for _, want := range []string{`file=cpu.weight want=50 have=100`, `file=memory.high want=966367641 have=max`} {
+		if !strings.Contains(got, "resource not in force after start") || !strings.Contains(got, want) {
+			t.Errorf("log lacks %q:\n%s", want, got)
+		}
+	}
+	for _, inForce := range []string{"file=pids.max", "file=cpu.max"} {
+		if strings.Contains(got, inForce) {
+			t.Errorf("a setting in force was reported: %s\n%s", inForce, got)
+		}
+	}
+}
+
+// lockedBuffer collects log lines from any goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

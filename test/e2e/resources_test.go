@@ -119,6 +119,9 @@ func TestResourcesPidsMax(t *testing.T) {
 			if got := readCgroupNumber(t, dir, "pids.max"); got != 20 {
 				t.Fatalf("pids.max = %d, want 20%s", got, criguardLog(cg))
 			}
+			if log := cg.Log(400); strings.Contains(log, "not in force after start") {
+				t.Errorf("the read-back after start found a setting not in force:%s", criguardLog(cg))
+			}
 			// explain and status read it back, with the daemon's own flags.
 			flags := append([]string{"--runtime-endpoint", endpoint, "--policy", policyPath}, args...)
 			if text := criguardCLI(t, append(append([]string{"explain"}, flags...), id)...); !strings.Contains(text, "pids.max wanted 20, in force 20 (in sync)") {
@@ -187,6 +190,9 @@ func TestResourcesCPUWeight(t *testing.T) {
 			}
 			if got := readCgroupNumber(t, lowDir, "cpu.cfs_quota_us"); got != 25000 {
 				t.Fatalf("low cpu.cfs_quota_us = %d, want 25000 (max 250m over 100 ms)%s", got, criguardLog(cg))
+			}
+			if log := cg.Log(400); strings.Contains(log, "not in force after start") {
+				t.Errorf("the read-back after start found a setting not in force:%s", criguardLog(cg))
 			}
 			if got := readCgroupNumber(t, highDir, "cpu.shares"); got != 1024 {
 				t.Fatalf("neighbour cpu.shares = %d, want kubelet's 1024", got)
