@@ -84,30 +84,48 @@ func (r DeviceResolver) Resolve(spec string) (Device, error) {
 // mountSourceDevice finds the mount whose st_dev is anon and returns the
 // block device named by its source, or ErrNoBlockDevice naming the filesystem.
 func (r DeviceResolver) mountSourceDevice(path string, anon Device) (Device, error) {
+	m, err := r.mountOf(path, anon)
+	if err != nil {
+		return Device{}, err
+	}
+	if d, ok := r.sourceBlockDevice(m); ok {
+		return d, nil
+	}
+	return Device{}, fmt.Errorf("%w: %s is on %s (source %q, device %s)", ErrNoBlockDevice, path, m.fsType, m.source, anon)
+}
+
+// mountOf is the mount whose files have st_dev anon.
+func (r DeviceResolver) mountOf(path string, anon Device) (mountEntry, error) {
 	mountInfoPath := filepath.Join(orDefault(r.ProcRoot, "/proc"), "self", "mountinfo")
 	f, err := os.Open(mountInfoPath)
 	if err != nil {
-		return Device{}, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
+		return mountEntry{}, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
 	}
 	defer f.Close()
 	mounts, err := parseMounts(f)
 	if err != nil {
-		return Device{}, fmt.Errorf("%s: %w", mountInfoPath, err)
+		return mountEntry{}, fmt.Errorf("%s: %w", mountInfoPath, err)
 	}
 	for _, m := range mounts {
-		if m.device != anon {
-			continue
+		if m.device == anon {
+			return m, nil
 		}
-		if devRel, ok := strings.CutPrefix(m.source, "/dev/"); ok {
-			var st unix.Stat_t
-			sourcePath := filepath.Join(orDefault(r.DevRoot, "/dev"), devRel)
-			if unix.Stat(sourcePath, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
-				return deviceFromDev(st.Rdev), nil
-			}
-		}
-		return Device{}, fmt.Errorf("%w: %s is on %s (source %q, device %s)", ErrNoBlockDevice, path, m.fsType, m.source, anon)
 	}
-	return Device{}, fmt.Errorf("%w: %s is on device %s, which %s does not list", ErrNoBlockDevice, path, anon, mountInfoPath)
+	return mountEntry{}, fmt.Errorf("%w: %s is on device %s, which %s does not list", ErrNoBlockDevice, path, anon, mountInfoPath)
+}
+
+// sourceBlockDevice is the block device a mount's source names, if it is one.
+func (r DeviceResolver) sourceBlockDevice(m mountEntry) (Device, bool) {
+	devRel, ok := strings.CutPrefix(m.source, "/dev/")
+	if !ok {
+		return Device{}, false
+	}
+	var st unix.Stat_t
+	sourcePath := filepath.Join(orDefault(r.DevRoot, "/dev"), devRel)
+	if unix.Stat(sourcePath, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		return deviceFromDev(st.Rdev), true
+	}
+	return Device{}, false
 }
 
 // wholeDisk maps a partition to its disk through /sys/dev/block; any other

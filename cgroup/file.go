@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // CleanJoin joins rel under mount without touching the filesystem: it
@@ -93,17 +95,36 @@ func WriteFile(dir, file, value string) error {
 	return nil
 }
 
-// ReadFile reads the cgroup file dir/file.
+// ReadFile reads the cgroup file dir/file. It opens, reads and closes with
+// plain system calls: os.ReadFile adds an fstat and a poller registration per
+// file, a third of the CPU of reading every container's files on each scrape.
 func ReadFile(dir, file string) (string, error) {
 	path, err := cgroupFilePath(dir, file)
 	if err != nil {
 		return "", err
 	}
-	content, err := os.ReadFile(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("cgroup: read %s: %w", path, err)
 	}
-	return string(content), nil
+	defer unix.Close(fd)
+	buf := make([]byte, 4096)
+	n := 0
+	for {
+		read, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("cgroup: read %s: %w", path, err)
+		}
+		if read == 0 {
+			return string(buf[:n]), nil
+		}
+		if n += read; n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+	}
 }
 
 func cgroupFilePath(dir, file string) (string, error) {

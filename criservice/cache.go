@@ -1,6 +1,7 @@
 package criservice
 
 import (
+	"cmp"
 	"maps"
 	"strings"
 	"sync"
@@ -18,6 +19,12 @@ type containerInfo struct {
 	ID, PodID, Name, Image string
 	// CgroupsPath and Dir are filled once resolved; a container's cgroup never moves.
 	CgroupsPath, Dir string
+	// Mounts are the mounts kubelet asked for (MountsKnown once learned: from
+	// CreateContainer, or from the status after a restart); Rootfs is the host
+	// directory of its writable layer once found. Both never change.
+	Mounts      []volumeMount
+	MountsKnown bool
+	Rootfs      string
 	// ignored is what was last logged of its ignored annotations.
 	ignored string
 	// seen is the cache generation it was last stored in.
@@ -90,6 +97,10 @@ func (c *cache) putContainer(ct containerInfo) {
 		if ct.Dir == "" {
 			ct.CgroupsPath, ct.Dir = old.CgroupsPath, old.Dir
 		}
+		if !ct.MountsKnown {
+			ct.Mounts, ct.MountsKnown = old.Mounts, old.MountsKnown
+		}
+		ct.Rootfs = cmp.Or(ct.Rootfs, old.Rootfs)
 		if isImageDigest(ct.Image) && !isImageDigest(old.Image) {
 			ct.Image = old.Image
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 // newFakeHostV2 is a cgroup2 hierarchy in a temp dir with io delegated everywhere.
-func newFakeHostV2(t *testing.T) *fakeHost {
+func newFakeHostV2(t testing.TB) *fakeHost {
 	t.Helper()
 	root := t.TempDir()
 	mountinfo := fmt.Sprintf("30 23 0:26 / %s/unified rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw\n", root)

@@ -17,6 +17,7 @@ import (
 type Hook struct {
 	Before func(ctx context.Context, req []byte) ([]byte, error)
 	After  func(ctx context.Context, req, resp []byte, err error) error
+	Answer func(ctx context.Context, req []byte, err error) ([]byte, bool)
 }
 
 const runtimeService = "/runtime.v1.RuntimeService/"
@@ -25,13 +26,17 @@ const runtimeService = "/runtime.v1.RuntimeService/"
 // call passes through the proxy untouched.
 func (s *Service) Hooks() map[string]Hook {
 	return map[string]Hook{
-		runtimeService + "RunPodSandbox":            {After: s.afterRunPodSandbox},
-		runtimeService + "CreateContainer":          {Before: s.beforeCreateContainer, After: s.afterCreateContainer},
-		runtimeService + "StartContainer":           {Before: s.beforeStartContainer, After: s.afterStartContainer},
-		runtimeService + "UpdateContainerResources": {Before: s.beforeUpdateContainerResources, After: s.afterUpdateContainerResources},
-		runtimeService + "StopContainer":            {After: s.afterStopContainer},
-		runtimeService + "RemoveContainer":          {After: s.afterRemoveContainer},
-		runtimeService + "RemovePodSandbox":         {After: s.afterRemovePodSandbox},
+		runtimeService + "RunPodSandbox":   {After: s.afterRunPodSandbox},
+		runtimeService + "CreateContainer": {Before: chainBefore(s.beforeCreateContainer, s.tightenCreateContainer), After: s.afterCreateContainer},
+		runtimeService + "StartContainer": {Before: chainBefore(s.beforeStartContainer, s.pidsBeforeStart),
+			After: chainAfter(s.afterStartContainer, s.resourcesAfterStart)},
+		runtimeService + "UpdateContainerResources": {Before: chainBefore(s.beforeUpdateContainerResources, s.tightenUpdateContainerResources),
+			After: s.afterUpdateContainerResources},
+		runtimeService + "StopContainer":       {After: s.afterStopContainer},
+		runtimeService + "RemoveContainer":     {After: s.afterRemoveContainer},
+		runtimeService + "RemovePodSandbox":    {After: s.afterRemovePodSandbox},
+		runtimeService + "ListPodSandboxStats": {Answer: s.answerListPodSandboxStats},
+		runtimeService + "PodSandboxStats":     {Answer: s.answerPodSandboxStats},
 	}
 }
 
@@ -84,7 +89,8 @@ func (s *Service) afterCreateContainer(ctx context.Context, reqB, respB []byte, 
 	}
 	cfg := req.GetConfig()
 	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
-		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())})
+		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true})
 	// The container's spec exists now: learn its cgroup here, so that StartContainer
 	// only writes files before it is forwarded.
 	ctx, cancel := s.detached(ctx)
@@ -107,8 +113,9 @@ func (s *Service) afterStartContainer(ctx context.Context, reqB, _ []byte, callE
 	applyCtx, cancel := s.detached(ctx)
 	defer cancel()
 	plan, _, err := s.ApplyContainer(applyCtx, req.ContainerId)
-	if err == nil && plan.Decision.Scope == policy.ScopePod && !s.splitPodBudget && s.opts.FailClosed {
-		// The container's limits are its pod's: they must be in place too.
+	if err == nil && plan.Decision.Scope == policy.ScopePod && !s.splitPodBudget && (s.opts.FailClosed || hasSelectors(plan.Decision.IO)) {
+		// The container's limits are its pod's: they must be in place too. A budget on
+		// volumes takes this container's volumes in now.
 		err = s.podBudgetInPlace(applyCtx, plan.PodID)
 	}
 	took := time.Since(start)

@@ -294,3 +294,31 @@ func TestFailClosedNeedsThePodBudget(t *testing.T) {
 		t.Errorf("stopped %v, want c1 stopped", stopped)
 	}
 }
+
+// A reconcile pass between CreateContainer and StartContainer keeps what was
+// learned at CreateContainer (the image name, the mounts), though the container
+// is not running yet.
+func TestPassBetweenCreateAndStartKeepsTheContainer(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Containers["c1"].State = runtimeapi.ContainerState_CONTAINER_CREATED
+	e.fake.Mu.Unlock()
+	e.hook("CreateContainer").After(context.Background(), marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+			Image: &runtimeapi.ImageSpec{Image: "sha256:" + sixtyFour, UserSpecifiedImage: "registry.example.com/app:1"}}}),
+		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: "c1"}), nil)
+	e.reconcile(t)
+	if ct, ok := e.svc.cache.container("c1"); !ok || ct.Image != "registry.example.com/app:1" {
+		t.Errorf("after a pass between create and start the cache holds %+v (%v), want the image name kept", ct, ok)
+	}
+	// Exited and removed: gone from the cache.
+	e.fake.Mu.Lock()
+	delete(e.fake.Containers, "c1")
+	e.fake.Mu.Unlock()
+	e.reconcile(t)
+	if _, ok := e.svc.cache.container("c1"); ok {
+		t.Error("a container the runtime no longer has is still cached")
+	}
+}

@@ -37,8 +37,9 @@ func (s *Service) beforeCreateContainer(ctx context.Context, reqB []byte) ([]byt
 		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
 	}
 	cfg := req.GetConfig()
-	ct := containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())}
-	line := s.unifiedIOMax(workload(pod, &ct))
+	ct := containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true}
+	line := s.unifiedIOMax(ctx, pod, ct)
 	if line == "" || cfg == nil {
 		return reqB, nil
 	}
@@ -67,7 +68,7 @@ func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byt
 	if err != nil {
 		return reqB, nil
 	}
-	line := s.unifiedIOMax(workload(pod, &ct))
+	line := s.unifiedIOMax(ctx, pod, ct)
 	if line == "" {
 		return reqB, nil
 	}
@@ -89,12 +90,13 @@ func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byt
 // runtime to write. The kernel takes one device per write, so a class on several
 // disks puts its first here and the rest follow at start. A pod budget belongs to
 // the pod's cgroup, and a limit kubelet set itself is never replaced.
-func (s *Service) unifiedIOMax(w policy.Workload) string {
-	d := s.opts.Policy().Decide(w)
-	if d.HandsOff || d.Scope == policy.ScopePod || len(d.IO) == 0 {
+func (s *Service) unifiedIOMax(ctx context.Context, pod podInfo, ct containerInfo) string {
+	plan := Plan{Decision: s.opts.Policy().Decide(workload(pod, &ct))}
+	if plan.Decision.HandsOff || plan.Decision.Scope == policy.ScopePod || len(plan.Decision.IO) == 0 {
 		return ""
 	}
-	limits, _ := s.limits(d.IO)
+	s.planLimits(ctx, &plan, []containerInfo{ct})
+	limits := plan.Limits
 	if len(limits) == 0 {
 		return ""
 	}

@@ -25,18 +25,19 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	start := time.Now()
 	var res ReconcileResult
 	gen := s.cache.startListing()
-	pods, containers, err := s.listRunning(ctx)
+	pods, containers, created, err := s.listRunning(ctx)
 	if err != nil {
 		s.metrics.reconcileRun("error", 0)
 		return res, fmt.Errorf("reconcile: %w", err)
 	}
 	// Containers first: their cgroup paths tell a pod's parent when no resolver can.
-	liveContainers := make(map[string]bool, len(containers))
+	liveContainers := created
 	for _, id := range containers {
 		liveContainers[id] = true
 		res.Containers++
 		_, result, err := s.ApplyContainer(ctx, id)
 		s.count(&res, "container", id, result, err)
+		s.reconcileResources(ctx, id)
 	}
 	livePods := make(map[string]bool, len(pods))
 	for _, pod := range pods {
@@ -68,23 +69,24 @@ const listTimeoutFactor = 5
 
 // listRunning lists ready pods and running containers and puts them in the
 // cache: the metadata reconcile and status work from. A pod's cgroup_parent,
-// which lists do not carry, comes from the cache or else the resolvers.
-func (s *Service) listRunning(ctx context.Context) ([]podInfo, []string, error) {
+// which lists do not carry, comes from the cache or else the resolvers. created
+// holds the containers made but not started yet: their metadata, learned at
+// CreateContainer, must outlive a pass that runs between create and start.
+func (s *Service) listRunning(ctx context.Context) (pods []podInfo, running []string, created map[string]bool, err error) {
 	listCtx, cancel := context.WithTimeout(ctx, listTimeoutFactor*s.opts.ApplyTimeout)
 	defer cancel()
 	podList, err := s.opts.Runtime.ListPodSandbox(listCtx, &runtimeapi.ListPodSandboxRequest{
 		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list pods: %w", err)
+		return nil, nil, nil, fmt.Errorf("list pods: %w", err)
 	}
-	containerList, err := s.opts.Runtime.ListContainers(listCtx, &runtimeapi.ListContainersRequest{
-		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
-	})
+	// One unfiltered list: running containers are reconciled, created ones kept.
+	containerList, err := s.opts.Runtime.ListContainers(listCtx, &runtimeapi.ListContainersRequest{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list containers: %w", err)
+		return nil, nil, nil, fmt.Errorf("list containers: %w", err)
 	}
-	pods := make([]podInfo, 0, len(podList.Items))
+	pods = make([]podInfo, 0, len(podList.Items))
 	for _, p := range podList.Items {
 		pod := podFromCRI(p)
 		if cached, ok := s.cache.pod(p.Id); ok {
@@ -95,12 +97,18 @@ func (s *Service) listRunning(ctx context.Context) ([]podInfo, []string, error) 
 		s.cache.putPod(pod)
 		pods = append(pods, pod)
 	}
-	containers := make([]string, 0, len(containerList.Containers))
+	running = make([]string, 0, len(containerList.Containers))
+	created = map[string]bool{}
 	for _, c := range containerList.Containers {
-		s.putListedContainer(ctx, containerFromCRI(c))
-		containers = append(containers, c.Id)
+		switch c.GetState() {
+		case runtimeapi.ContainerState_CONTAINER_RUNNING:
+			s.putListedContainer(ctx, containerFromCRI(c))
+			running = append(running, c.Id)
+		case runtimeapi.ContainerState_CONTAINER_CREATED:
+			created[c.Id] = true
+		}
 	}
-	return pods, containers, nil
+	return pods, running, created, nil
 }
 
 func (s *Service) count(res *ReconcileResult, scope, id string, result syncResult, err error) {

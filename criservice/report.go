@@ -30,6 +30,11 @@ type Explanation struct {
 	Pending []cgroup.Write   `json:"pending"`
 	// Foreign are limits in Current that criguard did not write: it leaves them alone.
 	Foreign []cgroup.IOLimit `json:"foreign,omitempty"`
+	// Mounts are the volumes and writable layers the decision's selectors found,
+	// each with its device chain, or why it gets no limit.
+	Mounts []MountDisk `json:"mounts,omitempty"`
+	// Resources are the container's pids, memory and cpu throttles, read back.
+	Resources []ResourceState `json:"resources,omitempty"`
 	// Pod is the pod's own plan when the decision is a pod-scope budget.
 	Pod   *Explanation `json:"pod,omitempty"`
 	Notes []string     `json:"notes"`
@@ -66,7 +71,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	}
 	ex := Explanation{Kind: kind, ID: id, PodID: plan.PodID, Workload: plan.Workload, Decision: plan.Decision,
 		Resolver: s.opts.Resolver.Name(), CgroupsPath: plan.CgroupsPath, Dir: plan.Dir,
-		IOVersion: s.opts.IO.Version(), Limits: plan.Limits}
+		IOVersion: s.opts.IO.Version(), Limits: plan.Limits, Mounts: plan.Mounts}
 	if err != nil {
 		ex.Error = err.Error()
 	}
@@ -100,6 +105,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	case kind == "container":
 		ex.Notes = append(ex.Notes, "pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
 	}
+	s.explainResources(&ex, plan)
 	if !cgroup.ThrottlesBufferedWrites(s.opts.IO) && len(plan.Limits) > 0 {
 		ex.Notes = append(ex.Notes, "cgroup v1: blkio throttles direct I/O only; buffered writes that go through the page cache are not limited")
 	}
@@ -122,6 +128,7 @@ type Report struct {
 	Foreign   []cgroup.IOLimit `json:"foreign,omitempty"`
 	Conflicts []string         `json:"conflicts,omitempty"`
 	Usage     []cgroup.IOStat  `json:"usage"`
+	Resources []ResourceState  `json:"resources,omitempty"`
 	Match     bool             `json:"match"`
 	Error     string           `json:"error,omitempty"`
 }
@@ -129,7 +136,7 @@ type Report struct {
 // Status reads back every running container's (and pod budget's) limits and
 // usage from the cgroup files, and says whether they match the policy.
 func (s *Service) Status(ctx context.Context) ([]Report, error) {
-	pods, containers, err := s.listRunning(ctx)
+	pods, containers, _, err := s.listRunning(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +191,10 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 	}
 	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
 	r.Match = len(s.pending(plan, r.Have)) == 0
+	r.Resources = s.resourceStates(plan)
+	for _, st := range r.Resources {
+		r.Match = r.Match && (st.InSync || st.unenforceable())
+	}
 	r.Foreign = translate.Foreign(r.Have, s.owned.get(plan.Dir))
 	return r
 }

@@ -45,6 +45,11 @@ type Options struct {
 	IO       cgroup.IO
 	Resolver Resolver
 	Devices  DeviceResolver
+	// Chains follows a container's volumes and writable layer to their disks; by
+	// default cached by st_dev over Devices when that is a cgroup.DeviceResolver.
+	Chains ChainResolver
+	// Controllers finds the v1 controllers beyond I/O (pids.max); nil: none.
+	Controllers ControllerMounts
 	// Policy returns the policy in force; nil means hands off: criguard forwards
 	// and writes nothing, resets nothing.
 	Policy func() *policy.Policy
@@ -91,6 +96,10 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.Devices == nil {
 		opts.Devices = cgroup.DeviceResolver{}
+	}
+	if opts.Chains == nil {
+		r, _ := opts.Devices.(cgroup.DeviceResolver)
+		opts.Chains = &cgroup.ChainCache{Resolver: r}
 	}
 	if opts.Policy == nil {
 		opts.Policy = func() *policy.Policy { return nil }
@@ -142,6 +151,8 @@ type Plan struct {
 	Unresolved error
 	// Conflicts are keys the cgroup's own systemd unit sets: left to systemd.
 	Conflicts []string
+	// Mounts are the volumes and writable layers the decision's selectors found.
+	Mounts []MountDisk
 }
 
 // planContainer decides what container id's own cgroup must hold.
@@ -190,9 +201,13 @@ func (s *Service) planContainerFor(ctx context.Context, id string, po planOption
 	switch {
 	case plan.Decision.HandsOff:
 	case plan.Decision.Scope != policy.ScopePod:
-		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
+		s.planLimits(ctx, &plan, []containerInfo{ct})
 	case s.splitPodBudget:
-		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
+		members := []containerInfo{ct}
+		if hasSelectors(plan.Decision.IO) {
+			members = s.containersForPod(ctx, ct.PodID, id) // the pod's volumes, not only this container's
+		}
+		s.planLimits(ctx, &plan, members)
 		n, err := s.podScopedRunning(ctx, ct.PodID, id, po.starting)
 		if err != nil {
 			return plan, err
@@ -313,7 +328,11 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	}
 	plan.Dir = dir
 	if podScoped {
-		plan.Limits, plan.Unresolved = s.limits(plan.Decision.IO)
+		var members []containerInfo
+		if hasSelectors(plan.Decision.IO) {
+			members = s.containersForPod(ctx, pod.ID, "")
+		}
+		s.planLimits(ctx, &plan, members)
 	}
 	s.yieldToUnit(&plan)
 	return plan, nil

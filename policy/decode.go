@@ -18,9 +18,9 @@ var (
 		{Type: "annotations"},
 	}}
 	deviceSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "path", Required: true}}}
-	classSchema  = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "io"}}}
+	classSchema  = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "io"}, {Type: "pids"}, {Type: "memory"}, {Type: "cpu"}}}
 	ioSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "device", Required: true},
+		{Name: "device"}, {Name: "volumes"},
 		{Name: "read_bps"}, {Name: "write_bps"}, {Name: "read_iops"}, {Name: "write_iops"},
 	}}
 	ruleSchema = &hcl.BodySchema{
@@ -132,6 +132,7 @@ func (d *decoder) decodeDevice(b *hcl.Block) {
 			"The label %q reads like a path or MAJ:MIN, so io blocks naming it would be ambiguous; give it a name such as \"data\" and put the device in path.", name)
 		ok = false
 	}
+	ok = ok && d.checkDeviceLabel(b, name)
 	attr := content.Attributes["path"]
 	if attr == nil {
 		return
@@ -179,29 +180,33 @@ func (d *decoder) resolveDevice(attr *hcl.Attribute) (string, bool) {
 }
 
 func (d *decoder) decodeClass(b *hcl.Block) {
+	before := len(d.diags)
 	content := d.content(b.Body, classSchema)
+	d.suggestClosestBlock(d.diags[before:], classSchema)
 	name, ok := d.declare("class", b, d.classRanges)
 	class := &Class{Name: name}
 	seenDevices := map[string]hcl.Range{}
 	valid := ok
-	for _, ioBlock := range content.Blocks {
+	blocks := content.Blocks.ByType()
+	valid = d.decodeResources(name, blocks, &class.Resources) && valid
+	for _, ioBlock := range blocks["io"] {
 		limits, good := d.decodeIO(ioBlock)
 		if !good {
 			valid = false
 			continue
 		}
-		if first, dup := seenDevices[limits.Device]; dup {
+		if first, dup := seenDevices[limits.Target()]; dup {
 			d.errorf(ioBlock.DefRange, "Duplicate io device",
-				"Class %q already has an io block for device %q at %s; put all four limits in one block.", name, limits.Device, rangeLine(first))
+				"Class %q already has an io block for %s at %s; put all four limits in one block.", name, limits.Target(), rangeLine(first))
 			valid = false
 			continue
 		}
-		seenDevices[limits.Device] = ioBlock.DefRange
+		seenDevices[limits.Target()] = ioBlock.DefRange
 		class.IO = append(class.IO, limits)
 	}
 	if len(content.Blocks) == 0 {
 		d.errorf(b.DefRange, "Empty class",
-			"Class %q has no io block, so it limits nothing. Add an io block with a device and at least one limit, e.g. write_bps = \"40MiB\".", name)
+			"Class %q has no io, pids, memory or cpu block, so it limits nothing. Add one, e.g. an io block with a device and write_bps = \"40MiB\", or pids { max = 512 }.", name)
 		valid = false
 	}
 	if valid {
@@ -215,12 +220,7 @@ func (d *decoder) decodeIO(b *hcl.Block) (IOLimits, bool) {
 	// A misspelt limit is already reported; "sets no limit" would only repeat it.
 	misspelt := len(d.diags) > before
 	var limits IOLimits
-	ok := true
-	if attr := content.Attributes["device"]; attr != nil {
-		limits.Device, ok = d.resolveDevice(attr)
-	} else {
-		ok = false // reported by Content as a missing required argument
-	}
+	ok := d.decodeTarget(b, content, &limits)
 	fields := []struct {
 		name  string
 		into  *uint64

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 )
 
@@ -90,5 +91,23 @@ func TestExamplesDecide(t *testing.T) {
 				t.Errorf("Decide = %+v\nwant source %s rule %q scope %s io %+v", d, tt.source, tt.rule, tt.scope, tt.io)
 			}
 		})
+	}
+}
+
+// Every example policy loads, so none of them teaches a broken or stale syntax.
+func TestEveryExamplePolicyLoads(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.hcl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example policies found (%v)", err)
+	}
+	for _, file := range files {
+		p, err := Load(file)
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		if len(p.Rules) == 0 && len(p.Classes) == 0 {
+			t.Errorf("%s loads to nothing", file)
+		}
 	}
 }

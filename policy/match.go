@@ -39,6 +39,9 @@ type Decision struct {
 	Class  string // class name when a class was chosen
 	Scope  Scope
 	IO     []IOLimits // empty: no throttle of criguard's
+	// Resources are the container's pids, memory and cpu throttles: the rule's,
+	// only ever tightened by an annotation's class.
+	Resources Resources
 	// HandsOff means criguard must not touch the cgroup's I/O files at all: no policy
 	// is loaded, or the throttle is the runtime's own blockio class.
 	HandsOff bool
@@ -80,6 +83,10 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 		return Decision{Source: SourceNone, Scope: ScopePod, Reason: reason}
 	}
 	loosen := p.Annotations.AllowLoosen && !a.empty()
+	ruleResources := Resources{}
+	if rule != nil {
+		ruleResources = p.classResources(rule.Class)
+	}
 	if podScoped && loosen {
 		// The operator let pods choose their own numbers: each container gets them.
 		if forPod {
@@ -109,6 +116,7 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 		d = Decision{Source: SourceRule, Rule: rule.Name, Class: rule.Class, Scope: rule.Scope,
 			IO: p.classIO(rule.Class), Reason: fmt.Sprintf("rule %q (%s)", rule.Name, why)}
 	}
+	d.Resources = ruleResources
 	var used []string
 	if a.class != "" {
 		classIO := p.classIO(a.class)
@@ -119,6 +127,8 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 			d.IO = append(d.IO, classIO...)
 		}
 		d.Class, d.Source = a.class, a.classLevel
+		// allow_loosen is about I/O numbers: a tenant never loosens these.
+		d.Resources = d.Resources.Tighten(p.classResources(a.class))
 		used = append(used, a.classKey+"="+quoteValue(w.PodAnnotations[a.classKey]))
 	}
 	if len(a.numbers) > 0 {
@@ -156,7 +166,7 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 func tightestPerDevice(io []IOLimits) []IOLimits {
 	var out []IOLimits
 	for _, l := range io {
-		i := slices.IndexFunc(out, func(o IOLimits) bool { return o.Device == l.Device })
+		i := slices.IndexFunc(out, func(o IOLimits) bool { return o.Target() == l.Target() })
 		if i < 0 {
 			out = append(out, l)
 			continue

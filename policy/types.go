@@ -12,9 +12,12 @@ const (
 
 // IOLimits is one io block. Device is what the operator wrote, with a device label
 // already replaced by that device's path: a block device path, "MAJ:MIN", or any path
-// on a filesystem (resolved to MAJ:MIN on the host by the caller). 0 means no limit.
+// on a filesystem (resolved to MAJ:MIN on the host by the caller); or a selector
+// resolved per container, DeviceRootfs or DeviceVolumes. 0 means no limit.
 type IOLimits struct {
-	Device    string
+	Device string
+	// Volumes narrows DeviceVolumes to these volume names or container paths (globs).
+	Volumes   []string
 	ReadBPS   uint64
 	WriteBPS  uint64
 	ReadIOPS  uint64
@@ -26,10 +29,12 @@ func (l IOLimits) IsZero() bool {
 	return l.ReadBPS == 0 && l.WriteBPS == 0 && l.ReadIOPS == 0 && l.WriteIOPS == 0
 }
 
-// Class is a named set of throttles, one IOLimits per device.
+// Class is a named set of throttles, one IOLimits per device, and the
+// container's other resources.
 type Class struct {
-	Name string
-	IO   []IOLimits
+	Name      string
+	IO        []IOLimits
+	Resources Resources
 }
 
 // Rule assigns a class to the workloads it matches. An empty match field matches

@@ -12,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,10 +31,13 @@ const DefaultMaxMsgSize = 128 << 20
 
 // Hook intercepts one method. Before may rewrite the request; After sees the
 // request, the response (nil on error) and the upstream error, and returns the
-// error the caller gets (usually err unchanged).
+// error the caller gets (usually err unchanged). Answer, when set, is asked only
+// when the runtime's reply is an error: a response it returns with true is sent
+// instead of that error (After then sees it as the reply).
 type Hook struct {
 	Before func(ctx context.Context, req []byte) ([]byte, error)
 	After  func(ctx context.Context, req, resp []byte, err error) error
+	Answer func(ctx context.Context, req []byte, err error) ([]byte, bool)
 }
 
 // Observer is told about every forwarded call (metrics live outside this package).
@@ -63,6 +67,8 @@ type Proxy struct {
 	// waits for calls that will finish by themselves.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// unaryInFlight lets Shutdown end streams only once unary calls are done.
+	unaryInFlight atomic.Int64
 }
 
 // unaryMethods are the CRI methods known to be unary; they take the cheaper
@@ -161,20 +167,29 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting calls, ends event streams (clients re-subscribe
-// elsewhere), and lets in-flight unary calls finish within grace.
+// Shutdown stops accepting calls, lets in-flight unary calls finish within
+// grace, then ends event streams with Unavailable (clients re-subscribe).
+// Streams end last: a client told to re-subscribe while this process still
+// drains would wait out the drain (on a socket held across restarts) or be
+// refused; told at the end, it reaches the next criguard at once.
 func (p *Proxy) Shutdown(grace time.Duration) {
-	p.closeOnce.Do(func() { close(p.closing) })
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
 	done := make(chan struct{})
 	go func() {
 		p.server.GracefulStop()
 		close(done)
 	}()
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
+	graceOver := !p.waitForUnary(timer.C, done)
+	p.closeOnce.Do(func() { close(p.closing) })
+	if !graceOver {
+		select {
+		case <-done:
+		case <-timer.C:
+			graceOver = true
+		}
+	}
+	if graceOver {
 		p.log.Warn("shutdown grace period over; cutting in-flight calls", "grace", grace)
 		p.server.Stop()
 		<-done
@@ -183,6 +198,23 @@ func (p *Proxy) Shutdown(grace time.Duration) {
 	if p.image != p.runtime {
 		p.image.Close()
 	}
+}
+
+// waitForUnary waits until no unary call is in flight or the server has
+// stopped; false means the grace ran out first.
+func (p *Proxy) waitForUnary(graceOver <-chan time.Time, stopped <-chan struct{}) bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p.unaryInFlight.Load() > 0 {
+		select {
+		case <-graceOver:
+			return false
+		case <-stopped:
+			return true
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 func (p *Proxy) connFor(method string) *grpc.ClientConn {
@@ -203,7 +235,9 @@ func (p *Proxy) forward(_ any, ss grpc.ServerStream) error {
 	ctx := outgoingContext(ss.Context())
 	var err error
 	if unaryMethods[method] {
+		p.unaryInFlight.Add(1)
 		err = p.forwardUnary(ctx, method, ss)
+		p.unaryInFlight.Add(-1)
 	} else {
 		err = p.forwardStream(ctx, method, ss)
 	}
@@ -248,6 +282,12 @@ func (p *Proxy) forwardUnary(ctx context.Context, method string, ss grpc.ServerS
 	var header, trailer metadata.MD
 	err := p.connFor(method).Invoke(ctx, method, &req, &resp,
 		grpc.ForceCodecV2(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
+	if err != nil && hooked && hook.Answer != nil {
+		if answer, ok := hook.Answer(ctx, reqBytes, err); ok {
+			resp.setBytes(answer)
+			err = nil
+		}
+	}
 	if hooked && hook.After != nil {
 		var respBytes []byte
 		if err == nil {

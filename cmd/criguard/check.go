@@ -144,7 +144,11 @@ func checkPolicyOnHost(path string, p *policy.Policy, host hostChecker, stderr i
 		}
 		resolved = append(resolved, fmt.Sprintf("%s=%s", orLabel(spec), disk))
 	}
-	return fmt.Sprintf("host: %s; devices %s", support, strings.Join(resolved, " ")), ok
+	if !checkResourcesOnHost(path, p, host, stderr) {
+		ok = false
+	}
+	summary := fmt.Sprintf("host: %s; devices %s", support, strings.Join(resolved, " "))
+	return summary + checkSelectorsOnHost(path, p, host, stderr), ok
 }
 
 type deviceSpec struct{ label, spec string }
@@ -175,7 +179,9 @@ func deviceSpecs(p *policy.Policy) []deviceSpec {
 	slices.Sort(classes)
 	for _, name := range classes {
 		for _, limits := range p.Classes[name].IO {
-			add("", limits.Device)
+			if !limits.SelectsMounts() { // resolved per container, at its start
+				add("", limits.Device)
+			}
 		}
 	}
 	add("", p.Annotations.Device)

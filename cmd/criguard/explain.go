@@ -72,7 +72,13 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 	p("cgroupsPath", "%s", orDash(ex.CgroupsPath))
 	p("cgroup dir", "%s (cgroup v%d)", orDash(ex.Dir), ex.IOVersion)
 	p("wanted", "%s", formatLimits(ex.Limits))
+	for _, m := range ex.Mounts {
+		p(m.Kind, "%s", formatMountDisk(m, ex.Limits))
+	}
 	p("in force", "%s", formatLimits(ex.Current))
+	for _, st := range ex.Resources {
+		p("resource", "%s", resourceLine(st))
+	}
 	if len(ex.Foreign) > 0 {
 		p("foreign", "%s (written by another tool; criguard leaves them alone)", formatLimits(ex.Foreign))
 	}

@@ -30,6 +30,7 @@ func commands() []command {
 		{"check", "validate policy files", runCheck},
 		{"explain", "show what the policy gives a container or pod, and why", runExplain},
 		{"status", "show every running container's limits, read back from its cgroup", runStatus},
+		{"top", "live disk I/O per pod and container next to its limit", runTop},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -43,6 +43,7 @@ type serveConfig struct {
 	reconcileInterval time.Duration
 	applyTimeout      time.Duration
 	metricsAddr       string
+	metricsWorkloads  bool
 
 	// procRoot and sysRoot replace /proc and /sys in tests; never flags.
 	procRoot, sysRoot string
@@ -77,6 +78,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.reconcileInterval, "reconcile-interval", 30*time.Second, "how often running containers are compared with the policy and fixed")
 	fs.DurationVar(&cfg.applyTimeout, "apply-timeout", 2*time.Second, "longest time spent applying a throttle after StartContainer")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&cfg.metricsWorkloads, "metrics-workloads", false, "export limits, usage and I/O pressure per namespace/pod/container/device (one series set per container)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -172,16 +174,19 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.metricsWorkloads {
+		reg.MustRegister(svc.WorkloadCollector())
+	}
 	for method, h := range svc.Hooks() {
-		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After})
+		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After, Answer: h.Answer})
 	}
 
-	ln, err := proxy.Listen(cfg.listen, fs.FileMode(cfg.socketMode))
+	ln, activated, err := listenCRI(cfg.listen, fs.FileMode(cfg.socketMode), log)
 	if err != nil {
 		return err
 	}
-	log.Info("criguard serving", "version", version, "listen", cfg.listen, "runtime", cfg.runtimeEndpoint,
-		"policy", cfg.policyPath, "fail_closed", cfg.failClosed, "dry_run", cfg.dryRun)
+	log.Info("criguard serving", "version", version, "listen", ln.Addr().String(), "socket_activated", activated,
+		"runtime", cfg.runtimeEndpoint, "policy", cfg.policyPath, "fail_closed", cfg.failClosed, "dry_run", cfg.dryRun)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -215,10 +220,16 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
+	notifier := systemdNotifier{log: log}
+	wg.Go(func() {
+		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, &unloaded) })
+	})
+	wg.Go(func() { notifier.watchdog(ctx) })
 	select {
 	case err = <-served:
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", cfg.shutdownGrace)
+		notifier.stopping()
 		p.Shutdown(cfg.shutdownGrace)
 		err = <-served
 	}
@@ -267,6 +278,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 	return criservice.New(criservice.Options{
 		Runtime:      rt,
 		IO:           io,
+		Controllers:  hier,
 		Resolver:     resolver,
 		Devices:      cgroup.DeviceResolver{ProcRoot: cfg.procRoot, SysRoot: cfg.sysRoot},
 		Policy:       current,

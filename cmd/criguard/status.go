@@ -49,7 +49,7 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 			match = "no"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, shortID(r.ID), r.Namespace, r.Pod, orDash(r.Container),
-			match, formatLimits(r.Have), formatLimits(r.Want), formatLimits(r.Foreign), formatStats(r.Usage), orDash(r.Dir))
+			match, withResources(formatLimits(r.Have), r.Resources, false), withResources(formatLimits(r.Want), r.Resources, true), formatLimits(r.Foreign), formatStats(r.Usage), orDash(r.Dir))
 	}
 	return tw.Flush()
 }

@@ -34,7 +34,9 @@ type Runtime struct {
 	// StatusImages is the image ContainerStatus names, where it differs from the
 	// listing's (containerd lists digests but names the image in the status).
 	StatusImages map[string]*runtimeapi.ImageSpec
-	Stopped      []string
+	// Mounts are the mounts ContainerStatus reports, as every runtime does.
+	Mounts  map[string][]*runtimeapi.Mount
+	Stopped []string
 }
 
 func New() *Runtime {
@@ -85,7 +87,7 @@ func (f *Runtime) ContainerStatus(_ context.Context, req *runtimeapi.ContainerSt
 	info := map[string]any{"pid": f.Pids[req.ContainerId], "runtimeSpec": map[string]any{"linux": map[string]any{"cgroupsPath": f.Paths[req.ContainerId]}}}
 	b, _ := json.Marshal(info)
 	return &runtimeapi.ContainerStatusResponse{
-		Status: &runtimeapi.ContainerStatus{Id: c.Id, Metadata: c.Metadata, State: c.State, Image: cmp.Or(f.StatusImages[c.Id], c.Image)},
+		Status: &runtimeapi.ContainerStatus{Id: c.Id, Metadata: c.Metadata, State: c.State, Image: cmp.Or(f.StatusImages[c.Id], c.Image), Mounts: f.Mounts[c.Id]},
 		Info:   map[string]string{"info": string(b)},
 	}, nil
 }

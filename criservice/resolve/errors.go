@@ -10,3 +10,6 @@ var (
 	// ErrNoPodCgroup means no resolver could find a pod's cgroup_parent.
 	ErrNoPodCgroup = errors.New("criservice: pod cgroup_parent unknown")
 )
+
+// ErrNoRootfs means no resolver could find the container's writable layer.
+var ErrNoRootfs = errors.New("criservice: container writable layer not found")

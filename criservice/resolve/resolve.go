@@ -83,6 +83,9 @@ type verboseInfo struct {
 		Linux struct {
 			CgroupsPath string `json:"cgroupsPath"`
 		} `json:"linux"`
+		Root struct {
+			Path string `json:"path"`
+		} `json:"root"`
 	} `json:"runtimeSpec"`
 	Config struct {
 		Linux struct {

@@ -1,5 +1,5 @@
-// Package conformance runs the CRI validation suite (critest) against containerd
-// directly and through criguard, and fails when a spec that passes directly fails
+// Package conformance runs the CRI validation suite (critest) against containerd and
+// CRI-O directly and through criguard, and fails when a spec that passes directly fails
 // through criguard. This file holds the pure part: reading critest's JUnit reports,
 // comparing two runs, writing docs/CONFORMANCE.md. The run itself is
 // conformance_test.go (build tag conformance), started by test/conformance/run.sh.

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# make conformance: critest against private containerds (Debian's 1.6 and the lab's 2.4),
-# directly and through criguard. Fails if any spec that passes directly fails through
-# criguard; writes the pass counts to docs/CONFORMANCE.md and keeps critest's JUnit
-# reports and logs in _out/conformance. CONFORMANCE_CONTAINERD=1|2 runs one runtime,
-# CONFORMANCE_FOCUS (a ginkgo regexp) part of the suite, CONFORMANCE_CRIGUARD_ARGS adds
-# serve flags; each leaves docs/CONFORMANCE.md alone.
+# make conformance: critest against private containerds (Debian's 1.6 and the lab's 2.4)
+# and CRI-O 1.34, directly and through criguard. Fails if any spec that passes directly
+# fails through criguard; writes the pass counts to docs/CONFORMANCE.md and keeps
+# critest's JUnit reports and logs in _out/conformance. CONFORMANCE_RUNTIME=containerd1,
+# containerd2 or crio runs one runtime, CONFORMANCE_FOCUS (a ginkgo regexp) part of the
+# suite, CONFORMANCE_CRIGUARD_ARGS adds serve flags; each leaves docs/CONFORMANCE.md alone.
+# About 25 minutes: two critest runs of 3-5 minutes per runtime.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 if [[ $(id -u) -ne 0 ]]; then
-	echo "conformance: must run as root (it starts containerd)" >&2
+	echo "conformance: must run as root (it starts containerd and CRI-O)" >&2
 	exit 1
 fi
 export CRIGUARD_BIN=${CRIGUARD_BIN:-$repo/bin/criguard}
@@ -23,4 +24,4 @@ rm -rf "$CONFORMANCE_OUT"
 mkdir -p "$CONFORMANCE_OUT"
 
 cd "$repo"
-go test -tags conformance -count=1 -v -timeout 30m -run '^TestConformance$' ./test/conformance/
+go test -tags conformance -count=1 -v -timeout 45m -run '^TestConformance$' ./test/conformance/

@@ -120,10 +120,16 @@ type worker struct {
 // through endpoint, with a directory of the root disk at /data.
 func startWorker(t *testing.T, endpoint, ns, name string) *worker {
 	t.Helper()
-	w := &worker{pod: lab.NewPod(t, name, ns), volume: lab.DiskDir(t)}
+	return startWorkerIn(t, endpoint, lab.NewPod(t, name, ns), name)
+}
+
+// startWorkerIn is startWorker in a pod the caller describes (a runtime handler, say).
+func startWorkerIn(t *testing.T, endpoint string, pod *lab.Pod, name string) *worker {
+	t.Helper()
+	w := &worker{pod: pod, volume: lab.DiskDir(t)}
 	w.podID = lab.RunPod(t, endpoint, w.pod)
 	w.id = w.addContainer(t, endpoint, name, w.volume)
-	w.dir = lab.BlkioDir(t, w.pod.CgroupParent()+"/"+w.id)
+	w.dir = lab.BlkioDir(t, lab.ContainerCgroup(t, endpoint, w.pod, w.id))
 	return w
 }
 

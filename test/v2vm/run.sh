@@ -90,11 +90,11 @@ main() {
 	timeout "$TIMEOUT_SECONDS" qemu-system-x86_64 \
 		-accel tcg -m 512M -smp 1 -nographic -no-reboot -net none \
 		-kernel "$kernel" -initrd "$work/initramfs.cpio" \
-		-append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet loglevel=3" \
+		-append "console=ttyS0 panic=-1 cgroup_no_v1=all psi=1 quiet loglevel=3" \
 		-drive "file=$work/disk.img,if=virtio,format=raw" \
 		</dev/null >"$work/console.log" 2>&1 || rc=$?
 	tr -d '\r' <"$work/console.log" >"$work/console.txt"
-	grep -E '^(criguard-io-throttle|v2vm|--- |    root_linux_test)' "$work/console.txt" >&2 || true
+	grep -E '^(criguard-io-throttle|criguard-io-pressure|v2vm|--- |    (root|pressure_root)_linux_test)' "$work/console.txt" >&2 || true
 	if [ "$rc" -eq 124 ]; then
 		tail -n 40 "$work/console.txt" >&2
 		die "no result within ${TIMEOUT_SECONDS}s"

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,6 +25,8 @@ type ContainerdInstance struct {
 	BusyboxImage, PauseImage string
 	// Registry is the registry the CRI plugin pulls from, nil without WithRegistry.
 	Registry *RegistryInstance
+	// Handlers are the extra OCI runtimes of WithRuntimeHandler, by handler name.
+	Handlers map[string]*OCIRuntime
 
 	proc *process
 }
@@ -34,6 +35,7 @@ type containerdOptions struct {
 	registry *RegistryInstance
 	cni      *CNIConfig
 	v2       bool
+	handlers []string
 }
 
 // ContainerdOption changes how Containerd sets up its instance.
@@ -50,6 +52,13 @@ func WithRegistry(r *RegistryInstance) ContainerdOption {
 // 1.6 lacks, such as GetContainerEvents.
 func WithContainerd2() ContainerdOption {
 	return func(o *containerdOptions) { o.v2 = true }
+}
+
+// WithRuntimeHandler registers the OCI runtime name ("crun") as a CRI runtime handler
+// of that name beside the default runc: the runc shim runs it as its BinaryName,
+// through the lab's wrapper. Pods choose it with Pod.RuntimeHandler.
+func WithRuntimeHandler(name string) ContainerdOption {
+	return func(o *containerdOptions) { o.handlers = append(o.handlers, name) }
 }
 
 // CNIConfig is a bridge network for pods that do not use the host's network.
@@ -105,7 +114,14 @@ oom_score = 0
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         # cgroupfs driver, as kubelet's --cgroup-driver=cgroupfs expects.
         SystemdCgroup = false
+{{range .Handlers}}
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{{.Name}}]
+      runtime_type = "io.containerd.runc.v2"
 
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{{.Name}}.options]
+        BinaryName = "{{.Wrapper}}"
+        SystemdCgroup = false
+{{end}}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{{.CNIConfDir}}"
@@ -154,7 +170,14 @@ oom_score = 0
 
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         SystemdCgroup = false
+{{range .Handlers}}
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{{.Name}}]
+      runtime_type = "io.containerd.runc.v2"
 
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{{.Name}}.options]
+        BinaryName = "{{.Wrapper}}"
+        SystemdCgroup = false
+{{end}}
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{{.CNIConfDir}}"
@@ -221,24 +244,21 @@ func Containerd(t testing.TB, opts ...ContainerdOption) *ContainerdInstance {
 		BusyboxImage: BusyboxImage,
 		PauseImage:   PauseImage,
 		Registry:     o.registry,
+		Handlers:     map[string]*OCIRuntime{},
 	}
 	c.Endpoint = "unix://" + c.Socket
+	var handlers []*OCIRuntime
+	for _, name := range o.handlers {
+		r := newOCIRuntime(t, runDir, name)
+		c.Handlers[name] = r
+		handlers = append(handlers, r)
+	}
 	cniConfDir := filepath.Join(runDir, "cni")
 	if err := os.MkdirAll(cniConfDir, 0o755); err != nil {
 		t.Fatalf("lab: create %s: %v", cniConfDir, err)
 	}
 	if o.cni != nil {
-		if o.cni.Bridge == "" {
-			o.cni.Bridge = "cg" + randomID(4)
-		}
-		if o.cni.Subnet == "" {
-			o.cni.Subnet = freeSubnet(t)
-		}
-		writeTemplate(t, cniConfig, filepath.Join(cniConfDir, "10-"+o.cni.Bridge+".conflist"), map[string]string{
-			"Bridge": o.cni.Bridge, "Subnet": o.cni.Subnet, "DataDir": filepath.Join(runDir, "ipam"),
-		})
-		bridge := o.cni.Bridge
-		t.Cleanup(func() { _, _ = run(context.Background(), "ip", "link", "delete", bridge) })
+		writeCNI(t, o.cni, cniConfDir, runDir)
 	}
 	hostsDir := filepath.Join(runDir, "registry-hosts")
 	if o.registry != nil {
@@ -252,7 +272,7 @@ func Containerd(t testing.TB, opts ...ContainerdOption) *ContainerdInstance {
 	}
 	data := map[string]any{
 		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": c.PauseImage,
-		"CNIConfDir": cniConfDir, "RegistryHostsDir": hostsDir,
+		"CNIConfDir": cniConfDir, "RegistryHostsDir": hostsDir, "Handlers": handlers,
 	}
 	config, env := containerdConfig, []string(nil)
 	if o.v2 {

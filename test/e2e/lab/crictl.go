@@ -75,6 +75,9 @@ type Pod struct {
 	PodNetwork bool
 	// LogDirectory holds the containers' logs; NewPod makes one under the test's temp dir.
 	LogDirectory string
+	// RuntimeHandler is RunPodSandbox's runtime_handler (a RuntimeClass's handler, e.g.
+	// crun); empty is the runtime's default.
+	RuntimeHandler string
 }
 
 // NewPod returns a burstable host-network pod with a random UID and its own log dir.
@@ -186,7 +189,11 @@ func writeJSON(t testing.TB, name string, v any) string {
 // removes it and removes its pod cgroup, as kubelet would.
 func RunPod(t testing.TB, endpoint string, p *Pod) string {
 	t.Helper()
-	id := Crictl(t, endpoint, "runp", WritePodConfig(t, p))
+	args := []string{"runp", WritePodConfig(t, p)}
+	if p.RuntimeHandler != "" {
+		args = []string{"runp", "--runtime", p.RuntimeHandler, WritePodConfig(t, p)}
+	}
+	id := Crictl(t, endpoint, args...)
 	t.Cleanup(func() {
 		if _, err := CrictlErr(t, endpoint, "stopp", id); err != nil {
 			t.Logf("lab: cleanup stopp %s: %v", id, err)
@@ -295,3 +302,21 @@ func ImageClient(t testing.TB, endpoint string) runtimeapi.ImageServiceClient {
 
 // String gives the pod's namespace/name in messages.
 func (p *Pod) String() string { return fmt.Sprintf("%s/%s", p.Namespace, p.Name) }
+
+// ContainerCgroup is the cgroup, relative to a controller's mount, of container id in
+// pod p under the cgroupfs driver, as the runtime behind endpoint names it (asked by
+// Version, not by the container's own status): <parent>/crio-<id> on CRI-O,
+// <parent>/<id> on containerd and Docker.
+func ContainerCgroup(t testing.TB, endpoint string, p *Pod, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	v, err := RuntimeClient(t, endpoint).Version(ctx, &runtimeapi.VersionRequest{})
+	if err != nil {
+		t.Fatalf("lab: Version of %s: %v", endpoint, err)
+	}
+	if v.RuntimeName == "cri-o" {
+		return p.CgroupParent() + "/crio-" + id
+	}
+	return p.CgroupParent() + "/" + id
+}

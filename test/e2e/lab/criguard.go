@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,6 +24,11 @@ type CriguardProcess struct {
 
 	argv []string
 	proc *process
+	// Set by CriguardActivated: the socket the lab holds, and criguard's NOTIFY_SOCKET.
+	held       *net.UnixListener
+	heldFile   *os.File
+	notifyPath string
+	notified   chan string
 }
 
 // Criguard starts $CRIGUARD_BIN serve listening on a fresh socket and forwarding to
@@ -32,6 +39,23 @@ type CriguardProcess struct {
 // waits for the socket and registers a cleanup that stops criguard. The log is printed
 // when the test fails.
 func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardProcess {
+	t.Helper()
+	return startCriguard(t, runtimeEndpoint, false, args)
+}
+
+// CriguardActivated is Criguard behind a socket the lab holds for the whole test, as
+// systemd holds criguard.socket: while criguard restarts, connections wait in the
+// socket's backlog. Each Start runs criguard through Debian's systemd-socket-activate,
+// which passes the socket on (LISTEN_FDS, LISTEN_PID) as systemd does; it cannot hold
+// the socket itself across restarts, since it execs criguard in its own place. The lab
+// is criguard's NOTIFY_SOCKET: Start returns once criguard sends READY=1, as
+// `systemctl restart` of a Type=notify unit does.
+func CriguardActivated(t testing.TB, runtimeEndpoint string, args ...string) *CriguardProcess {
+	t.Helper()
+	return startCriguard(t, runtimeEndpoint, true, args)
+}
+
+func startCriguard(t testing.TB, runtimeEndpoint string, activated bool, args []string) *CriguardProcess {
 	t.Helper()
 	binary := os.Getenv("CRIGUARD_BIN")
 	if binary == "" {
@@ -52,6 +76,9 @@ func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardPro
 	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint,
 		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath,
 		"--state-dir", c.StateDir}, args...)
+	if activated {
+		c.holdSocket(t, runDir)
+	}
 	c.Start(t)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -67,11 +94,16 @@ func Criguard(t testing.TB, runtimeEndpoint string, args ...string) *CriguardPro
 }
 
 // Start starts criguard again with the same flags after Stop or Kill, and waits for
-// its socket. Starting a running criguard fails the test.
+// its socket (behind a held socket: for its READY=1). Starting a running criguard
+// fails the test.
 func (c *CriguardProcess) Start(t testing.TB) {
 	t.Helper()
 	if c.proc != nil && !c.proc.exited() {
 		t.Fatalf("lab: criguard is already running (pid %d)", c.proc.cmd.Process.Pid)
+	}
+	if c.held != nil {
+		c.startActivated(t)
+		return
 	}
 	proc, err := startProcess("criguard", c.LogPath, c.argv, nil)
 	if err != nil {
@@ -82,6 +114,84 @@ func (c *CriguardProcess) Start(t testing.TB) {
 		t.Fatalf("lab: criguard: %v", err)
 	}
 }
+
+// holdSocket listens on c.Socket for the whole test and receives criguard's
+// notifications, as systemd would.
+func (c *CriguardProcess) holdSocket(t testing.TB, runDir string) {
+	t.Helper()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: c.Socket, Net: "unix"})
+	if err != nil {
+		t.Fatalf("lab: hold criguard's socket: %v", err)
+	}
+	if err := os.Chmod(c.Socket, 0o660); err != nil { // criguard.socket's SocketMode
+		t.Fatalf("lab: %v", err)
+	}
+	f, err := ln.File()
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	c.notifyPath = filepath.Join(runDir, "notify.sock")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: c.notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatalf("lab: notify socket: %v", err)
+	}
+	c.held, c.heldFile, c.notified = ln, f, make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := notify.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case c.notified <- string(buf[:n]):
+			default: // nobody waits for READY=1 now: WATCHDOG=1 and the like
+			}
+		}
+	}()
+	// Registered before Criguard's own cleanup, so it runs after criguard has stopped.
+	t.Cleanup(func() {
+		notify.Close()
+		f.Close()
+		ln.Close()
+	})
+}
+
+func (c *CriguardProcess) startActivated(t testing.TB) {
+	t.Helper()
+	activate := LookPath(t, "systemd-socket-activate")
+	for len(c.notified) > 0 {
+		<-c.notified
+	}
+	// systemd sets LISTEN_PID in the forked child; here sh does, then execs.
+	// systemd-socket-activate passes on only PATH, HOME, USER, TERM and what -E names.
+	argv := append([]string{"sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`, activate, "-E", "NOTIFY_SOCKET", "--"}, c.argv...)
+	proc, err := startProcess("criguard", c.LogPath, argv, []string{"NOTIFY_SOCKET=" + c.notifyPath}, c.heldFile)
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	c.proc = proc
+	// systemd-socket-activate execs criguard at the first connection attempt.
+	if conn, err := net.Dial("unix", c.Socket); err == nil {
+		conn.Close()
+	}
+	timeout := time.After(startTimeout)
+	for {
+		select {
+		case msg := <-c.notified:
+			if strings.Contains(msg, "READY=1") {
+				return
+			}
+		case <-proc.done:
+			t.Fatalf("lab: criguard exited before READY=1 (%v); log:\n%s", proc.waitErr, proc.logTail(40))
+		case <-timeout:
+			t.Fatalf("lab: no READY=1 from criguard within %s; log:\n%s", startTimeout, proc.logTail(40))
+		}
+	}
+}
+
+// Activated reports whether criguard runs behind a socket the lab holds.
+func (c *CriguardProcess) Activated() bool { return c.held != nil }
 
 // Stop sends SIGTERM and waits up to grace for criguard to exit. It returns the exit
 // error (nil for status 0); a criguard that needed SIGKILL fails the test.

@@ -202,9 +202,10 @@ type process struct {
 	waitErr error
 }
 
-// startProcess starts argv with stdout and stderr appended to logPath. The daemon dies
-// with the test binary (Pdeathsig) so that a test timeout leaves no runtime behind.
-func startProcess(name, logPath string, argv []string, env []string) (*process, error) {
+// startProcess starts argv with stdout and stderr appended to logPath, and extra as
+// fds 3, 4, …. The daemon dies with the test binary (Pdeathsig) so that a test timeout
+// leaves no runtime behind.
+func startProcess(name, logPath string, argv []string, env []string, extra ...*os.File) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", logPath, err)
@@ -213,6 +214,7 @@ func startProcess(name, logPath string, argv []string, env []string) (*process, 
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = append(os.Environ(), env...)
+	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()

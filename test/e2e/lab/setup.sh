@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and builds everything the e2e and conformance suites run: Debian's runtimes,
-# crictl, critest and cri-dockerd built from their Go modules, and local OCI images (the
+# crictl, critest, cri-dockerd, containerd 2 and CRI-O built from their Go modules, and local OCI images (the
 # machines have no registry access besides the Go proxy and Debian). Idempotent: each
 # step is skipped when its output already exists.
 set -euo pipefail
@@ -23,7 +23,8 @@ step() { printf '== lab: %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------
 packages=(containerd runc docker.io busybox-static containernetworking-plugins iproute2
-	skopeo docker-registry ca-certificates)
+	skopeo docker-registry ca-certificates e2fsprogs dmsetup conmon crun libseccomp-dev make gcc libc6-dev
+	systemd) # systemd: systemd-socket-activate, systemd-analyze
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -45,7 +46,9 @@ done
 # --- Go tools from their modules (LAB.md: `go install …@version` is refused) ------------
 # build_module MODULE VERSIONS OUT KIND PKG [TAGS]: download the first of VERSIONS (space
 # separated) the Go proxy gives, copy it out of the read-only module cache, drop vendor/
-# (it is incomplete in these releases), and build with -mod=mod.
+# (it is incomplete in these releases), and build with -mod=mod. KIND is build (static),
+# cgo, testbin, or make (C: `make` in the directory PKG, which leaves bin/OUT at the
+# module's top, as CRI-O's pinns does).
 build_module() {
 	local module=$1 versions=$2 out=$3 kind=$4 pkg=$5 tags=${6:-}
 	if [[ -x "$bin/$out" ]]; then
@@ -84,6 +87,8 @@ build_module() {
 	fi
 	case $kind in
 	build) (cd "$src" && CGO_ENABLED=0 go build -mod=mod -buildvcs=false -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
+	cgo) (cd "$src" && CGO_ENABLED=1 go build -mod=mod -buildvcs=false -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
+	make) make -s -C "$src/$pkg" && cp "$src/bin/$out" "$bin/$out.tmp" ;;
 	testbin) (cd "$src" && CGO_ENABLED=0 go test -c -mod=mod -buildvcs=false -trimpath -tags "$tags" -o "$bin/$out.tmp" "$pkg") ;;
 	esac
 	key="$shared/bin/$out@${module//\//_}@$version@${tags// /,}"
@@ -101,6 +106,12 @@ build_module github.com/containerd/containerd/v2 v2.4.2 containerd2 build ./cmd/
 	"no_btrfs no_devmapper no_zfs"
 build_module github.com/containerd/containerd/v2 v2.4.2 containerd-shim-runc-v2 build \
 	./cmd/containerd-shim-runc-v2
+# CRI-O has no Debian package (LAB.md). cgo for seccomp (libseccomp-dev); the tags leave
+# out what needs C libraries Debian's -dev packages would add (gpgme, ostree, btrfs,
+# devicemapper). It runs with Debian's conmon, runc and crun.
+build_module github.com/cri-o/cri-o v1.34.0 crio cgo ./cmd/crio \
+	"containers_image_ostree_stub containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp"
+build_module github.com/cri-o/cri-o v1.34.0 pinns make pinns
 
 # --- local images ------------------------------------------------------------------------
 # OCI layout tars for containerd and skopeo, a plain rootfs tar for `docker import`.

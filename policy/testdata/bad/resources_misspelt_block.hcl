@@ -1,0 +1,5 @@
+class "a" {
+  pid {
+    max = 10
+  }
+}

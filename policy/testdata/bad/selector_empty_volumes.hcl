@@ -1,0 +1,6 @@
+class "vol" {
+  io {
+    volumes   = []
+    write_bps = "10MiB"
+  }
+}

@@ -1,0 +1,6 @@
+class "vol" {
+  io {
+    device    = "rootf"
+    write_bps = "10MiB"
+  }
+}

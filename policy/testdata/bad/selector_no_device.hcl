@@ -1,0 +1,5 @@
+class "vol" {
+  io {
+    write_bps = "10MiB"
+  }
+}

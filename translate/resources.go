@@ -1,0 +1,202 @@
+package translate
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/criguard/criguard/policy"
+)
+
+// cpu.shares and cpu.weight bounds, as the kernel and runc have them.
+const (
+	cpuSharesMin = 2
+	cpuSharesMax = 262144
+	// DefaultCFSPeriod is the CFS period runtimes use when none is given (100 ms).
+	DefaultCFSPeriod = 100000
+	// minCFSQuota is the smallest quota the kernel accepts (1 ms).
+	minCFSQuota = 1000
+)
+
+// Unified keys criguard may put in a CRI request on cgroup v2.
+const (
+	UnifiedPidsMax    = "pids.max"
+	UnifiedMemoryHigh = "memory.high"
+	UnifiedCPUWeight  = "cpu.weight"
+)
+
+// CPUWeightFromShares is runc's conversion of cpu.shares to cpu.weight
+// (opencontainers/cgroups ConvertCPUSharesToCgroupV2Value, after runc PR 4785):
+// a quadratic in log2(shares) through the minimum (2 → 1), the default
+// (1024 → 100) and the maximum (262144 → 10000). 0 is unset.
+func CPUWeightFromShares(shares uint64) uint64 {
+	switch {
+	case shares == 0:
+		return 0
+	case shares <= cpuSharesMin:
+		return policy.CPUWeightMin
+	case shares >= cpuSharesMax:
+		return policy.CPUWeightMax
+	}
+	l := math.Log2(float64(shares))
+	exponent := (l*l+125*l)/612.0 - 7.0/34.0
+	return uint64(math.Ceil(math.Pow(10, exponent)))
+}
+
+// CPUWeightFromSharesLinear is the conversion of older runc and crun (runc 1.1,
+// Debian 12's): linear from [2, 262144] to [1, 10000], so 1024 shares is weight 39.
+func CPUWeightFromSharesLinear(shares uint64) uint64 {
+	if shares == 0 {
+		return 0
+	}
+	shares = min(max(shares, cpuSharesMin), cpuSharesMax)
+	return 1 + (shares-cpuSharesMin)*9999/(cpuSharesMax-cpuSharesMin)
+}
+
+// CPUSharesFromWeight is the cpu.shares that means weight: the largest shares that
+// runc's conversion turns into at most weight, so that a v1 host and a v2 host give
+// the same share (weight 100 is 1024 shares). Both conversions are monotonic, and
+// the linear one never gives more than the quadratic: these shares never land
+// above weight, whichever runc converts them.
+func CPUSharesFromWeight(weight uint64) uint64 {
+	if weight == 0 {
+		return 0
+	}
+	weight = min(max(weight, policy.CPUWeightMin), policy.CPUWeightMax)
+	// The first shares whose weight is above the one wanted, less one.
+	above := sort.Search(cpuSharesMax-cpuSharesMin+1, func(i int) bool {
+		return CPUWeightFromShares(uint64(i+cpuSharesMin)) > weight
+	})
+	return uint64(max(above-1+cpuSharesMin, cpuSharesMin))
+}
+
+// CFSQuota is the quota for a CPU limit of milli thousandths of a CPU over period µs,
+// never below the kernel's minimum.
+func CFSQuota(milli uint64, period int64) int64 {
+	if period <= 0 {
+		period = DefaultCFSPeriod
+	}
+	quota := (int64(milli)*period + 999) / 1000
+	return max(quota, minCFSQuota)
+}
+
+// ContainerResources are the fields of a CRI LinuxContainerResources that the
+// policy's pids, memory and cpu blocks bear on. 0 (or -1 for quota) is unset.
+type ContainerResources struct {
+	CPUShares, CPUQuota, CPUPeriod int64
+	MemoryLimit                    int64
+	Unified                        map[string]string
+}
+
+// Tightening is what TightenResources did, or could not do.
+type Tightening struct {
+	// Changed names each setting made stricter, e.g. "cpu_shares 1024→307".
+	Changed []string
+	// Unenforceable says what the host cannot do, e.g. memory.high on cgroup v1.
+	Unenforceable []string
+	// PidsMaxFile is the pids.max a v1 container's cgroup must hold: CRI has no pids
+	// field, and v1 runtimes take no unified keys, so criguard writes the file.
+	PidsMaxFile uint64
+	// MemoryHigh is the ceiling in bytes the request now carries (v2), 0 when none.
+	MemoryHigh uint64
+}
+
+// TightenResources makes every setting of res at least as strict as want, on a host
+// whose cgroup version is cgroupVersion, and never loosens one: a value kubelet set
+// that is stricter stays. It is idempotent: applied to its own output it changes
+// nothing.
+func TightenResources(res *ContainerResources, want policy.Resources, cgroupVersion int) Tightening {
+	var t Tightening
+	v2 := cgroupVersion == 2
+	setUnified := func(key string, value uint64) {
+		if res.Unified == nil {
+			res.Unified = map[string]string{}
+		}
+		old, had := res.Unified[key]
+		if have, ok := unifiedNumber(old); had && ok && have <= value {
+			return
+		}
+		res.Unified[key] = strconv.FormatUint(value, 10)
+		t.Changed = append(t.Changed, fmt.Sprintf("unified[%s] %s→%d", key, orUnset(old, had), value))
+	}
+
+	if want.CPUWeight != 0 {
+		shares := int64(CPUSharesFromWeight(want.CPUWeight))
+		if res.CPUShares <= 0 || res.CPUShares > shares {
+			t.Changed = append(t.Changed, fmt.Sprintf("cpu_shares %s→%d", orUnsetInt(res.CPUShares), shares))
+			res.CPUShares = shares
+			if v2 {
+				// Exactly the weight asked, whichever conversion the runtime makes.
+				setUnified(UnifiedCPUWeight, want.CPUWeight)
+			}
+		} else if old, had := res.Unified[UnifiedCPUWeight]; v2 && had {
+			if have, ok := unifiedNumber(old); !ok || have > want.CPUWeight {
+				setUnified(UnifiedCPUWeight, want.CPUWeight)
+			}
+		}
+	}
+	if want.CPUMaxMilli != 0 {
+		period := res.CPUPeriod
+		if period <= 0 {
+			period = DefaultCFSPeriod
+		}
+		// quota/period ≤ milli/1000, in integers.
+		if res.CPUQuota <= 0 || res.CPUQuota*1000 > int64(want.CPUMaxMilli)*period {
+			quota := CFSQuota(want.CPUMaxMilli, period)
+			t.Changed = append(t.Changed, fmt.Sprintf("cpu_quota %s→%d (period %d)", orUnsetInt(res.CPUQuota), quota, period))
+			res.CPUQuota, res.CPUPeriod = quota, period
+		}
+	}
+	if want.PidsMax != 0 {
+		if v2 {
+			setUnified(UnifiedPidsMax, want.PidsMax)
+		} else {
+			t.PidsMaxFile = want.PidsMax
+		}
+	}
+	if want.MemoryHighSet() {
+		high := MemoryHigh(want, res.MemoryLimit)
+		switch {
+		case !v2:
+			t.Unenforceable = append(t.Unenforceable, "memory.high: cgroup v1 has no soft memory ceiling (v2 only)")
+		case high == 0:
+			t.Unenforceable = append(t.Unenforceable, fmt.Sprintf("memory.high: %d%% of the memory limit, and the container has none", want.MemoryHighPercent))
+		default:
+			setUnified(UnifiedMemoryHigh, high)
+			t.MemoryHigh, _ = unifiedNumber(res.Unified[UnifiedMemoryHigh])
+		}
+	}
+	return t
+}
+
+// MemoryHigh is the ceiling in bytes for a container whose memory limit is limit
+// (0 or less: none): the lower of the policy's bytes and its share of the limit.
+func MemoryHigh(want policy.Resources, limit int64) uint64 {
+	high := want.MemoryHigh
+	if want.MemoryHighPercent != 0 && limit > 0 {
+		high = tightest(high, uint64(limit)/100*want.MemoryHighPercent+uint64(limit)%100*want.MemoryHighPercent/100)
+	}
+	return high
+}
+
+// unifiedNumber reads a unified value; "max" is unlimited, reported as not a number.
+func unifiedNumber(s string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	return n, err == nil
+}
+
+func orUnset(s string, had bool) string {
+	if !had {
+		return "unset"
+	}
+	return s
+}
+
+func orUnsetInt(n int64) string {
+	if n <= 0 {
+		return "unset"
+	}
+	return strconv.FormatInt(n, 10)
+}

@@ -1,0 +1,184 @@
+package translate
+
+import (
+	"maps"
+	"math"
+	"testing"
+
+	"github.com/criguard/criguard/policy"
+)
+
+// runcWeight is opencontainers/cgroups' ConvertCPUSharesToCgroupV2Value as current
+// runc ships it, written out here as the reference the translation must follow.
+func runcWeight(shares uint64) uint64 {
+	if shares == 0 {
+		return 0
+	}
+	if shares <= 2 {
+		return 1
+	}
+	if shares >= 262144 {
+		return 10000
+	}
+	l := math.Log2(float64(shares))
+	exponent := (l*l+125*l)/612.0 - 7.0/34.0
+	return uint64(math.Ceil(math.Pow(10, exponent)))
+}
+
+// runcLinearWeight is the conversion of older runc (Debian 12 ships 1.1.5).
+func runcLinearWeight(shares uint64) uint64 {
+	if shares == 0 {
+		return 0
+	}
+	return 1 + ((shares-2)*9999)/262142
+}
+
+func TestCPUWeightFromSharesMatchesRunc(t *testing.T) {
+	// runc's own test table, then points computed by the reference.
+	table := []struct{ shares, weight, linear uint64 }{
+		{0, 0, 0}, {2, 1, 1}, {262144, 10000, 10000}, {1024, 100, 39},
+		{3, 2, 1}, {100, 17, 4}, {512, 59, 20}, {2048, 174, 79}, {10000, 627, 382}, {100000, 4340, 3815},
+	}
+	for _, tt := range table {
+		if got := CPUWeightFromShares(tt.shares); got != tt.weight {
+			t.Errorf("CPUWeightFromShares(%d) = %d, want %d", tt.shares, got, tt.weight)
+		}
+		if got := CPUWeightFromSharesLinear(tt.shares); got != tt.linear {
+			t.Errorf("CPUWeightFromSharesLinear(%d) = %d, want %d", tt.shares, got, tt.linear)
+		}
+	}
+	for shares := uint64(2); shares <= 262144; shares++ {
+		if got, want := CPUWeightFromShares(shares), runcWeight(shares); got != want {
+			t.Fatalf("CPUWeightFromShares(%d) = %d, runc says %d", shares, got, want)
+		}
+		if got, want := CPUWeightFromSharesLinear(shares), runcLinearWeight(shares); got != want {
+			t.Fatalf("CPUWeightFromSharesLinear(%d) = %d, runc 1.1 says %d", shares, got, want)
+		}
+	}
+}
+
+func TestCPUSharesFromWeight(t *testing.T) {
+	table := []struct{ weight, shares uint64 }{{0, 0}, {1, 2}, {50, 421}, {100, 1024}, {200, 2451}, {10000, 262144}}
+	for _, tt := range table {
+		if got := CPUSharesFromWeight(tt.weight); got != tt.shares {
+			t.Errorf("CPUSharesFromWeight(%d) = %d, want %d", tt.weight, got, tt.shares)
+		}
+	}
+	// The shares land at the weight asked under runc's conversion, and never above it
+	// under the old one; one share more would land above it.
+	for w := uint64(policy.CPUWeightMin); w <= policy.CPUWeightMax; w++ {
+		s := CPUSharesFromWeight(w)
+		if got := runcWeight(s); got > w || (got < w && runcWeight(s+1) <= w) {
+			t.Fatalf("weight %d: shares %d land at %d under runc", w, s, got)
+		}
+		if got := runcLinearWeight(s); got > w {
+			t.Fatalf("weight %d: shares %d land at %d under runc 1.1, above the weight", w, s, got)
+		}
+		if w > 2 && runcWeight(s) != w {
+			t.Errorf("weight %d is not reachable exactly: shares %d give %d", w, s, runcWeight(s))
+		}
+	}
+}
+
+func TestTightenResources(t *testing.T) {
+	tests := []struct {
+		name    string
+		version int
+		in      ContainerResources
+		want    policy.Resources
+		out     ContainerResources
+		pids    uint64
+		unenf   int
+	}{
+		{"cpu weight lowers kubelet's shares, v1", 1,
+			ContainerResources{CPUShares: 1024}, policy.Resources{CPUWeight: 50},
+			ContainerResources{CPUShares: 421}, 0, 0},
+		{"cpu weight lowers kubelet's shares and sets cpu.weight exactly, v2", 2,
+			ContainerResources{CPUShares: 1024}, policy.Resources{CPUWeight: 50},
+			ContainerResources{CPUShares: 421, Unified: map[string]string{"cpu.weight": "50"}}, 0, 0},
+		{"kubelet's tighter shares stay", 2,
+			ContainerResources{CPUShares: 2}, policy.Resources{CPUWeight: 50},
+			ContainerResources{CPUShares: 2}, 0, 0},
+		{"unset shares are set", 1,
+			ContainerResources{}, policy.Resources{CPUWeight: 100},
+			ContainerResources{CPUShares: 1024}, 0, 0},
+		{"a looser cpu.weight in unified is tightened", 2,
+			ContainerResources{CPUShares: 2, Unified: map[string]string{"cpu.weight": "500"}}, policy.Resources{CPUWeight: 50},
+			ContainerResources{CPUShares: 2, Unified: map[string]string{"cpu.weight": "50"}}, 0, 0},
+		{"cpu max sets a quota where there is none", 1,
+			ContainerResources{CPUQuota: -1}, policy.Resources{CPUMaxMilli: 500},
+			ContainerResources{CPUQuota: 50000, CPUPeriod: 100000}, 0, 0},
+		{"cpu max lowers a looser quota in kubelet's period", 2,
+			ContainerResources{CPUQuota: 400000, CPUPeriod: 200000}, policy.Resources{CPUMaxMilli: 1500},
+			ContainerResources{CPUQuota: 300000, CPUPeriod: 200000}, 0, 0},
+		{"kubelet's tighter quota stays", 1,
+			ContainerResources{CPUQuota: 20000, CPUPeriod: 100000}, policy.Resources{CPUMaxMilli: 500},
+			ContainerResources{CPUQuota: 20000, CPUPeriod: 100000}, 0, 0},
+		{"pids on v2 travel in unified", 2,
+			ContainerResources{}, policy.Resources{PidsMax: 20},
+			ContainerResources{Unified: map[string]string{"pids.max": "20"}}, 0, 0},
+		{"a looser pids.max (max) is tightened", 2,
+			ContainerResources{Unified: map[string]string{"pids.max": "max"}}, policy.Resources{PidsMax: 20},
+			ContainerResources{Unified: map[string]string{"pids.max": "20"}}, 0, 0},
+		{"a tighter pids.max stays", 2,
+			ContainerResources{Unified: map[string]string{"pids.max": "10"}}, policy.Resources{PidsMax: 20},
+			ContainerResources{Unified: map[string]string{"pids.max": "10"}}, 0, 0},
+		{"pids on v1 are a file write, the request is untouched", 1,
+			ContainerResources{CPUShares: 2}, policy.Resources{PidsMax: 20},
+			ContainerResources{CPUShares: 2}, 20, 0},
+		{"memory.high as a share of kubelet's limit", 2,
+			ContainerResources{MemoryLimit: 1 << 30}, policy.Resources{MemoryHighPercent: 90},
+			ContainerResources{MemoryLimit: 1 << 30, Unified: map[string]string{"memory.high": "966367641"}}, 0, 0},
+		{"memory.high: the lower of bytes and share", 2,
+			ContainerResources{MemoryLimit: 1 << 30}, policy.Resources{MemoryHighPercent: 90, MemoryHigh: 256 << 20},
+			ContainerResources{MemoryLimit: 1 << 30, Unified: map[string]string{"memory.high": "268435456"}}, 0, 0},
+		{"kubelet's tighter memory.high (MemoryQoS) stays", 2,
+			ContainerResources{MemoryLimit: 1 << 30, Unified: map[string]string{"memory.high": "104857600"}}, policy.Resources{MemoryHighPercent: 90},
+			ContainerResources{MemoryLimit: 1 << 30, Unified: map[string]string{"memory.high": "104857600"}}, 0, 0},
+		{"memory.high as a share without a limit is reported", 2,
+			ContainerResources{}, policy.Resources{MemoryHighPercent: 90},
+			ContainerResources{}, 0, 1},
+		{"memory.high on v1 is reported, never written", 1,
+			ContainerResources{MemoryLimit: 1 << 30}, policy.Resources{MemoryHigh: 1 << 20},
+			ContainerResources{MemoryLimit: 1 << 30}, 0, 1},
+		{"the limit itself is never touched", 2,
+			ContainerResources{MemoryLimit: 100}, policy.Resources{MemoryHigh: 1 << 30},
+			ContainerResources{MemoryLimit: 100, Unified: map[string]string{"memory.high": "1073741824"}}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := tt.in
+			res.Unified = maps.Clone(tt.in.Unified)
+			got := TightenResources(&res, tt.want, tt.version)
+			if !equalResources(res, tt.out) {
+				t.Fatalf("resources %+v, want %+v", res, tt.out)
+			}
+			if got.PidsMaxFile != tt.pids || len(got.Unenforceable) != tt.unenf {
+				t.Fatalf("tightening %+v, want pids file %d and %d unenforceable", got, tt.pids, tt.unenf)
+			}
+			// Idempotent: a second pass (kubelet's next update carrying our values) changes nothing.
+			again := res
+			again.Unified = maps.Clone(res.Unified)
+			if second := TightenResources(&again, tt.want, tt.version); len(second.Changed) != 0 || !equalResources(again, res) {
+				t.Fatalf("second pass changed %v: %+v", second.Changed, again)
+			}
+		})
+	}
+}
+
+func equalResources(a, b ContainerResources) bool {
+	return a.CPUShares == b.CPUShares && a.CPUQuota == b.CPUQuota && a.CPUPeriod == b.CPUPeriod &&
+		a.MemoryLimit == b.MemoryLimit && maps.Equal(a.Unified, b.Unified)
+}
+
+func TestCFSQuota(t *testing.T) {
+	for _, tt := range []struct {
+		milli  uint64
+		period int64
+		want   int64
+	}{{500, 100000, 50000}, {1, 100000, 1000}, {1500, 0, 150000}, {333, 100000, 33300}, {1, 1000, 1000}} {
+		if got := CFSQuota(tt.milli, tt.period); got != tt.want {
+			t.Errorf("CFSQuota(%d, %d) = %d, want %d", tt.milli, tt.period, got, tt.want)
+		}
+	}
+}
