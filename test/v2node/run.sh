@@ -43,8 +43,9 @@ assets() {
 	cp "$repo/bin/criguard" "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$dir/bin/"
 	cp "$kubelet" "$dir/bin/kubelet"
 	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$dir/images/"
-	# The unit criguard ships is the one the node runs.
-	cp "$repo/examples/systemd/criguard.service" "$dir/"
+	# The units criguard ships (service, socket) are the ones the node runs.
+	mkdir -p "$dir/units"
+	cp "$repo"/examples/systemd/criguard.* "$dir/units/"
 	cp -r "$here/vm/." "$dir/vm/"
 	echo "RUNTIMES='$RUNTIMES'" >"$dir/vm/env"
 }

@@ -194,7 +194,7 @@ setup_node() {
 	install -m 0644 "$A/vm/containerd2.toml" /etc/containerd/containerd2.toml
 	install -m 0644 "$A/vm/crictl.yaml" /etc/crictl.yaml
 	install -D -m 0644 "$A/vm/kubelet.yaml" /etc/kubernetes/kubelet.yaml
-	install -m 0644 "$A/criguard.service" "$A/vm/containerd2.service" "$A/vm/kubelet.service" \
+	install -m 0644 "$A"/units/criguard.* "$A/vm/containerd2.service" "$A/vm/kubelet.service" \
 		/etc/systemd/system/
 	set_policy 1MiB
 	systemctl daemon-reload
