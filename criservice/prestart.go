@@ -29,16 +29,11 @@ func (s *Service) beforeCreateContainer(ctx context.Context, reqB []byte) ([]byt
 	if !s.decode("CreateContainer", reqB, &req) {
 		return reqB, nil
 	}
-	pod, known := s.cache.pod(req.PodSandboxId)
-	if !known {
-		if req.SandboxConfig == nil {
-			return reqB, nil
-		}
-		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
+	pod, ct, ok := s.createTarget(&req)
+	if !ok {
+		return reqB, nil
 	}
 	cfg := req.GetConfig()
-	ct := containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
-		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true}
 	line := s.unifiedIOMax(ctx, pod, ct)
 	if line == "" || cfg == nil {
 		return reqB, nil
@@ -50,6 +45,21 @@ func (s *Service) beforeCreateContainer(ctx context.Context, reqB []byte) ([]byt
 		return reqB, nil
 	}
 	return out, nil
+}
+
+// createTarget is the pod and container a CreateContainer request is for, as the
+// policy sees them: the pod from the cache, or from the request's sandbox config.
+func (s *Service) createTarget(req *runtimeapi.CreateContainerRequest) (podInfo, containerInfo, bool) {
+	pod, known := s.cache.pod(req.PodSandboxId)
+	if !known {
+		if req.SandboxConfig == nil {
+			return podInfo{}, containerInfo{}, false
+		}
+		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
+	}
+	cfg := req.GetConfig()
+	return pod, containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true}, true
 }
 
 // beforeUpdateContainerResources keeps kubelet's resource updates from taking the

@@ -72,15 +72,11 @@ func (s *Service) tightenCreateContainer(_ context.Context, reqB []byte) ([]byte
 	if !s.decode("CreateContainer", reqB, &req) || req.Config == nil {
 		return reqB, nil
 	}
-	pod, known := s.cache.pod(req.PodSandboxId)
-	if !known {
-		if req.SandboxConfig == nil {
-			return reqB, nil
-		}
-		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
+	pod, ct, ok := s.createTarget(&req)
+	if !ok {
+		return reqB, nil
 	}
 	cfg := req.Config
-	ct := containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage())}
 	want := s.wantedResources(workload(pod, &ct))
 	if want.IsZero() {
 		return reqB, nil
