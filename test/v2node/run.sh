@@ -22,7 +22,7 @@ die() {
 
 install_missing() {
 	local missing=() p
-	for p in mmdebstrap qemu-system-x86 e2fsprogs; do
+	for p in mmdebstrap qemu-system-x86 e2fsprogs fdisk; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
 	((${#missing[@]})) || return 0
@@ -41,6 +41,9 @@ assets() {
 		[[ -s $f ]] || die "$f missing: run make build lab"
 	done
 	cp "$repo/bin/criguard" "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$dir/bin/"
+	# The restart check's load (test/e2e/load, as the host's restart tests drive it).
+	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/criload" ./test/v2node/criload) ||
+		die "building criload failed"
 	cp "$kubelet" "$dir/bin/kubelet"
 	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$dir/images/"
 	# The units criguard ships (service, socket) are the ones the node runs.
@@ -81,8 +84,13 @@ main() {
 	rm -rf "$work/assets"
 	truncate -s 1G "$work/data.img"
 	mkfs.ext4 -q -F -L v2node-data "$work/data.img"
+	# A disk with one partition (the VM makes its file system): a volume on vdd1 must be
+	# throttled on vdd, the disk blk-throttle accepts.
+	truncate -s 128M "$work/part.img"
+	echo 'start=2048, type=83' | sfdisk -q "$work/part.img" >/dev/null
 
-	# Drive order fixes the names inside: vda root (254:0), vdb data (254:16), vdc assets.
+	# Drive order fixes the names inside: vda root (254:0), vdb data (254:16), vdc assets,
+	# vdd the partitioned disk (254:48).
 	log "booting (TCG, timeout ${TIMEOUT_SECONDS} s, runtimes: $RUNTIMES)"
 	local rc=0 boot=$SECONDS
 	# --foreground: qemu stays in our process group, so stopping make stops it too.
@@ -94,6 +102,7 @@ main() {
 		-drive "file=$image/root.img,if=virtio,format=raw,snapshot=on" \
 		-drive "file=$work/data.img,if=virtio,format=raw" \
 		-drive "file=$work/assets.img,if=virtio,format=raw,readonly=on" \
+		-drive "file=$work/part.img,if=virtio,format=raw" \
 		</dev/null >"$work/console.log" 2>&1 || rc=$?
 	tr -d '\r' <"$work/console.log" >"$work/console.txt"
 	cp "$work/console.txt" "${V2NODE_CONSOLE:-/tmp/criguard-v2node-console.txt}"

@@ -43,6 +43,14 @@ wait_for() {
 
 crictl() { /usr/local/bin/crictl "$@"; }
 
+# The checks of issues 12, 13 and 16, on containerd 2 only.
+# shellcheck source=SCRIPTDIR/volumes.sh
+. "$A/vm/volumes.sh"
+# shellcheck source=SCRIPTDIR/resources.sh
+. "$A/vm/resources.sh"
+# shellcheck source=SCRIPTDIR/restarts.sh
+. "$A/vm/restarts.sh"
+
 # cid NAME: the running container named exactly NAME.
 cid() { crictl ps --state running --name "^$1\$" -q 2>/dev/null | head -n 1; }
 
@@ -68,6 +76,10 @@ learn() {
 	done < <(for n in "${names[@]}"; do echo "${ID[$n]}"; done | xargs /usr/local/bin/crictl inspect |
 		jq -r '"\(.status.metadata.name) \(.info.pid)"')
 }
+
+# cli ARGS...: criguard's subcommands with the daemon's settings (its environment file).
+# shellcheck disable=SC1091 # the daemon's environment file, written by start_runtime
+cli() { (set -a && . /etc/default/criguard && /usr/local/bin/criguard "$@"); }
 
 # iomax DIR: the io.max line of the throttled disk, or "none".
 iomax() { grep "^$DEV " "$1/io.max" 2>/dev/null || echo none; }
@@ -170,6 +182,56 @@ rule "podscope" {
   class = "shared"
   scope = "pod"
 }
+
+# Issue 12 (volumes.sh): an emptyDir, a dm-linear and a partition volume; the writable layer.
+class "volumes" {
+  io {
+    volumes   = ["scratch", "/lv", "/part"]
+    write_bps = "1MiB"
+  }
+}
+
+class "writable-layer" {
+  io {
+    device    = "rootfs"
+    write_bps = "1MiB"
+  }
+}
+
+rule "rootfs" {
+  match {
+    namespaces = ["volumes"]
+    containers = ["rootfs"]
+  }
+  class = "writable-layer"
+}
+
+rule "volumes" {
+  match {
+    namespaces = ["volumes"]
+  }
+  class = "volumes"
+}
+
+# Issue 16 (resources.sh).
+class "soft" {
+  memory {
+    high = "50%"
+  }
+  pids {
+    max = 40
+  }
+  cpu {
+    weight = 20
+  }
+}
+
+rule "resources" {
+  match {
+    namespaces = ["resources"]
+  }
+  class = "soft"
+}
 EOF
 }
 # set_policy WRITE_BPS: replaces the file by rename, as editors do, so criguard never
@@ -187,7 +249,7 @@ readonly SHARED="$DEV rbps=max wbps=1048576 riops=max wiops=max"
 setup_node() {
 	mkdir -p /data "$MANIFESTS" /etc/criguard /opt/containerd2/bin /etc/containerd
 	mount "$DATA_DEV" /data || return 1
-	install -m 0755 "$A/bin/criguard" "$A/bin/crictl" "$A/bin/kubelet" /usr/local/bin/
+	install -m 0755 "$A/bin/criguard" "$A/bin/crictl" "$A/bin/kubelet" "$A/bin/criload" /usr/local/bin/
 	install -m 0755 "$A/bin/containerd2" /opt/containerd2/bin/containerd
 	install -m 0755 "$A/bin/containerd-shim-runc-v2" /opt/containerd2/bin/
 	install -m 0644 "$A/vm/containerd16.toml" /etc/containerd/config.toml
@@ -257,8 +319,14 @@ dump() {
 # --- scenarios ------------------------------------------------------------------------
 
 scenarios() {
-	local pod
-	for pod in free throttled shared; do
+	local pod pods=(free throttled shared) names=(free throttled first share-a share-b)
+	# containerd 2 (the platform) also runs issues 12, 13 and 16's checks.
+	if [[ $run == c2 ]]; then
+		volumes_prepare || fail "volumes/prepare" "the dm-linear or partition volume could not be made (see $LOG)"
+		pods+=(volumes resources) names+=(vols rootfs hog)
+		mkdir -p /data/vols /data/rootfs /data/hog
+	fi
+	for pod in "${pods[@]}"; do
 		sed "s/@RUN@/$run/" "$A/vm/pods/$pod.yaml" >"$MANIFESTS/$pod.yaml"
 	done
 	mkdir -p /data/free /data/throttled /data/share-a /data/share-b
@@ -268,11 +336,11 @@ scenarios() {
 		dd if=/dev/zero of="/data/$pod/iops" bs=4k count=60 oflag=direct status=none
 	done
 	local t0=$SECONDS
-	if ! learn free throttled first share-a share-b; then
-		fail "start" "the 5 containers of 3 static pods are not all running after 600 s"
+	if ! learn "${names[@]}"; then
+		fail "start" "the ${#names[@]} containers of ${#pods[@]} static pods are not all running after 600 s"
 		return
 	fi
-	pass "start" "5 containers of 3 static pods running after $((SECONDS - t0)) s"
+	pass "start" "${#names[@]} containers of ${#pods[@]} static pods running after $((SECONDS - t0)) s"
 
 	local thr=${ID[throttled]} free_dir=${DIR[free]} thr_dir=${DIR[throttled]}
 	if [[ $thr_dir =~ ^/sys/fs/cgroup/kubepods\.slice/kubepods-besteffort\.slice/kubepods-besteffort-pod[0-9a-f_]+\.slice/cri-containerd-$thr\.scope$ ]]; then
@@ -319,7 +387,14 @@ scenarios() {
 	throttled "throttled/write-iops" "$(timed throttled "$IOPS_WRITE")" 3000 "$b_io"
 
 	pod_scope
+	if [[ $run == c2 ]]; then
+		volumes_checks
+		resources_checks
+	fi
 	survival "$thr" "$b_dw"
+	if [[ $run == c2 ]]; then
+		restarts_check
+	fi
 }
 
 # pod_scope: two containers of one pod writing 3 MiB each at once share 1 MiB/s, so the

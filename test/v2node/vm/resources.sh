@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# Issue 16 on the v2 node (sourced by main.sh, containerd 2 only): the class "soft"
+# (memory.high 50% of the 64 MiB limit, pids.max 40, cpu.weight 20) through kubelet's
+# own CreateContainer, and memory.high in force.
+
+readonly HOG_HIGH=$((32 * 1024 * 1024))
+
+# cg_value NAME DIR FILE WANT: the file holds WANT.
+cg_value() {
+	local got
+	got=$(cat "$2/$3" 2>/dev/null || echo missing)
+	if [[ $got == "$4" ]]; then
+		pass "$1" "$3 $got"
+	else
+		fail "$1" "$3 is \"$got\", want \"$4\""
+	fi
+}
+
+# event DIR KEY: the count KEY in DIR's memory.events.
+event() { awk -v k="$2" '$1 == k { print $2 }' "$1/memory.events" 2>/dev/null; }
+
+resources_checks() {
+	local dir=${DIR[hog]} id=${ID[hog]}
+	cg_value "resources/memory.max" "$dir" memory.max $((64 * 1024 * 1024))
+	cg_value "resources/memory.high" "$dir" memory.high "$HOG_HIGH"
+	cg_value "resources/pids.max" "$dir" pids.max 40
+	cg_value "resources/cpu.weight" "$dir" cpu.weight 20
+
+	# 128 MiB of page cache in a cgroup whose memory.high is 32 MiB and memory.max 64 MiB:
+	# reclaim at memory.high keeps it near 32 MiB; nothing is killed.
+	local high0 ms peak
+	high0=$(event "$dir" high)
+	ms=$(timed hog 'dd if=/dev/zero of=/data/big bs=1M count=128 && sync; rm -f /data/big')
+	peak=$(cat "$dir/memory.peak" 2>/dev/null || echo "?")
+	local high oom kills detail
+	high=$(event "$dir" high) oom=$(event "$dir" oom) kills=$(event "$dir" oom_kill)
+	detail="128 MiB written in ${ms} ms: memory.events high ${high0} → ${high}, oom ${oom}, oom_kill ${kills}; memory.peak ${peak}"
+	if [[ $ms =~ ^[0-9]+$ && $high =~ ^[0-9]+$ ]] && ((high > ${high0:-0})) && [[ $oom == 0 && $kills == 0 ]]; then
+		pass "resources/memory.high-in-force" "$detail"
+	else
+		fail "resources/memory.high-in-force" "$detail"
+	fi
+	if [[ $(cid hog) == "$id" ]]; then
+		pass "resources/not-killed" "the container ${id:0:12} still runs"
+	else
+		fail "resources/not-killed" "the container ${id:0:12} no longer runs (now \"$(cid hog)\")"
+	fi
+
+	# explain reads each one back.
+	local text
+	text=$(cli explain "$id" 2>&1)
+	if grep -q "memory.high wanted $HOG_HIGH, in force $HOG_HIGH (in sync)" <<<"$text" &&
+		grep -q "pids.max wanted 40, in force 40 (in sync)" <<<"$text" &&
+		grep -q "cpu.weight wanted 20, in force 20 (in sync)" <<<"$text"; then
+		pass "resources/explain" "$(grep -E 'memory.high|pids.max|cpu.weight' <<<"$text" | sed 's/^ *//' | tr '\n' ';')"
+	else
+		fail "resources/explain" "$(tr '\n' ';' <<<"$text")"
+	fi
+}

@@ -1,0 +1,88 @@
+# shellcheck shell=bash
+# Issue 12 on the v2 node (sourced by main.sh, containerd 2 only): volumes and the
+# writable layer, on the device shapes this kernel has and the host's lacks.
+
+readonly VOLS_DEV_ROOT=254:0 # vda: the root disk, under emptyDirs and the writable layers
+readonly VOLS_DEV_PART=254:48 # vdd: the disk of partition vdd1
+readonly VOLS_LIMIT="rbps=max wbps=1048576 riops=max wiops=max"
+
+# volumes_prepare: after criguard started (so the devices are new to it), a dm-linear
+# device over a loop at /mnt/lv and the partition vdd1 at /mnt/part.
+volumes_prepare() {
+	quiet modprobe loop && quiet modprobe dm-mod || return 1
+	mkdir -p /mnt/lv /mnt/part
+	truncate -s 96M /data/lv.img
+	local loopdev
+	loopdev=$(losetup --find --show /data/lv.img) || return 1
+	quiet dmsetup create criguard-lv --table "0 $(blockdev --getsz "$loopdev") linear $loopdev 0" || return 1
+	quiet mkfs.ext4 -q -F /dev/mapper/criguard-lv && quiet mount /dev/mapper/criguard-lv /mnt/lv || return 1
+	wait_for 30 test -b /dev/vdd1 || return 1
+	quiet mkfs.ext4 -q -F /dev/vdd1 && quiet mount /dev/vdd1 /mnt/part || return 1
+	VOLS_DEV_LV=$(lsblk -dno MAJ:MIN /dev/mapper/criguard-lv | tr -d ' ')
+	info "volumes/devices: /mnt/lv on dm $VOLS_DEV_LV over $loopdev, /mnt/part on vdd1 (disk $VOLS_DEV_PART)"
+}
+
+# io_line DIR DEV: DIR's io.max line for DEV, or "none".
+io_line() { grep "^$2 " "$1/io.max" 2>/dev/null || echo none; }
+
+# volumes_checks: the limits read back per device, and measured.
+volumes_checks() {
+	if [[ -z ${VOLS_DEV_LV:-} ]]; then
+		fail "volumes" "the dm-linear and partition volumes could not be made (see $LOG)"
+		return
+	fi
+	local vols=${DIR[vols]} rootfs=${DIR[rootfs]} dev line want got
+	for dev in "$VOLS_DEV_ROOT" "$VOLS_DEV_LV" "$VOLS_DEV_PART"; do
+		want="$dev $VOLS_LIMIT"
+		got=$(io_line "$vols" "$dev")
+		if [[ $got == "$want" ]]; then
+			pass "volumes/io.max/$dev" "$got"
+		else
+			fail "volumes/io.max/$dev" "got \"$got\", want \"$want\""
+		fi
+	done
+	line=$(io_line "$vols" "$DEV")
+	if [[ $line == none ]]; then
+		pass "volumes/io.max/data-disk" "no line for $DEV: /data is not a throttled volume"
+	else
+		fail "volumes/io.max/data-disk" "\"$line\" on the disk of the unselected /data"
+	fi
+	# The writable layer's container: the root disk only.
+	got=$(grep -c . "$rootfs/io.max" 2>/dev/null)
+	line=$(io_line "$rootfs" "$VOLS_DEV_ROOT")
+	if [[ $line == "$VOLS_DEV_ROOT $VOLS_LIMIT" && $got == 1 ]]; then
+		pass "rootfs/io.max" "$line (and no other line)"
+	else
+		fail "rootfs/io.max" "got \"$(tr '\n' ';' <"$rootfs/io.max" 2>/dev/null)\", want only \"$VOLS_DEV_ROOT $VOLS_LIMIT\""
+	fi
+
+	# 3 MiB direct writes: about 3 s through each selected volume, fast on /data.
+	local write='dd if=/dev/zero of=@/f bs=64k count=48 oflag=direct' base target
+	base=$(timed vols "${write//@//data}")
+	if [[ $base =~ ^[0-9]+$ ]] && ((base < 2400)); then
+		pass "volumes/data-fast" "${base} ms to /data (vdb, not selected)"
+	else
+		fail "volumes/data-fast" "${base} ms to /data (vdb, not selected): not clearly faster than the 3 s a limit gives"
+	fi
+	for target in /scratch /lv /part; do
+		throttled "volumes$target/direct-write" "$(timed vols "${write//@/$target}")" 3000 "${base:-0}"
+	done
+	local fast
+	fast=$(timed rootfs "${write//@//data}")
+	if [[ $fast =~ ^[0-9]+$ ]] && ((fast < 2400)); then
+		pass "rootfs/data-fast" "${fast} ms to /data"
+	else
+		fail "rootfs/data-fast" "${fast} ms to /data: not clearly faster than 3 s"
+	fi
+	throttled "rootfs/direct-write" "$(timed rootfs "${write//@//tmp}")" 3000 "${fast:-0}"
+
+	# explain names the chain of each mount.
+	local text
+	text=$(cli explain "${ID[vols]}" 2>&1)
+	if grep -q "/lv ← /mnt/lv" <<<"$text" && grep -q "criguard-lv" <<<"$text" && grep -q "vdd1" <<<"$text" &&
+		grep -q 'volume "scratch"' <<<"$text"; then
+		pass "volumes/explain" "$(grep -E '(/lv|/part|/scratch) ← ' <<<"$text" | sed 's/^[^/]*//' | tr '\n' ';')"
+	else
+		fail "volumes/explain" "the mounts' chains are missing: $(tr '\n' ';' <<<"$text")"
+	fi
+}
