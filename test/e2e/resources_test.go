@@ -98,10 +98,14 @@ func startWithResources(t *testing.T, endpoint, podID string, pod *lab.Pod, c *l
 	return id
 }
 
-// A pids.max = 20 container cannot start a 21st process, on containerd and Docker:
-// on v1 CRI carries no pids limit, so criguard writes pids.max before start.
+// resourcesRuntimes are the runtimes the resources tests run on, each through
+// resourcesRuntime; CRI-O on its default handler, runc.
+var resourcesRuntimes = []string{"containerd", "crio", "docker"}
+
+// A pids.max = 20 container cannot start a 21st process, on every runtime: on v1 CRI
+// carries no pids limit, so criguard writes pids.max before start.
 func TestResourcesPidsMax(t *testing.T) {
-	for _, rt := range []string{"containerd", "docker"} {
+	for _, rt := range resourcesRuntimes {
 		t.Run(rt, func(t *testing.T) {
 			endpoint, args := resourcesRuntime(t, rt)
 			policyPath := newPolicyFile(t, resourcesPolicy)
@@ -115,7 +119,7 @@ func TestResourcesPidsMax(t *testing.T) {
 			if logs := waitContainerLog(t, cg.Endpoint, id, "first-pids-max="); !strings.Contains(logs, "first-pids-max=20") {
 				t.Fatalf("the container's first instruction saw %q, want pids.max 20 in place before it ran%s", logs, criguardLog(cg))
 			}
-			dir := controllerDir(t, "pids", pod.CgroupParent()+"/"+id)
+			dir := controllerDir(t, "pids", lab.ContainerCgroup(t, cg.Endpoint, pod, id))
 			if got := readCgroupNumber(t, dir, "pids.max"); got != 20 {
 				t.Fatalf("pids.max = %d, want 20%s", got, criguardLog(cg))
 			}
@@ -170,7 +174,7 @@ func pidsEventsMax(t *testing.T, dir string) uint64 {
 // two busy containers of one pod pinned to one CPU, the "low" one with weight 20
 // (its cpu.shares on v1), the other with kubelet's 1024 for one CPU.
 func TestResourcesCPUWeight(t *testing.T) {
-	for _, rt := range []string{"containerd", "docker"} {
+	for _, rt := range resourcesRuntimes {
 		t.Run(rt, func(t *testing.T) {
 			endpoint, args := resourcesRuntime(t, rt)
 			cg := lab.Criguard(t, endpoint, append(args, "--policy", newPolicyFile(t, resourcesPolicy))...)
@@ -182,8 +186,8 @@ func TestResourcesCPUWeight(t *testing.T) {
 			}
 			low := startWithResources(t, cg.Endpoint, podID, pod, &lab.Container{Name: "low", Command: busy}, kubelets())
 			high := startWithResources(t, cg.Endpoint, podID, pod, &lab.Container{Name: "high", Command: busy}, kubelets())
-			lowDir := controllerDir(t, "cpu", pod.CgroupParent()+"/"+low)
-			highDir := controllerDir(t, "cpu", pod.CgroupParent()+"/"+high)
+			lowCgroup, highCgroup := lab.ContainerCgroup(t, cg.Endpoint, pod, low), lab.ContainerCgroup(t, cg.Endpoint, pod, high)
+			lowDir, highDir := controllerDir(t, "cpu", lowCgroup), controllerDir(t, "cpu", highCgroup)
 			want := translate.CPUSharesFromWeight(20)
 			if got := readCgroupNumber(t, lowDir, "cpu.shares"); got != want {
 				t.Fatalf("low cpu.shares = %d, want %d (weight 20)%s", got, want, criguardLog(cg))
@@ -198,8 +202,8 @@ func TestResourcesCPUWeight(t *testing.T) {
 				t.Fatalf("neighbour cpu.shares = %d, want kubelet's 1024", got)
 			}
 			usage := func() (uint64, uint64) {
-				return readCgroupNumber(t, controllerDir(t, "cpuacct", pod.CgroupParent()+"/"+low), "cpuacct.usage"),
-					readCgroupNumber(t, controllerDir(t, "cpuacct", pod.CgroupParent()+"/"+high), "cpuacct.usage")
+				return readCgroupNumber(t, controllerDir(t, "cpuacct", lowCgroup), "cpuacct.usage"),
+					readCgroupNumber(t, controllerDir(t, "cpuacct", highCgroup), "cpuacct.usage")
 			}
 			// The host is shared with other builds: sample until the pair has had 1.5 s
 			// of CPU 0 between them (at most 30 s), then compare their split.
@@ -283,9 +287,13 @@ func TestResourcesPodStatsDocker(t *testing.T) {
 // criguard flags for it.
 func resourcesRuntime(t *testing.T, name string) (string, []string) {
 	t.Helper()
-	if name == "docker" {
+	switch name {
+	case "docker":
 		dock := lab.Docker(t)
 		return dock.Endpoint, []string{"--resolver", "auto", "--docker-endpoint", dock.DockerEndpoint}
+	case "crio":
+		// CRI-O needs no flag of its own: auto picks the CRI verbose status chain.
+		return lab.CRIO(t).Endpoint, []string{"--resolver", "auto"}
 	}
 	ctrd := lab.Containerd(t)
 	return ctrd.Endpoint, []string{"--resolver", "auto", "--containerd-address", ctrd.Socket}
