@@ -5,7 +5,9 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,12 +21,19 @@ import (
 	"github.com/criguard/criguard/translate"
 )
 
-// resourcesPolicy caps processes in pids-* namespaces and gives the container named
-// "low" in cpu-* namespaces a fifth of a default CPU share.
+// resourcesPolicy caps processes in pids-* namespaces, gives the container named
+// "low" in cpu-* namespaces a fifth of a default CPU share, and asks a soft memory
+// ceiling (v2 only) in memory-* namespaces.
 const resourcesPolicy = `
 class "few-pids" {
   pids {
     max = 20
+  }
+}
+
+class "soft-memory" {
+  memory {
+    high = "64MiB"
   }
 }
 
@@ -40,6 +49,13 @@ rule "pids" {
     namespaces = ["pids-*"]
   }
   class = "few-pids"
+}
+
+rule "memory" {
+  match {
+    namespaces = ["memory-*"]
+  }
+  class = "soft-memory"
 }
 
 rule "cpu" {
@@ -221,6 +237,74 @@ func TestResourcesCPUWeight(t *testing.T) {
 			if h1-h0 < 5e8 || ratio > 0.35 || l1 == l0 {
 				t.Fatalf("low/neighbour CPU ratio %.3f (neighbour %.2fs): want the low class well below its neighbour and not starved%s",
 					ratio, float64(h1-h0)/1e9, criguardLog(cg))
+			}
+		})
+	}
+}
+
+// A memory.high class on cgroup v1, which has no soft ceiling, is never dropped
+// silently: check --host refuses it, the container still runs, criguard logs why at
+// create, and explain and status report it as not enforced.
+func TestResourcesMemoryHighV1(t *testing.T) {
+	h, err := cgroup.DetectHost("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Mode() == cgroup.ModeV2 {
+		t.Skip("cgroup v2 host: memory.high is enforceable there, through CreateContainer's unified resources")
+	}
+	policyPath := newPolicyFile(t, resourcesPolicy)
+	check := exec.Command(os.Getenv("CRIGUARD_BIN"), "check", "--host", policyPath)
+	out, err := check.CombinedOutput()
+	if want := `class "soft-memory": this host cannot enforce memory.high`; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("check --host = %v, %q; want a failure with %q", err, out, want)
+	}
+	for _, rt := range resourcesRuntimes {
+		t.Run(rt, func(t *testing.T) {
+			endpoint, args := resourcesRuntime(t, rt)
+			cg := lab.Criguard(t, endpoint, append(args, "--policy", policyPath)...)
+			pod := lab.NewPod(t, "soft", "memory-"+rt)
+			podID := lab.RunPod(t, cg.Endpoint, pod)
+			id := lab.StartContainer(t, cg.Endpoint, podID, pod, &lab.Container{Name: "soft",
+				Command: []string{"sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"}})
+			lab.WaitContainerState(t, cg.Endpoint, id, "CONTAINER_RUNNING", 30*time.Second)
+			log := cg.Log(400)
+			loggedAtCreate := slices.ContainsFunc(strings.Split(log, "\n"), func(line string) bool {
+				return strings.Contains(line, `msg="throttle not enforceable on this host" pod=memory-`+rt+"/soft") &&
+					strings.Contains(line, `why="memory.high: cgroup v1 has no soft memory ceiling`)
+			})
+			if !loggedAtCreate {
+				t.Errorf("criguard did not log at create that memory.high is not enforceable:%s", criguardLog(cg))
+			}
+			if strings.Contains(log, "not in force after start") {
+				t.Errorf("the read-back after start took an unenforceable setting for a failed one:%s", criguardLog(cg))
+			}
+			flags := append([]string{"--runtime-endpoint", endpoint, "--policy", policyPath}, args...)
+			text := criguardCLI(t, append(append([]string{"explain"}, flags...), id)...)
+			for _, want := range []string{
+				"memory.high wanted memory.high=64MiB, in force - (not enforced: cgroup v1 has no memory.high (v2 only))",
+				"memory.high: not enforced: cgroup v1 has no memory.high (v2 only)", // the note
+			} {
+				if !strings.Contains(text, want) {
+					t.Errorf("explain lacks %q:\n%s", want, text)
+				}
+			}
+			t.Logf("%s: criguard explain:\n%s", rt, text)
+			var reports []criservice.Report
+			lab.DecodeJSON(t, criguardCLI(t, append([]string{"status", "-o", "json"}, flags...)...), &reports)
+			found := false
+			for _, r := range reports {
+				if r.ID != id {
+					continue
+				}
+				found = true
+				if !r.Match || len(r.Resources) != 1 || r.Resources[0].File != "memory.high" || r.Resources[0].InSync ||
+					!strings.HasPrefix(r.Resources[0].Note, "not enforced") {
+					t.Errorf("status of the memory.high container = %+v", r)
+				}
+			}
+			if !found {
+				t.Errorf("status lists no %s among %d reports", id, len(reports))
 			}
 		})
 	}
