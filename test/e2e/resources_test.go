@@ -5,7 +5,9 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,12 +21,19 @@ import (
 	"github.com/criguard/criguard/translate"
 )
 
-// resourcesPolicy caps processes in pids-* namespaces and gives the container named
-// "low" in cpu-* namespaces a fifth of a default CPU share.
+// resourcesPolicy caps processes in pids-* namespaces, gives the container named
+// "low" in cpu-* namespaces a fifth of a default CPU share, and asks a soft memory
+// ceiling (v2 only) in memory-* namespaces.
 const resourcesPolicy = `
 class "few-pids" {
   pids {
     max = 20
+  }
+}
+
+class "soft-memory" {
+  memory {
+    high = "64MiB"
   }
 }
 
@@ -40,6 +49,13 @@ rule "pids" {
     namespaces = ["pids-*"]
   }
   class = "few-pids"
+}
+
+rule "memory" {
+  match {
+    namespaces = ["memory-*"]
+  }
+  class = "soft-memory"
 }
 
 rule "cpu" {
@@ -98,10 +114,14 @@ func startWithResources(t *testing.T, endpoint, podID string, pod *lab.Pod, c *l
 	return id
 }
 
-// A pids.max = 20 container cannot start a 21st process, on containerd and Docker:
-// on v1 CRI carries no pids limit, so criguard writes pids.max before start.
+// resourcesRuntimes are the runtimes the resources tests run on, each through
+// resourcesRuntime; CRI-O on its default handler, runc.
+var resourcesRuntimes = []string{"containerd", "crio", "docker"}
+
+// A pids.max = 20 container cannot start a 21st process, on every runtime: on v1 CRI
+// carries no pids limit, so criguard writes pids.max before start.
 func TestResourcesPidsMax(t *testing.T) {
-	for _, rt := range []string{"containerd", "docker"} {
+	for _, rt := range resourcesRuntimes {
 		t.Run(rt, func(t *testing.T) {
 			endpoint, args := resourcesRuntime(t, rt)
 			policyPath := newPolicyFile(t, resourcesPolicy)
@@ -115,7 +135,7 @@ func TestResourcesPidsMax(t *testing.T) {
 			if logs := waitContainerLog(t, cg.Endpoint, id, "first-pids-max="); !strings.Contains(logs, "first-pids-max=20") {
 				t.Fatalf("the container's first instruction saw %q, want pids.max 20 in place before it ran%s", logs, criguardLog(cg))
 			}
-			dir := controllerDir(t, "pids", pod.CgroupParent()+"/"+id)
+			dir := controllerDir(t, "pids", lab.ContainerCgroup(t, cg.Endpoint, pod, id))
 			if got := readCgroupNumber(t, dir, "pids.max"); got != 20 {
 				t.Fatalf("pids.max = %d, want 20%s", got, criguardLog(cg))
 			}
@@ -170,7 +190,7 @@ func pidsEventsMax(t *testing.T, dir string) uint64 {
 // two busy containers of one pod pinned to one CPU, the "low" one with weight 20
 // (its cpu.shares on v1), the other with kubelet's 1024 for one CPU.
 func TestResourcesCPUWeight(t *testing.T) {
-	for _, rt := range []string{"containerd", "docker"} {
+	for _, rt := range resourcesRuntimes {
 		t.Run(rt, func(t *testing.T) {
 			endpoint, args := resourcesRuntime(t, rt)
 			cg := lab.Criguard(t, endpoint, append(args, "--policy", newPolicyFile(t, resourcesPolicy))...)
@@ -182,8 +202,8 @@ func TestResourcesCPUWeight(t *testing.T) {
 			}
 			low := startWithResources(t, cg.Endpoint, podID, pod, &lab.Container{Name: "low", Command: busy}, kubelets())
 			high := startWithResources(t, cg.Endpoint, podID, pod, &lab.Container{Name: "high", Command: busy}, kubelets())
-			lowDir := controllerDir(t, "cpu", pod.CgroupParent()+"/"+low)
-			highDir := controllerDir(t, "cpu", pod.CgroupParent()+"/"+high)
+			lowCgroup, highCgroup := lab.ContainerCgroup(t, cg.Endpoint, pod, low), lab.ContainerCgroup(t, cg.Endpoint, pod, high)
+			lowDir, highDir := controllerDir(t, "cpu", lowCgroup), controllerDir(t, "cpu", highCgroup)
 			want := translate.CPUSharesFromWeight(20)
 			if got := readCgroupNumber(t, lowDir, "cpu.shares"); got != want {
 				t.Fatalf("low cpu.shares = %d, want %d (weight 20)%s", got, want, criguardLog(cg))
@@ -198,8 +218,8 @@ func TestResourcesCPUWeight(t *testing.T) {
 				t.Fatalf("neighbour cpu.shares = %d, want kubelet's 1024", got)
 			}
 			usage := func() (uint64, uint64) {
-				return readCgroupNumber(t, controllerDir(t, "cpuacct", pod.CgroupParent()+"/"+low), "cpuacct.usage"),
-					readCgroupNumber(t, controllerDir(t, "cpuacct", pod.CgroupParent()+"/"+high), "cpuacct.usage")
+				return readCgroupNumber(t, controllerDir(t, "cpuacct", lowCgroup), "cpuacct.usage"),
+					readCgroupNumber(t, controllerDir(t, "cpuacct", highCgroup), "cpuacct.usage")
 			}
 			// The host is shared with other builds: sample until the pair has had 1.5 s
 			// of CPU 0 between them (at most 30 s), then compare their split.
@@ -217,6 +237,74 @@ func TestResourcesCPUWeight(t *testing.T) {
 			if h1-h0 < 5e8 || ratio > 0.35 || l1 == l0 {
 				t.Fatalf("low/neighbour CPU ratio %.3f (neighbour %.2fs): want the low class well below its neighbour and not starved%s",
 					ratio, float64(h1-h0)/1e9, criguardLog(cg))
+			}
+		})
+	}
+}
+
+// A memory.high class on cgroup v1, which has no soft ceiling, is never dropped
+// silently: check --host refuses it, the container still runs, criguard logs why at
+// create, and explain and status report it as not enforced.
+func TestResourcesMemoryHighV1(t *testing.T) {
+	h, err := cgroup.DetectHost("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Mode() == cgroup.ModeV2 {
+		t.Skip("cgroup v2 host: memory.high is enforceable there, through CreateContainer's unified resources")
+	}
+	policyPath := newPolicyFile(t, resourcesPolicy)
+	check := exec.Command(os.Getenv("CRIGUARD_BIN"), "check", "--host", policyPath)
+	out, err := check.CombinedOutput()
+	if want := `class "soft-memory": this host cannot enforce memory.high`; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("check --host = %v, %q; want a failure with %q", err, out, want)
+	}
+	for _, rt := range resourcesRuntimes {
+		t.Run(rt, func(t *testing.T) {
+			endpoint, args := resourcesRuntime(t, rt)
+			cg := lab.Criguard(t, endpoint, append(args, "--policy", policyPath)...)
+			pod := lab.NewPod(t, "soft", "memory-"+rt)
+			podID := lab.RunPod(t, cg.Endpoint, pod)
+			id := lab.StartContainer(t, cg.Endpoint, podID, pod, &lab.Container{Name: "soft",
+				Command: []string{"sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"}})
+			lab.WaitContainerState(t, cg.Endpoint, id, "CONTAINER_RUNNING", 30*time.Second)
+			log := cg.Log(400)
+			loggedAtCreate := slices.ContainsFunc(strings.Split(log, "\n"), func(line string) bool {
+				return strings.Contains(line, `msg="throttle not enforceable on this host" pod=memory-`+rt+"/soft") &&
+					strings.Contains(line, `why="memory.high: cgroup v1 has no soft memory ceiling`)
+			})
+			if !loggedAtCreate {
+				t.Errorf("criguard did not log at create that memory.high is not enforceable:%s", criguardLog(cg))
+			}
+			if strings.Contains(log, "not in force after start") {
+				t.Errorf("the read-back after start took an unenforceable setting for a failed one:%s", criguardLog(cg))
+			}
+			flags := append([]string{"--runtime-endpoint", endpoint, "--policy", policyPath}, args...)
+			text := criguardCLI(t, append(append([]string{"explain"}, flags...), id)...)
+			for _, want := range []string{
+				"memory.high wanted memory.high=64MiB, in force - (not enforced: cgroup v1 has no memory.high (v2 only))",
+				"memory.high: not enforced: cgroup v1 has no memory.high (v2 only)", // the note
+			} {
+				if !strings.Contains(text, want) {
+					t.Errorf("explain lacks %q:\n%s", want, text)
+				}
+			}
+			t.Logf("%s: criguard explain:\n%s", rt, text)
+			var reports []criservice.Report
+			lab.DecodeJSON(t, criguardCLI(t, append([]string{"status", "-o", "json"}, flags...)...), &reports)
+			found := false
+			for _, r := range reports {
+				if r.ID != id {
+					continue
+				}
+				found = true
+				if !r.Match || len(r.Resources) != 1 || r.Resources[0].File != "memory.high" || r.Resources[0].InSync ||
+					!strings.HasPrefix(r.Resources[0].Note, "not enforced") {
+					t.Errorf("status of the memory.high container = %+v", r)
+				}
+			}
+			if !found {
+				t.Errorf("status lists no %s among %d reports", id, len(reports))
 			}
 		})
 	}
@@ -283,9 +371,13 @@ func TestResourcesPodStatsDocker(t *testing.T) {
 // criguard flags for it.
 func resourcesRuntime(t *testing.T, name string) (string, []string) {
 	t.Helper()
-	if name == "docker" {
+	switch name {
+	case "docker":
 		dock := lab.Docker(t)
 		return dock.Endpoint, []string{"--resolver", "auto", "--docker-endpoint", dock.DockerEndpoint}
+	case "crio":
+		// CRI-O needs no flag of its own: auto picks the CRI verbose status chain.
+		return lab.CRIO(t).Endpoint, []string{"--resolver", "auto"}
 	}
 	ctrd := lab.Containerd(t)
 	return ctrd.Endpoint, []string{"--resolver", "auto", "--containerd-address", ctrd.Socket}
