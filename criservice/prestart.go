@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/policy"
@@ -21,30 +20,37 @@ import (
 
 const unifiedIOMax = "io.max"
 
+// beforeCreateContainer puts the policy's io.max (v2) and its pids, memory and cpu
+// settings into the request: decoded once for both, encoded again only if either
+// changed it; otherwise kubelet's bytes go on as they came.
 func (s *Service) beforeCreateContainer(ctx context.Context, reqB []byte) ([]byte, error) {
-	if s.opts.IO.Version() != 2 || s.opts.DryRun {
-		return reqB, nil
-	}
 	var req runtimeapi.CreateContainerRequest
-	if !s.decode("CreateContainer", reqB, &req) {
+	if !s.decode("CreateContainer", reqB, &req) || req.Config == nil {
 		return reqB, nil
 	}
 	pod, ct, ok := s.createTarget(&req)
 	if !ok {
 		return reqB, nil
 	}
-	cfg := req.GetConfig()
+	withIOMax := s.ioMaxIntoCreate(ctx, req.Config, pod, ct)
+	tightened := s.tightenCreate(req.Config, pod, ct)
+	if !withIOMax && !tightened {
+		return reqB, nil
+	}
+	return s.encode("CreateContainer", &req, reqB), nil
+}
+
+// ioMaxIntoCreate puts the container's io.max line into the config's unified
+// resources (v2), and reports whether it changed the config.
+func (s *Service) ioMaxIntoCreate(ctx context.Context, cfg *runtimeapi.ContainerConfig, pod podInfo, ct containerInfo) bool {
+	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+		return false
+	}
 	line := s.unifiedIOMax(ctx, pod, ct)
-	if line == "" || cfg == nil {
-		return reqB, nil
+	if line == "" {
+		return false
 	}
-	setUnified(cfg, line)
-	out, err := proto.Marshal(&req)
-	if err != nil {
-		s.log.Warn("cannot encode CreateContainer with io.max; the limits follow at start", "err", err)
-		return reqB, nil
-	}
-	return out, nil
+	return setUnified(cfg, line)
 }
 
 // createTarget is the pod and container a CreateContainer request is for, as the
@@ -63,11 +69,9 @@ func (s *Service) createTarget(req *runtimeapi.CreateContainerRequest) (podInfo,
 }
 
 // beforeUpdateContainerResources keeps kubelet's resource updates from taking the
-// limits out of the container's spec.
+// limits out of the container's spec, or loosening its pids, memory and cpu: one
+// decode and one lookup for both, encoded again only if either changed it.
 func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byte) ([]byte, error) {
-	if s.opts.IO.Version() != 2 || s.opts.DryRun {
-		return reqB, nil
-	}
 	var req runtimeapi.UpdateContainerResourcesRequest
 	if !s.decode("UpdateContainerResources", reqB, &req) || req.Linux == nil {
 		return reqB, nil
@@ -78,22 +82,32 @@ func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byt
 	if err != nil {
 		return reqB, nil
 	}
+	withIOMax := s.ioMaxIntoUpdate(ctx, req.Linux, pod, ct)
+	tightened := s.tightenUpdate(req.Linux, pod, ct)
+	if !withIOMax && !tightened {
+		return reqB, nil
+	}
+	return s.encode("UpdateContainerResources", &req, reqB), nil
+}
+
+// ioMaxIntoUpdate keeps the container's io.max line in an update's unified
+// resources (v2), and reports whether it changed them.
+func (s *Service) ioMaxIntoUpdate(ctx context.Context, res *runtimeapi.LinuxContainerResources, pod podInfo, ct containerInfo) bool {
+	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+		return false
+	}
 	line := s.unifiedIOMax(ctx, pod, ct)
 	if line == "" {
-		return reqB, nil
+		return false
 	}
-	if req.Linux.Unified == nil {
-		req.Linux.Unified = map[string]string{}
+	if res.Unified == nil {
+		res.Unified = map[string]string{}
 	}
-	if _, set := req.Linux.Unified[unifiedIOMax]; set {
-		return reqB, nil
+	if _, set := res.Unified[unifiedIOMax]; set {
+		return false
 	}
-	req.Linux.Unified[unifiedIOMax] = line
-	out, err := proto.Marshal(&req)
-	if err != nil {
-		return reqB, nil
-	}
-	return out, nil
+	res.Unified[unifiedIOMax] = line
+	return true
 }
 
 // unifiedIOMax is the io.max line a container's own cgroup must hold, for the
@@ -117,7 +131,9 @@ func (s *Service) unifiedIOMax(ctx context.Context, pod podInfo, ct containerInf
 	return writes[0].Value
 }
 
-func setUnified(cfg *runtimeapi.ContainerConfig, line string) {
+// setUnified puts line into cfg's unified io.max unless kubelet set one, and
+// reports whether it did.
+func setUnified(cfg *runtimeapi.ContainerConfig, line string) bool {
 	if cfg.Linux == nil {
 		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
 	}
@@ -127,9 +143,11 @@ func setUnified(cfg *runtimeapi.ContainerConfig, line string) {
 	if cfg.Linux.Resources.Unified == nil {
 		cfg.Linux.Resources.Unified = map[string]string{}
 	}
-	if _, set := cfg.Linux.Resources.Unified[unifiedIOMax]; !set {
-		cfg.Linux.Resources.Unified[unifiedIOMax] = line
+	if _, set := cfg.Linux.Resources.Unified[unifiedIOMax]; set {
+		return false
 	}
+	cfg.Linux.Resources.Unified[unifiedIOMax] = line
+	return true
 }
 
 // beforeStartContainer writes the container's limits into its cgroup before the

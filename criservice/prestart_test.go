@@ -132,3 +132,63 @@ func TestPrestartMakesNothingWithoutLimits(t *testing.T) {
 		}
 	}
 }
+
+// countCodec counts the service's decodes and encodes of intercepted messages.
+func countCodec(svc *Service) (decodes, encodes *int) {
+	decodes, encodes = new(int), new(int)
+	unmarshal, marshal := svc.codec.unmarshal, svc.codec.marshal
+	svc.codec.unmarshal = func(b []byte, m proto.Message) error { *decodes++; return unmarshal(b, m) }
+	svc.codec.marshal = func(m proto.Message) ([]byte, error) { *encodes++; return marshal(m) }
+	return decodes, encodes
+}
+
+// The io.max rewrite and the resources rewrite share one decode of CreateContainer
+// and UpdateContainerResources, and one encode only when either changed something.
+func TestCreateAndUpdateDecodeOnce(t *testing.T) {
+	e, _ := newResourcesEnv(t, true)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	decodes, encodes := countCodec(e.svc)
+	through := func(method string, req proto.Message) (changed bool) {
+		t.Helper()
+		*decodes, *encodes = 0, 0
+		in := marshal(t, req)
+		out, err := e.hook(method).Before(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed = string(out) != string(in)
+		wantEncodes := 0
+		if changed {
+			wantEncodes = 1
+		}
+		if *decodes != 1 || *encodes != wantEncodes {
+			t.Errorf("%s (changed %v): %d decodes and %d encodes, want 1 and %d", method, changed, *decodes, *encodes, wantEncodes)
+		}
+		return changed
+	}
+	create := func(namespace string) *runtimeapi.CreateContainerRequest {
+		return &runtimeapi.CreateContainerRequest{PodSandboxId: "unknown-pod",
+			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+				Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuShares: 1024, MemoryLimitInBytes: 1 << 30}}},
+			SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: namespace}}}
+	}
+	if !through("CreateContainer", create("batch")) {
+		t.Error("CreateContainer in a throttled namespace was not rewritten")
+	}
+	if through("CreateContainer", create("web")) {
+		t.Error("CreateContainer no rule matches was rewritten")
+	}
+	update := &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "c1",
+		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 8192, MemoryLimitInBytes: 1 << 30}}
+	if !through("UpdateContainerResources", update) {
+		t.Error("a looser UpdateContainerResources was not rewritten")
+	}
+	inPolicy := &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "c1",
+		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 10, CpuQuota: 1000, CpuPeriod: 100000,
+			Unified: map[string]string{"pids.max": "5", "memory.high": "1000", "cpu.weight": "1",
+				"io.max": "254:0 rbps=max wbps=1048576 riops=max wiops=max"}}}
+	if through("UpdateContainerResources", inPolicy) {
+		t.Error("an UpdateContainerResources already within the policy was rewritten")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
@@ -83,6 +84,8 @@ type Service struct {
 
 	conflictsSeen sync.Map // dir + conflict → logged once
 
+	codec protoCodec
+
 	// splitPodBudget is set on cgroup v1, where blk-throttle is not
 	// hierarchical: a limit on the pod's cgroup would bind none of its
 	// containers, so each running container gets an equal share instead.
@@ -126,6 +129,7 @@ func New(opts Options) (*Service, error) {
 		cache:   newCache(),
 		owned:   owned,
 		devices: map[string]cgroup.Device{},
+		codec:   protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
 
 		splitPodBudget: opts.IO.Version() == 1,
 	}, nil
