@@ -6,7 +6,9 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
 )
 
 // The throttle must be in the cgroup before the container's first instruction, not
@@ -40,17 +42,23 @@ func (s *Service) beforeCreateContainer(ctx context.Context, reqB []byte) ([]byt
 	return s.encode("CreateContainer", &req, reqB), nil
 }
 
-// ioMaxIntoCreate puts the container's io.max line into the config's unified
-// resources (v2), and reports whether it changed the config.
+// ioMaxIntoCreate puts the container's io.max into the config's unified resources
+// (v2), and reports whether it changed the config.
 func (s *Service) ioMaxIntoCreate(ctx context.Context, cfg *runtimeapi.ContainerConfig, pod podInfo, ct containerInfo) bool {
 	if s.opts.IO.Version() != 2 || s.opts.DryRun {
 		return false
 	}
-	line := s.unifiedIOMax(ctx, pod, ct)
-	if line == "" {
+	want, ok := s.wantedIOMax(ctx, pod, ct)
+	if !ok {
 		return false
 	}
-	return setUnified(cfg, line)
+	if cfg.Linux == nil {
+		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
+	}
+	if cfg.Linux.Resources == nil {
+		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
+	}
+	return s.tightenUnifiedIOMax(cfg.Linux.Resources, want, "CreateContainer", pod, ct)
 }
 
 // createTarget is the pod and container a CreateContainer request is for, as the
@@ -90,63 +98,54 @@ func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byt
 	return s.encode("UpdateContainerResources", &req, reqB), nil
 }
 
-// ioMaxIntoUpdate keeps the container's io.max line in an update's unified
-// resources (v2), and reports whether it changed them.
+// ioMaxIntoUpdate keeps the container's io.max in an update's unified resources
+// (v2), and reports whether it changed them: the runtime writes what the update
+// carries, which must not lift the limit criguard put there.
 func (s *Service) ioMaxIntoUpdate(ctx context.Context, res *runtimeapi.LinuxContainerResources, pod podInfo, ct containerInfo) bool {
 	if s.opts.IO.Version() != 2 || s.opts.DryRun {
 		return false
 	}
-	line := s.unifiedIOMax(ctx, pod, ct)
-	if line == "" {
+	want, ok := s.wantedIOMax(ctx, pod, ct)
+	return ok && s.tightenUnifiedIOMax(res, want, "UpdateContainerResources", pod, ct)
+}
+
+// wantedIOMax is the io.max limit a container's own cgroup must hold, for the
+// runtime to write. The kernel takes one device per write, so a class on several
+// disks puts its first here and the rest follow at start. A pod budget belongs to
+// the pod's cgroup.
+func (s *Service) wantedIOMax(ctx context.Context, pod podInfo, ct containerInfo) (cgroup.IOLimit, bool) {
+	plan := Plan{Decision: s.opts.Policy().Decide(workload(pod, &ct))}
+	if plan.Decision.HandsOff || plan.Decision.Scope == policy.ScopePod || len(plan.Decision.IO) == 0 {
+		return cgroup.IOLimit{}, false
+	}
+	s.planLimits(ctx, &plan, []containerInfo{ct})
+	if len(plan.Limits) == 0 {
+		return cgroup.IOLimit{}, false
+	}
+	return plan.Limits[0], true
+}
+
+// tightenUnifiedIOMax makes res's unified io.max at least as strict as want: a
+// limit kubelet (or anything before criguard) put there keeps its stricter keys and
+// loses its looser ones. It reports whether it changed res.
+func (s *Service) tightenUnifiedIOMax(res *runtimeapi.LinuxContainerResources, want cgroup.IOLimit, method string, pod podInfo, ct containerInfo) bool {
+	have, set := res.Unified[unifiedIOMax]
+	limit, change := translate.TightenIOMax(have, set, want)
+	if !change {
+		return false
+	}
+	writes := s.opts.IO.Writes([]cgroup.IOLimit{limit})
+	if len(writes) != 1 || writes[0].File != unifiedIOMax {
 		return false
 	}
 	if res.Unified == nil {
 		res.Unified = map[string]string{}
 	}
-	if _, set := res.Unified[unifiedIOMax]; set {
-		return false
+	res.Unified[unifiedIOMax] = writes[0].Value
+	if set {
+		s.log.Info("io.max tightened", "method", method, "pod", pod.Namespace+"/"+pod.Name, "name", ct.Name,
+			"from", have, "to", writes[0].Value)
 	}
-	res.Unified[unifiedIOMax] = line
-	return true
-}
-
-// unifiedIOMax is the io.max line a container's own cgroup must hold, for the
-// runtime to write. The kernel takes one device per write, so a class on several
-// disks puts its first here and the rest follow at start. A pod budget belongs to
-// the pod's cgroup, and a limit kubelet set itself is never replaced.
-func (s *Service) unifiedIOMax(ctx context.Context, pod podInfo, ct containerInfo) string {
-	plan := Plan{Decision: s.opts.Policy().Decide(workload(pod, &ct))}
-	if plan.Decision.HandsOff || plan.Decision.Scope == policy.ScopePod || len(plan.Decision.IO) == 0 {
-		return ""
-	}
-	s.planLimits(ctx, &plan, []containerInfo{ct})
-	limits := plan.Limits
-	if len(limits) == 0 {
-		return ""
-	}
-	writes := s.opts.IO.Writes(limits[:1])
-	if len(writes) != 1 || writes[0].File != unifiedIOMax {
-		return ""
-	}
-	return writes[0].Value
-}
-
-// setUnified puts line into cfg's unified io.max unless kubelet set one, and
-// reports whether it did.
-func setUnified(cfg *runtimeapi.ContainerConfig, line string) bool {
-	if cfg.Linux == nil {
-		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
-	}
-	if cfg.Linux.Resources == nil {
-		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
-	}
-	if cfg.Linux.Resources.Unified == nil {
-		cfg.Linux.Resources.Unified = map[string]string{}
-	}
-	if _, set := cfg.Linux.Resources.Unified[unifiedIOMax]; set {
-		return false
-	}
-	cfg.Linux.Resources.Unified[unifiedIOMax] = line
 	return true
 }
 
