@@ -2,7 +2,6 @@ package criservice
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -240,10 +239,11 @@ func (s *Service) afterRemovePodSandbox(_ context.Context, reqB, _ []byte, callE
 }
 
 // failed logs and counts a throttle that could not be applied; the reconcile
-// loop retries it. A container that vanished in the meantime is not a failure.
+// loop retries it. A container that vanished in the meantime, or was being torn
+// down, is not a failure.
 func (s *Service) failed(scope, id string, err error) {
-	if errors.Is(err, ErrUnknownContainer) {
-		s.log.Info("container vanished before its throttle was applied", scope, id)
+	if vanished(err) {
+		s.log.Info(scope+" vanished before its throttle was applied", scope, id, "why", err)
 		return
 	}
 	s.log.Error("throttle not applied; will retry", scope, id, "err", err)

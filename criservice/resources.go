@@ -136,7 +136,7 @@ func (s *Service) resourcesAfterStart(ctx context.Context, reqB, _ []byte, _ err
 	defer cancel()
 	if s.opts.IO.Version() != 2 {
 		if err := s.enforcePidsV1(ctx, req.ContainerId, false); err != nil {
-			s.failed("container", req.ContainerId, err)
+			s.failed("container", req.ContainerId, s.tornDown(ctx, "container", req.ContainerId, err))
 		}
 	}
 	s.confirmResources(ctx, req.ContainerId)
@@ -168,7 +168,7 @@ func (s *Service) reconcileResources(ctx context.Context, id string) {
 		return
 	}
 	if err := s.enforcePidsV1(ctx, id, false); err != nil {
-		s.failed("container", id, err)
+		s.failed("container", id, s.tornDown(ctx, "container", id, err))
 	}
 }
 

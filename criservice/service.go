@@ -536,18 +536,20 @@ func writesAttr(writes []cgroup.Write) []string {
 func (s *Service) ApplyContainer(ctx context.Context, id string) (Plan, syncResult, error) {
 	plan, err := s.planContainer(ctx, id)
 	if err != nil {
-		return plan, "", err
+		return plan, "", s.tornDown(ctx, "container", id, err)
 	}
-	return s.apply(plan, "container", id)
+	plan, result, err := s.apply(plan, "container", id)
+	return plan, result, s.tornDown(ctx, "container", id, err)
 }
 
 // ApplyPod brings a pod's own cgroup to the policy (pod-scope budgets).
 func (s *Service) ApplyPod(ctx context.Context, pod podInfo) (Plan, syncResult, error) {
 	plan, err := s.planPod(ctx, pod)
 	if err != nil {
-		return plan, "", err
+		return plan, "", s.tornDown(ctx, "pod", pod.ID, err)
 	}
-	return s.apply(plan, "pod", pod.ID)
+	plan, result, err := s.apply(plan, "pod", pod.ID)
+	return plan, result, s.tornDown(ctx, "pod", pod.ID, err)
 }
 
 // apply enforces a plan and says so: the one path for containers and pods. Devices
