@@ -47,7 +47,7 @@ func FuzzParseIOMax(f *testing.F) {
 	f.Add("8:16 rbps=2097152 wbps=max riops=max wiops=120\n")
 	f.Add("254:0 rbps=max wbps=1048576 riops=max wiops=max")
 	f.Fuzz(func(t *testing.T, content string) {
-		limits, err := parseIOMax(content)
+		limits, err := ParseIOMax(content)
 		if err != nil {
 			return
 		}
@@ -56,7 +56,7 @@ func FuzzParseIOMax(f *testing.F) {
 		for _, l := range limits {
 			lines = append(lines, ioMaxLine(l))
 		}
-		again, err := parseIOMax(strings.Join(lines, "\n"))
+		again, err := ParseIOMax(strings.Join(lines, "\n"))
 		if err != nil || len(again) != len(limits) {
 			t.Fatalf("round trip of %q: %+v, %v", lines, again, err)
 		}

@@ -63,7 +63,7 @@ func (ioV2) Limits(dir string) ([]IOLimit, error) {
 	if err != nil {
 		return nil, err
 	}
-	limits, err := parseIOMax(content)
+	limits, err := ParseIOMax(content)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ioMaxFile), err)
 	}
@@ -102,9 +102,9 @@ func (i ioV2) Available(dir string) error {
 	return fmt.Errorf("%w: %s is %q", ErrIONotEnabled, filepath.Join(parent, subtreeControlFile), strings.TrimSpace(content))
 }
 
-// parseIOMax parses io.max: "MAJ:MIN rbps=N|max wbps=... riops=... wiops=..."
+// ParseIOMax parses io.max: "MAJ:MIN rbps=N|max wbps=... riops=... wiops=..."
 // per device; "max" is no limit (0).
-func parseIOMax(content string) ([]IOLimit, error) {
+func ParseIOMax(content string) ([]IOLimit, error) {
 	byDevice := map[Device]*IOLimit{}
 	err := parseKeyedLines(content, func(d Device, key, value string) error {
 		for _, k := range ioMaxKeys {

@@ -80,14 +80,14 @@ func TestIOMaxRoundTrip(t *testing.T) {
 		{Device: sda, ReadBPS: 1, WriteBPS: 2, ReadIOPS: 3, WriteIOPS: 4},
 		{Device: nvme, ReadIOPS: ^uint64(0)},
 	} {
-		got, err := parseIOMax(ioMaxLine(limit))
+		got, err := ParseIOMax(ioMaxLine(limit))
 		if err != nil || !slices.Equal(got, []IOLimit{limit}) {
-			t.Errorf("parseIOMax(ioMaxLine(%+v)) = %+v, %v", limit, got, err)
+			t.Errorf("ParseIOMax(ioMaxLine(%+v)) = %+v, %v", limit, got, err)
 		}
 	}
 	// A line of only "max" is a device without limits: the kernel drops it.
-	if got, err := parseIOMax(ioMaxLine(IOLimit{Device: vda})); err != nil || len(got) != 0 {
-		t.Errorf("parseIOMax(all max) = %+v, %v; want nothing", got, err)
+	if got, err := ParseIOMax(ioMaxLine(IOLimit{Device: vda})); err != nil || len(got) != 0 {
+		t.Errorf("ParseIOMax(all max) = %+v, %v; want nothing", got, err)
 	}
 }
 

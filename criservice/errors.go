@@ -11,6 +11,9 @@ var (
 	ErrNoCgroupsPath = resolve.ErrNoCgroupsPath
 	// ErrUnknownContainer means the runtime does not know the container (it may have vanished).
 	ErrUnknownContainer = resolve.ErrUnknownContainer
+	// ErrTornDown means the container or pod stopped, and its cgroup went, while
+	// criguard was applying its throttle: a race with teardown, not a failure.
+	ErrTornDown = errors.New("criservice: stopped and its cgroup removed while the throttle was applied")
 	// ErrNoPodCgroup means a pod-scope limit was asked for a pod whose cgroup_parent is unknown.
 	ErrNoPodCgroup = resolve.ErrNoPodCgroup
 	// ErrDeviceUnresolved means a policy device could not be resolved on this host;

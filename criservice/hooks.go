@@ -2,7 +2,6 @@ package criservice
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -27,27 +26,43 @@ const runtimeService = "/runtime.v1.RuntimeService/"
 func (s *Service) Hooks() map[string]Hook {
 	return map[string]Hook{
 		runtimeService + "RunPodSandbox":   {After: s.afterRunPodSandbox},
-		runtimeService + "CreateContainer": {Before: chainBefore(s.beforeCreateContainer, s.tightenCreateContainer), After: s.afterCreateContainer},
+		runtimeService + "CreateContainer": {Before: s.beforeCreateContainer, After: s.afterCreateContainer},
 		runtimeService + "StartContainer": {Before: chainBefore(s.beforeStartContainer, s.pidsBeforeStart),
 			After: chainAfter(s.afterStartContainer, s.resourcesAfterStart)},
-		runtimeService + "UpdateContainerResources": {Before: chainBefore(s.beforeUpdateContainerResources, s.tightenUpdateContainerResources),
-			After: s.afterUpdateContainerResources},
-		runtimeService + "StopContainer":       {After: s.afterStopContainer},
-		runtimeService + "RemoveContainer":     {After: s.afterRemoveContainer},
-		runtimeService + "RemovePodSandbox":    {After: s.afterRemovePodSandbox},
-		runtimeService + "ListPodSandboxStats": {Answer: s.answerListPodSandboxStats},
-		runtimeService + "PodSandboxStats":     {Answer: s.answerPodSandboxStats},
+		runtimeService + "UpdateContainerResources": {Before: s.beforeUpdateContainerResources, After: s.afterUpdateContainerResources},
+		runtimeService + "StopContainer":            {After: s.afterStopContainer},
+		runtimeService + "RemoveContainer":          {After: s.afterRemoveContainer},
+		runtimeService + "RemovePodSandbox":         {After: s.afterRemovePodSandbox},
+		runtimeService + "ListPodSandboxStats":      {Answer: s.answerListPodSandboxStats},
+		runtimeService + "PodSandboxStats":          {Answer: s.answerPodSandboxStats},
 	}
 }
 
 // decode reads what a hook needs; a message it cannot decode is logged and
 // left alone: the call itself already went through unchanged.
 func (s *Service) decode(method string, b []byte, m proto.Message) bool {
-	if err := proto.Unmarshal(b, m); err != nil {
+	if err := s.codec.unmarshal(b, m); err != nil {
 		s.log.Warn("cannot decode intercepted CRI message; not acting on it", "method", method, "err", err)
 		return false
 	}
 	return true
+}
+
+// encode is a rewritten request; one that cannot be encoded leaves kubelet's,
+// orig, to go on as it came.
+func (s *Service) encode(method string, m proto.Message, orig []byte) []byte {
+	out, err := s.codec.marshal(m)
+	if err != nil {
+		s.log.Warn("cannot encode rewritten CRI message; passing kubelet's", "method", method, "err", err)
+		return orig
+	}
+	return out
+}
+
+// protoCodec decodes and encodes the intercepted messages: proto's, counted by tests.
+type protoCodec struct {
+	unmarshal func([]byte, proto.Message) error
+	marshal   func(proto.Message) ([]byte, error)
 }
 
 // detached is the context for work done after the runtime replied: the
@@ -224,10 +239,11 @@ func (s *Service) afterRemovePodSandbox(_ context.Context, reqB, _ []byte, callE
 }
 
 // failed logs and counts a throttle that could not be applied; the reconcile
-// loop retries it. A container that vanished in the meantime is not a failure.
+// loop retries it. A container that vanished in the meantime, or was being torn
+// down, is not a failure.
 func (s *Service) failed(scope, id string, err error) {
-	if errors.Is(err, ErrUnknownContainer) {
-		s.log.Info("container vanished before its throttle was applied", scope, id)
+	if vanished(err) {
+		s.log.Info(scope+" vanished before its throttle was applied", scope, id, "why", err)
 		return
 	}
 	s.log.Error("throttle not applied; will retry", scope, id, "err", err)

@@ -4,10 +4,11 @@ import (
 	"context"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
 )
 
 // The throttle must be in the cgroup before the container's first instruction, not
@@ -21,30 +22,43 @@ import (
 
 const unifiedIOMax = "io.max"
 
+// beforeCreateContainer puts the policy's io.max (v2) and its pids, memory and cpu
+// settings into the request: decoded once for both, encoded again only if either
+// changed it; otherwise kubelet's bytes go on as they came.
 func (s *Service) beforeCreateContainer(ctx context.Context, reqB []byte) ([]byte, error) {
-	if s.opts.IO.Version() != 2 || s.opts.DryRun {
-		return reqB, nil
-	}
 	var req runtimeapi.CreateContainerRequest
-	if !s.decode("CreateContainer", reqB, &req) {
+	if !s.decode("CreateContainer", reqB, &req) || req.Config == nil {
 		return reqB, nil
 	}
 	pod, ct, ok := s.createTarget(&req)
 	if !ok {
 		return reqB, nil
 	}
-	cfg := req.GetConfig()
-	line := s.unifiedIOMax(ctx, pod, ct)
-	if line == "" || cfg == nil {
+	withIOMax := s.ioMaxIntoCreate(ctx, req.Config, pod, ct)
+	tightened := s.tightenCreate(req.Config, pod, ct)
+	if !withIOMax && !tightened {
 		return reqB, nil
 	}
-	setUnified(cfg, line)
-	out, err := proto.Marshal(&req)
-	if err != nil {
-		s.log.Warn("cannot encode CreateContainer with io.max; the limits follow at start", "err", err)
-		return reqB, nil
+	return s.encode("CreateContainer", &req, reqB), nil
+}
+
+// ioMaxIntoCreate puts the container's io.max into the config's unified resources
+// (v2), and reports whether it changed the config.
+func (s *Service) ioMaxIntoCreate(ctx context.Context, cfg *runtimeapi.ContainerConfig, pod podInfo, ct containerInfo) bool {
+	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+		return false
 	}
-	return out, nil
+	want, ok := s.wantedIOMax(ctx, pod, ct)
+	if !ok {
+		return false
+	}
+	if cfg.Linux == nil {
+		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
+	}
+	if cfg.Linux.Resources == nil {
+		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
+	}
+	return s.tightenUnifiedIOMax(cfg.Linux.Resources, want, "CreateContainer", pod, ct)
 }
 
 // createTarget is the pod and container a CreateContainer request is for, as the
@@ -63,11 +77,9 @@ func (s *Service) createTarget(req *runtimeapi.CreateContainerRequest) (podInfo,
 }
 
 // beforeUpdateContainerResources keeps kubelet's resource updates from taking the
-// limits out of the container's spec.
+// limits out of the container's spec, or loosening its pids, memory and cpu: one
+// decode and one lookup for both, encoded again only if either changed it.
 func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byte) ([]byte, error) {
-	if s.opts.IO.Version() != 2 || s.opts.DryRun {
-		return reqB, nil
-	}
 	var req runtimeapi.UpdateContainerResourcesRequest
 	if !s.decode("UpdateContainerResources", reqB, &req) || req.Linux == nil {
 		return reqB, nil
@@ -78,58 +90,63 @@ func (s *Service) beforeUpdateContainerResources(ctx context.Context, reqB []byt
 	if err != nil {
 		return reqB, nil
 	}
-	line := s.unifiedIOMax(ctx, pod, ct)
-	if line == "" {
+	withIOMax := s.ioMaxIntoUpdate(ctx, req.Linux, pod, ct)
+	tightened := s.tightenUpdate(req.Linux, pod, ct)
+	if !withIOMax && !tightened {
 		return reqB, nil
 	}
-	if req.Linux.Unified == nil {
-		req.Linux.Unified = map[string]string{}
-	}
-	if _, set := req.Linux.Unified[unifiedIOMax]; set {
-		return reqB, nil
-	}
-	req.Linux.Unified[unifiedIOMax] = line
-	out, err := proto.Marshal(&req)
-	if err != nil {
-		return reqB, nil
-	}
-	return out, nil
+	return s.encode("UpdateContainerResources", &req, reqB), nil
 }
 
-// unifiedIOMax is the io.max line a container's own cgroup must hold, for the
+// ioMaxIntoUpdate keeps the container's io.max in an update's unified resources
+// (v2), and reports whether it changed them: the runtime writes what the update
+// carries, which must not lift the limit criguard put there.
+func (s *Service) ioMaxIntoUpdate(ctx context.Context, res *runtimeapi.LinuxContainerResources, pod podInfo, ct containerInfo) bool {
+	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+		return false
+	}
+	want, ok := s.wantedIOMax(ctx, pod, ct)
+	return ok && s.tightenUnifiedIOMax(res, want, "UpdateContainerResources", pod, ct)
+}
+
+// wantedIOMax is the io.max limit a container's own cgroup must hold, for the
 // runtime to write. The kernel takes one device per write, so a class on several
 // disks puts its first here and the rest follow at start. A pod budget belongs to
-// the pod's cgroup, and a limit kubelet set itself is never replaced.
-func (s *Service) unifiedIOMax(ctx context.Context, pod podInfo, ct containerInfo) string {
+// the pod's cgroup.
+func (s *Service) wantedIOMax(ctx context.Context, pod podInfo, ct containerInfo) (cgroup.IOLimit, bool) {
 	plan := Plan{Decision: s.opts.Policy().Decide(workload(pod, &ct))}
 	if plan.Decision.HandsOff || plan.Decision.Scope == policy.ScopePod || len(plan.Decision.IO) == 0 {
-		return ""
+		return cgroup.IOLimit{}, false
 	}
 	s.planLimits(ctx, &plan, []containerInfo{ct})
-	limits := plan.Limits
-	if len(limits) == 0 {
-		return ""
+	if len(plan.Limits) == 0 {
+		return cgroup.IOLimit{}, false
 	}
-	writes := s.opts.IO.Writes(limits[:1])
-	if len(writes) != 1 || writes[0].File != unifiedIOMax {
-		return ""
-	}
-	return writes[0].Value
+	return plan.Limits[0], true
 }
 
-func setUnified(cfg *runtimeapi.ContainerConfig, line string) {
-	if cfg.Linux == nil {
-		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
+// tightenUnifiedIOMax makes res's unified io.max at least as strict as want: a
+// limit kubelet (or anything before criguard) put there keeps its stricter keys and
+// loses its looser ones. It reports whether it changed res.
+func (s *Service) tightenUnifiedIOMax(res *runtimeapi.LinuxContainerResources, want cgroup.IOLimit, method string, pod podInfo, ct containerInfo) bool {
+	have, set := res.Unified[unifiedIOMax]
+	limit, change := translate.TightenIOMax(have, set, want)
+	if !change {
+		return false
 	}
-	if cfg.Linux.Resources == nil {
-		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
+	writes := s.opts.IO.Writes([]cgroup.IOLimit{limit})
+	if len(writes) != 1 || writes[0].File != unifiedIOMax {
+		return false
 	}
-	if cfg.Linux.Resources.Unified == nil {
-		cfg.Linux.Resources.Unified = map[string]string{}
+	if res.Unified == nil {
+		res.Unified = map[string]string{}
 	}
-	if _, set := cfg.Linux.Resources.Unified[unifiedIOMax]; !set {
-		cfg.Linux.Resources.Unified[unifiedIOMax] = line
+	res.Unified[unifiedIOMax] = writes[0].Value
+	if set {
+		s.log.Info("io.max tightened", "method", method, "pod", pod.Namespace+"/"+pod.Name, "name", ct.Name,
+			"from", have, "to", writes[0].Value)
 	}
+	return true
 }
 
 // beforeStartContainer writes the container's limits into its cgroup before the

@@ -96,8 +96,98 @@ func TestCreateContainerCarriesIOMaxOnV2(t *testing.T) {
 	if got := create(map[string]string{"memory.high": "1000000"}); got["memory.high"] != "1000000" || got["io.max"] == "" {
 		t.Errorf("unified = %v: kubelet's keys must stay beside io.max", got)
 	}
-	if got := create(map[string]string{"io.max": "254:0 wbps=1"})["io.max"]; got != "254:0 wbps=1" {
-		t.Errorf("an io.max kubelet set itself was replaced: %q", got)
+	// kubelet's stricter key stays; the keys it left out come from the policy.
+	if got := create(map[string]string{"io.max": "254:0 wbps=1"})["io.max"]; got != "254:0 rbps=2097152 wbps=1 riops=max wiops=max" {
+		t.Errorf("an io.max kubelet set itself: %q, want its wbps kept and the policy's rbps added", got)
+	}
+	if got := create(map[string]string{"io.max": "254:0 rbps=max wbps=max riops=max wiops=max"})["io.max"]; got != "254:0 rbps=2097152 wbps=1048576 riops=max wiops=max" {
+		t.Errorf("an unlimited io.max from kubelet went to the runtime as %q", got)
+	}
+}
+
+// updateThrough passes an UpdateContainerResources for container id through the hook and
+// returns the resources the runtime gets, and whether the bytes went on untouched.
+func updateThrough(t *testing.T, e *testEnv, id string, res *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, bool) {
+	t.Helper()
+	in := marshal(t, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res})
+	out, err := e.hook("UpdateContainerResources").Before(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got runtimeapi.UpdateContainerResourcesRequest
+	if err := proto.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Linux, string(out) == string(in)
+}
+
+func newIOMaxUpdateEnv(t *testing.T) *testEnv {
+	t.Helper()
+	e := newTestEnv(t, nil)
+	e.host = newFakeHostV2(t)
+	e.svc.opts.IO = e.host.io
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	return e
+}
+
+const policyIOMax = "254:0 rbps=2097152 wbps=1048576 riops=max wiops=max" // class "bulk"
+
+// kubelet's UpdateContainerResources (a resize, a restart of kubelet) carries unified
+// or not; either way the runtime gets criguard's io.max line with it, beside
+// kubelet's own keys, and nothing else of kubelet's changes.
+func TestUpdateContainerResourcesKeepsIOMaxV2(t *testing.T) {
+	e := newIOMaxUpdateEnv(t)
+	for _, unified := range []map[string]string{nil, {"memory.high": "1000000"}} {
+		got, same := updateThrough(t, e, "c1", &runtimeapi.LinuxContainerResources{CpuShares: 512, Unified: unified})
+		if same || got.Unified["io.max"] != policyIOMax {
+			t.Errorf("unified %v: io.max = %q, want %q", unified, got.Unified["io.max"], policyIOMax)
+		}
+		if got.CpuShares != 512 || len(got.Unified) != len(unified)+1 || (unified != nil && got.Unified["memory.high"] != "1000000") {
+			t.Errorf("unified %v: kubelet's resources changed: %v", unified, got)
+		}
+	}
+	// A container no rule throttles: the update goes on as kubelet sent it.
+	e.runPod(t, "p2", "web", "burstable", nil)
+	e.fake.AddContainer("c2", "p2", "app")
+	if got, same := updateThrough(t, e, "c2", &runtimeapi.LinuxContainerResources{CpuShares: 512}); !same {
+		t.Errorf("an unthrottled container's update was rewritten: %v", got)
+	}
+}
+
+// An io.max in the update looser than the policy (kubelet's, or a tenant's by way of
+// anything that sets unified) does not reach the runtime: criguard only tightens,
+// key by key, and keeps what is stricter than the policy.
+func TestUpdateContainerResourcesNeverLoosensIOMaxV2(t *testing.T) {
+	e := newIOMaxUpdateEnv(t)
+	tests := []struct{ sent, want string }{
+		{"254:0 rbps=max wbps=max riops=max wiops=max", policyIOMax},
+		{"254:0 rbps=1073741824 wbps=1073741824", policyIOMax},
+		{"254:0 wbps=4194304 wiops=100", "254:0 rbps=2097152 wbps=1048576 riops=max wiops=100"},
+		{"254:0 rbps=1 wbps=2097152", "254:0 rbps=1 wbps=1048576 riops=max wiops=max"},
+	}
+	for _, tt := range tests {
+		got, same := updateThrough(t, e, "c1", &runtimeapi.LinuxContainerResources{Unified: map[string]string{"io.max": tt.sent}})
+		if same || got.Unified["io.max"] != tt.want {
+			t.Errorf("io.max %q sent: the runtime gets %q, want %q", tt.sent, got.Unified["io.max"], tt.want)
+		}
+	}
+	// Stricter on every key the policy sets: kubelet's line goes on as it is.
+	strict := "254:0 rbps=1 wbps=1"
+	if got, same := updateThrough(t, e, "c1", &runtimeapi.LinuxContainerResources{Unified: map[string]string{"io.max": strict}}); !same {
+		t.Errorf("a stricter io.max was rewritten to %q", got.Unified["io.max"])
+	}
+}
+
+// What the hook sends, sent through it again, passes untouched: no second rewrite.
+func TestUpdateContainerResourcesIOMaxIdempotentV2(t *testing.T) {
+	e := newIOMaxUpdateEnv(t)
+	for _, sent := range []map[string]string{nil, {"io.max": "254:0 wbps=max wiops=7"}} {
+		first, _ := updateThrough(t, e, "c1", &runtimeapi.LinuxContainerResources{CpuShares: 512, Unified: sent})
+		second, same := updateThrough(t, e, "c1", proto.Clone(first).(*runtimeapi.LinuxContainerResources))
+		if !same || !proto.Equal(first, second) {
+			t.Errorf("unified %v: second pass changed %v into %v", sent, first, second)
+		}
 	}
 }
 
@@ -130,5 +220,65 @@ func TestPrestartMakesNothingWithoutLimits(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(e.host.mount, rel)); !os.IsNotExist(err) {
 			t.Errorf("policy %v: the container's cgroup was made though nothing is to be written there (%v)", p != nil, err)
 		}
+	}
+}
+
+// countCodec counts the service's decodes and encodes of intercepted messages.
+func countCodec(svc *Service) (decodes, encodes *int) {
+	decodes, encodes = new(int), new(int)
+	unmarshal, marshal := svc.codec.unmarshal, svc.codec.marshal
+	svc.codec.unmarshal = func(b []byte, m proto.Message) error { *decodes++; return unmarshal(b, m) }
+	svc.codec.marshal = func(m proto.Message) ([]byte, error) { *encodes++; return marshal(m) }
+	return decodes, encodes
+}
+
+// The io.max rewrite and the resources rewrite share one decode of CreateContainer
+// and UpdateContainerResources, and one encode only when either changed something.
+func TestCreateAndUpdateDecodeOnce(t *testing.T) {
+	e, _ := newResourcesEnv(t, true)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	decodes, encodes := countCodec(e.svc)
+	through := func(method string, req proto.Message) (changed bool) {
+		t.Helper()
+		*decodes, *encodes = 0, 0
+		in := marshal(t, req)
+		out, err := e.hook(method).Before(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed = string(out) != string(in)
+		wantEncodes := 0
+		if changed {
+			wantEncodes = 1
+		}
+		if *decodes != 1 || *encodes != wantEncodes {
+			t.Errorf("%s (changed %v): %d decodes and %d encodes, want 1 and %d", method, changed, *decodes, *encodes, wantEncodes)
+		}
+		return changed
+	}
+	create := func(namespace string) *runtimeapi.CreateContainerRequest {
+		return &runtimeapi.CreateContainerRequest{PodSandboxId: "unknown-pod",
+			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+				Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuShares: 1024, MemoryLimitInBytes: 1 << 30}}},
+			SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: namespace}}}
+	}
+	if !through("CreateContainer", create("batch")) {
+		t.Error("CreateContainer in a throttled namespace was not rewritten")
+	}
+	if through("CreateContainer", create("web")) {
+		t.Error("CreateContainer no rule matches was rewritten")
+	}
+	update := &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "c1",
+		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 8192, MemoryLimitInBytes: 1 << 30}}
+	if !through("UpdateContainerResources", update) {
+		t.Error("a looser UpdateContainerResources was not rewritten")
+	}
+	inPolicy := &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "c1",
+		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 10, CpuQuota: 1000, CpuPeriod: 100000,
+			Unified: map[string]string{"pids.max": "5", "memory.high": "1000", "cpu.weight": "1",
+				"io.max": "254:0 rbps=max wbps=1048576 riops=max wiops=max"}}}
+	if through("UpdateContainerResources", inPolicy) {
+		t.Error("an UpdateContainerResources already within the policy was rewritten")
 	}
 }

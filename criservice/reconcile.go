@@ -2,7 +2,6 @@ package criservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -113,8 +112,9 @@ func (s *Service) listRunning(ctx context.Context) (pods []podInfo, running []st
 
 func (s *Service) count(res *ReconcileResult, scope, id string, result syncResult, err error) {
 	switch {
-	case errors.Is(err, ErrUnknownContainer):
-		// Gone between the list and the check: nothing to fix.
+	case vanished(err):
+		// Gone, or going, between the list and the check: nothing to fix.
+		s.log.Debug(scope+" vanished during reconcile", scope, id, "why", err)
 	case err != nil:
 		res.Failed++
 		s.failed(scope, id, err)

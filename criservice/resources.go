@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
@@ -67,19 +67,12 @@ func (s *Service) wantedResources(w policy.Workload) policy.Resources {
 	return d.Resources
 }
 
-func (s *Service) tightenCreateContainer(_ context.Context, reqB []byte) ([]byte, error) {
-	var req runtimeapi.CreateContainerRequest
-	if !s.decode("CreateContainer", reqB, &req) || req.Config == nil {
-		return reqB, nil
-	}
-	pod, ct, ok := s.createTarget(&req)
-	if !ok {
-		return reqB, nil
-	}
-	cfg := req.Config
+// tightenCreate makes a CreateContainer config's resources at least as strict as the
+// policy's, and reports whether it changed them.
+func (s *Service) tightenCreate(cfg *runtimeapi.ContainerConfig, pod podInfo, ct containerInfo) bool {
 	want := s.wantedResources(workload(pod, &ct))
 	if want.IsZero() {
-		return reqB, nil
+		return false
 	}
 	if cfg.Linux == nil {
 		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
@@ -87,45 +80,20 @@ func (s *Service) tightenCreateContainer(_ context.Context, reqB []byte) ([]byte
 	if cfg.Linux.Resources == nil {
 		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
 	}
-	if !s.tightenResources(cfg.Linux.Resources, want, "CreateContainer", pod.Namespace+"/"+pod.Name, ct.Name) {
-		return reqB, nil
-	}
-	out, err := proto.Marshal(&req)
-	if err != nil {
-		s.log.Warn("cannot encode CreateContainer with the policy's resources; passing kubelet's", "err", err)
-		return reqB, nil
-	}
-	return out, nil
+	return s.tightenResources(cfg.Linux.Resources, want, "CreateContainer", pod.Namespace+"/"+pod.Name, ct.Name)
 }
 
-// tightenUpdateContainerResources keeps kubelet's own updates (resizes, restarts of
-// the kubelet) from loosening what the policy tightened.
-func (s *Service) tightenUpdateContainerResources(ctx context.Context, reqB []byte) ([]byte, error) {
-	var req runtimeapi.UpdateContainerResourcesRequest
-	if !s.decode("UpdateContainerResources", reqB, &req) || req.Linux == nil {
-		return reqB, nil
-	}
-	ctx, cancel := s.detached(ctx)
-	defer cancel()
-	ct, pod, err := s.lookup(ctx, req.ContainerId)
-	if err != nil {
-		return reqB, nil
-	}
+// tightenUpdate keeps kubelet's own updates (resizes, restarts of the kubelet) from
+// loosening what the policy tightened, and reports whether it changed res.
+func (s *Service) tightenUpdate(res *runtimeapi.LinuxContainerResources, pod podInfo, ct containerInfo) bool {
 	want := s.wantedResources(workload(pod, &ct))
-	if want.IsZero() || !s.tightenResources(req.Linux, want, "UpdateContainerResources", pod.Namespace+"/"+pod.Name, ct.Name) {
-		return reqB, nil
-	}
-	out, err := proto.Marshal(&req)
-	if err != nil {
-		return reqB, nil
-	}
-	return out, nil
+	return !want.IsZero() && s.tightenResources(res, want, "UpdateContainerResources", pod.Namespace+"/"+pod.Name, ct.Name)
 }
 
 // tightenResources rewrites res in place and reports whether it changed.
 func (s *Service) tightenResources(res *runtimeapi.LinuxContainerResources, want policy.Resources, method, pod, name string) bool {
 	cr := translate.ContainerResources{CPUShares: res.CpuShares, CPUQuota: res.CpuQuota, CPUPeriod: res.CpuPeriod,
-		MemoryLimit: res.MemoryLimitInBytes, Unified: res.Unified}
+		MemoryLimit: res.MemoryLimitInBytes, Unified: maps.Clone(res.Unified)} // a dry run leaves res as it was
 	t := translate.TightenResources(&cr, want, s.opts.IO.Version())
 	for _, why := range t.Unenforceable {
 		s.log.Warn("throttle not enforceable on this host", "pod", pod, "name", name, "why", why)
@@ -168,7 +136,7 @@ func (s *Service) resourcesAfterStart(ctx context.Context, reqB, _ []byte, _ err
 	defer cancel()
 	if s.opts.IO.Version() != 2 {
 		if err := s.enforcePidsV1(ctx, req.ContainerId, false); err != nil {
-			s.failed("container", req.ContainerId, err)
+			s.failed("container", req.ContainerId, s.tornDown(ctx, "container", req.ContainerId, err))
 		}
 	}
 	s.confirmResources(ctx, req.ContainerId)
@@ -200,7 +168,7 @@ func (s *Service) reconcileResources(ctx context.Context, id string) {
 		return
 	}
 	if err := s.enforcePidsV1(ctx, id, false); err != nil {
-		s.failed("container", id, err)
+		s.failed("container", id, s.tornDown(ctx, "container", id, err))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
@@ -83,6 +84,8 @@ type Service struct {
 
 	conflictsSeen sync.Map // dir + conflict → logged once
 
+	codec protoCodec
+
 	// splitPodBudget is set on cgroup v1, where blk-throttle is not
 	// hierarchical: a limit on the pod's cgroup would bind none of its
 	// containers, so each running container gets an equal share instead.
@@ -126,6 +129,7 @@ func New(opts Options) (*Service, error) {
 		cache:   newCache(),
 		owned:   owned,
 		devices: map[string]cgroup.Device{},
+		codec:   protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
 
 		splitPodBudget: opts.IO.Version() == 1,
 	}, nil
@@ -532,18 +536,20 @@ func writesAttr(writes []cgroup.Write) []string {
 func (s *Service) ApplyContainer(ctx context.Context, id string) (Plan, syncResult, error) {
 	plan, err := s.planContainer(ctx, id)
 	if err != nil {
-		return plan, "", err
+		return plan, "", s.tornDown(ctx, "container", id, err)
 	}
-	return s.apply(plan, "container", id)
+	plan, result, err := s.apply(plan, "container", id)
+	return plan, result, s.tornDown(ctx, "container", id, err)
 }
 
 // ApplyPod brings a pod's own cgroup to the policy (pod-scope budgets).
 func (s *Service) ApplyPod(ctx context.Context, pod podInfo) (Plan, syncResult, error) {
 	plan, err := s.planPod(ctx, pod)
 	if err != nil {
-		return plan, "", err
+		return plan, "", s.tornDown(ctx, "pod", pod.ID, err)
 	}
-	return s.apply(plan, "pod", pod.ID)
+	plan, result, err := s.apply(plan, "pod", pod.ID)
+	return plan, result, s.tornDown(ctx, "pod", pod.ID, err)
 }
 
 // apply enforces a plan and says so: the one path for containers and pods. Devices

@@ -33,6 +33,20 @@ func TestSystemdUnits(t *testing.T) {
 		"Type=notify", "NotifyAccess=main", "Requires=criguard.socket", "Restart=always", "WatchdogSec=30",
 		"ExecStart=/usr/local/bin/criguard serve", "ExecReload=/bin/kill -HUP $MAINPID")
 	requireLines(t, "20-criguard.conf", dropIn, "After=criguard.socket", "Wants=criguard.socket criguard.service")
+	requireLines(t, "criguard.service", service, "After=criguard.socket containerd.service docker.service cri-docker.service crio.service")
+	// Ordered after the runtimes, never pulling one in: the node's runtime may be
+	// another than the unit named (containerd 2.x under its own name, CRI-O).
+	for _, l := range strings.Split(service, "\n") {
+		key, units, ok := strings.Cut(strings.TrimSpace(l), "=")
+		if !ok || (key != "Wants" && key != "Requires" && key != "BindsTo" && key != "Requisite") {
+			continue
+		}
+		for _, unit := range strings.Fields(units) {
+			if unit != "criguard.socket" {
+				t.Errorf("criguard.service: %q would start %s on a node that may run another runtime", l, unit)
+			}
+		}
+	}
 	// A unit that requires another is restarted with it: kubelet must not require criguard.
 	for _, c := range []struct{ file, text, banned string }{
 		{"criguard.service", service, "RequiredBy=kubelet.service"},
@@ -75,10 +89,10 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	// verify exits 0 on unknown keys and bad values: any line is a finding. Units the
-	// service orders itself after (containerd, docker) need not exist on a test host.
+	// service orders itself after (containerd, docker, CRI-O) need not exist on a test host.
 	var problems []string
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if line == "" || strings.Contains(line, "containerd.service") || strings.Contains(line, "docker.service") {
+		if line == "" || strings.Contains(line, "containerd.service") || strings.Contains(line, "docker.service") || strings.Contains(line, "crio.service") {
 			continue
 		}
 		problems = append(problems, line)

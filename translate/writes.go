@@ -72,3 +72,28 @@ func InSync(current, desired []cgroup.IOLimit) bool {
 func nonZero(limits []cgroup.IOLimit) []cgroup.IOLimit {
 	return slices.DeleteFunc(limits, cgroup.IOLimit.IsZero)
 }
+
+// TightenIOMax is the limit a v2 runtime must write for want's device, given the
+// unified io.max kubelet sent (have; set false when none): each key the stricter of
+// the two, so kubelet's stricter keys stay and a looser one never passes. ok is
+// false when have is to go on as it is: already as strict, about another disk (the
+// kernel takes one device per write; criguard writes its own line to the file after
+// the runtime), or not an io.max value at all (the runtime refuses it to kubelet).
+func TightenIOMax(have string, set bool, want cgroup.IOLimit) (cgroup.IOLimit, bool) {
+	if !set {
+		return want, true
+	}
+	limits, err := cgroup.ParseIOMax(have)
+	if err != nil {
+		return cgroup.IOLimit{}, false
+	}
+	current := cgroup.IOLimit{Device: want.Device}
+	for _, l := range limits {
+		if l.Device != want.Device {
+			return cgroup.IOLimit{}, false
+		}
+		current = l
+	}
+	tightened := MergeLimits([]cgroup.IOLimit{current, want})[0]
+	return tightened, tightened != current
+}

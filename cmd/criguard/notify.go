@@ -80,7 +80,7 @@ func (n systemdNotifier) stopping() { n.send(daemon.SdNotifyStopping) }
 // off; see serve), and a unit left "activating" would be killed at
 // TimeoutStartSec, cutting kubelet off. STATUS= says so; /readyz stays 503.
 func readyForSystemd(probe *runtimeProbe, policy *policyHealth) (bool, string) {
-	if !probe.up.Load() {
+	if !probe.answering() {
 		return false, "waiting for the runtime to answer"
 	}
 	if err := ready(probe, policy); err != nil {

@@ -191,7 +191,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	probe := &runtimeProbe{rt: rt, metrics: metrics, log: log, onRecovered: kick}
+	probe := &runtimeProbe{rt: rt, state: p.RuntimeState, metrics: metrics, log: log, onRecovered: kick}
 	wg.Go(func() { probe.run(ctx, 5*time.Second) })
 	wg.Go(func() {
 		if err := watcher.Run(ctx); err != nil {

@@ -275,7 +275,7 @@ CRIGUARD_RUNTIME_ENDPOINT=unix://$sock
 CRIGUARD_CONTAINERD_ADDRESS=$sock
 CRIGUARD_LOG_FORMAT=text
 EOF
-	# criguard.service wants containerd.service (1.6): keep it down while 2.x runs.
+	# Debian's containerd.service (1.6) must stay down while 2.x runs.
 	if [[ $1 == c2 ]]; then
 		quiet systemctl mask --runtime containerd.service
 	else

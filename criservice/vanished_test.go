@@ -1,0 +1,144 @@
+package criservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice/fakeruntime"
+)
+
+// tearingRuntime stops containers and removes their cgroups right after it answers
+// reconcile's listing: the teardown race between listing and writing.
+type tearingRuntime struct {
+	*fakeruntime.Runtime
+	mu       sync.Mutex
+	tearDown map[string]string // container id → cgroup dir to remove
+}
+
+func (r *tearingRuntime) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	resp, err := r.Runtime.ListContainers(ctx, req)
+	if req.GetFilter().GetId() != "" {
+		return resp, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, dir := range r.tearDown {
+		r.Mu.Lock()
+		r.Containers[id].State = runtimeapi.ContainerState_CONTAINER_EXITED
+		r.Mu.Unlock()
+		os.RemoveAll(dir)
+	}
+	clear(r.tearDown)
+	return resp, err
+}
+
+// A container listed as running whose cgroup is removed before criguard writes it
+// was being torn down: reconcile logs it as vanished, not as an ERROR, and counts
+// no failure. A running container whose cgroup is missing still is one.
+func TestReconcileCountsTeardownAsVanished(t *testing.T) {
+	tearing := &tearingRuntime{Runtime: fakeruntime.New(), tearDown: map[string]string{}}
+	e := newTestEnv(t, func(o *Options) {
+		rt, _ := fakeruntime.ServeRuntime(t, tearing)
+		o.Runtime, o.Resolver = rt, criResolver(t, rt)
+	})
+	e.fake = tearing.Runtime
+	logs := &lockedBuffer{}
+	e.svc.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	dir := func(id string) string {
+		e.fake.AddContainer(id, "p1", "app-"+id)
+		e.fake.Mu.Lock()
+		defer e.fake.Mu.Unlock()
+		return filepath.Join(e.host.mount, e.fake.Paths[id])
+	}
+	applied := dir("applied") // throttled by an earlier pass: its cgroup dir is cached
+	e.host.mkdir(t, strings.TrimPrefix(applied, e.host.mount))
+	if res, err := e.svc.Reconcile(context.Background()); err != nil || res.Fixed != 1 || res.Failed != 0 {
+		t.Fatalf("first pass: %+v, %v; want one fixed", res, err)
+	}
+	fresh := dir("fresh") // first seen by the pass that races its teardown
+	e.host.mkdir(t, strings.TrimPrefix(fresh, e.host.mount))
+	tearing.mu.Lock()
+	tearing.tearDown["applied"], tearing.tearDown["fresh"] = applied, fresh
+	tearing.mu.Unlock()
+
+	res, err := e.svc.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != 0 {
+		t.Errorf("containers torn down during the pass counted as %d failures", res.Failed)
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("failed", "container")); got != 0 {
+		t.Errorf("failed counter = %v for torn-down containers, want 0", got)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a teardown race was logged as an error:\n%s", logs)
+	}
+	for _, id := range []string{"applied", "fresh"} {
+		if !strings.Contains(logs.String(), "container vanished during reconcile\" container="+id) {
+			t.Errorf("%s: not logged as vanished:\n%s", id, logs)
+		}
+	}
+
+	// Running, and its cgroup is not where the path says: a real failure.
+	dir("lost")
+	if res, _ := e.svc.Reconcile(context.Background()); res.Failed != 1 {
+		t.Errorf("a running container without its cgroup: %d failures, want 1", res.Failed)
+	}
+}
+
+// Every way a removed cgroup shows up (a write into a directory that is gone: ENOENT;
+// a file opened before the removal: ENODEV) counts as teardown once the runtime
+// says the container no longer runs or the pod is no longer ready, and only then.
+func TestTornDownOnlyWhenTheRuntimeAgrees(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	removed := filepath.Join(t.TempDir(), "removed")
+	writeErr := cgroup.Apply(removed, e.host.io.Writes([]cgroup.IOLimit{{Device: cgroup.Device{Major: 254}, WriteBPS: 1}}))
+	if !errors.Is(writeErr, fs.ErrNotExist) {
+		t.Fatalf("write into a removed cgroup: %v, want ENOENT", writeErr)
+	}
+	gone := []error{
+		fmt.Errorf("container c1: %w", writeErr),
+		fmt.Errorf("container c1: %w", &fs.PathError{Op: "write", Path: removed + "/io.max", Err: syscall.ENODEV}),
+	}
+	ctx := context.Background()
+	for _, err := range gone {
+		if got := e.svc.tornDown(ctx, "container", "c1", err); got != err {
+			t.Errorf("running container: %v became %v", err, got)
+		}
+	}
+	if err := fmt.Errorf("x: %w", syscall.EACCES); e.svc.tornDown(ctx, "container", "c1", err) != err {
+		t.Errorf("EACCES was taken for teardown")
+	}
+	e.fake.Mu.Lock()
+	e.fake.Containers["c1"].State = runtimeapi.ContainerState_CONTAINER_EXITED
+	e.fake.Pods["p1"].State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	e.fake.Mu.Unlock()
+	for _, err := range gone {
+		if got := e.svc.tornDown(ctx, "container", "c1", err); !errors.Is(got, ErrTornDown) || !vanished(got) {
+			t.Errorf("exited container: %v, want ErrTornDown", got)
+		}
+		if got := e.svc.tornDown(ctx, "pod", "p1", err); !errors.Is(got, ErrTornDown) {
+			t.Errorf("pod no longer ready: %v, want ErrTornDown", got)
+		}
+	}
+	if got := e.svc.tornDown(ctx, "container", "removed-already", gone[0]); !errors.Is(got, ErrTornDown) {
+		t.Errorf("container the runtime no longer lists: %v, want ErrTornDown", got)
+	}
+}
