@@ -249,7 +249,8 @@ type ResourceState struct {
 	Want   string `json:"want"`
 	Have   string `json:"have,omitempty"`
 	InSync bool   `json:"inSync"`
-	// Note says why it is not enforced on this host, or could not be read.
+	// Note says why it is not enforced on this host or could not be read, or that
+	// a stricter value (kubelet's, the runtime's) is in force and kept.
 	Note string `json:"note,omitempty"`
 }
 
@@ -285,6 +286,9 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 		st.Have, st.Note = read(controller, file)
 		n, ok := limitValue(st.Have)
 		st.InSync = ok && n <= value
+		if st.InSync && n < value {
+			st.Note = "tighter than the policy: kept, criguard only tightens"
+		}
 		out = append(out, st)
 	}
 	if want.PidsMax != 0 {
@@ -304,14 +308,13 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 		st := ResourceState{File: "memory.high"}
 		switch {
 		case !v2:
-			st.Want, st.Note = policy.Resources{MemoryHigh: want.MemoryHigh, MemoryHighPercent: want.MemoryHighPercent}.String(),
-				"not enforced: cgroup v1 has no memory.high (v2 only)"
+			st.Want, st.Note = memoryHighWanted(want), "not enforced: cgroup v1 has no memory.high (v2 only)"
 		default:
 			limitText, _ := read("", "memory.max")
 			limit, _ := limitValue(limitText)
 			high := translate.MemoryHigh(want, int64(min(limit, 1<<62)))
 			if high == 0 {
-				st.Want, st.Note = fmt.Sprintf("%d%% of the memory limit", want.MemoryHighPercent), "not enforced: the container has no memory limit to take a share of"
+				st.Want, st.Note = memoryHighWanted(want), "not enforced: the container has no memory limit to take a share of"
 				break
 			}
 			st.Want = strconv.FormatUint(high, 10)
@@ -322,6 +325,14 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 		out = append(out, st)
 	}
 	return out
+}
+
+// memoryHighWanted is the policy's memory.high as it writes it: bytes or a share.
+func memoryHighWanted(want policy.Resources) string {
+	if want.MemoryHighPercent != 0 {
+		return fmt.Sprintf("%d%% of the memory limit", want.MemoryHighPercent)
+	}
+	return policy.FormatBytes(want.MemoryHigh)
 }
 
 func (s *Service) cpuMaxState(milli uint64, v2 bool, read func(controller, file string) (string, string)) ResourceState {

@@ -257,16 +257,16 @@ func TestPidsMaxInPlaceBeforeStartV1(t *testing.T) {
 	for _, st := range ex.Resources {
 		states[st.File] = st
 	}
-	if st := states["pids.max"]; !st.InSync || st.Have != "5" || st.Want != "20" {
-		t.Errorf("pids.max state = %+v", st)
+	if st := states["pids.max"]; !st.InSync || st.Have != "5" || st.Want != "20" || !strings.Contains(st.Note, "tighter than the policy") {
+		t.Errorf("pids.max state = %+v, want in sync with a note that the stricter 5 is kept", st)
 	}
-	if st := states["cpu.shares"]; !st.InSync || st.Want != "421" {
+	if st := states["cpu.shares"]; !st.InSync || st.Want != "421" || st.Note != "" {
 		t.Errorf("cpu.shares state = %+v", st)
 	}
 	if st := states["cpu.cfs_quota_us"]; st.InSync {
 		t.Errorf("an unlimited quota reads as in sync: %+v", st)
 	}
-	if st := states["memory.high"]; st.InSync || !strings.Contains(st.Note, "v2 only") {
+	if st := states["memory.high"]; st.InSync || !strings.Contains(st.Note, "v2 only") || st.Want == "" || strings.Contains(st.Want, "memory.high") {
 		t.Errorf("memory.high state = %+v", st)
 	}
 	if !strings.Contains(strings.Join(ex.Notes, "\n"), "memory.high: not enforced") {

@@ -88,7 +88,7 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 	switch {
 	case ex.Dir == "":
 	case len(ex.Pending) == 0:
-		p("pending", "none: the cgroup holds what the policy says")
+		p("pending", "none: the cgroup's I/O limits are what the policy says")
 	default:
 		for _, wr := range ex.Pending {
 			p("pending", "%s <- %q", wr.File, wr.Value)

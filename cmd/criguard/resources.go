@@ -39,6 +39,8 @@ func withResources(limits string, states []criservice.ResourceState, wanted bool
 func resourceLine(st criservice.ResourceState) string {
 	line := fmt.Sprintf("%s wanted %s, in force %s", st.File, st.Want, orDash(st.Have))
 	switch {
+	case st.InSync && st.Note != "":
+		line += " (in sync: " + st.Note + ")"
 	case st.InSync:
 		line += " (in sync)"
 	case st.Note != "":

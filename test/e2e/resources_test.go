@@ -282,7 +282,7 @@ func TestResourcesMemoryHighV1(t *testing.T) {
 			flags := append([]string{"--runtime-endpoint", endpoint, "--policy", policyPath}, args...)
 			text := criguardCLI(t, append(append([]string{"explain"}, flags...), id)...)
 			for _, want := range []string{
-				"memory.high wanted memory.high=64MiB, in force - (not enforced: cgroup v1 has no memory.high (v2 only))",
+				"memory.high wanted 64MiB, in force - (not enforced: cgroup v1 has no memory.high (v2 only))",
 				"memory.high: not enforced: cgroup v1 has no memory.high (v2 only)", // the note
 			} {
 				if !strings.Contains(text, want) {
