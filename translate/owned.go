@@ -35,7 +35,8 @@ func (c Change) Lifts(current []cgroup.IOLimit) bool {
 
 // OwnedChange brings a cgroup from current (read back) to desired, touching only what
 // criguard owns: owned is what it wrote there before. Per device and key:
-//   - a desired limit is written (criguard owns it from then on);
+//   - a desired limit is written (criguard owns it from then on), unless someone else
+//     has written a stricter one there: that stays theirs, for criguard only tightens;
 //   - a key criguard owns but no longer wants is cleared, if it still holds
 //     criguard's value; a value someone else has written since is theirs;
 //   - anything else (a limit another tool wrote, or none) stays as it is.
@@ -49,6 +50,8 @@ func OwnedChange(current, desired, owned []cgroup.IOLimit) Change {
 		target.Device = d
 		for _, k := range limitKeys {
 			switch {
+			case *k(&w) != 0 && *k(&c) != 0 && *k(&c) != *k(&o) && *k(&c) < *k(&w):
+				// A stricter foreign value: kept, not owned.
 			case *k(&w) != 0:
 				*k(&target), *k(&nowOwned) = *k(&w), *k(&w)
 			case *k(&o) != 0 && *k(&c) == *k(&o):
