@@ -150,6 +150,16 @@ func TestOwnershipContainerd(t *testing.T) {
 	writePolicy(t, policyPath, strings.Replace(throttlePolicy(ctrd.Root, "1MiB"), `namespaces = ["throttled-*"]`, `namespaces = ["nobody"]`, 1))
 	waitThrottle(t, cg, "criguard's own limit after its rule went", own.dir, writeBPSFile, dev, 0, 5*time.Second)
 	assertThrottle(t, cg, "the foreign limit after the reload", foreign.dir, writeBPSFile, dev, 5*mib)
+
+	// The rule back, then an operator tightens the limit by hand: stricter than the
+	// policy, so reconcile keeps it; loosened by hand, it is repaired.
+	writePolicy(t, policyPath, throttlePolicy(ctrd.Root, "1MiB"))
+	waitThrottle(t, cg, "criguard's own limit after its rule came back", own.dir, writeBPSFile, dev, 1*mib, 5*time.Second)
+	lab.SetThrottle(t, own.dir, writeBPSFile, dev, 512*1024)
+	time.Sleep(2500 * time.Millisecond)
+	assertThrottle(t, cg, "a limit tightened by hand, after reconcile", own.dir, writeBPSFile, dev, 512*1024)
+	lab.SetThrottle(t, own.dir, writeBPSFile, dev, 8*mib)
+	waitThrottle(t, cg, "a limit loosened by hand, after reconcile", own.dir, writeBPSFile, dev, 1*mib, 5*time.Second)
 }
 
 // TestImageRuleContainerd: a rule on images holds after reconcile passes (containerd
