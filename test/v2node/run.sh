@@ -48,7 +48,7 @@ assets() {
 	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$dir/images/"
 	# The units criguard ships (service, socket) are the ones the node runs.
 	mkdir -p "$dir/units"
-	cp "$repo"/examples/systemd/criguard.* "$dir/units/"
+	cp "$repo"/examples/systemd/criguard.* "$repo/examples/systemd/20-criguard.conf" "$dir/units/"
 	cp -r "$here/vm/." "$dir/vm/"
 	echo "RUNTIMES='$RUNTIMES'" >"$dir/vm/env"
 }

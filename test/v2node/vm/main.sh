@@ -50,6 +50,8 @@ crictl() { /usr/local/bin/crictl "$@"; }
 . "$A/vm/resources.sh"
 # shellcheck source=SCRIPTDIR/restarts.sh
 . "$A/vm/restarts.sh"
+# shellcheck source=SCRIPTDIR/systemd.sh
+. "$A/vm/systemd.sh"
 
 # cid NAME: the running container named exactly NAME.
 cid() { crictl ps --state running --name "^$1\$" -q 2>/dev/null | head -n 1; }
@@ -258,6 +260,10 @@ setup_node() {
 	install -D -m 0644 "$A/vm/kubelet.yaml" /etc/kubernetes/kubelet.yaml
 	install -m 0644 "$A"/units/criguard.* "$A/vm/containerd2.service" "$A/vm/kubelet.service" \
 		/etc/systemd/system/
+	# kubelet as a kubeadm node runs it, redirected by criguard's drop-in.
+	ln -sf /usr/local/bin/kubelet /usr/bin/kubelet
+	install -D -m 0644 "$A/vm/10-kubeadm.conf" /etc/systemd/system/kubelet.service.d/10-kubeadm.conf
+	install -m 0644 "$A/units/20-criguard.conf" /etc/systemd/system/kubelet.service.d/
 	set_policy 1MiB
 	systemctl daemon-reload
 }
@@ -281,6 +287,9 @@ EOF
 	else
 		quiet systemctl unmask --runtime containerd.service
 	fi
+	# As kubeadm writes it: kubelet's flags name the runtime's own socket.
+	mkdir -p /var/lib/kubelet
+	echo "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix://$sock --v=1\"" >/var/lib/kubelet/kubeadm-flags.env
 	quiet systemctl start "$unit" || return 1
 	wait_for 60 test -S "$sock" || return 1
 	local image
@@ -341,6 +350,7 @@ scenarios() {
 		return
 	fi
 	pass "start" "${#names[@]} containers of ${#pods[@]} static pods running after $((SECONDS - t0)) s"
+	dropin_check
 
 	local thr=${ID[throttled]} free_dir=${DIR[free]} thr_dir=${DIR[throttled]}
 	if [[ $thr_dir =~ ^/sys/fs/cgroup/kubepods\.slice/kubepods-besteffort\.slice/kubepods-besteffort-pod[0-9a-f_]+\.slice/cri-containerd-$thr\.scope$ ]]; then
@@ -390,6 +400,7 @@ scenarios() {
 	if [[ $run == c2 ]]; then
 		volumes_checks
 		resources_checks
+		conflict_check
 	fi
 	survival "$thr" "$b_dw"
 	if [[ $run == c2 ]]; then
