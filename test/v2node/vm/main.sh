@@ -332,7 +332,7 @@ scenarios() {
 	# containerd 2 (the platform) also runs issues 12, 13 and 16's checks.
 	if [[ $run == c2 ]]; then
 		volumes_prepare || fail "volumes/prepare" "the dm-linear or partition volume could not be made (see $LOG)"
-		pods+=(volumes resources) names+=(vols rootfs hog)
+		pods+=(volumes resources) names+=(vols rootfs hog forker)
 		mkdir -p /data/vols /data/rootfs /data/hog
 	fi
 	for pod in "${pods[@]}"; do

@@ -46,6 +46,18 @@ resources_checks() {
 		fail "resources/not-killed" "the container ${id:0:12} no longer runs (now \"$(cid hog)\")"
 	fi
 
+	# The forker's first command starts 60 sleeps against pids.max 40: the kernel refuses
+	# the forks past it and counts them in pids.events.
+	local fdir=${DIR[forker]} fmax fcur
+	wait_for 60 bash -c "awk '\$1 == \"max\" && \$2 > 0 { ok = 1 } END { exit !ok }' $fdir/pids.events"
+	fmax=$(awk '$1 == "max" { print $2 }' "$fdir/pids.events") fcur=$(cat "$fdir/pids.current")
+	detail="60 sleeps asked for: pids.current ${fcur}, pids.events max ${fmax}"
+	if [[ $fmax =~ ^[0-9]+$ && $fcur =~ ^[0-9]+$ ]] && ((fmax > 0 && fcur <= 40)); then
+		pass "resources/pids.max-in-force" "$detail"
+	else
+		fail "resources/pids.max-in-force" "$detail"
+	fi
+
 	# explain reads each one back.
 	local text
 	text=$(cli explain "$id" 2>&1)
