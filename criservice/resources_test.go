@@ -162,16 +162,7 @@ func TestUpdateContainerResourcesTightensNeverLoosens(t *testing.T) {
 		e.fake.AddContainer("c1", "p1", "app")
 		update := func(res *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, bool) {
 			t.Helper()
-			in := marshal(t, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "c1", Linux: res})
-			out, err := e.hook("UpdateContainerResources").Before(context.Background(), in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got runtimeapi.UpdateContainerResourcesRequest
-			if err := proto.Unmarshal(out, &got); err != nil {
-				t.Fatal(err)
-			}
-			return got.Linux, string(out) == string(in)
+			return updateThrough(t, e, "c1", res)
 		}
 		loose := &runtimeapi.LinuxContainerResources{CpuShares: 8192, CpuQuota: -1, MemoryLimitInBytes: 1 << 30,
 			Unified: map[string]string{"pids.max": "max"}}
