@@ -231,6 +231,7 @@ class "soft" {
 rule "resources" {
   match {
     namespaces = ["resources"]
+    containers = ["hog", "forker"]
   }
   class = "soft"
 }
@@ -332,8 +333,8 @@ scenarios() {
 	# containerd 2 (the platform) also runs issues 12, 13 and 16's checks.
 	if [[ $run == c2 ]]; then
 		volumes_prepare || fail "volumes/prepare" "the dm-linear or partition volume could not be made (see $LOG)"
-		pods+=(volumes resources) names+=(vols rootfs hog forker)
-		mkdir -p /data/vols /data/rootfs /data/hog
+		pods+=(volumes resources) names+=(vols rootfs hog forker neighbour)
+		mkdir -p /data/vols /data/rootfs /data/hog /data/neighbour
 	fi
 	for pod in "${pods[@]}"; do
 		sed "s/@RUN@/$run/" "$A/vm/pods/$pod.yaml" >"$MANIFESTS/$pod.yaml"

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154 # DIR, ID, ticket and the helpers are main.sh's
 # Issue 16 on the v2 node (sourced by main.sh, containerd 2 only): the class "soft"
 # (memory.high 50% of the 64 MiB limit, pids.max 40, cpu.weight 20) through kubelet's
 # own CreateContainer, and memory.high in force.
@@ -58,6 +59,8 @@ resources_checks() {
 		fail "resources/pids.max-in-force" "$detail"
 	fi
 
+	cpu_ratio_check
+
 	# explain reads each one back.
 	local text
 	text=$(cli explain "$id" 2>&1)
@@ -67,5 +70,39 @@ resources_checks() {
 		pass "resources/explain" "$(grep -E 'memory.high|pids.max|cpu.weight' <<<"$text" | sed 's/^ *//' | tr '\n' ';')"
 	else
 		fail "resources/explain" "$(tr '\n' ';' <<<"$text")"
+	fi
+}
+
+# cpu_usage DIR: the cgroup's CPU time so far, in microseconds.
+cpu_usage() { awk '$1 == "usage_usec" { print $2 }' "$1/cpu.stat"; }
+
+# cpu_ratio_check: hog and its neighbour spin on the same CPU for 12 s; over 5 s in the
+# middle, hog's share of the CPU against the neighbour's follows their cpu.weight.
+cpu_ratio_check() {
+	local low=${DIR[hog]} high=${DIR[neighbour]} wl wh
+	wl=$(cat "$low/cpu.weight") wh=$(cat "$high/cpu.weight")
+	local spin='timeout 12 taskset 1 sh -c "while :; do :; done"; true' tl th
+	post hog "$spin"
+	tl=$ticket
+	post neighbour "$spin"
+	th=$ticket
+	sleep 4 # the loops pick a script up within 0.2 s, slower under TCG
+	local l0 h0 l1 h1
+	l0=$(cpu_usage "$low") h0=$(cpu_usage "$high")
+	sleep 5
+	l1=$(cpu_usage "$low") h1=$(cpu_usage "$high")
+	collect hog "$tl" >/dev/null
+	collect neighbour "$th" >/dev/null
+	local verdict
+	verdict=$(awk -v l=$((l1 - l0)) -v h=$((h1 - h0)) -v wl="$wl" -v wh="$wh" 'BEGIN {
+		if (h <= 0) { print "FAIL neighbour got no CPU"; exit }
+		r = l / h; w = wl / wh
+		d = sprintf("hog (cpu.weight %d) %.2f s, neighbour (cpu.weight %d) %.2f s of CPU: ratio %.2f, weights %.2f", wl, l / 1e6, wh, h / 1e6, r, w)
+		# Less CPU than the neighbour, and near what the weights give.
+		print ((r < 0.8 && r <= w * 1.5 + 0.05) ? "PASS " : "FAIL ") d }')
+	if [[ $verdict == PASS* ]]; then
+		pass "resources/cpu.weight-ratio" "${verdict#PASS }"
+	else
+		fail "resources/cpu.weight-ratio" "${verdict#FAIL }"
 	fi
 }
