@@ -139,6 +139,7 @@ func (m *Metrics) reconcileRun(result string, elapsed time.Duration) {
 func (s *Service) RunReconciler(ctx context.Context, interval time.Duration, trigger <-chan struct{}) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	go s.recheckConflictedEvery(ctx, conflictRecheckInterval)
 	for {
 		res, err := s.Reconcile(ctx)
 		if err != nil {
@@ -156,6 +157,23 @@ func (s *Service) RunReconciler(ctx context.Context, interval time.Duration, tri
 			return
 		case <-ticker.C:
 		case <-trigger:
+		}
+	}
+}
+
+// conflictRecheckInterval bounds how long a daemon-reload can leave criguard's keys
+// off a line systemd rewrote (RecheckConflicted).
+const conflictRecheckInterval = 2 * time.Second
+
+func (s *Service) recheckConflictedEvery(ctx context.Context, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			s.RecheckConflicted(ctx)
 		}
 	}
 }

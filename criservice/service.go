@@ -83,6 +83,9 @@ type Service struct {
 	devices map[string]cgroup.Device
 
 	conflictsSeen sync.Map // dir + conflict → logged once
+	// conflicted holds, by cgroup dir, how to apply again a container or pod whose own
+	// systemd unit shares a disk with criguard's limits (RecheckConflicted).
+	conflicted sync.Map // dir → func(context.Context) error
 
 	codec protoCodec
 
@@ -539,6 +542,7 @@ func (s *Service) ApplyContainer(ctx context.Context, id string) (Plan, syncResu
 		return plan, "", s.tornDown(ctx, "container", id, err)
 	}
 	plan, result, err := s.apply(plan, "container", id)
+	s.watchConflicts(plan, func(ctx context.Context) error { _, _, err := s.ApplyContainer(ctx, id); return err })
 	return plan, result, s.tornDown(ctx, "container", id, err)
 }
 
@@ -549,6 +553,7 @@ func (s *Service) ApplyPod(ctx context.Context, pod podInfo) (Plan, syncResult, 
 		return plan, "", s.tornDown(ctx, "pod", pod.ID, err)
 	}
 	plan, result, err := s.apply(plan, "pod", pod.ID)
+	s.watchConflicts(plan, func(ctx context.Context) error { _, _, err := s.ApplyPod(ctx, pod); return err })
 	return plan, result, s.tornDown(ctx, "pod", pod.ID, err)
 }
 

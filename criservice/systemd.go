@@ -2,6 +2,8 @@ package criservice
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -176,4 +178,32 @@ func (s *Service) yieldToUnit(plan *Plan) {
 			s.metrics.conflict("systemd")
 		}
 	}
+}
+
+// watchConflicts keeps the cgroups whose unit sets a key criguard yields for
+// RecheckConflicted, and forgets the others.
+func (s *Service) watchConflicts(plan Plan, reapply func(context.Context) error) {
+	if plan.Dir == "" {
+		return
+	}
+	if len(plan.Conflicts) == 0 {
+		s.conflicted.Delete(plan.Dir)
+		return
+	}
+	s.conflicted.Store(plan.Dir, reapply)
+}
+
+// RecheckConflicted applies again every cgroup whose own systemd unit sets an I/O key
+// on a disk criguard also limits. systemd writes that device's whole io.max line (its
+// key, "max" for the others) on every daemon-reload, erasing criguard's other keys:
+// these few cgroups are checked every few seconds rather than at the next reconcile
+// pass. An apply that finds the line intact writes nothing.
+func (s *Service) RecheckConflicted(ctx context.Context) {
+	s.conflicted.Range(func(dir, reapply any) bool {
+		err := reapply.(func(context.Context) error)(ctx)
+		if errors.Is(err, ErrUnknownContainer) || errors.Is(err, ErrTornDown) {
+			s.conflicted.Delete(dir)
+		}
+		return ctx.Err() == nil
+	})
 }

@@ -53,4 +53,38 @@ func TestSystemdUnitPropertyIsLeftToSystemd(t *testing.T) {
 	if got := testutil.ToFloat64(e.metrics.conflicts.WithLabelValues("systemd")); got != 1 {
 		t.Errorf("conflicts counted %v times over three passes, want once", got)
 	}
+
+	// A daemon-reload: systemd writes its whole line again, criguard's rbps with it.
+	// The recheck of conflicted cgroups restores it without a reconcile pass.
+	e.write(t, rel, "io.max", "254:0 rbps=max wbps=2000000 riops=max wiops=max")
+	e.svc.RecheckConflicted(context.Background())
+	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=2097152 wbps=2000000 riops=max wiops=max" {
+		t.Errorf("after systemd rewrote the line, the recheck left io.max = %q", got)
+	}
+	// The unit property goes: the cgroup is no longer watched.
+	if err := os.Remove(dropIn); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.RecheckConflicted(context.Background())
+	watched := 0
+	e.svc.conflicted.Range(func(any, any) bool { watched++; return true })
+	if watched != 0 {
+		t.Errorf("%d cgroups still watched after the unit property went", watched)
+	}
+}
+
+// A conflicted container that goes away is no longer rechecked.
+func TestRecheckConflictedForgetsVanished(t *testing.T) {
+	e := newTestEnv(t, nil)
+	calls := 0
+	e.svc.conflicted.Store("/gone", func(context.Context) error { calls++; return ErrUnknownContainer })
+	e.svc.conflicted.Store("/kept", func(context.Context) error { return nil })
+	e.svc.RecheckConflicted(context.Background())
+	e.svc.RecheckConflicted(context.Background())
+	if calls != 1 {
+		t.Errorf("the vanished container was applied again %d times, want once", calls)
+	}
+	if _, ok := e.svc.conflicted.Load("/kept"); !ok {
+		t.Errorf("a cgroup still in conflict was forgotten")
+	}
 }
