@@ -72,8 +72,11 @@ func TestTopAndWorkloadMetricsContainerd(t *testing.T) {
 			t.Fatalf("top has no row with a limit for the writer on %s:\n%s", dev, out)
 		}
 		t.Logf("top: writer %.0f KiB/s = %.1f%% of its limit over %.2fs; pod %s/%s", w.WriteBPS/1024, *w.PercentOfLimit, w.Seconds, w.Namespace, w.Pod)
-		if *w.PercentOfLimit < 80 || *w.PercentOfLimit > 110 || w.Namespace != "throttled-top" || w.Container != "writer" {
-			t.Errorf("writer in top = %+v at %.1f%%, want 80–110 %% of its limit", w, *w.PercentOfLimit)
+		// --once samples one second: blk-throttle dispatches in slices and lets a
+		// slice's unused budget carry over, so one second can show up to about an
+		// eighth more (112 % measured once); unthrottled would be many times the limit.
+		if *w.PercentOfLimit < 80 || *w.PercentOfLimit > 125 || w.Namespace != "throttled-top" || w.Container != "writer" {
+			t.Errorf("writer in top = %+v at %.1f%%, want 80–125 %% of its limit", w, *w.PercentOfLimit)
 		}
 		// The idle container may have no row on the disk at all (no I/O yet); if
 		// it has one, its share is about nothing.
