@@ -308,7 +308,7 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 		st := ResourceState{File: "memory.high"}
 		switch {
 		case !v2:
-			st.Want, st.Note = memoryHighWanted(want), "not enforced: cgroup v1 has no memory.high (v2 only)"
+			st.Want, st.Note = memoryHighWanted(want), "not enforced: cgroup v1 has no soft memory ceiling (memory.high is v2 only)"
 		default:
 			limitText, _ := read("", "memory.max")
 			limit, _ := limitValue(limitText)
@@ -380,7 +380,7 @@ func ResourceSupport(r policy.Resources, h *cgroup.Hierarchy) []string {
 		if v2 {
 			need("memory.high", "memory")
 		} else {
-			problems = append(problems, fmt.Sprintf("memory.high: cgroup %s has no soft memory ceiling; memory.high needs cgroup v2", h.Mode()))
+			problems = append(problems, fmt.Sprintf("memory.high: cgroup %s has no soft memory ceiling (memory.high is v2 only)", h.Mode()))
 		}
 	}
 	return problems

@@ -160,7 +160,7 @@ func TightenResources(res *ContainerResources, want policy.Resources, cgroupVers
 		high := MemoryHigh(want, res.MemoryLimit)
 		switch {
 		case !v2:
-			t.Unenforceable = append(t.Unenforceable, "memory.high: cgroup v1 has no soft memory ceiling (v2 only)")
+			t.Unenforceable = append(t.Unenforceable, "memory.high: cgroup v1 has no soft memory ceiling (memory.high is v2 only)")
 		case high == 0:
 			t.Unenforceable = append(t.Unenforceable, fmt.Sprintf("memory.high: %d%% of the memory limit, and the container has none", want.MemoryHighPercent))
 		default:

@@ -28,7 +28,7 @@ class "few" {
 `)
 	v1 := resourceHost{problems: func(r policy.Resources) []string {
 		if r.MemoryHighSet() {
-			return []string{"memory.high: cgroup v1 has no soft memory ceiling; memory.high needs cgroup v2"}
+			return []string{"memory.high: cgroup v1 has no soft memory ceiling (memory.high is v2 only)"}
 		}
 		return nil
 	}}

@@ -282,8 +282,8 @@ func TestResourcesMemoryHighV1(t *testing.T) {
 			flags := append([]string{"--runtime-endpoint", endpoint, "--policy", policyPath}, args...)
 			text := criguardCLI(t, append(append([]string{"explain"}, flags...), id)...)
 			for _, want := range []string{
-				"memory.high wanted 64MiB, in force - (not enforced: cgroup v1 has no memory.high (v2 only))",
-				"memory.high: not enforced: cgroup v1 has no memory.high (v2 only)", // the note
+				"memory.high wanted 64MiB, in force - (not enforced: cgroup v1 has no soft memory ceiling (memory.high is v2 only))",
+				"memory.high: not enforced: cgroup v1 has no soft memory ceiling (memory.high is v2 only)", // the note
 			} {
 				if !strings.Contains(text, want) {
 					t.Errorf("explain lacks %q:\n%s", want, text)
