@@ -131,6 +131,8 @@ type Report struct {
 	Resources []ResourceState  `json:"resources,omitempty"`
 	Match     bool             `json:"match"`
 	Error     string           `json:"error,omitempty"`
+
+	err error // what Error says, for Status to tell a teardown race
 }
 
 // Status reads back every running container's (and pod budget's) limits and
@@ -141,19 +143,22 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 		return nil, err
 	}
 	var reports []Report
+	// A container or pod that stopped since the listing, its cgroup gone, gets no row.
+	add := func(scope, id string, r Report) {
+		if !vanished(s.tornDown(ctx, scope, id, r.err)) {
+			reports = append(reports, r)
+		}
+	}
 	for _, pod := range pods {
 		plan, err := s.planPod(ctx, pod)
 		if err == nil && len(plan.Limits) == 0 && !s.hasLimits(plan.Dir) {
 			continue // no budget wanted, none there: not worth a row
 		}
-		reports = append(reports, s.report("pod", plan, err))
+		add("pod", pod.ID, s.report("pod", plan, err))
 	}
 	for _, id := range containers {
 		plan, err := s.planContainer(ctx, id)
-		if errors.Is(err, ErrUnknownContainer) {
-			continue
-		}
-		reports = append(reports, s.report("container", plan, err))
+		add("container", id, s.report("container", plan, err))
 	}
 	return reports, nil
 }
@@ -174,7 +179,7 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 		r.ID = plan.PodID
 	}
 	if err != nil {
-		r.Error = err.Error()
+		r.Error, r.err = err.Error(), err
 		return r
 	}
 	if plan.Unresolved != nil {
@@ -186,7 +191,7 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 		return r
 	}
 	if r.Have, err = s.opts.IO.Limits(plan.Dir); err != nil {
-		r.Error = err.Error()
+		r.Error, r.err = err.Error(), err
 		return r
 	}
 	r.Usage, _ = s.opts.IO.Stats(plan.Dir)

@@ -142,3 +142,49 @@ func TestTornDownOnlyWhenTheRuntimeAgrees(t *testing.T) {
 		t.Errorf("container the runtime no longer lists: %v, want ErrTornDown", got)
 	}
 }
+
+// status lists, then reads each container back: one torn down in between gets no
+// row (not an error row); a running one whose cgroup is missing still gets its error.
+func TestStatusSkipsTornDown(t *testing.T) {
+	tearing := &tearingRuntime{Runtime: fakeruntime.New(), tearDown: map[string]string{}}
+	e := newTestEnv(t, func(o *Options) {
+		rt, _ := fakeruntime.ServeRuntime(t, tearing)
+		o.Runtime, o.Resolver = rt, criResolver(t, rt)
+	})
+	e.fake = tearing.Runtime
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	dir := func(id string) string {
+		e.fake.AddContainer(id, "p1", "app-"+id)
+		e.fake.Mu.Lock()
+		defer e.fake.Mu.Unlock()
+		return filepath.Join(e.host.mount, e.fake.Paths[id])
+	}
+	stopping, kept := dir("stopping"), dir("kept")
+	e.host.mkdir(t, strings.TrimPrefix(stopping, e.host.mount))
+	e.host.mkdir(t, strings.TrimPrefix(kept, e.host.mount))
+	dir("lost") // running, its cgroup never made
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tearing.mu.Lock()
+	tearing.tearDown["stopping"] = stopping
+	tearing.mu.Unlock()
+
+	reports, err := e.svc.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]Report{}
+	for _, r := range reports {
+		rows[r.ID] = r
+	}
+	if r, ok := rows["stopping"]; ok {
+		t.Errorf("a container torn down during status has a row: %+v", r)
+	}
+	if r := rows["kept"]; !r.Match || r.Error != "" {
+		t.Errorf("kept = %+v, want a matching row", r)
+	}
+	if r := rows["lost"]; r.Error == "" {
+		t.Errorf("a running container without its cgroup: %+v, want an error row", r)
+	}
+}
