@@ -48,22 +48,30 @@ func (r *tearingRuntime) ListContainers(ctx context.Context, req *runtimeapi.Lis
 // A container listed as running whose cgroup is removed before criguard writes it
 // was being torn down: reconcile logs it as vanished, not as an ERROR, and counts
 // no failure. A running container whose cgroup is missing still is one.
-func TestReconcileCountsTeardownAsVanished(t *testing.T) {
-	tearing := &tearingRuntime{Runtime: fakeruntime.New(), tearDown: map[string]string{}}
-	e := newTestEnv(t, func(o *Options) {
+// newTearingEnv is a test env on a tearingRuntime with pod p1; dir adds a running
+// container to it and returns its cgroup directory (not made).
+func newTearingEnv(t *testing.T) (e *testEnv, tearing *tearingRuntime, dir func(id string) string) {
+	t.Helper()
+	tearing = &tearingRuntime{Runtime: fakeruntime.New(), tearDown: map[string]string{}}
+	e = newTestEnv(t, func(o *Options) {
 		rt, _ := fakeruntime.ServeRuntime(t, tearing)
 		o.Runtime, o.Resolver = rt, criResolver(t, rt)
 	})
 	e.fake = tearing.Runtime
-	logs := &lockedBuffer{}
-	e.svc.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.runPod(t, "p1", "batch", "burstable", nil)
-	dir := func(id string) string {
+	dir = func(id string) string {
 		e.fake.AddContainer(id, "p1", "app-"+id)
 		e.fake.Mu.Lock()
 		defer e.fake.Mu.Unlock()
 		return filepath.Join(e.host.mount, e.fake.Paths[id])
 	}
+	return e, tearing, dir
+}
+
+func TestReconcileCountsTeardownAsVanished(t *testing.T) {
+	e, tearing, dir := newTearingEnv(t)
+	logs := &lockedBuffer{}
+	e.svc.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	applied := dir("applied") // throttled by an earlier pass: its cgroup dir is cached
 	e.host.mkdir(t, strings.TrimPrefix(applied, e.host.mount))
 	if res, err := e.svc.Reconcile(context.Background()); err != nil || res.Fixed != 1 || res.Failed != 0 {
@@ -146,19 +154,7 @@ func TestTornDownOnlyWhenTheRuntimeAgrees(t *testing.T) {
 // status lists, then reads each container back: one torn down in between gets no
 // row (not an error row); a running one whose cgroup is missing still gets its error.
 func TestStatusSkipsTornDown(t *testing.T) {
-	tearing := &tearingRuntime{Runtime: fakeruntime.New(), tearDown: map[string]string{}}
-	e := newTestEnv(t, func(o *Options) {
-		rt, _ := fakeruntime.ServeRuntime(t, tearing)
-		o.Runtime, o.Resolver = rt, criResolver(t, rt)
-	})
-	e.fake = tearing.Runtime
-	e.runPod(t, "p1", "batch", "burstable", nil)
-	dir := func(id string) string {
-		e.fake.AddContainer(id, "p1", "app-"+id)
-		e.fake.Mu.Lock()
-		defer e.fake.Mu.Unlock()
-		return filepath.Join(e.host.mount, e.fake.Paths[id])
-	}
+	e, tearing, dir := newTearingEnv(t)
 	stopping, kept := dir("stopping"), dir("kept")
 	e.host.mkdir(t, strings.TrimPrefix(stopping, e.host.mount))
 	e.host.mkdir(t, strings.TrimPrefix(kept, e.host.mount))
