@@ -230,7 +230,7 @@ func unknownCriguardKeys(annotations map[string]string) []Ignored {
 		known = append(known, k.key)
 	}
 	var out []Ignored
-	for _, key := range sortedKeys(annotations) {
+	for _, key := range slices.Sorted(maps.Keys(annotations)) {
 		if !strings.HasPrefix(key, "criguard.io/") {
 			continue
 		}

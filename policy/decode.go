@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -267,7 +268,7 @@ func (d *decoder) decodeRule(b *hcl.Block) {
 			if _, exists := d.policy.Classes[class]; !exists {
 				ok = false
 				if _, declared := d.classRanges[class]; !declared {
-					names := sortedKeys(d.classRanges)
+					names := slices.Sorted(maps.Keys(d.classRanges))
 					d.errorf(attr.Expr.Range(), "Unknown class",
 						"No class is named %q.%s Declared classes: %s.", class, didYouMean(class, names), listOrNone(names))
 				}
@@ -390,7 +391,7 @@ func (d *decoder) decodeAnnotations(b *hcl.Block) {
 		if ok {
 			for _, name := range names {
 				if _, declared := d.classRanges[name]; !declared {
-					known := sortedKeys(d.classRanges)
+					known := slices.Sorted(maps.Keys(d.classRanges))
 					d.errorf(attr.Expr.Range(), "Unknown class",
 						"No class is named %q.%s Declared classes: %s.", name, didYouMean(name, known), listOrNone(known))
 				}
@@ -425,13 +426,4 @@ func listOrNone(names []string) string {
 		quoted[i] = fmt.Sprintf("%q", n)
 	}
 	return strings.Join(quoted, ", ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -226,7 +226,7 @@ func (r *Rule) matches(w Workload) (string, bool) {
 		want  map[string]string
 		given map[string]string
 	}{{"label", r.PodLabels, w.PodLabels}, {"annotation", r.PodAnnotations, w.PodAnnotations}} {
-		for _, key := range sortedKeys(m.want) {
+		for _, key := range slices.Sorted(maps.Keys(m.want)) {
 			value, present := m.given[key]
 			if !present || !glob(m.want[key], value) {
 				return "", false

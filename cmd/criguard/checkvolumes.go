@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"slices"
 
@@ -37,7 +38,7 @@ func (h realHost) Chain(path string) (cgroup.Chain, error) { return h.resolver.C
 // skipped then, not an error.
 func checkSelectorsOnHost(path string, p *policy.Policy, host hostChecker, stderr io.Writer) string {
 	var selectors []policy.IOLimits
-	for _, name := range sortedKeys(p.Classes) {
+	for _, name := range slices.Sorted(maps.Keys(p.Classes)) {
 		for _, l := range p.Classes[name].IO {
 			if l.SelectsMounts() {
 				selectors = append(selectors, l)
@@ -86,13 +87,4 @@ func checkSelectorsOnHost(path string, p *policy.Policy, host hostChecker, stder
 		}
 	}
 	return summary + fmt.Sprintf(" (on this node now: %s on a disk, %d skipped)", plural(found, "volume"), skipped)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
