@@ -131,8 +131,6 @@ type Report struct {
 	Resources []ResourceState  `json:"resources,omitempty"`
 	Match     bool             `json:"match"`
 	Error     string           `json:"error,omitempty"`
-
-	err error // what Error says, for Status to tell a teardown race
 }
 
 // Status reads back every running container's (and pod budget's) limits and
@@ -144,8 +142,8 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 	}
 	var reports []Report
 	// A container or pod that stopped since the listing, its cgroup gone, gets no row.
-	add := func(scope, id string, r Report) {
-		if !vanished(s.tornDown(ctx, scope, id, r.err)) {
+	add := func(scope, id string, r Report, err error) {
+		if !vanished(s.tornDown(ctx, scope, id, err)) {
 			reports = append(reports, r)
 		}
 	}
@@ -154,11 +152,13 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 		if err == nil && len(plan.Limits) == 0 && !s.hasLimits(plan.Dir) {
 			continue // no budget wanted, none there: not worth a row
 		}
-		add("pod", pod.ID, s.report("pod", plan, err))
+		r, err := s.report("pod", plan, err)
+		add("pod", pod.ID, r, err)
 	}
 	for _, id := range containers {
 		plan, err := s.planContainer(ctx, id)
-		add("container", id, s.report("container", plan, err))
+		r, err := s.report("container", plan, err)
+		add("container", id, r, err)
 	}
 	return reports, nil
 }
@@ -171,7 +171,8 @@ func (s *Service) hasLimits(dir string) bool {
 	return err == nil && len(have) > 0
 }
 
-func (s *Service) report(kind string, plan Plan, err error) Report {
+// report reads a plan back into a row; the error, if any, is also the row's Error.
+func (s *Service) report(kind string, plan Plan, err error) (Report, error) {
 	r := Report{Kind: kind, ID: plan.ContainerID, Namespace: plan.Workload.Namespace, Pod: plan.Workload.PodName,
 		Container: plan.Workload.ContainerName, Source: plan.Decision.Source, Reason: plan.Decision.Reason,
 		Dir: plan.Dir, Want: plan.Limits}
@@ -179,8 +180,8 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 		r.ID = plan.PodID
 	}
 	if err != nil {
-		r.Error, r.err = err.Error(), err
-		return r
+		r.Error = err.Error()
+		return r, err
 	}
 	if plan.Unresolved != nil {
 		r.Error = plan.Unresolved.Error()
@@ -188,11 +189,11 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 	r.Conflicts = plan.Conflicts
 	if plan.Dir == "" {
 		r.Match = len(plan.Limits) == 0
-		return r
+		return r, nil
 	}
 	if r.Have, err = s.opts.IO.Limits(plan.Dir); err != nil {
-		r.Error, r.err = err.Error(), err
-		return r
+		r.Error = err.Error()
+		return r, err
 	}
 	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
 	r.Match = len(s.pending(plan, r.Have)) == 0
@@ -201,5 +202,5 @@ func (s *Service) report(kind string, plan Plan, err error) Report {
 		r.Match = r.Match && (st.InSync || st.unenforceable())
 	}
 	r.Foreign = translate.Foreign(r.Have, s.owned.get(plan.Dir))
-	return r
+	return r, nil
 }
