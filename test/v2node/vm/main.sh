@@ -83,8 +83,8 @@ learn() {
 # shellcheck disable=SC1091 # the daemon's environment file, written by start_runtime
 cli() { (set -a && . /etc/default/criguard && /usr/local/bin/criguard "$@"); }
 
-# iomax DIR: the io.max line of the throttled disk, or "none".
-iomax() { grep "^$DEV " "$1/io.max" 2>/dev/null || echo none; }
+# iomax DIR [DEV]: DIR's io.max line for DEV (the throttled disk by default), or "none".
+iomax() { grep "^${2:-$DEV} " "$1/io.max" 2>/dev/null || echo none; }
 
 # The measuring containers run a loop (pods/*.yaml) that executes each /data/cmd.N
 # handed in through their hostPath and leaves its output in /data/out.N. So the I/O runs

@@ -22,9 +22,6 @@ volumes_prepare() {
 	info "volumes/devices: /mnt/lv on dm $VOLS_DEV_LV over $loopdev, /mnt/part on vdd1 (disk $VOLS_DEV_PART)"
 }
 
-# io_line DIR DEV: DIR's io.max line for DEV, or "none".
-io_line() { grep "^$2 " "$1/io.max" 2>/dev/null || echo none; }
-
 # volumes_checks: the limits read back per device, and measured.
 volumes_checks() {
 	if [[ -z ${VOLS_DEV_LV:-} ]]; then
@@ -34,14 +31,14 @@ volumes_checks() {
 	local vols=${DIR[vols]} rootfs=${DIR[rootfs]} dev line want got
 	for dev in "$VOLS_DEV_ROOT" "$VOLS_DEV_LV" "$VOLS_DEV_PART"; do
 		want="$dev $VOLS_LIMIT"
-		got=$(io_line "$vols" "$dev")
+		got=$(iomax "$vols" "$dev")
 		if [[ $got == "$want" ]]; then
 			pass "volumes/io.max/$dev" "$got"
 		else
 			fail "volumes/io.max/$dev" "got \"$got\", want \"$want\""
 		fi
 	done
-	line=$(io_line "$vols" "$DEV")
+	line=$(iomax "$vols")
 	if [[ $line == none ]]; then
 		pass "volumes/io.max/data-disk" "no line for $DEV: /data is not a throttled volume"
 	else
@@ -49,7 +46,7 @@ volumes_checks() {
 	fi
 	# The writable layer's container: the root disk only.
 	got=$(grep -c . "$rootfs/io.max" 2>/dev/null)
-	line=$(io_line "$rootfs" "$VOLS_DEV_ROOT")
+	line=$(iomax "$rootfs" "$VOLS_DEV_ROOT")
 	if [[ $line == "$VOLS_DEV_ROOT $VOLS_LIMIT" && $got == 1 ]]; then
 		pass "rootfs/io.max" "$line (and no other line)"
 	else
