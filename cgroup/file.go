@@ -168,3 +168,15 @@ func CheckDir(mount, dir string) error {
 	}
 	return nil
 }
+
+// MakeDir creates the cgroupfs directory dir, whose parent must exist under mount:
+// criguard makes a container's cgroup before the runtime joins it, never a tree.
+func MakeDir(mount, dir string) error {
+	if err := CheckDir(mount, filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("cgroup: make %s: %w", dir, err)
+	}
+	return nil
+}

@@ -39,10 +39,10 @@ func TestHungRuntimeNeverHoldsAKubeletCall(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			req := marshal(t, &runtimeapi.StartContainerRequest{ContainerId: fmt.Sprint("c", i)})
-			if _, err := hooks[runtimeService+"StartContainer"].Before(context.Background(), req); err != nil {
+			if _, _, err := hooks[runtimeService+"StartContainer"].Before(context.Background(), req); err != nil {
 				t.Errorf("Before StartContainer: %v", err)
 			}
-			if err := hooks[runtimeService+"StartContainer"].After(context.Background(), req, nil, nil); err != nil {
+			if err := hooks[runtimeService+"StartContainer"].After(context.Background(), nil, req, nil, nil); err != nil {
 				t.Errorf("After StartContainer: %v", err)
 			}
 		})

@@ -183,11 +183,11 @@ rule "images" {
 	e.fake.Mu.Unlock()
 	e.host.mkdir(t, rel)
 	ctx := context.Background()
-	e.hook("CreateContainer").After(ctx, marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+	e.hook("CreateContainer").After(ctx, nil, marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
 		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
 			Image: &runtimeapi.ImageSpec{Image: "sha256:" + sixtyFour, UserSpecifiedImage: "registry.example.com/app:1"}}}),
 		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: "c1"}), nil)
-	e.hook("StartContainer").After(ctx, marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
+	e.hook("StartContainer").After(ctx, nil, marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
 	for range 3 {
 		e.reconcile(t)
 	}
@@ -305,7 +305,7 @@ func TestPassBetweenCreateAndStartKeepsTheContainer(t *testing.T) {
 	e.fake.Mu.Lock()
 	e.fake.Containers["c1"].State = runtimeapi.ContainerState_CONTAINER_CREATED
 	e.fake.Mu.Unlock()
-	e.hook("CreateContainer").After(context.Background(), marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+	e.hook("CreateContainer").After(context.Background(), nil, marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
 		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
 			Image: &runtimeapi.ImageSpec{Image: "sha256:" + sixtyFour, UserSpecifiedImage: "registry.example.com/app:1"}}}),
 		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: "c1"}), nil)

@@ -23,7 +23,7 @@ func TestLimitsAreInPlaceBeforeStartIsForwarded(t *testing.T) {
 	e.fake.Mu.Unlock()
 	e.host.mkdir(t, rel)
 	req := marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})
-	out, err := e.hook("StartContainer").Before(context.Background(), req)
+	out, _, err := e.hook("StartContainer").Before(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Before StartContainer: %v", err)
 	}
@@ -44,7 +44,7 @@ func TestPrestartMakesOnlyTheContainersCgroup(t *testing.T) {
 	e.fake.Mu.Lock()
 	rel := e.fake.Paths["c1"]
 	e.fake.Mu.Unlock()
-	plan, err := e.svc.planContainerFor(context.Background(), "c1", planOptions{create: true, starting: true})
+	plan, err := e.plan("c1", planOptions{create: true, starting: true})
 	if err != nil {
 		t.Fatalf("plan with create: %v", err)
 	}
@@ -56,7 +56,7 @@ func TestPrestartMakesOnlyTheContainersCgroup(t *testing.T) {
 	e.fake.Mu.Lock()
 	e.fake.Paths["c2"] = "/../../escape"
 	e.fake.Mu.Unlock()
-	if _, err := e.svc.planContainerFor(context.Background(), "c2", planOptions{create: true}); err == nil {
+	if _, err := e.plan("c2", planOptions{create: true}); err == nil {
 		t.Errorf("a cgroupsPath that escapes the mount was accepted")
 	}
 }
@@ -77,7 +77,7 @@ func TestCreateContainerCarriesIOMaxOnV2(t *testing.T) {
 			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
 				Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuShares: 2, Unified: unified}}},
 			SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: sandbox.Metadata}}
-		out, err := e.hook("CreateContainer").Before(context.Background(), marshal(t, req))
+		out, _, err := e.hook("CreateContainer").Before(context.Background(), marshal(t, req))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func TestCreateContainerCarriesIOMaxOnV2(t *testing.T) {
 func updateThrough(t *testing.T, e *testEnv, id string, res *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, bool) {
 	t.Helper()
 	in := marshal(t, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res})
-	out, err := e.hook("UpdateContainerResources").Before(context.Background(), in)
+	out, _, err := e.hook("UpdateContainerResources").Before(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestCreateContainerUnchangedOnV1(t *testing.T) {
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	req := marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
 		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"}}})
-	out, err := e.hook("CreateContainer").Before(context.Background(), req)
+	out, _, err := e.hook("CreateContainer").Before(context.Background(), req)
 	if err != nil || string(out) != string(req) {
 		t.Errorf("v1 CreateContainer changed (%v)", err)
 	}
@@ -214,7 +214,7 @@ func TestPrestartMakesNothingWithoutLimits(t *testing.T) {
 	e.fake.Mu.Unlock()
 	for _, p := range []*policy.Policy{mustPolicy(t, basePolicy), nil} {
 		e.policy.Store(p)
-		if _, err := e.hook("StartContainer").Before(context.Background(), marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})); err != nil {
+		if _, _, err := e.hook("StartContainer").Before(context.Background(), marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(filepath.Join(e.host.mount, rel)); !os.IsNotExist(err) {
@@ -233,17 +233,19 @@ func countCodec(svc *Service) (decodes, encodes *int) {
 }
 
 // The io.max rewrite and the resources rewrite share one decode of CreateContainer
-// and UpdateContainerResources, and one encode only when either changed something.
+// and UpdateContainerResources and one decision, and one encode only when either
+// changed something.
 func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 	e, _ := newResourcesEnv(t, true)
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.AddContainer("c1", "p1", "app")
 	decodes, encodes := countCodec(e.svc)
+	decisions := countDecisions(e.svc)
 	through := func(method string, req proto.Message) (changed bool) {
 		t.Helper()
-		*decodes, *encodes = 0, 0
+		*decodes, *encodes, *decisions = 0, 0, 0
 		in := marshal(t, req)
-		out, err := e.hook(method).Before(context.Background(), in)
+		out, _, err := e.hook(method).Before(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,8 +254,8 @@ func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 		if changed {
 			wantEncodes = 1
 		}
-		if *decodes != 1 || *encodes != wantEncodes {
-			t.Errorf("%s (changed %v): %d decodes and %d encodes, want 1 and %d", method, changed, *decodes, *encodes, wantEncodes)
+		if *decodes != 1 || *encodes != wantEncodes || *decisions != 1 {
+			t.Errorf("%s (changed %v): %d decodes, %d encodes and %d decisions, want 1, %d and 1", method, changed, *decodes, *encodes, *decisions, wantEncodes)
 		}
 		return changed
 	}
@@ -280,5 +282,41 @@ func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 				"io.max": "254:0 rbps=max wbps=1048576 riops=max wiops=max"}}}
 	if through("UpdateContainerResources", inPolicy) {
 		t.Error("an UpdateContainerResources already within the policy was rewritten")
+	}
+}
+
+// countDecisions counts the service's asks of the policy.
+func countDecisions(svc *Service) *int {
+	n := new(int)
+	decide := svc.decider
+	svc.decider = func(p *policy.Policy, w policy.Workload) policy.Decision { *n++; return decide(p, w) }
+	return n
+}
+
+// A container start is one event: its request is decoded once and the policy asked
+// once, from the lookup before the call to the read-back after it, on v1 and v2.
+func TestStartDecodesAndDecidesOnce(t *testing.T) {
+	for _, v2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v1", true: "v2"}[v2], func(t *testing.T) {
+			e, _ := newResourcesEnv(t, v2)
+			e.runPod(t, "p1", "batch", "burstable", nil)
+			e.fake.AddContainer("c1", "p1", "app")
+			e.fake.Mu.Lock()
+			rel := e.fake.Paths["c1"]
+			e.fake.Mu.Unlock()
+			e.host.mkdir(t, rel) // with the files the kernel gives a new cgroup
+			decodes, encodes := countCodec(e.svc)
+			decisions := countDecisions(e.svc)
+			if err := e.call(t, "StartContainer", &runtimeapi.StartContainerRequest{ContainerId: "c1"}, &runtimeapi.StartContainerResponse{}); err != nil {
+				t.Fatal(err)
+			}
+			if *decodes != 1 || *encodes != 0 || *decisions != 1 {
+				t.Errorf("one start: %d decodes, %d encodes and %d decisions, want 1, 0 and 1", *decodes, *encodes, *decisions)
+			}
+			limits, err := e.host.io.Limits(filepath.Join(e.host.mount, rel))
+			if err != nil || len(limits) != 1 || limits[0].WriteBPS != 1<<20 {
+				t.Errorf("limits after start = %v (%v), want the rule's write_bps 1048576", limits, err)
+			}
+		})
 	}
 }

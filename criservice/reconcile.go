@@ -34,9 +34,15 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	for _, id := range containers {
 		liveContainers[id] = true
 		res.Containers++
-		_, result, err := s.ApplyContainer(ctx, id)
+		t, err := s.containerTarget(ctx, id)
+		var result syncResult
+		if err == nil {
+			_, result, err = s.applyContainer(ctx, id, &t)
+			s.reconcileResources(ctx, &t)
+		} else {
+			err = s.tornDown(ctx, "container", id, err)
+		}
 		s.count(&res, "container", id, result, err)
-		s.reconcileResources(ctx, id)
 	}
 	livePods := make(map[string]bool, len(pods))
 	for _, pod := range pods {

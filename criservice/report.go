@@ -44,7 +44,7 @@ type Explanation struct {
 // Explain tells what applies to a container or pod id and why. Errors in
 // resolving the cgroup are part of the answer, not a failure to answer.
 func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
-	plan, err := s.planContainer(ctx, id)
+	plan, err := s.planContainerID(ctx, id)
 	if errors.Is(err, ErrUnknownContainer) && plan.PodID == "" {
 		pod, podErr := s.lookupPod(ctx, id)
 		if podErr != nil {
@@ -156,7 +156,7 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 		add("pod", pod.ID, r, err)
 	}
 	for _, id := range containers {
-		plan, err := s.planContainer(ctx, id)
+		plan, err := s.planContainerID(ctx, id)
 		r, err := s.report("container", plan, err)
 		add("container", id, r, err)
 	}

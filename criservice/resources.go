@@ -2,12 +2,8 @@ package criservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -29,129 +25,54 @@ type ControllerMounts interface {
 	ControllerMount(controller string) (string, bool)
 }
 
-type beforeFunc = func(ctx context.Context, req []byte) ([]byte, error)
-type afterFunc = func(ctx context.Context, req, resp []byte, err error) error
-
-// chainBefore runs request rewrites in turn, each on the previous one's output.
-func chainBefore(rewrites ...beforeFunc) beforeFunc {
-	return func(ctx context.Context, req []byte) ([]byte, error) {
-		for _, rewrite := range rewrites {
-			out, err := rewrite(ctx, req)
-			if err != nil {
-				return nil, err
-			}
-			if out != nil {
-				req = out
-			}
-		}
-		return req, nil
-	}
-}
-
-// chainAfter runs then only when first let the call succeed.
-func chainAfter(first, then afterFunc) afterFunc {
-	return func(ctx context.Context, req, resp []byte, err error) error {
-		if err = first(ctx, req, resp, err); err != nil {
-			return err
-		}
-		return then(ctx, req, resp, nil)
-	}
-}
-
-// wantedResources is what the policy gives a container beyond I/O.
-func (s *Service) wantedResources(w policy.Workload) policy.Resources {
-	d := s.opts.Policy().Decide(w)
+// wantedResources is what a decision gives a container beyond I/O.
+func wantedResources(d policy.Decision) policy.Resources {
 	if d.HandsOff {
 		return policy.Resources{}
 	}
 	return d.Resources
 }
 
-// tightenCreate makes a CreateContainer config's resources at least as strict as the
-// policy's, and reports whether it changed them.
-func (s *Service) tightenCreate(cfg *runtimeapi.ContainerConfig, pod podInfo, ct containerInfo) bool {
-	want := s.wantedResources(workload(pod, &ct))
-	if want.IsZero() {
-		return false
-	}
-	if cfg.Linux == nil {
-		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
-	}
-	if cfg.Linux.Resources == nil {
-		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
-	}
-	return s.tightenResources(cfg.Linux.Resources, want, "CreateContainer", pod.Namespace+"/"+pod.Name, ct.Name)
-}
-
-// tightenUpdate keeps kubelet's own updates (resizes, restarts of the kubelet) from
-// loosening what the policy tightened, and reports whether it changed res.
-func (s *Service) tightenUpdate(res *runtimeapi.LinuxContainerResources, pod podInfo, ct containerInfo) bool {
-	want := s.wantedResources(workload(pod, &ct))
-	return !want.IsZero() && s.tightenResources(res, want, "UpdateContainerResources", pod.Namespace+"/"+pod.Name, ct.Name)
-}
-
 // tightenResources rewrites res in place and reports whether it changed.
-func (s *Service) tightenResources(res *runtimeapi.LinuxContainerResources, want policy.Resources, method, pod, name string) bool {
+func (s *Service) tightenResources(res *runtimeapi.LinuxContainerResources, want policy.Resources, method string, t target) bool {
+	pod, name := t.Pod.Namespace+"/"+t.Pod.Name, t.Container.Name
 	cr := translate.ContainerResources{CPUShares: res.CpuShares, CPUQuota: res.CpuQuota, CPUPeriod: res.CpuPeriod,
 		MemoryLimit: res.MemoryLimitInBytes, Unified: maps.Clone(res.Unified)} // a dry run leaves res as it was
-	t := translate.TightenResources(&cr, want, s.opts.IO.Version())
-	for _, why := range t.Unenforceable {
+	tt := translate.TightenResources(&cr, want, s.opts.IO.Version())
+	for _, why := range tt.Unenforceable {
 		s.log.Warn("throttle not enforceable on this host", "pod", pod, "name", name, "why", why)
 	}
-	if len(t.Changed) == 0 {
+	if len(tt.Changed) == 0 {
 		return false
 	}
 	if s.opts.DryRun {
-		s.log.Info("dry run: would tighten resources", "method", method, "pod", pod, "name", name, "changes", t.Changed)
+		s.log.Info("dry run: would tighten resources", "method", method, "pod", pod, "name", name, "changes", tt.Changed)
 		return false
 	}
 	res.CpuShares, res.CpuQuota, res.CpuPeriod, res.Unified = cr.CPUShares, cr.CPUQuota, cr.CPUPeriod, cr.Unified
-	s.log.Info("resources tightened", "method", method, "pod", pod, "name", name, "changes", t.Changed)
+	s.log.Info("resources tightened", "method", method, "pod", pod, "name", name, "changes", tt.Changed)
 	return true
-}
-
-// pidsBeforeStart writes a v1 container's pids.max before the runtime starts it,
-// making its cgroupfs directory as the I/O limits do: runc joins it as it is.
-func (s *Service) pidsBeforeStart(ctx context.Context, reqB []byte) ([]byte, error) {
-	var req runtimeapi.StartContainerRequest
-	if s.opts.IO.Version() == 2 || s.opts.DryRun || !s.decode("StartContainer", reqB, &req) {
-		return reqB, nil
-	}
-	ctx, cancel := s.detached(ctx)
-	defer cancel()
-	if err := s.enforcePidsV1(ctx, req.ContainerId, true); err != nil {
-		s.log.Debug("pids.max not in place before start; written after it", "container", req.ContainerId, "err", err)
-	}
-	return reqB, nil
 }
 
 // resourcesAfterStart writes a v1 container's pids.max if its cgroup was not there
 // before start, then reads back what landed of its pids, memory and cpu.
-func (s *Service) resourcesAfterStart(ctx context.Context, reqB, _ []byte, _ error) error {
-	var req runtimeapi.StartContainerRequest
-	if s.opts.DryRun || !s.decode("StartContainer", reqB, &req) {
-		return nil
-	}
-	ctx, cancel := s.detached(ctx)
-	defer cancel()
+func (s *Service) resourcesAfterStart(ctx context.Context, t *target) {
 	if s.opts.IO.Version() != 2 {
-		if err := s.enforcePidsV1(ctx, req.ContainerId, false); err != nil {
-			s.failed("container", req.ContainerId, s.tornDown(ctx, "container", req.ContainerId, err))
+		if err := s.enforcePidsV1(ctx, t, false); err != nil {
+			s.failed("container", t.Container.ID, s.tornDown(ctx, "container", t.Container.ID, err))
 		}
 	}
-	s.confirmResources(ctx, req.ContainerId)
-	return nil
+	s.confirmResources(t)
 }
 
 // confirmResources logs any setting the runtime did not put in place as asked: the
 // read-back after start. What the host cannot enforce was logged at create.
-func (s *Service) confirmResources(ctx context.Context, id string) {
-	ct, pod, err := s.lookup(ctx, id)
-	if err != nil || ct.Dir == "" {
+func (s *Service) confirmResources(t *target) {
+	ct, pod, id := t.Container, t.Pod, t.Container.ID
+	if ct.Dir == "" {
 		return
 	}
-	plan := Plan{ContainerID: id, PodID: ct.PodID, CgroupsPath: ct.CgroupsPath, Dir: ct.Dir,
-		Decision: s.opts.Policy().Decide(workload(pod, &ct))}
+	plan := Plan{ContainerID: id, PodID: ct.PodID, CgroupsPath: ct.CgroupsPath, Dir: ct.Dir, Decision: t.Decision}
 	for _, st := range s.resourceStates(plan) {
 		if st.InSync || st.unenforceable() {
 			continue
@@ -163,35 +84,30 @@ func (s *Service) confirmResources(ctx context.Context, id string) {
 
 // reconcileResources repairs what criguard writes itself beyond I/O: v1 pids.max.
 // Everything else travels in the CRI request, where kubelet's updates keep it.
-func (s *Service) reconcileResources(ctx context.Context, id string) {
+func (s *Service) reconcileResources(ctx context.Context, t *target) {
 	if s.opts.IO.Version() == 2 || s.opts.DryRun {
 		return
 	}
-	if err := s.enforcePidsV1(ctx, id, false); err != nil {
-		s.failed("container", id, s.tornDown(ctx, "container", id, err))
+	if err := s.enforcePidsV1(ctx, t, false); err != nil {
+		s.failed("container", t.Container.ID, s.tornDown(ctx, "container", t.Container.ID, err))
 	}
 }
 
 // enforcePidsV1 brings the container's v1 pids.max to the policy's, never above a
 // value already there (kubelet's or another tool's).
-func (s *Service) enforcePidsV1(ctx context.Context, id string, create bool) error {
-	ct, pod, err := s.lookup(ctx, id)
-	if err != nil {
-		return err
-	}
-	want := s.wantedResources(workload(pod, &ct)).PidsMax
+func (s *Service) enforcePidsV1(ctx context.Context, t *target, create bool) error {
+	id, pod := t.Container.ID, t.Pod
+	want := wantedResources(t.Decision).PidsMax
 	if want == 0 {
 		return nil
 	}
-	raw := ct.CgroupsPath
-	if raw == "" {
-		if raw, err = s.opts.Resolver.CgroupsPath(ctx, id); err != nil {
-			return err
-		}
+	raw, err := s.cgroupsPath(ctx, &t.Container)
+	if err != nil {
+		return err
 	}
 	mount, dir, err := s.v1Dir("pids", raw)
-	if err == nil && create && isCgroupfsPath(raw) {
-		err = makeCgroupUnder(mount, dir)
+	if err == nil && create && translate.IsCgroupfsPath(raw) {
+		err = cgroup.MakeDir(mount, dir)
 	}
 	if err == nil {
 		err = cgroup.CheckDir(mount, dir)
@@ -222,17 +138,6 @@ func (s *Service) v1Dir(controller, raw string) (mount, dir string, err error) {
 	}
 	dir, err = translate.CgroupDir(mount, raw)
 	return mount, dir, err
-}
-
-// makeCgroupUnder creates a cgroupfs directory whose parent exists under mount.
-func makeCgroupUnder(mount, dir string) error {
-	if err := cgroup.CheckDir(mount, filepath.Dir(dir)); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("make cgroup %s: %w", dir, err)
-	}
-	return nil
 }
 
 // limitValue reads a cgroup limit file: a number, or "max" (unlimited: not ok).

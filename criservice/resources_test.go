@@ -71,6 +71,7 @@ func newResourcesEnv(t *testing.T, v2 bool) (*testEnv, fakeControllers) {
 	if v2 {
 		e.host = newFakeHostV2(t)
 		e.svc.opts.IO = e.host.io
+		e.svc.splitPodBudget = false
 	}
 	e.policy.Store(mustPolicy(t, resourcesPolicy))
 	return e, controllers
@@ -84,7 +85,7 @@ func createThrough(t *testing.T, e *testEnv, podID, namespace string, annotation
 		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
 			Linux: &runtimeapi.LinuxContainerConfig{Resources: res}},
 		SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: namespace}, Annotations: annotations}}
-	out, err := e.hook("CreateContainer").Before(context.Background(), marshal(t, req))
+	out, _, err := e.hook("CreateContainer").Before(context.Background(), marshal(t, req))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestPidsMaxInPlaceBeforeStartV1(t *testing.T) {
 	}
 	e.fake.AddContainer("c1", "p1", "app")
 	start := marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})
-	if _, err := e.hook("StartContainer").Before(context.Background(), start); err != nil {
+	if _, _, err := e.hook("StartContainer").Before(context.Background(), start); err != nil {
 		t.Fatal(err)
 	}
 	pidsMax := filepath.Join(controllers["pids"], parent, "c1", "pids.max")
@@ -212,14 +213,14 @@ func TestPidsMaxInPlaceBeforeStartV1(t *testing.T) {
 	}
 	// The kernel makes pids.max with the directory; a temp dir does not.
 	os.WriteFile(pidsMax, []byte("max\n"), 0o644)
-	if _, err := e.hook("StartContainer").Before(context.Background(), start); err != nil {
+	if _, _, err := e.hook("StartContainer").Before(context.Background(), start); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(pidsMax); err != nil || strings.TrimSpace(string(b)) != "20" {
 		t.Fatalf("pids.max before start = %q (%v), want 20", b, err)
 	}
 	os.WriteFile(pidsMax, []byte("5\n"), 0o644)
-	if err := e.hook("StartContainer").After(context.Background(), start, nil, nil); err != nil {
+	if err := e.hook("StartContainer").After(context.Background(), nil, start, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(pidsMax); strings.TrimSpace(string(b)) != "5" {
@@ -375,7 +376,7 @@ func TestReadBackAfterStartV2(t *testing.T) {
 	writeCgroupFiles(t, dir, map[string]string{"pids.max": "20\n", "cpu.weight": "100\n", "cpu.max": "50000 100000\n",
 		"memory.max": "1073741824\n", "memory.high": "max\n"})
 	start := marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"})
-	if err := e.hook("StartContainer").After(context.Background(), start, nil, nil); err != nil {
+	if err := e.hook("StartContainer").After(context.Background(), nil, start, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := logs.String()

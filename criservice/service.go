@@ -7,9 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -88,6 +86,8 @@ type Service struct {
 	conflicted sync.Map // dir → func(context.Context) error
 
 	codec protoCodec
+	// decider is policy.Policy.Decide; tests count the decisions.
+	decider func(*policy.Policy, policy.Workload) policy.Decision
 
 	// splitPodBudget is set on cgroup v1, where blk-throttle is not
 	// hierarchical: a limit on the pod's cgroup would bind none of its
@@ -133,6 +133,7 @@ func New(opts Options) (*Service, error) {
 		owned:   owned,
 		devices: map[string]cgroup.Device{},
 		codec:   protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
+		decider: (*policy.Policy).Decide,
 
 		splitPodBudget: opts.IO.Version() == 1,
 	}, nil
@@ -162,35 +163,21 @@ type Plan struct {
 	Mounts []MountDisk
 }
 
-// planContainer decides what container id's own cgroup must hold.
-func (s *Service) planContainer(ctx context.Context, id string) (Plan, error) {
-	return s.planContainerFor(ctx, id, planOptions{})
-}
-
-type planOptions struct {
-	// create makes a missing cgroupfs directory (before StartContainer: runc joins
-	// a directory that exists, with the limits already in it).
-	create bool
-	// starting counts the container among its pod's running ones (v1 shares).
-	starting bool
-}
-
-func (s *Service) planContainerFor(ctx context.Context, id string, po planOptions) (Plan, error) {
-	ct, pod, err := s.lookup(ctx, id)
-	if err != nil {
-		return Plan{ContainerID: id}, err
-	}
-	plan := Plan{ContainerID: id, PodID: ct.PodID}
+// planContainer decides what a container's own cgroup must hold, from the
+// decision already made for it. It fills in t's cgroup once resolved.
+func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) (Plan, error) {
+	ct, id := &t.Container, t.Container.ID
+	plan := Plan{ContainerID: id, PodID: ct.PodID, Workload: workload(t.Pod, ct), Decision: t.Decision}
 	if ct.Dir == "" {
-		raw := ct.CgroupsPath // learned at CreateContainer, when the runtime had it
-		if raw == "" {
-			if raw, err = s.opts.Resolver.CgroupsPath(ctx, id); err != nil {
-				return plan, err
-			}
+		raw, err := s.cgroupsPath(ctx, ct)
+		if err != nil {
+			return plan, err
 		}
 		dir, err := translate.CgroupDir(s.opts.IO.Mount(), raw)
-		if err == nil && po.create {
-			err = s.makeCgroup(raw, dir)
+		if err == nil && po.create && translate.IsCgroupfsPath(raw) {
+			// A systemd unit is left to systemd: there the limits travel in the
+			// CreateContainer request.
+			err = cgroup.MakeDir(s.opts.IO.Mount(), dir)
 		}
 		if err == nil {
 			err = cgroup.CheckDir(s.opts.IO.Mount(), dir)
@@ -198,19 +185,17 @@ func (s *Service) planContainerFor(ctx context.Context, id string, po planOption
 		if err != nil {
 			return plan, fmt.Errorf("container %s: cgroupsPath %q: %w", id, raw, err)
 		}
-		ct.CgroupsPath, ct.Dir = raw, dir
+		ct.Dir = dir
 		s.cache.setContainerDir(id, raw, dir)
 	}
 	plan.CgroupsPath, plan.Dir = ct.CgroupsPath, ct.Dir
-	plan.Workload = workload(pod, &ct)
-	plan.Decision = s.opts.Policy().Decide(plan.Workload)
 	s.noteIgnored(plan)
 	switch {
 	case plan.Decision.HandsOff:
 	case plan.Decision.Scope != policy.ScopePod:
-		s.planLimits(ctx, &plan, []containerInfo{ct})
+		s.planLimits(ctx, &plan, []containerInfo{*ct})
 	case s.splitPodBudget:
-		members := []containerInfo{ct}
+		members := []containerInfo{*ct}
 		if hasSelectors(plan.Decision.IO) {
 			members = s.containersForPod(ctx, ct.PodID, id) // the pod's volumes, not only this container's
 		}
@@ -225,19 +210,39 @@ func (s *Service) planContainerFor(ctx context.Context, id string, po planOption
 	return plan, nil
 }
 
-// makeCgroup creates a container's cgroupfs directory whose parent exists. A systemd
-// unit is left to systemd: there the limits travel in the CreateContainer request.
-func (s *Service) makeCgroup(raw, dir string) error {
-	if !isCgroupfsPath(raw) {
-		return nil
+// planContainerID looks a container up, decides on it and plans it: for explain,
+// status and usage, which act on no event.
+func (s *Service) planContainerID(ctx context.Context, id string) (Plan, error) {
+	t, err := s.containerTarget(ctx, id)
+	if err != nil {
+		return Plan{ContainerID: id, PodID: t.Container.PodID}, err
 	}
-	if err := cgroup.CheckDir(s.opts.IO.Mount(), filepath.Dir(dir)); err != nil {
-		return err
+	return s.planContainer(ctx, &t, planOptions{})
+}
+
+type planOptions struct {
+	// create makes a missing cgroupfs directory (before StartContainer: runc joins
+	// a directory that exists, with the limits already in it).
+	create bool
+	// starting counts the container among its pod's running ones (v1 shares).
+	starting bool
+}
+
+// cgroupsPath is the container's raw cgroup path, asked of the runtime once, with
+// a deadline of its own: a stuck runtime call never holds a hook or a pass.
+func (s *Service) cgroupsPath(ctx context.Context, ct *containerInfo) (string, error) {
+	if ct.CgroupsPath != "" {
+		return ct.CgroupsPath, nil // learned at CreateContainer, when the runtime had it
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("make cgroup %s: %w", dir, err)
+	callCtx, cancel := s.callContext(ctx)
+	defer cancel()
+	raw, err := s.opts.Resolver.CgroupsPath(callCtx, ct.ID)
+	if err != nil {
+		return "", err
 	}
-	return nil
+	ct.CgroupsPath = raw
+	s.cache.setContainerDir(ct.ID, raw, "")
+	return raw, nil
 }
 
 // podScopedRunning counts the pod's running containers whose own decision is the
@@ -252,11 +257,8 @@ func (s *Service) podScopedRunning(ctx context.Context, podID, self string, star
 	}
 	n := 0
 	for _, id := range ids {
-		ct, pod, err := s.lookup(ctx, id)
-		if err != nil {
-			continue
-		}
-		if d := s.opts.Policy().Decide(workload(pod, &ct)); d.Scope == policy.ScopePod && !d.HandsOff {
+		t, err := s.containerTarget(ctx, id)
+		if err == nil && t.Decision.Scope == policy.ScopePod && !t.Decision.HandsOff {
 			n++
 		}
 	}
@@ -310,7 +312,7 @@ func (s *Service) callContext(ctx context.Context) (context.Context, context.Can
 // planPod decides what a pod's own cgroup must hold: a pod-scope budget or nothing.
 func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	plan := Plan{PodID: pod.ID, Workload: workload(pod, nil)}
-	plan.Decision = s.opts.Policy().Decide(plan.Workload)
+	plan.Decision = s.decide(plan.Workload)
 	// On v1 the budget is split among the containers; the pod cgroup holds nothing.
 	podScoped := plan.Decision.Scope == policy.ScopePod && len(plan.Decision.IO) > 0 && !s.splitPodBudget
 	if plan.Decision.HandsOff {
@@ -534,13 +536,32 @@ func writesAttr(writes []cgroup.Write) []string {
 	return out
 }
 
-// ApplyContainer brings one container's cgroup to the policy. It is what
-// StartContainer, UpdateContainerResources and the reconcile loop call.
+// ApplyContainer brings one container's cgroup to the policy.
 func (s *Service) ApplyContainer(ctx context.Context, id string) (Plan, syncResult, error) {
-	plan, err := s.planContainer(ctx, id)
+	return s.applyContainer(ctx, id, nil)
+}
+
+// applyContainer brings one container's cgroup to the policy, with the decision
+// already made for it in t, or a new one when t is nil.
+func (s *Service) applyContainer(ctx context.Context, id string, t *target) (Plan, syncResult, error) {
+	if t == nil {
+		tt, err := s.containerTarget(ctx, id)
+		if err != nil {
+			return Plan{ContainerID: id}, "", s.tornDown(ctx, "container", id, err)
+		}
+		t = &tt
+	}
+	plan, err := s.planContainer(ctx, t, planOptions{})
 	if err != nil {
 		return plan, "", s.tornDown(ctx, "container", id, err)
 	}
+	return s.applyPlan(ctx, plan)
+}
+
+// applyPlan enforces a container's plan: the read-back and repair after start
+// when the plan was made before it.
+func (s *Service) applyPlan(ctx context.Context, plan Plan) (Plan, syncResult, error) {
+	id := plan.ContainerID
 	plan, result, err := s.apply(plan, "container", id)
 	s.watchConflicts(plan, func(ctx context.Context) error { _, _, err := s.ApplyContainer(ctx, id); return err })
 	return plan, result, s.tornDown(ctx, "container", id, err)

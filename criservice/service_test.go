@@ -117,6 +117,44 @@ func marshal(t *testing.T, m proto.Message) []byte {
 	return b
 }
 
+// plan decides on a container and plans it, as a call would.
+func (e *testEnv) plan(id string, po planOptions) (Plan, error) {
+	t, err := e.svc.containerTarget(context.Background(), id)
+	if err != nil {
+		return Plan{ContainerID: id}, err
+	}
+	return e.svc.planContainer(context.Background(), &t, po)
+}
+
+// call passes one call through its hook as the proxy does: Before, then After with
+// the state Before returned and the request it may have rewritten.
+func (e *testEnv) call(t testing.TB, method string, req, resp proto.Message) error {
+	t.Helper()
+	h := e.hook(method)
+	reqB, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state any
+	if h.Before != nil {
+		out, st, err := h.Before(context.Background(), reqB)
+		if err != nil {
+			return err
+		}
+		reqB, state = out, st
+	}
+	if h.After == nil {
+		return nil
+	}
+	var respB []byte
+	if resp != nil {
+		if respB, err = proto.Marshal(resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h.After(context.Background(), state, reqB, respB, nil)
+}
+
 func (e *testEnv) hook(method string) Hook { return e.svc.Hooks()[runtimeService+method] }
 
 // runPod creates a pod in the fake runtime and its cgroup, and passes
@@ -125,7 +163,7 @@ func (e *testEnv) runPod(t *testing.T, id, namespace, qos string, annotations ma
 	t.Helper()
 	cfg := e.fake.AddPod(id, namespace, "pod-"+id, qos, annotations)
 	e.host.mkdir(t, cfg.Linux.CgroupParent)
-	err := e.hook("RunPodSandbox").After(context.Background(),
+	err := e.hook("RunPodSandbox").After(context.Background(), nil,
 		marshal(t, &runtimeapi.RunPodSandboxRequest{Config: cfg}),
 		marshal(t, &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}), nil)
 	if err != nil {
@@ -143,16 +181,14 @@ func (e *testEnv) startContainer(t *testing.T, id, podID, name string) (string, 
 	sandbox := e.fake.Pods[podID]
 	e.fake.Mu.Unlock()
 	e.host.mkdir(t, rel)
-	err := e.hook("CreateContainer").After(context.Background(),
-		marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
-			Config:        &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: "busybox"}},
-			SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: sandbox.Metadata, Annotations: sandbox.Annotations}}),
-		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: id}), nil)
+	err := e.call(t, "CreateContainer", &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
+		Config:        &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: "busybox"}},
+		SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: sandbox.Metadata, Annotations: sandbox.Annotations}},
+		&runtimeapi.CreateContainerResponse{ContainerId: id})
 	if err != nil {
 		t.Fatalf("CreateContainer hook: %v", err)
 	}
-	err = e.hook("StartContainer").After(context.Background(),
-		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: id}), marshal(t, &runtimeapi.StartContainerResponse{}), nil)
+	err = e.call(t, "StartContainer", &runtimeapi.StartContainerRequest{ContainerId: id}, &runtimeapi.StartContainerResponse{})
 	return rel, err
 }
 
@@ -307,7 +343,7 @@ func TestPodScopeOnV1SplitsBudget(t *testing.T) {
 	e.fake.Mu.Lock()
 	e.fake.Containers["c2"].State = runtimeapi.ContainerState_CONTAINER_EXITED
 	e.fake.Mu.Unlock()
-	err = e.hook("StopContainer").After(context.Background(), marshal(t, &runtimeapi.StopContainerRequest{ContainerId: "c2"}), nil, nil)
+	err = e.hook("StopContainer").After(context.Background(), nil, marshal(t, &runtimeapi.StopContainerRequest{ContainerId: "c2"}), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +356,7 @@ func TestFailOpenWhenCgroupMissing(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.AddContainer("c1", "p1", "app") // no cgroup directory made
-	err := e.hook("StartContainer").After(context.Background(),
+	err := e.hook("StartContainer").After(context.Background(), nil,
 		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
 	if err != nil {
 		t.Fatalf("fail open: StartContainer got %v, want nil", err)
@@ -337,7 +373,7 @@ func TestFailClosedStopsContainer(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.AddContainer("c1", "p1", "app")
-	err := e.hook("StartContainer").After(context.Background(),
+	err := e.hook("StartContainer").After(context.Background(), nil,
 		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "c1"}), nil, nil)
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("fail closed: got %v, want FailedPrecondition", err)
@@ -351,7 +387,7 @@ func TestUpstreamErrorPassesThroughUntouched(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
 	want := status.Error(codes.NotFound, "no such container")
 	for _, m := range []string{"RunPodSandbox", "CreateContainer", "StartContainer", "UpdateContainerResources", "RemoveContainer", "RemovePodSandbox"} {
-		if got := e.hook(m).After(context.Background(), nil, nil, want); got != want {
+		if got := e.hook(m).After(context.Background(), nil, nil, nil, want); got != want {
 			t.Errorf("%s: error changed to %v", m, got)
 		}
 	}
@@ -382,7 +418,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 func TestVanishedContainerIsNotAFailure(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.runPod(t, "p1", "batch", "burstable", nil)
-	err := e.hook("StartContainer").After(context.Background(),
+	err := e.hook("StartContainer").After(context.Background(), nil,
 		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: "gone"}), nil, nil)
 	if err != nil {
 		t.Fatalf("got %v", err)
@@ -530,7 +566,7 @@ func TestConcurrentStartsAllThrottled(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			id := fmt.Sprintf("c%02d", i)
-			errs <- e.hook("StartContainer").After(context.Background(),
+			errs <- e.hook("StartContainer").After(context.Background(), nil,
 				marshal(t, &runtimeapi.StartContainerRequest{ContainerId: id}), nil, nil)
 		})
 	}
@@ -570,7 +606,7 @@ rule "db" {
 	e.host.mkdir(t, cfg.Linux.CgroupParent)
 	e.fake.AddContainer("c1", "p1", "db")
 	e.host.mkdir(t, e.fake.Paths["c1"])
-	err := e.hook("CreateContainer").After(context.Background(),
+	err := e.hook("CreateContainer").After(context.Background(), nil,
 		marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: "p1", SandboxConfig: cfg,
 			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "db"},
 				Image: &runtimeapi.ImageSpec{Image: "sha256:0123abcd", UserSpecifiedImage: "registry.example/postgres:16"}}}),

@@ -108,7 +108,7 @@ func (s *Service) TrackRunning(ctx context.Context) error {
 		if ct, ok := s.cache.container(id); ok && ct.Dir != "" {
 			continue // a container's cgroup never moves
 		}
-		if _, err := s.planContainer(ctx, id); err != nil {
+		if _, err := s.planContainerID(ctx, id); err != nil {
 			s.log.Debug("container cgroup not resolved; left out", "container", id, "err", err)
 		}
 	}

@@ -154,7 +154,7 @@ func newVolumesEnv(t *testing.T, v2 bool) *testEnv {
 // limitsOf is what criguard wants in the container's cgroup, one "DEV key=value" per key set.
 func limitsOf(t *testing.T, e *testEnv, id string) string {
 	t.Helper()
-	plan, err := e.svc.planContainer(context.Background(), id)
+	plan, err := e.plan(id, planOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func (e *testEnv) startWithMounts(t *testing.T, id, podID, name string, mounts [
 	e.fake.Mounts[id] = mounts
 	e.fake.Mu.Unlock()
 	e.host.mkdir(t, rel)
-	err := e.hook("CreateContainer").After(context.Background(),
+	err := e.hook("CreateContainer").After(context.Background(), nil,
 		marshal(t, &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
 			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: name},
 				Image: &runtimeapi.ImageSpec{Image: "busybox"}, Mounts: mounts},
@@ -191,7 +191,7 @@ func (e *testEnv) startWithMounts(t *testing.T, id, podID, name string, mounts [
 	if err != nil {
 		t.Fatalf("CreateContainer hook: %v", err)
 	}
-	if err := e.hook("StartContainer").After(context.Background(),
+	if err := e.hook("StartContainer").After(context.Background(), nil,
 		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: id}), marshal(t, &runtimeapi.StartContainerResponse{}), nil); err != nil {
 		t.Fatalf("StartContainer hook: %v", err)
 	}
@@ -210,7 +210,7 @@ func TestVolumesByName(t *testing.T) {
 	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "253:3 1048576" {
 		t.Errorf("write_bps = %q", got)
 	}
-	plan, err := e.svc.planContainer(context.Background(), "c1")
+	plan, err := e.plan("c1", planOptions{})
 	if err != nil || plan.Unresolved != nil {
 		t.Fatal(err, plan.Unresolved)
 	}

@@ -30,7 +30,7 @@ func TestAnswerReplacesOnlyTheErrorsItChooses(t *testing.T) {
 					{Attributes: &runtimeapi.PodSandboxAttributes{Id: r.GetFilter().GetId()}}}})
 				return b, true
 			},
-			After: func(_ context.Context, _, resp []byte, err error) error {
+			After: func(_ context.Context, _ any, _, resp []byte, err error) error {
 				afterSawErr.Store(err != nil || resp == nil)
 				return err
 			},

@@ -29,14 +29,16 @@ import (
 // node's ListContainers or a large image list must never be cut below that.
 const DefaultMaxMsgSize = 128 << 20
 
-// Hook intercepts one method. Before may rewrite the request; After sees the
-// request, the response (nil on error) and the upstream error, and returns the
+// Hook intercepts one method. Before may rewrite the request, and returns a state
+// of its own that After gets back: what was decoded and decided before the call
+// is not done again after it. After sees that state (nil when Before is unset),
+// the request, the response (nil on error) and the upstream error, and returns the
 // error the caller gets (usually err unchanged). Answer, when set, is asked only
 // when the runtime's reply is an error: a response it returns with true is sent
 // instead of that error (After then sees it as the reply).
 type Hook struct {
-	Before func(ctx context.Context, req []byte) ([]byte, error)
-	After  func(ctx context.Context, req, resp []byte, err error) error
+	Before func(ctx context.Context, req []byte) (out []byte, state any, err error)
+	After  func(ctx context.Context, state any, req, resp []byte, err error) error
 	Answer func(ctx context.Context, req []byte, err error) ([]byte, bool)
 }
 
@@ -265,14 +267,16 @@ func (p *Proxy) forwardUnary(ctx context.Context, method string, ss grpc.ServerS
 	}
 	hook, hooked := p.hooks[method]
 	var reqBytes []byte
+	var state any
 	if hooked {
 		reqBytes = req.bytes()
 		if hook.Before != nil {
-			rewritten, err := hook.Before(ctx, reqBytes)
+			rewritten, st, err := hook.Before(ctx, reqBytes)
 			if err != nil {
 				req.free()
 				return err
 			}
+			state = st
 			if rewritten != nil {
 				reqBytes = rewritten
 				req.setBytes(rewritten)
@@ -293,7 +297,7 @@ func (p *Proxy) forwardUnary(ctx context.Context, method string, ss grpc.ServerS
 		if err == nil {
 			respBytes = resp.bytes()
 		}
-		err = hook.After(ctx, reqBytes, respBytes, err)
+		err = hook.After(ctx, state, reqBytes, respBytes, err)
 	}
 	if len(header) > 0 {
 		if herr := ss.SetHeader(header); herr != nil {

@@ -444,25 +444,28 @@ func TestHooksSeeAndRewriteOnlyTheirMethod(t *testing.T) {
 	var mu sync.Mutex
 	var seenReq, seenResp []byte
 	var seenErr error
+	var seenState *runtimeapi.VersionRequest
 	e := newEnv(t, func(p *Proxy) {
 		p.Handle("/runtime.v1.RuntimeService/Version", Hook{
-			Before: func(_ context.Context, req []byte) ([]byte, error) {
+			Before: func(_ context.Context, req []byte) ([]byte, any, error) {
 				var r runtimeapi.VersionRequest
 				if err := proto.Unmarshal(req, &r); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				r.Version = "rewritten"
-				return proto.Marshal(&r)
+				out, err := proto.Marshal(&r)
+				return out, &r, err
 			},
-			After: func(_ context.Context, req, resp []byte, err error) error {
+			After: func(_ context.Context, state any, req, resp []byte, err error) error {
 				mu.Lock()
 				defer mu.Unlock()
 				seenReq, seenResp, seenErr = req, resp, err
+				seenState, _ = state.(*runtimeapi.VersionRequest)
 				return err
 			},
 		})
 		p.Handle("/runtime.v1.RuntimeService/ListContainers", Hook{
-			After: func(_ context.Context, _, _ []byte, err error) error {
+			After: func(_ context.Context, _ any, _, _ []byte, err error) error {
 				if err == nil {
 					return status.Error(codes.Aborted, "refused by hook")
 				}
@@ -489,6 +492,9 @@ func TestHooksSeeAndRewriteOnlyTheirMethod(t *testing.T) {
 	}
 	if seenErr != nil {
 		t.Errorf("after-hook err = %v", seenErr)
+	}
+	if seenState.GetVersion() != "rewritten" {
+		t.Errorf("after-hook state = %v, want the request Before decoded", seenState)
 	}
 	mu.Unlock()
 	if _, err := e.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); status.Code(err) != codes.Aborted {

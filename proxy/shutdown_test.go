@@ -14,13 +14,13 @@ import (
 // forwarded, and says when a call has arrived.
 func holdVersion(arrived chan<- struct{}, release <-chan struct{}) func(*Proxy) {
 	return func(p *Proxy) {
-		p.Handle("/runtime.v1.RuntimeService/Version", Hook{Before: func(ctx context.Context, _ []byte) ([]byte, error) {
+		p.Handle("/runtime.v1.RuntimeService/Version", Hook{Before: func(ctx context.Context, _ []byte) ([]byte, any, error) {
 			arrived <- struct{}{}
 			select {
 			case <-release:
-				return nil, nil
+				return nil, nil, nil
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
 		}})
 	}

@@ -16,6 +16,11 @@ const (
 	defaultSystemdParent = "system.slice"
 )
 
+// IsCgroupfsPath reports whether a runtime cgroupsPath is a cgroupfs path, which
+// criguard may create, rather than a systemd unit (slice:prefix:name), which only
+// systemd makes.
+func IsCgroupfsPath(cgroupsPath string) bool { return strings.HasPrefix(cgroupsPath, "/") }
+
 // CgroupDir turns a runtime cgroupsPath into an absolute cgroup directory
 // under mount. cgroupfs form: "/kubepods/burstable/pod<uid>/<id>"; systemd
 // form: "slice:prefix:name", e.g. "kubepods-burstable-pod<uid>.slice:cri-containerd:<id>"

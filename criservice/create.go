@@ -1,0 +1,157 @@
+package criservice
+
+import (
+	"context"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
+)
+
+// The throttle must be in the cgroup before the container's first instruction, not
+// a few milliseconds after:
+//   - cgroup v2: the limits travel in CreateContainer's linux.resources.unified
+//     ["io.max"], which the OCI runtime writes before the process exists;
+//   - a cgroupfs path (v1 here, or v2): the container's cgroup is made, and its
+//     limits written, before StartContainer is forwarded; runc joins a directory
+//     that exists, and CRI-O's exists from CreateContainer on.
+// StartContainer's reply is still followed by a read-back that confirms and repairs.
+// A class's pids, memory and cpu throttles travel in the CRI request too: the
+// runtime writes them before the process starts, and kubelet's later updates pass
+// through the same rewrite.
+
+const unifiedIOMax = "io.max"
+
+type createCall = call[*runtimeapi.CreateContainerRequest]
+
+// createContainer puts the policy's io.max (v2) and its pids, memory and cpu
+// settings into the request, from one decision; encoded again only if either changed
+// it. After the reply it learns the container and its cgroup, so that StartContainer
+// only writes files before it is forwarded.
+func (s *Service) createContainer() Hook {
+	return intercept(s, handler[*runtimeapi.CreateContainerRequest, *runtimeapi.CreateContainerResponse]{
+		method:  "CreateContainer",
+		newReq:  func() *runtimeapi.CreateContainerRequest { return new(runtimeapi.CreateContainerRequest) },
+		newResp: func() *runtimeapi.CreateContainerResponse { return new(runtimeapi.CreateContainerResponse) },
+		before:  s.beforeCreate,
+		after:   s.afterCreate,
+	})
+}
+
+func (s *Service) beforeCreate(ctx context.Context, c *createCall) bool {
+	if c.req.Config == nil {
+		return false
+	}
+	pod, ct, ok := s.createTarget(c.req)
+	if !ok {
+		return false
+	}
+	t := s.decideFor(pod, ct)
+	c.target = &t
+	withIOMax := s.ioMaxIntoCreate(ctx, c.req.Config, t)
+	tightened := s.tightenCreate(c.req.Config, t)
+	return withIOMax || tightened
+}
+
+func (s *Service) afterCreate(ctx context.Context, c *createCall, resp *runtimeapi.CreateContainerResponse) error {
+	req := c.req
+	if _, known := s.cache.pod(req.PodSandboxId); !known && req.SandboxConfig != nil {
+		s.cache.putPod(podFromConfig(req.PodSandboxId, req.SandboxConfig))
+	}
+	cfg := req.GetConfig()
+	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
+		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true})
+	if raw, err := s.opts.Resolver.CgroupsPath(ctx, resp.ContainerId); err == nil {
+		s.cache.setContainerDir(resp.ContainerId, raw, "")
+	}
+	return nil
+}
+
+// createTarget is the pod and container a CreateContainer request is for, as the
+// policy sees them: the pod from the cache, or from the request's sandbox config.
+func (s *Service) createTarget(req *runtimeapi.CreateContainerRequest) (podInfo, containerInfo, bool) {
+	pod, known := s.cache.pod(req.PodSandboxId)
+	if !known {
+		if req.SandboxConfig == nil {
+			return podInfo{}, containerInfo{}, false
+		}
+		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
+	}
+	cfg := req.GetConfig()
+	return pod, containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true}, true
+}
+
+// ioMaxIntoCreate puts the container's io.max into the config's unified resources
+// (v2), and reports whether it changed the config.
+func (s *Service) ioMaxIntoCreate(ctx context.Context, cfg *runtimeapi.ContainerConfig, t target) bool {
+	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+		return false
+	}
+	want, ok := s.wantedIOMax(ctx, t)
+	if !ok {
+		return false
+	}
+	return s.tightenUnifiedIOMax(resourcesOf(cfg), want, "CreateContainer", t)
+}
+
+// tightenCreate makes a CreateContainer config's resources at least as strict as the
+// policy's, and reports whether it changed them.
+func (s *Service) tightenCreate(cfg *runtimeapi.ContainerConfig, t target) bool {
+	want := wantedResources(t.Decision)
+	return !want.IsZero() && s.tightenResources(resourcesOf(cfg), want, "CreateContainer", t)
+}
+
+// resourcesOf is cfg's Linux resources, made when kubelet sent none.
+func resourcesOf(cfg *runtimeapi.ContainerConfig) *runtimeapi.LinuxContainerResources {
+	if cfg.Linux == nil {
+		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
+	}
+	if cfg.Linux.Resources == nil {
+		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{}
+	}
+	return cfg.Linux.Resources
+}
+
+// wantedIOMax is the io.max limit a container's own cgroup must hold, for the
+// runtime to write. The kernel takes one device per write, so a class on several
+// disks puts its first here and the rest follow at start. A pod budget belongs to
+// the pod's cgroup.
+func (s *Service) wantedIOMax(ctx context.Context, t target) (cgroup.IOLimit, bool) {
+	plan := Plan{Decision: t.Decision}
+	if plan.Decision.HandsOff || plan.Decision.Scope == policy.ScopePod || len(plan.Decision.IO) == 0 {
+		return cgroup.IOLimit{}, false
+	}
+	s.planLimits(ctx, &plan, []containerInfo{t.Container})
+	if len(plan.Limits) == 0 {
+		return cgroup.IOLimit{}, false
+	}
+	return plan.Limits[0], true
+}
+
+// tightenUnifiedIOMax makes res's unified io.max at least as strict as want: a
+// limit kubelet (or anything before criguard) put there keeps its stricter keys and
+// loses its looser ones. It reports whether it changed res.
+func (s *Service) tightenUnifiedIOMax(res *runtimeapi.LinuxContainerResources, want cgroup.IOLimit, method string, t target) bool {
+	have, set := res.Unified[unifiedIOMax]
+	limit, change := translate.TightenIOMax(have, set, want)
+	if !change {
+		return false
+	}
+	writes := s.opts.IO.Writes([]cgroup.IOLimit{limit})
+	if len(writes) != 1 || writes[0].File != unifiedIOMax {
+		return false
+	}
+	if res.Unified == nil {
+		res.Unified = map[string]string{}
+	}
+	res.Unified[unifiedIOMax] = writes[0].Value
+	if set {
+		s.log.Info("io.max tightened", "method", method, "pod", t.Pod.Namespace+"/"+t.Pod.Name, "name", t.Container.Name,
+			"from", have, "to", writes[0].Value)
+	}
+	return true
+}

@@ -1,0 +1,59 @@
+package criservice
+
+import (
+	"context"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// stopContainer gives a stopped container's share of a v1 pod budget back to the
+// pod's other containers.
+func (s *Service) stopContainer() Hook {
+	if !s.splitPodBudget {
+		return Hook{}
+	}
+	return intercept(s, handler[*runtimeapi.StopContainerRequest, *runtimeapi.StopContainerResponse]{
+		method: "StopContainer",
+		newReq: func() *runtimeapi.StopContainerRequest { return new(runtimeapi.StopContainerRequest) },
+		after: func(ctx context.Context, c *call[*runtimeapi.StopContainerRequest], _ *runtimeapi.StopContainerResponse) error {
+			if ct, ok := s.cache.container(c.req.ContainerId); ok {
+				s.reshare(ctx, ct.PodID, c.req.ContainerId)
+			}
+			return nil
+		},
+	})
+}
+
+// removeContainer forgets a container.
+func (s *Service) removeContainer() Hook {
+	return intercept(s, handler[*runtimeapi.RemoveContainerRequest, *runtimeapi.RemoveContainerResponse]{
+		method: "RemoveContainer",
+		newReq: func() *runtimeapi.RemoveContainerRequest { return new(runtimeapi.RemoveContainerRequest) },
+		after: func(_ context.Context, c *call[*runtimeapi.RemoveContainerRequest], _ *runtimeapi.RemoveContainerResponse) error {
+			s.cache.forgetContainer(c.req.ContainerId)
+			return nil
+		},
+	})
+}
+
+// reshare re-applies the pod's other containers when its v1 budget is split,
+// since their share changes when one starts or stops. Containers without a
+// pod-scope decision are unchanged by it.
+func (s *Service) reshare(ctx context.Context, podID, except string) {
+	if !s.splitPodBudget || podID == "" {
+		return
+	}
+	ids, err := s.podContainers(ctx, podID)
+	if err != nil {
+		s.failed("pod", podID, err)
+		return
+	}
+	for _, id := range ids {
+		if id == except {
+			continue
+		}
+		if _, _, err := s.ApplyContainer(ctx, id); err != nil {
+			s.failed("container", id, err)
+		}
+	}
+}
