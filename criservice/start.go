@@ -22,7 +22,9 @@ func (s *Service) startContainer() Hook {
 		method: "StartContainer",
 		newReq: func() *runtimeapi.StartContainerRequest { return new(runtimeapi.StartContainerRequest) },
 		before: s.beforeStart,
-		after:  func(ctx context.Context, c *startCall, _ *runtimeapi.StartContainerResponse) error { return s.afterStart(ctx, c) },
+		after: func(ctx context.Context, c *startCall, _ *runtimeapi.StartContainerResponse) error {
+			return s.afterStart(ctx, c)
+		},
 	})
 }
 
