@@ -25,8 +25,8 @@ type containerInfo struct {
 	Mounts      []volumeMount
 	MountsKnown bool
 	Rootfs      string
-	// ignored is what was last logged of its ignored annotations.
-	ignored string
+	// ignored is the hash of what was last logged of its ignored annotations.
+	ignored uint64
 	// seen is the cache generation it was last stored in.
 	seen uint64
 }
@@ -112,7 +112,7 @@ func (c *cache) putContainer(ct containerInfo) {
 
 // noteIgnored records what was logged of a container's ignored annotations and
 // reports whether it is new.
-func (c *cache) noteIgnored(id, ignored string) bool {
+func (c *cache) noteIgnored(id string, ignored uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ct, ok := c.containers[id]

@@ -1,13 +1,13 @@
 package criservice
 
 import (
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Metrics are criguard's Prometheus metrics, all under the criguard_ prefix.
@@ -28,18 +28,39 @@ type Metrics struct {
 
 	lastRelist atomic.Int64 // unix seconds of the last relist call through criguard
 
-	// byMethod binds each method's children once: resolving labels on every
-	// forwarded call would hash them and take a lock each time.
-	byMethod sync.Map // full method name → *methodMetrics
+	// byMethod holds each known CRI method's children, bound on its first call:
+	// resolving labels on every forwarded call would hash them and take a lock
+	// each time. Any other name a client sends is counted as "other", so no
+	// client can grow the series.
+	byMethod map[string]*methodSlot
+	other    methodSlot
+}
+
+// methodSlot binds one method's children once.
+type methodSlot struct {
+	name  string
+	bound atomic.Pointer[methodMetrics]
 }
 
 type methodMetrics struct {
 	latency prometheus.Observer
 	ok      prometheus.Counter
-	name    string
 	// relist marks the calls kubelet makes every second (PLEG relist): when they
 	// stop coming through criguard, kubelet talks to the runtime some other way.
 	relist bool
+}
+
+// otherMethod labels every method this build does not know.
+const otherMethod = "other"
+
+func (m *Metrics) bind(slot *methodSlot) *methodMetrics {
+	if mm := slot.bound.Load(); mm != nil {
+		return mm
+	}
+	mm := &methodMetrics{latency: m.latency.WithLabelValues(slot.name), ok: m.calls.WithLabelValues(slot.name, codes.OK.String()),
+		relist: slot.name == "ListPodSandbox" || slot.name == "ListContainers"}
+	slot.bound.CompareAndSwap(nil, mm)
+	return slot.bound.Load()
 }
 
 // NewMetrics registers the metrics with reg.
@@ -92,6 +113,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "criguard_kubelet_last_call_timestamp_seconds",
 		Help: "When kubelet last listed pods or containers through criguard (it does every second); 0: never since start. A stale value means kubelet bypasses criguard.",
 	}, func() float64 { return float64(m.lastRelist.Load()) })
+	m.byMethod = map[string]*methodSlot{}
+	for _, sd := range []grpc.ServiceDesc{runtimeapi.RuntimeService_ServiceDesc, runtimeapi.ImageService_ServiceDesc} {
+		for _, md := range sd.Methods {
+			m.byMethod["/"+sd.ServiceName+"/"+md.MethodName] = &methodSlot{name: md.MethodName}
+		}
+		for _, st := range sd.Streams {
+			m.byMethod["/"+sd.ServiceName+"/"+st.StreamName] = &methodSlot{name: st.StreamName}
+		}
+	}
+	m.other.name = otherMethod
 	reg.MustRegister(m.calls, m.latency, m.throttles, m.applyLatency, m.drift, m.reconciles,
 		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities, m.conflicts, lastKubelet)
 	return m
@@ -102,17 +133,11 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 	if m == nil {
 		return
 	}
-	mm, ok := m.byMethod.Load(method)
+	slot, ok := m.byMethod[method]
 	if !ok {
-		short := method[strings.LastIndexByte(method, '/')+1:]
-		mm, _ = m.byMethod.LoadOrStore(method, &methodMetrics{
-			latency: m.latency.WithLabelValues(short),
-			ok:      m.calls.WithLabelValues(short, codes.OK.String()),
-			name:    short,
-			relist:  short == "ListPodSandbox" || short == "ListContainers",
-		})
+		slot = &m.other
 	}
-	bound := mm.(*methodMetrics)
+	bound := m.bind(slot)
 	if bound.relist {
 		m.lastRelist.Store(time.Now().Unix())
 	}
@@ -121,7 +146,10 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 		bound.ok.Inc()
 		return
 	}
-	m.calls.WithLabelValues(bound.name, code.String()).Inc()
+	if code > codes.Unauthenticated {
+		code = codes.Unknown // a code gRPC does not define: bounded too
+	}
+	m.calls.WithLabelValues(slot.name, code.String()).Inc()
 }
 
 // LastKubeletCall is when kubelet last listed pods or containers through criguard;
@@ -173,9 +201,9 @@ func (m *Metrics) conflict(with string) {
 	}
 }
 
-func (m *Metrics) annotationIgnored(reason string) {
+func (m *Metrics) annotationsIgnored(reason string, n int) {
 	if m != nil {
-		m.annotations.WithLabelValues(reason).Inc()
+		m.annotations.WithLabelValues(reason).Add(float64(n))
 	}
 }
 

@@ -7,10 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"maps"
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -377,23 +378,26 @@ func (s *Service) podParentFromContainers(ctx context.Context, podID string) str
 }
 
 // noteIgnored logs and counts a container's ignored annotations once, not on every
-// reconcile pass: again only when what is ignored changes.
+// reconcile pass: again only when what is ignored changes. Annotations are the
+// tenant's: whatever they write costs one line per reason and a hash in the cache.
 func (s *Service) noteIgnored(p Plan) {
 	if len(p.Decision.Ignored) == 0 || p.ContainerID == "" {
 		return
 	}
-	var b strings.Builder
+	h := fnv.New64a()
+	byReason := map[policy.IgnoredReason][]policy.Ignored{}
 	for _, ig := range p.Decision.Ignored {
-		b.WriteString(ig.String())
-		b.WriteByte('\n')
+		h.Write([]byte(ig.String()))
+		byReason[ig.Reason] = append(byReason[ig.Reason], ig)
 	}
-	if !s.cache.noteIgnored(p.ContainerID, b.String()) {
+	if !s.cache.noteIgnored(p.ContainerID, h.Sum64()) {
 		return
 	}
-	for _, ig := range p.Decision.Ignored {
+	for _, reason := range slices.Sorted(maps.Keys(byReason)) {
+		igs := byReason[reason]
 		s.log.Warn("annotation ignored", "container", p.ContainerID, "pod", p.Workload.Namespace+"/"+p.Workload.PodName,
-			"reason", string(ig.Reason), "why", ig.String())
-		s.metrics.annotationIgnored(string(ig.Reason))
+			"reason", string(reason), "count", len(igs), "why", igs[0].String())
+		s.metrics.annotationsIgnored(string(reason), len(igs))
 	}
 }
 

@@ -3,6 +3,7 @@ package criservice
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -620,5 +621,33 @@ rule "db" {
 	}
 	if plan.Workload.Image != "registry.example/postgres:16" || plan.Decision.Rule != "db" {
 		t.Fatalf("image %q decided %+v; want the user-specified name to match rule db", plan.Workload.Image, plan.Decision)
+	}
+}
+
+// A tenant's junk criguard.io annotations cost one log line per reason and a hash in
+// the cache, however many there are, and none again on the next pass.
+func TestAnnotationFloodIsBounded(t *testing.T) {
+	e := newTestEnv(t, nil)
+	logs := &lockedBuffer{}
+	e.svc.log = slog.New(slog.NewTextHandler(logs, nil))
+	junk := map[string]string{"criguard.io/write-bps": "-1"}
+	for i := range 14059 {
+		junk[fmt.Sprintf("criguard.io/junk-%d", i)] = "x"
+	}
+	e.runPod(t, "p1", "batch", "burstable", junk)
+	if _, err := e.startContainer(t, "c1", "p1", "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), `msg="annotation ignored"`); n < 1 || n > 4 {
+		t.Errorf("%d log lines for the ignored annotations, want one per reason (at most 4):\n%.2000s", n, logs.String())
+	}
+	if len(logs.String()) > 16<<10 {
+		t.Errorf("%d bytes of log for one container's annotations, want a bounded few", len(logs.String()))
+	}
+	if got := testutil.ToFloat64(e.metrics.annotations.WithLabelValues("invalid")); got < 1 {
+		t.Errorf("criguard_annotations_ignored_total{reason=invalid} = %v, want counted", got)
 	}
 }
