@@ -6,6 +6,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/translate"
 )
@@ -94,7 +95,7 @@ func (s *Service) fillCgroupParent(ctx context.Context, pod *podInfo) {
 	if pod.CgroupParent != "" {
 		return
 	}
-	pr, ok := s.opts.Resolver.(PodResolver)
+	pr, ok := s.opts.Resolver.(resolve.PodResolver)
 	if !ok {
 		return
 	}

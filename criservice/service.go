@@ -19,6 +19,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/translate"
 )
@@ -28,16 +29,8 @@ type DeviceResolver interface {
 	Resolve(spec string) (cgroup.Device, error)
 }
 
-// Resolver finds the raw cgroup path of a container (package resolve builds them).
-type Resolver interface {
-	Name() string
-	CgroupsPath(ctx context.Context, containerID string) (string, error)
-}
-
-// PodResolver is a Resolver that can also find a pod's cgroup_parent.
-type PodResolver interface {
-	PodCgroupParent(ctx context.Context, sandboxID string) (string, error)
-}
+// Resolver finds the raw cgroup path of a container: package resolve builds them.
+type Resolver = resolve.Resolver
 
 // Options configure a Service. Runtime, IO and Resolver are required.
 type Options struct {

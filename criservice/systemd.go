@@ -19,15 +19,28 @@ import (
 // unit property sets to systemd, and says so: one log line, a metric, explain and
 // status.
 
-// unitIOProperties maps systemd's I/O properties, the cgroup v2 ones and the v1
-// BlockIO* ones, to the key they set.
-var unitIOProperties = map[string]func(*cgroup.IOLimit) *uint64{
-	"IOReadBandwidthMax":    func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS },
-	"IOWriteBandwidthMax":   func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS },
-	"IOReadIOPSMax":         func(l *cgroup.IOLimit) *uint64 { return &l.ReadIOPS },
-	"IOWriteIOPSMax":        func(l *cgroup.IOLimit) *uint64 { return &l.WriteIOPS },
-	"BlockIOReadBandwidth":  func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS },
-	"BlockIOWriteBandwidth": func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS },
+// unitIOKeys are systemd's I/O properties, the cgroup v2 ones and the v1 BlockIO*
+// ones, and the key each sets.
+var unitIOKeys = []struct {
+	name  string
+	field func(*cgroup.IOLimit) *uint64
+}{
+	{"IOReadBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS }},
+	{"IOWriteBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS }},
+	{"IOReadIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadIOPS }},
+	{"IOWriteIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteIOPS }},
+	{"BlockIOReadBandwidth", func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS }},
+	{"BlockIOWriteBandwidth", func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS }},
+}
+
+// unitIOField is the key a unit property sets, if it is an I/O property.
+func unitIOField(name string) (func(*cgroup.IOLimit) *uint64, bool) {
+	for _, k := range unitIOKeys {
+		if k.name == name {
+			return k.field, true
+		}
+	}
+	return nil, false
 }
 
 // unitConfigDirs are where a unit's properties live, in the order systemd reads
@@ -87,7 +100,7 @@ func readUnitIO(file string, devices DeviceResolver, byDevice map[cgroup.Device]
 	scanner := bufio.NewScanner(f)
 	for scanner.Scan() {
 		name, value, ok := strings.Cut(strings.TrimSpace(scanner.Text()), "=")
-		field, known := unitIOProperties[strings.TrimSpace(name)]
+		field, known := unitIOField(strings.TrimSpace(name))
 		if !ok || !known {
 			continue
 		}
@@ -115,17 +128,6 @@ func readUnitIO(file string, devices DeviceResolver, byDevice map[cgroup.Device]
 		from[dev] = file
 	}
 	return scanner.Err()
-}
-
-// unitIOKeys are the keys a unit property can set, by their systemd name.
-var unitIOKeys = []struct {
-	name  string
-	field func(*cgroup.IOLimit) *uint64
-}{
-	{"IOReadBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS }},
-	{"IOWriteBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS }},
-	{"IOReadIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadIOPS }},
-	{"IOWriteIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteIOPS }},
 }
 
 // yieldToSystemd drops from limits the keys the dir's unit sets itself, and

@@ -19,20 +19,6 @@ type Change struct {
 // InSync reports whether nothing needs writing.
 func (c Change) InSync() bool { return len(c.Target) == 0 }
 
-// Lifts reports whether the change clears a limit (criguard's own, no longer wanted).
-func (c Change) Lifts(current []cgroup.IOLimit) bool {
-	cur := byDevice(current)
-	for _, t := range c.Target {
-		c := cur[t.Device]
-		for _, k := range limitKeys {
-			if *k(&t) == 0 && *k(&c) != 0 {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // OwnedChange brings a cgroup from current (read back) to desired, touching only what
 // criguard owns: owned is what it wrote there before. Per device and key:
 //   - a desired limit is written (criguard owns it from then on), unless someone else

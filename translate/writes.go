@@ -44,35 +44,6 @@ func compareDevice(a, b cgroup.Device) int {
 	return cmp.Or(cmp.Compare(a.Major, b.Major), cmp.Compare(a.Minor, b.Minor))
 }
 
-// IOWrites returns the writes that bring a cgroup from current (read back
-// with backend.Limits) to desired: desired limits merged and written in
-// full, and every device limited now but not in desired reset.
-func IOWrites(backend cgroup.IO, current, desired []cgroup.IOLimit) []cgroup.Write {
-	desired = MergeLimits(desired)
-	wanted := map[cgroup.Device]bool{}
-	for _, l := range desired {
-		wanted[l.Device] = true
-	}
-	var stale []cgroup.Device
-	for _, l := range current {
-		if !wanted[l.Device] && !slices.Contains(stale, l.Device) {
-			stale = append(stale, l.Device)
-		}
-	}
-	slices.SortFunc(stale, compareDevice)
-	return append(backend.ResetWrites(stale), backend.Writes(desired)...)
-}
-
-// InSync reports whether the limits read back equal the desired ones, so
-// reconcile only writes when something drifted.
-func InSync(current, desired []cgroup.IOLimit) bool {
-	return slices.Equal(nonZero(MergeLimits(current)), nonZero(MergeLimits(desired)))
-}
-
-func nonZero(limits []cgroup.IOLimit) []cgroup.IOLimit {
-	return slices.DeleteFunc(limits, cgroup.IOLimit.IsZero)
-}
-
 // TightenIOMax is the limit a v2 runtime must write for want's device, given the
 // unified io.max kubelet sent (have; set false when none): each key the stricter of
 // the two, so kubelet's stricter keys stay and a looser one never passes. ok is

@@ -46,55 +46,6 @@ func TestMergeLimitsKeepsTightest(t *testing.T) {
 	}
 }
 
-func TestIOWrites(t *testing.T) {
-	current := []cgroup.IOLimit{{Device: sda, WriteBPS: 1}, {Device: vda, WriteBPS: 2}}
-	desired := []cgroup.IOLimit{{Device: vda, ReadBPS: 10}}
-	want := map[string][]cgroup.Write{
-		"v1": {
-			{File: "blkio.throttle.read_bps_device", Value: "8:0 0"},
-			{File: "blkio.throttle.write_bps_device", Value: "8:0 0"},
-			{File: "blkio.throttle.read_iops_device", Value: "8:0 0"},
-			{File: "blkio.throttle.write_iops_device", Value: "8:0 0"},
-			{File: "blkio.throttle.read_bps_device", Value: "254:0 10"},
-			{File: "blkio.throttle.write_bps_device", Value: "254:0 0"},
-			{File: "blkio.throttle.read_iops_device", Value: "254:0 0"},
-			{File: "blkio.throttle.write_iops_device", Value: "254:0 0"},
-		},
-		"v2": {
-			{File: "io.max", Value: "8:0 rbps=max wbps=max riops=max wiops=max"},
-			{File: "io.max", Value: "254:0 rbps=10 wbps=max riops=max wiops=max"},
-		},
-	}
-	for name, backend := range backends(t) {
-		if got := IOWrites(backend, current, desired); !slices.Equal(got, want[name]) {
-			t.Errorf("%s: IOWrites =\n%q\nwant\n%q", name, got, want[name])
-		}
-		if got := IOWrites(backend, nil, nil); len(got) != 0 {
-			t.Errorf("%s: IOWrites(nothing) = %q", name, got)
-		}
-	}
-}
-
-func TestInSync(t *testing.T) {
-	limit := cgroup.IOLimit{Device: vda, WriteBPS: 1048576}
-	tests := []struct {
-		current, desired []cgroup.IOLimit
-		want             bool
-	}{
-		{nil, nil, true},
-		{[]cgroup.IOLimit{limit}, []cgroup.IOLimit{limit}, true},
-		{nil, []cgroup.IOLimit{{Device: vda}}, true}, // a zero limit is no limit
-		{nil, []cgroup.IOLimit{limit}, false},
-		{[]cgroup.IOLimit{limit}, nil, false},
-		{[]cgroup.IOLimit{limit}, []cgroup.IOLimit{{Device: vda, WriteBPS: 1}}, false},
-	}
-	for _, tt := range tests {
-		if got := InSync(tt.current, tt.desired); got != tt.want {
-			t.Errorf("InSync(%+v, %+v) = %v, want %v", tt.current, tt.desired, got, tt.want)
-		}
-	}
-}
-
 func TestTightenIOMax(t *testing.T) {
 	want := cgroup.IOLimit{Device: vda, ReadBPS: 2 << 20, WriteBPS: 1 << 20}
 	tests := []struct {
