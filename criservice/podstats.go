@@ -2,8 +2,6 @@ package criservice
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -78,127 +76,30 @@ func (s *Service) podStats(ctx context.Context, p *runtimeapi.PodSandbox) *runti
 	return stats
 }
 
-// fillPodUsage reads cpu, memory and pids (and io on v2) from the pod's cgroup.
+// fillPodUsage reads cpu, memory and pids (and io pressure on v2) from the pod's cgroup.
 func (s *Service) fillPodUsage(linux *runtimeapi.LinuxPodSandboxStats, parent string, now int64) {
-	v2 := s.opts.IO.Version() == 2
-	dirOf := func(controller string) string {
-		mount := s.opts.IO.Mount()
-		if !v2 {
-			if s.opts.Controllers == nil {
-				return ""
-			}
-			var ok bool
-			if mount, ok = s.opts.Controllers.ControllerMount(controller); !ok {
-				return ""
-			}
-		}
+	u := cgroup.ReadUsage(s.opts.IO, s.opts.Controllers, func(mount string) string {
 		dir, err := translate.PodCgroupDir(mount, parent)
 		if err != nil || cgroup.CheckDir(mount, dir) != nil {
 			return ""
 		}
 		return dir
+	})
+	if u.CPUNanos != nil {
+		linux.Cpu = &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: *u.CPUNanos}}
 	}
-	if v2 {
-		dir := dirOf("")
-		if dir == "" {
-			return
-		}
-		if usec, ok := keyedValue(dir, "cpu.stat", "usage_usec"); ok {
-			linux.Cpu = &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: usec * 1000}}
-		}
-		linux.Memory = memoryUsage(dir, "memory.current", "inactive_file", "anon", now)
-		if n, ok := fileValue(dir, "pids.current"); ok {
-			linux.Process = &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{Value: n}}
-		}
-		linux.Io = ioUsage(dir, now)
-		return
+	if m := u.Memory; m != nil {
+		linux.Memory = &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{Value: m.WorkingSet},
+			UsageBytes: &runtimeapi.UInt64Value{Value: m.Usage}, RssBytes: &runtimeapi.UInt64Value{Value: m.RSS}}
 	}
-	if dir := dirOf("cpuacct"); dir != "" {
-		if ns, ok := fileValue(dir, "cpuacct.usage"); ok {
-			linux.Cpu = &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: ns}}
-		}
+	if u.Processes != nil {
+		linux.Process = &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{Value: *u.Processes}}
 	}
-	if dir := dirOf("memory"); dir != "" {
-		linux.Memory = memoryUsage(dir, "memory.usage_in_bytes", "total_inactive_file", "total_rss", now)
-	}
-	if dir := dirOf("pids"); dir != "" {
-		if n, ok := fileValue(dir, "pids.current"); ok {
-			linux.Process = &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{Value: n}}
-		}
+	if p := u.IOPressure; p != nil {
+		linux.Io = &runtimeapi.IoUsage{Timestamp: now, Psi: &runtimeapi.PsiStats{Some: psiData(p.Some), Full: psiData(p.Full)}}
 	}
 }
 
-// memoryUsage is the kubelet's working set: usage less inactive file pages.
-func memoryUsage(dir, usageFile, inactiveKey, rssKey string, now int64) *runtimeapi.MemoryUsage {
-	usage, ok := fileValue(dir, usageFile)
-	if !ok {
-		return nil
-	}
-	inactive, _ := keyedValue(dir, "memory.stat", inactiveKey)
-	rss, _ := keyedValue(dir, "memory.stat", rssKey)
-	workingSet := usage - min(inactive, usage)
-	return &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{Value: workingSet},
-		UsageBytes: &runtimeapi.UInt64Value{Value: usage}, RssBytes: &runtimeapi.UInt64Value{Value: rss}}
-}
-
-// ioUsage is the pod's I/O pressure (io.pressure), the I/O figure CRI carries.
-func ioUsage(dir string, now int64) *runtimeapi.IoUsage {
-	content, err := cgroup.ReadFile(dir, "io.pressure")
-	if err != nil {
-		return nil
-	}
-	psi := &runtimeapi.PsiStats{}
-	for _, line := range strings.Split(content, "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		data := &runtimeapi.PsiData{}
-		for _, pair := range fields[1:] {
-			key, value, _ := strings.Cut(pair, "=")
-			f, _ := strconv.ParseFloat(value, 64)
-			switch key {
-			case "avg10":
-				data.Avg10 = f
-			case "avg60":
-				data.Avg60 = f
-			case "avg300":
-				data.Avg300 = f
-			case "total":
-				data.Total, _ = strconv.ParseUint(value, 10, 64)
-			}
-		}
-		switch fields[0] {
-		case "some":
-			psi.Some = data
-		case "full":
-			psi.Full = data
-		}
-	}
-	return &runtimeapi.IoUsage{Timestamp: now, Psi: psi}
-}
-
-// fileValue reads a cgroup file holding one number.
-func fileValue(dir, file string) (uint64, bool) {
-	content, err := cgroup.ReadFile(dir, file)
-	if err != nil {
-		return 0, false
-	}
-	return limitValue(content)
-}
-
-// keyedValue reads one "key value" line of a flat-keyed cgroup file (memory.stat, cpu.stat).
-func keyedValue(dir, file, key string) (uint64, bool) {
-	content, err := cgroup.ReadFile(dir, file)
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(content, "\n") {
-		k, v, ok := strings.Cut(line, " ")
-		if ok && k == key {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
+func psiData(l cgroup.PressureLine) *runtimeapi.PsiData {
+	return &runtimeapi.PsiData{Avg10: l.Avg10, Avg60: l.Avg60, Avg300: l.Avg300, Total: uint64(l.Total.Microseconds())}
 }

@@ -21,9 +21,7 @@ import (
 // CRI field carries, is written to the cgroup file, around StartContainer.
 
 // ControllerMounts says where each v1 controller is mounted (cgroup.Hierarchy).
-type ControllerMounts interface {
-	ControllerMount(controller string) (string, bool)
-}
+type ControllerMounts = cgroup.ControllerMounts
 
 // wantedResources is what a decision gives a container beyond I/O.
 func wantedResources(d policy.Decision) policy.Resources {
