@@ -11,7 +11,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/internal/fakeruntime"
 	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/internal/fakeruntime"
 )
 
 // fakeSystemd is the NOTIFY_SOCKET end of sd_notify: every datagram criguard

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/criguard/criguard/criservice"
-	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/internal/fakeruntime"
 )
 
 // standaloneNode is a fake runtime with one throttled and one free container,

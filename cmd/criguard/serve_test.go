@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/internal/fakeruntime"
 )
 
 // fakeNode is a /proc and /sys whose blkio hierarchy lives in a temp dir.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/internal/fakeruntime"
 )
 
 // BenchmarkTopRefresh1000 is one `criguard top` refresh at 1,000 running

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/criguard/criguard/criservice/fakeruntime"
+	"github.com/criguard/criguard/internal/fakeruntime"
 )
 
 func TestProcResolverReadsInitCgroup(t *testing.T) {
