@@ -11,8 +11,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/criguard/criguard/internal/fakeruntime"
 	"github.com/criguard/criguard/criservice/resolve"
+	"github.com/criguard/criguard/internal/fakeruntime"
 	"github.com/criguard/criguard/policy"
 )
 

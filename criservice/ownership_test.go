@@ -269,7 +269,7 @@ rule "team" {
 func TestFailClosedNeedsThePodBudget(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	e.svc.splitPodBudget = false
 	e.runPod(t, "p1", "team", "burstable", nil)
 	// The pod's io.max cannot be read or written: its budget cannot be in place.

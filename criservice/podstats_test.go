@@ -82,7 +82,7 @@ func TestPodStatsFromCgroupFilesV1(t *testing.T) {
 func TestPodStatsFromCgroupFilesV2(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	parent := e.runPod(t, "p1", "batch", "burstable", nil)
 	writeCgroupFiles(t, filepath.Join(e.host.mount, parent), map[string]string{
 		"cpu.stat": "usage_usec 5000\nuser_usec 4000\n", "memory.current": "8192\n", "memory.stat": "anon 4096\ninactive_file 4096\n",

@@ -66,7 +66,7 @@ func TestPrestartMakesOnlyTheContainersCgroup(t *testing.T) {
 func TestCreateContainerCarriesIOMaxOnV2(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.Mu.Lock()
 	sandbox := e.fake.Pods["p1"]
@@ -125,7 +125,7 @@ func newIOMaxUpdateEnv(t *testing.T) *testEnv {
 	t.Helper()
 	e := newTestEnv(t, nil)
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.AddContainer("c1", "p1", "app")
 	return e

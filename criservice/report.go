@@ -92,8 +92,8 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 		}
 		ex.Current = current
 		if readErr == nil {
-			ex.Pending = s.pending(plan, current)
-			ex.Foreign = translate.Foreign(current, s.owned.get(plan.Dir))
+			ex.Pending = s.enforcer.pending(plan, current)
+			ex.Foreign = translate.Foreign(current, s.enforcer.owned.get(plan.Dir))
 		}
 	}
 	switch {
@@ -196,11 +196,11 @@ func (s *Service) report(kind string, plan Plan, err error) (Report, error) {
 		return r, err
 	}
 	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
-	r.Match = len(s.pending(plan, r.Have)) == 0
+	r.Match = len(s.enforcer.pending(plan, r.Have)) == 0
 	r.Resources = s.resourceStates(plan)
 	for _, st := range r.Resources {
 		r.Match = r.Match && (st.InSync || st.unenforceable())
 	}
-	r.Foreign = translate.Foreign(r.Have, s.owned.get(plan.Dir))
+	r.Foreign = translate.Foreign(r.Have, s.enforcer.owned.get(plan.Dir))
 	return r, nil
 }

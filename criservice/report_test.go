@@ -58,7 +58,7 @@ func TestExplainContainerSaysWhyAndWhatToWrite(t *testing.T) {
 func TestExplainPodAndPodScope(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	e.svc.splitPodBudget = false
 	e.runPod(t, "p1", "team", "guaranteed", nil)
 	if _, err := e.startContainer(t, "c1", "p1", "app"); err != nil {

@@ -70,8 +70,7 @@ func newResourcesEnv(t *testing.T, v2 bool) (*testEnv, fakeControllers) {
 	e := newTestEnv(t, func(o *Options) { o.Controllers = controllers })
 	if v2 {
 		e.host = newFakeHostV2(t)
-		e.svc.opts.IO = e.host.io
-		e.svc.splitPodBudget = false
+		e.svc.useIO(e.host.io)
 	}
 	e.policy.Store(mustPolicy(t, resourcesPolicy))
 	return e, controllers

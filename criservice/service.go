@@ -69,7 +69,8 @@ type Service struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cache   *cache
-	owned   *ownership
+	// enforcer is the one writer of limits and keeper of the ownership record.
+	enforcer *enforcer
 
 	devMu   sync.Mutex
 	devices map[string]cgroup.Device
@@ -120,14 +121,14 @@ func New(opts Options) (*Service, error) {
 		opts.Logger.Error("ownership record unreadable; limits criguard wrote before count as foreign and are kept", "err", err)
 	}
 	return &Service{
-		opts:    opts,
-		log:     opts.Logger,
-		metrics: opts.Metrics,
-		cache:   newCache(),
-		owned:   owned,
-		devices: map[string]cgroup.Device{},
-		codec:   protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
-		decider: (*policy.Policy).Decide,
+		opts:     opts,
+		log:      opts.Logger,
+		metrics:  opts.Metrics,
+		cache:    newCache(),
+		enforcer: &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics},
+		devices:  map[string]cgroup.Device{},
+		codec:    protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
+		decider:  (*policy.Policy).Decide,
 
 		splitPodBudget: opts.IO.Version() == 1,
 	}, nil
@@ -447,92 +448,6 @@ func (s *Service) forgetDevices() {
 	s.devMu.Unlock()
 }
 
-// syncResult says what enforce did to one cgroup.
-type syncResult string
-
-const (
-	resultUnchanged syncResult = "unchanged"
-	resultApplied   syncResult = "applied"
-	resultReset     syncResult = "reset"
-	// In a dry run: what would have been done.
-	resultWouldApply syncResult = "would_apply"
-	resultWouldReset syncResult = "would_reset"
-)
-
-// enforce brings the cgroup at plan.Dir to plan.Limits, touching only what criguard
-// owns: it reads what is there, writes only the difference, lifts its own limits the
-// plan no longer wants, and leaves every other tool's limits as they are.
-func (s *Service) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
-	if plan.Dir == "" || plan.Decision.HandsOff {
-		return resultUnchanged, nil, nil
-	}
-	current, err := s.opts.IO.Limits(plan.Dir)
-	if err != nil {
-		// On v2 io.max is missing when the parent does not delegate io: say that.
-		if cause := s.opts.IO.Available(plan.Dir); cause != nil {
-			return "", nil, cause
-		}
-		return "", nil, fmt.Errorf("read limits of %s: %w", plan.Dir, err)
-	}
-	owned := s.owned.get(plan.Dir)
-	change := translate.OwnedChange(current, plan.Limits, owned)
-	if change.InSync() {
-		if !s.opts.DryRun {
-			// Adopt limits already in place as wanted (written by the runtime from the
-			// CreateContainer request, or before a restart).
-			s.saveOwnership(plan.Dir, change.Owned)
-		}
-		return resultUnchanged, nil, nil
-	}
-	writes := s.opts.IO.Writes(change.Target)
-	result := resultApplied
-	if len(plan.Limits) == 0 {
-		result = resultReset
-	}
-	if s.opts.DryRun {
-		s.log.Info("dry run: would write", "dir", plan.Dir, "writes", writesAttr(writes))
-		if result == resultReset {
-			return resultWouldReset, writes, nil
-		}
-		return resultWouldApply, writes, nil
-	}
-	// Record before writing, old and new together: a crash in between leaves
-	// nothing of criguard's unowned.
-	s.saveOwnership(plan.Dir, translate.UnionOwned(owned, change.Owned))
-	if err := cgroup.Apply(plan.Dir, writes); err != nil {
-		return "", nil, err
-	}
-	s.saveOwnership(plan.Dir, change.Owned)
-	return result, writes, nil
-}
-
-func (s *Service) saveOwnership(dir string, owned []cgroup.IOLimit) {
-	if err := s.owned.set(dir, owned); err != nil {
-		s.log.Error("cannot save the record of criguard's limits; after a restart they will count as foreign", "dir", dir, "err", err)
-	}
-}
-
-// pending is the writes still needed for the cgroup to hold what the plan wants,
-// given what criguard owns; none when in sync.
-func (s *Service) pending(plan Plan, current []cgroup.IOLimit) []cgroup.Write {
-	if plan.Decision.HandsOff {
-		return nil
-	}
-	change := translate.OwnedChange(current, plan.Limits, s.owned.get(plan.Dir))
-	if change.InSync() {
-		return nil
-	}
-	return s.opts.IO.Writes(change.Target)
-}
-
-func writesAttr(writes []cgroup.Write) []string {
-	out := make([]string, len(writes))
-	for i, w := range writes {
-		out[i] = w.File + "=" + w.Value
-	}
-	return out
-}
-
 // ApplyContainer brings one container's cgroup to the policy.
 func (s *Service) ApplyContainer(ctx context.Context, id string) (Plan, syncResult, error) {
 	return s.applyContainer(ctx, id, nil)
@@ -559,7 +474,7 @@ func (s *Service) applyContainer(ctx context.Context, id string, t *target) (Pla
 // when the plan was made before it.
 func (s *Service) applyPlan(ctx context.Context, plan Plan) (Plan, syncResult, error) {
 	id := plan.ContainerID
-	plan, result, err := s.apply(plan, "container", id)
+	plan, result, err := s.enforcer.apply(plan, "container", id)
 	s.watchConflicts(plan, func(ctx context.Context) error { _, _, err := s.ApplyContainer(ctx, id); return err })
 	return plan, result, s.tornDown(ctx, "container", id, err)
 }
@@ -570,27 +485,9 @@ func (s *Service) ApplyPod(ctx context.Context, pod podInfo) (Plan, syncResult, 
 	if err != nil {
 		return plan, "", s.tornDown(ctx, "pod", pod.ID, err)
 	}
-	plan, result, err := s.apply(plan, "pod", pod.ID)
+	plan, result, err := s.enforcer.apply(plan, "pod", pod.ID)
 	s.watchConflicts(plan, func(ctx context.Context) error { _, _, err := s.ApplyPod(ctx, pod); return err })
 	return plan, result, s.tornDown(ctx, "pod", pod.ID, err)
-}
-
-// apply enforces a plan and says so: the one path for containers and pods. Devices
-// that did not resolve are an error after the others are written.
-func (s *Service) apply(plan Plan, scope, id string) (Plan, syncResult, error) {
-	result, writes, err := s.enforce(plan)
-	if err != nil {
-		return plan, "", fmt.Errorf("%s %s: %w", scope, id, err)
-	}
-	if result != resultUnchanged {
-		s.log.Info(scope+" throttle "+string(result), scope, id, "pod", plan.Workload.Namespace+"/"+plan.Workload.PodName,
-			"name", plan.Workload.ContainerName, "dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
-		s.metrics.throttle(string(result), scope)
-	}
-	if plan.Unresolved != nil {
-		return plan, result, fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved)
-	}
-	return plan, result, nil
 }
 
 // Close releases the resolvers' connections.

@@ -18,8 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/criguard/criguard/internal/fakeruntime"
 	"github.com/criguard/criguard/criservice/resolve"
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/internal/fakeruntime"
 	"github.com/criguard/criguard/policy"
 )
 
@@ -301,7 +302,7 @@ func TestAnnotationAboveBoundIsIgnored(t *testing.T) {
 func TestPodScopeOnV2WritesPodCgroupOnly(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) {})
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	e.svc.splitPodBudget = false
 	podRel := e.runPod(t, "p1", "team", "burstable", nil)
 	if got := e.host.file(t, podRel, "io.max"); got != "254:0 rbps=max wbps=3145728 riops=max wiops=max" {
@@ -650,4 +651,11 @@ func TestAnnotationFloodIsBounded(t *testing.T) {
 	if got := testutil.ToFloat64(e.metrics.annotations.WithLabelValues("invalid")); got < 1 {
 		t.Errorf("criguard_annotations_ignored_total{reason=invalid} = %v, want counted", got)
 	}
+}
+
+// useIO moves a service to another cgroup hierarchy (a v2 fake host), as New
+// would have set it up there.
+func (s *Service) useIO(io cgroup.IO) {
+	s.opts.IO, s.enforcer.io = io, io
+	s.splitPodBudget = io.Version() == 1
 }

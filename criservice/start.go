@@ -44,7 +44,7 @@ func (s *Service) beforeStart(ctx context.Context, c *startCall) bool {
 	if s.wantsOwnLimits(t.Decision) {
 		plan, err := s.planContainer(ctx, &t, planOptions{create: true, starting: true})
 		if err == nil {
-			_, _, err = s.apply(plan, "container", id)
+			_, _, err = s.enforcer.apply(plan, "container", id)
 			c.plan, c.planned = plan, err == nil && plan.Unresolved == nil
 		}
 		if err != nil {

@@ -16,7 +16,7 @@ func TestSystemdUnitPropertyIsLeftToSystemd(t *testing.T) {
 	root := t.TempDir()
 	e := newTestEnv(t, func(o *Options) { o.SystemdRoot = root })
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	e.svc.splitPodBudget = false
 	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
 	// A systemd pod slice, as kubelet's systemd driver names it.

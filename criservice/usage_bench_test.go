@@ -22,7 +22,7 @@ func busyNode(b *testing.B, v2 bool) *testEnv {
 	e := newTestEnv(b, nil)
 	if v2 {
 		e.host = newFakeHostV2(b)
-		e.svc.opts.IO = e.host.io
+		e.svc.useIO(e.host.io)
 		e.svc.splitPodBudget = false
 	}
 	for p := range 100 {

@@ -119,7 +119,7 @@ func TestUsageRatesAndPercentOfLimitV1(t *testing.T) {
 func TestUsageV2PodBudgetAndPressure(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) {})
 	e.host = newFakeHostV2(t)
-	e.svc.opts.IO = e.host.io
+	e.svc.useIO(e.host.io)
 	e.svc.splitPodBudget = false
 	podRel := e.runPod(t, "p1", "team", "burstable", nil)
 	rel, err := e.startContainer(t, "c1", "p1", "app")

@@ -1,0 +1,124 @@
+package criservice
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/translate"
+)
+
+// enforcer brings cgroups to their plans: it is the one writer of I/O limits, and
+// keeps the record of every line criguard wrote (ownership), so that it lifts and
+// repairs only those. It takes plans, not CRI calls: any front end can drive it.
+type enforcer struct {
+	io      cgroup.IO
+	owned   *ownership
+	dryRun  bool
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+// syncResult says what enforce did to one cgroup.
+type syncResult string
+
+const (
+	resultUnchanged syncResult = "unchanged"
+	resultApplied   syncResult = "applied"
+	resultReset     syncResult = "reset"
+	// In a dry run: what would have been done.
+	resultWouldApply syncResult = "would_apply"
+	resultWouldReset syncResult = "would_reset"
+)
+
+// enforce brings the cgroup at plan.Dir to plan.Limits, touching only what criguard
+// owns: it reads what is there, writes only the difference, lifts its own limits the
+// plan no longer wants, and leaves every other tool's limits as they are.
+func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
+	if plan.Dir == "" || plan.Decision.HandsOff {
+		return resultUnchanged, nil, nil
+	}
+	current, err := e.io.Limits(plan.Dir)
+	if err != nil {
+		// On v2 io.max is missing when the parent does not delegate io: say that.
+		if cause := e.io.Available(plan.Dir); cause != nil {
+			return "", nil, cause
+		}
+		return "", nil, fmt.Errorf("read limits of %s: %w", plan.Dir, err)
+	}
+	owned := e.owned.get(plan.Dir)
+	change := translate.OwnedChange(current, plan.Limits, owned)
+	if change.InSync() {
+		if !e.dryRun {
+			// Adopt limits already in place as wanted (written by the runtime from the
+			// CreateContainer request, or before a restart).
+			e.saveOwnership(plan.Dir, change.Owned)
+		}
+		return resultUnchanged, nil, nil
+	}
+	writes := e.io.Writes(change.Target)
+	result := resultApplied
+	if len(plan.Limits) == 0 {
+		result = resultReset
+	}
+	if e.dryRun {
+		e.log.Info("dry run: would write", "dir", plan.Dir, "writes", writesAttr(writes))
+		if result == resultReset {
+			return resultWouldReset, writes, nil
+		}
+		return resultWouldApply, writes, nil
+	}
+	// Record before writing, old and new together: a crash in between leaves
+	// nothing of criguard's unowned.
+	e.saveOwnership(plan.Dir, translate.UnionOwned(owned, change.Owned))
+	if err := cgroup.Apply(plan.Dir, writes); err != nil {
+		return "", nil, err
+	}
+	e.saveOwnership(plan.Dir, change.Owned)
+	return result, writes, nil
+}
+
+func (e *enforcer) saveOwnership(dir string, owned []cgroup.IOLimit) {
+	if err := e.owned.set(dir, owned); err != nil {
+		e.log.Error("cannot save the record of criguard's limits; after a restart they will count as foreign", "dir", dir, "err", err)
+	}
+}
+
+// pending is the writes still needed for the cgroup to hold what the plan wants,
+// given what criguard owns; none when in sync.
+func (e *enforcer) pending(plan Plan, current []cgroup.IOLimit) []cgroup.Write {
+	if plan.Decision.HandsOff {
+		return nil
+	}
+	change := translate.OwnedChange(current, plan.Limits, e.owned.get(plan.Dir))
+	if change.InSync() {
+		return nil
+	}
+	return e.io.Writes(change.Target)
+}
+
+func writesAttr(writes []cgroup.Write) []string {
+	out := make([]string, len(writes))
+	for i, w := range writes {
+		out[i] = w.File + "=" + w.Value
+	}
+	return out
+}
+
+// apply enforces a plan and says so: the one path for containers and pods. Devices
+// that did not resolve are an error after the others are written.
+func (e *enforcer) apply(plan Plan, scope, id string) (Plan, syncResult, error) {
+	result, writes, err := e.enforce(plan)
+	if err != nil {
+		return plan, "", fmt.Errorf("%s %s: %w", scope, id, err)
+	}
+	if result != resultUnchanged {
+		e.log.Info(scope+" throttle "+string(result), scope, id, "pod", plan.Workload.Namespace+"/"+plan.Workload.PodName,
+			"name", plan.Workload.ContainerName, "dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
+		e.metrics.throttle(string(result), scope)
+	}
+	if plan.Unresolved != nil {
+		return plan, result, fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved)
+	}
+	return plan, result, nil
+}
