@@ -18,8 +18,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/internal/fakeruntime"
 	"github.com/criguard/criguard/policy"
 )
