@@ -3,6 +3,8 @@ package criservice
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -84,4 +86,50 @@ func leftOver(stacks string) string {
 		}
 	}
 	return strings.Join(out, "\n\n")
+}
+
+// stuckResolver never answers for one container, as a stuck shim or a docker
+// inspect of a container stuck in stop does.
+type stuckResolver struct {
+	Resolver
+	stuck string
+}
+
+func (r stuckResolver) CgroupsPath(ctx context.Context, id string) (string, error) {
+	if id == r.stuck {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	return r.Resolver.CgroupsPath(ctx, id)
+}
+
+// One container whose cgroup lookup never returns costs the reconcile pass one
+// --apply-timeout: the pass goes on and repairs the others.
+func TestReconcileSkipsAStuckContainer(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.ApplyTimeout = 200 * time.Millisecond })
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.AddContainer("c0", "p1", "stuck")
+	restarted := newTestEnvSharing(t, e)
+	restarted.svc.opts.Resolver = stuckResolver{Resolver: restarted.svc.opts.Resolver, stuck: "c0"}
+	os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.write_bps_device"), []byte("254:0 0"), 0o644)
+	done := make(chan ReconcileResult, 1)
+	go func() {
+		res, _ := restarted.svc.Reconcile(context.Background())
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		if res.Containers != 2 || res.Fixed != 1 || res.Failed != 1 {
+			t.Errorf("reconcile = %+v, want 2 containers, 1 fixed, 1 failed (the stuck one, retried next pass)", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stuck cgroup lookup held the reconcile pass")
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("the other container's write_bps = %q, want repaired to 254:0 1048576", got)
+	}
 }

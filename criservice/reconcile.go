@@ -23,6 +23,9 @@ type ReconcileResult struct {
 func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	start := time.Now()
 	var res ReconcileResult
+	// A disk re-attached, enumerated anew after a reboot or an LV re-activated has
+	// a new MAJ:MIN: each pass resolves the policy's devices again.
+	s.forgetDevices()
 	gen := s.cache.startListing()
 	pods, containers, created, err := s.listRunning(ctx)
 	if err != nil {

@@ -659,3 +659,33 @@ func (s *Service) useIO(io cgroup.IO) {
 	s.opts.IO, s.enforcer.io = io, io
 	s.splitPodBudget = io.Version() == 1
 }
+
+// movingDevices resolves the policy's disk to whatever MAJ:MIN it has now, as a
+// disk re-attached, enumerated differently after a reboot, or an LV re-activated.
+type movingDevices struct{ dev *atomic.Pointer[cgroup.Device] }
+
+func (m movingDevices) Resolve(string) (cgroup.Device, error) { return *m.dev.Load(), nil }
+
+// A policy device whose MAJ:MIN changes is resolved again on the next pass: the
+// new line is written and criguard's stale one lifted.
+func TestReconcileFollowsADeviceThatMoved(t *testing.T) {
+	var dev atomic.Pointer[cgroup.Device]
+	dev.Store(&cgroup.Device{Major: 254, Minor: 0})
+	e := newTestEnv(t, func(o *Options) { o.Devices = movingDevices{&dev} })
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.Store(&cgroup.Device{Major: 254, Minor: 16})
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	limits, err := e.host.io.Limits(filepath.Join(e.host.mount, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(limits) != 1 || limits[0] != (cgroup.IOLimit{Device: cgroup.Device{Major: 254, Minor: 16}, ReadBPS: 2 << 20, WriteBPS: 1 << 20}) {
+		t.Errorf("limits after the disk moved = %v, want only 254:16's", limits)
+	}
+}
