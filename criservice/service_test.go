@@ -662,7 +662,9 @@ func (s *Service) useIO(io cgroup.IO) {
 
 // movingDevices resolves the policy's disk to whatever MAJ:MIN it has now, as a
 // disk re-attached, enumerated differently after a reboot, or an LV re-activated.
-type movingDevices struct{ dev *atomic.Pointer[cgroup.Device] }
+type movingDevices struct {
+	dev *atomic.Pointer[cgroup.Device]
+}
 
 func (m movingDevices) Resolve(string) (cgroup.Device, error) { return *m.dev.Load(), nil }
 
