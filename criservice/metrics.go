@@ -26,7 +26,7 @@ type Metrics struct {
 	cachedEntities *prometheus.GaugeVec
 	conflicts      *prometheus.CounterVec
 
-	lastRelist atomic.Int64 // unix seconds of the last relist call through criguard
+	lastRelist atomic.Int64 // unix seconds of kubelet's last call through criguard
 
 	// byMethod binds each method's children once: resolving labels on every
 	// forwarded call would hash them and take a lock each time.
@@ -37,9 +37,6 @@ type methodMetrics struct {
 	latency prometheus.Observer
 	ok      prometheus.Counter
 	name    string
-	// relist marks the calls kubelet makes every second (PLEG relist): when they
-	// stop coming through criguard, kubelet talks to the runtime some other way.
-	relist bool
 }
 
 // NewMetrics registers the metrics with reg.
@@ -90,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	lastKubelet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "criguard_kubelet_last_call_timestamp_seconds",
-		Help: "When kubelet last listed pods or containers through criguard (it does every second); 0: never since start. A stale value means kubelet bypasses criguard.",
+		Help: "When kubelet (recognised by its connection's peer process, not by the methods it calls) last called through criguard (it relists every second); 0: never since start. A stale value means kubelet bypasses criguard.",
 	}, func() float64 { return float64(m.lastRelist.Load()) })
 	reg.MustRegister(m.calls, m.latency, m.throttles, m.applyLatency, m.drift, m.reconciles,
 		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities, m.conflicts, lastKubelet)
@@ -109,13 +106,9 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 			latency: m.latency.WithLabelValues(short),
 			ok:      m.calls.WithLabelValues(short, codes.OK.String()),
 			name:    short,
-			relist:  short == "ListPodSandbox" || short == "ListContainers",
 		})
 	}
 	bound := mm.(*methodMetrics)
-	if bound.relist {
-		m.lastRelist.Store(time.Now().Unix())
-	}
 	bound.latency.Observe(elapsed.Seconds())
 	if code == codes.OK {
 		bound.ok.Inc()
@@ -124,7 +117,15 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 	m.calls.WithLabelValues(bound.name, code.String()).Inc()
 }
 
-// LastKubeletCall is when kubelet last listed pods or containers through criguard;
+// KubeletCalled implements proxy.KubeletObserver: the proxy tells kubelet's calls
+// from crictl's and others' by the peer of their connection.
+func (m *Metrics) KubeletCalled() {
+	if m != nil {
+		m.lastRelist.Store(time.Now().Unix())
+	}
+}
+
+// LastKubeletCall is when kubelet last called through criguard;
 // zero if it has not since criguard started.
 func (m *Metrics) LastKubeletCall() time.Time {
 	if m == nil || m.lastRelist.Load() == 0 {
