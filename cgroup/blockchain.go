@@ -56,7 +56,7 @@ func (c Chain) String() string {
 // its upper directory, where writes land. A path on a filesystem without a block
 // device (tmpfs, NFS, FUSE, an overlay whose upper directory has none) is
 // ErrNoBlockDevice naming it. A filesystem that does not answer within
-// defaultStatTimeout is ErrFilesystemHung.
+// defaultStatTimeout (2s) is ErrFilesystemHung.
 func (r DeviceResolver) Chain(path string) (Chain, error) {
 	return r.chainContext(context.Background(), path)
 }

@@ -17,8 +17,9 @@ import (
 // maxPendingStats bounds the workers left behind: each holds an OS thread.
 const maxPendingStats = 32
 
-// defaultStatTimeout bounds a stat whose caller has no deadline of its own.
-const defaultStatTimeout = 5 * time.Second
+// defaultStatTimeout bounds a stat whose caller has no deadline of its own (a
+// policy device path, `check --host`): the default --apply-timeout.
+const defaultStatTimeout = 2 * time.Second
 
 type statResult struct {
 	st  unix.Stat_t
