@@ -1,6 +1,8 @@
 package cgroup
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,9 +55,18 @@ func (c Chain) String() string {
 // device blk-throttle accepts, with every link on the way. A path on overlay follows
 // its upper directory, where writes land. A path on a filesystem without a block
 // device (tmpfs, NFS, FUSE, an overlay whose upper directory has none) is
-// ErrNoBlockDevice naming it.
+// ErrNoBlockDevice naming it. A filesystem that does not answer within
+// defaultStatTimeout (2s) is ErrFilesystemHung.
 func (r DeviceResolver) Chain(path string) (Chain, error) {
-	c, err := r.chain(path, 0)
+	return r.chainContext(context.Background(), path)
+}
+
+func (r DeviceResolver) chainContext(ctx context.Context, path string) (Chain, error) {
+	st, mounts, err := r.statPath(ctx, path)
+	if err != nil {
+		return Chain{Path: path}, err
+	}
+	c, err := r.chain(ctx, path, st, mounts, 0)
 	c.Path = path
 	return c, err
 }
@@ -63,11 +74,59 @@ func (r DeviceResolver) Chain(path string) (Chain, error) {
 // maxOverlayDepth bounds overlays whose upper directory is on another overlay.
 const maxOverlayDepth = 4
 
-func (r DeviceResolver) chain(path string, depth int) (Chain, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return Chain{}, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
+// statPath stats path, bounded by ctx, unless mountinfo already shows that it is
+// on a filesystem no disk can be found for (NFS, FUSE, CIFS, …): that one is not
+// touched at all, so that a server that is gone cannot hold the caller even for
+// the deadline. The mounts read are returned for the rest of the resolution.
+func (r DeviceResolver) statPath(ctx context.Context, path string) (unix.Stat_t, []mountEntry, error) {
+	mounts, mountsErr := r.readMounts(path)
+	if m, ok := mountAt(mounts, path); ok && r.diskless(m) {
+		return unix.Stat_t{}, mounts, fmt.Errorf("%w: %s is on %s (source %q, device %s)", ErrNoBlockDevice, path, m.fsType, m.source, m.device)
 	}
+	st, err := statContext(ctx, path)
+	switch {
+	case errors.Is(err, ErrFilesystemHung):
+		return st, mounts, err
+	case err != nil:
+		return st, mounts, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
+	}
+	if mountsErr != nil {
+		mounts = nil // read again, and reported, when the device is anonymous
+	}
+	return st, mounts, nil
+}
+
+// diskless says a mount has no block device to find and nothing under it could
+// name one: an anonymous device whose source is not /dev/…, neither an overlay
+// (whose upper directory may be on a disk) nor tmpfs or devtmpfs (where device
+// nodes live). Remote and FUSE filesystems are all of this kind.
+func (r DeviceResolver) diskless(m mountEntry) bool {
+	if m.device.Major != 0 {
+		return false
+	}
+	switch m.fsType {
+	case "overlay", "tmpfs", "devtmpfs", "ramfs":
+		return false
+	}
+	return !strings.HasPrefix(m.source, "/dev/")
+}
+
+// mountAt is the mount path is under by its name: the longest mount point that is
+// path or one of its parents, the last mounted when several stack there. Symlinks
+// are not followed (that would touch the filesystem); the stat that follows does.
+func mountAt(mounts []mountEntry, path string) (mountEntry, bool) {
+	path = filepath.Clean(path)
+	best, found := mountEntry{}, false
+	for _, m := range mounts {
+		under := path == m.point || m.point == "/" || strings.HasPrefix(path, m.point+"/")
+		if under && (!found || len(m.point) >= len(best.point)) {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+func (r DeviceResolver) chain(ctx context.Context, path string, st unix.Stat_t, mounts []mountEntry, depth int) (Chain, error) {
 	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
 		return r.chainOf(deviceFromDev(st.Rdev))
 	}
@@ -76,12 +135,16 @@ func (r DeviceResolver) chain(path string, depth int) (Chain, error) {
 		return r.chainOf(d)
 	}
 	// Anonymous device (tmpfs, overlay, btrfs subvolume, NFS, FUSE): the mount says.
-	m, err := r.mountOf(path, d)
+	m, err := r.mountOfIn(mounts, path, d)
 	if err != nil {
 		return Chain{}, err
 	}
 	if upper := mountOption(m.superOpts, "upperdir"); m.fsType == "overlay" && upper != "" && depth < maxOverlayDepth {
-		inner, err := r.chain(upper, depth+1)
+		upperSt, upperMounts, err := r.statPath(ctx, upper)
+		var inner Chain
+		if err == nil {
+			inner, err = r.chain(ctx, upper, upperSt, upperMounts, depth+1)
+		}
 		inner.Links = append([]Link{{Name: "overlay", Device: d, Note: "upper " + upper}}, inner.Links...)
 		return inner, err
 	}
@@ -214,11 +277,12 @@ type ChainCache struct {
 	byStDev map[uint64]Chain
 }
 
-// Chain returns path's chain, from the cache when its st_dev still names the same device.
-func (c *ChainCache) Chain(path string) (Chain, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return Chain{Path: path}, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
+// Chain returns path's chain, from the cache when its st_dev still names the same
+// device. ctx bounds the wait on a filesystem that does not answer (ErrFilesystemHung).
+func (c *ChainCache) Chain(ctx context.Context, path string) (Chain, error) {
+	st, mounts, err := c.Resolver.statPath(ctx, path)
+	if err != nil {
+		return Chain{Path: path}, err
 	}
 	key := st.Dev
 	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
@@ -234,7 +298,8 @@ func (c *ChainCache) Chain(path string) (Chain, error) {
 			return cached, nil
 		}
 	}
-	chain, err := c.Resolver.Chain(path)
+	chain, err := c.Resolver.chain(ctx, path, st, mounts, 0)
+	chain.Path = path
 	if err != nil || !cacheable {
 		c.forget(key)
 		return chain, err

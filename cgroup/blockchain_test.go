@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -123,23 +124,23 @@ func TestChainCache(t *testing.T) {
 	tree.add("virtual/block/loop9", dev, map[string]string{"loop/backing_file": "/a.img"})
 	cache := &ChainCache{Resolver: DeviceResolver{SysRoot: tree.root}}
 
-	first, err := cache.Chain(node)
+	first, err := cache.Chain(context.Background(), node)
 	if err != nil || !strings.Contains(first.String(), "/a.img") {
 		t.Fatalf("Chain = %v, %v", first, err)
 	}
 	// Same device: served from the cache, even if the description on disk lies.
 	writeFake(t, filepath.Join(tree.root, "devices", "virtual", "block", "loop9", "slaves", "x"), "y", "")
-	if again, _ := cache.Chain(node); again.String() != first.String() {
+	if again, _ := cache.Chain(context.Background(), node); again.String() != first.String() {
 		t.Errorf("cached chain = %v, want %v", again, first)
 	}
 	// The number now names a loop over another file: resolved again.
 	tree.add("virtual/block/loop9", dev, map[string]string{"loop/backing_file": "/b.img"})
-	if again, err := cache.Chain(node); err != nil || !strings.Contains(again.String(), "/b.img") {
+	if again, err := cache.Chain(context.Background(), node); err != nil || !strings.Contains(again.String(), "/b.img") {
 		t.Errorf("after reuse Chain = %v, %v; want the new backing file", again, err)
 	}
 	// Gone.
 	os.Remove(filepath.Join(tree.root, "dev", "block", dev))
-	if _, err := cache.Chain(node); !errors.Is(err, ErrUnknownDevice) {
+	if _, err := cache.Chain(context.Background(), node); !errors.Is(err, ErrUnknownDevice) {
 		t.Errorf("after removal Chain error = %v, want ErrUnknownDevice", err)
 	}
 }

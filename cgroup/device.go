@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -62,9 +63,9 @@ func (r DeviceResolver) Resolve(spec string) (Device, error) {
 	if !filepath.IsAbs(spec) {
 		return Device{}, fmt.Errorf("%w %q: want MAJ:MIN or an absolute path", ErrInvalidDevice, spec)
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(spec, &st); err != nil {
-		return Device{}, fmt.Errorf("cgroup: resolve device of %s: %w", spec, err)
+	st, _, err := r.statPath(context.Background(), spec)
+	if err != nil {
+		return Device{}, err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
 		return r.wholeDisk(deviceFromDev(st.Rdev))
@@ -96,22 +97,41 @@ func (r DeviceResolver) mountSourceDevice(path string, anon Device) (Device, err
 
 // mountOf is the mount whose files have st_dev anon.
 func (r DeviceResolver) mountOf(path string, anon Device) (mountEntry, error) {
-	mountInfoPath := filepath.Join(orDefault(r.ProcRoot, "/proc"), "self", "mountinfo")
-	f, err := os.Open(mountInfoPath)
-	if err != nil {
-		return mountEntry{}, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
-	}
-	defer f.Close()
-	mounts, err := parseMounts(f)
-	if err != nil {
-		return mountEntry{}, fmt.Errorf("%s: %w", mountInfoPath, err)
+	return r.mountOfIn(nil, path, anon)
+}
+
+// mountOfIn is mountOf among mounts already read; nil reads them.
+func (r DeviceResolver) mountOfIn(mounts []mountEntry, path string, anon Device) (mountEntry, error) {
+	if mounts == nil {
+		var err error
+		if mounts, err = r.readMounts(path); err != nil {
+			return mountEntry{}, err
+		}
 	}
 	for _, m := range mounts {
 		if m.device == anon {
 			return m, nil
 		}
 	}
-	return mountEntry{}, fmt.Errorf("%w: %s is on device %s, which %s does not list", ErrNoBlockDevice, path, anon, mountInfoPath)
+	return mountEntry{}, fmt.Errorf("%w: %s is on device %s, which %s does not list", ErrNoBlockDevice, path, anon, r.mountInfoPath())
+}
+
+func (r DeviceResolver) mountInfoPath() string {
+	return filepath.Join(orDefault(r.ProcRoot, "/proc"), "self", "mountinfo")
+}
+
+// readMounts reads the mount table to resolve path.
+func (r DeviceResolver) readMounts(path string) ([]mountEntry, error) {
+	f, err := os.Open(r.mountInfoPath())
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
+	}
+	defer f.Close()
+	mounts, err := parseMounts(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.mountInfoPath(), err)
+	}
+	return mounts, nil
 }
 
 // sourceBlockDevice is the block device a mount's source names, if it is one.

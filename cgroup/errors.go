@@ -21,6 +21,9 @@ var (
 	// ErrNoBlockDevice reports a path on a filesystem backed by no block
 	// device (overlay, tmpfs, proc, ...).
 	ErrNoBlockDevice = errors.New("cgroup: path is on a filesystem without a block device")
+	// ErrFilesystemHung reports a path whose filesystem did not answer a stat in
+	// time (a hard-mounted NFS whose server is gone, a FUSE daemon that hangs).
+	ErrFilesystemHung = errors.New("cgroup: filesystem did not answer")
 	// ErrPathEscape reports a cgroup path that would leave its mount.
 	ErrPathEscape = errors.New("cgroup: path escapes its mount")
 	// ErrInvalidFile reports a cgroup file name that is not a plain name.

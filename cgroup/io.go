@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,11 +84,16 @@ func (ioV2) Stats(dir string) ([]IOStat, error) {
 }
 
 // Available checks that the parent of dir delegates "io": without it the
-// kernel does not create io.max in dir.
+// kernel does not create io.max in dir. A dir that is gone is that (ENOENT), not
+// a missing controller: its parent may well have stopped delegating io because
+// dir, its only child, went.
 func (i ioV2) Available(dir string) error {
 	dir = filepath.Clean(dir)
 	if dir == filepath.Clean(i.mount) {
 		return fmt.Errorf("%w: %s is the root cgroup, which has no io.max", ErrIONotEnabled, dir)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("cgroup: %w", err)
 	}
 	parent := filepath.Dir(dir)
 	content, err := ReadFile(parent, subtreeControlFile)

@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"errors"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -110,7 +111,14 @@ func TestIOAvailable(t *testing.T) {
 	if err := backend.Available(mount + "/"); !errors.Is(err, ErrIONotEnabled) {
 		t.Errorf("Available(root) = %v, want ErrIONotEnabled", err)
 	}
+	mustMkdir(t, filepath.Join(ctr, "child"))
 	if err := backend.Available(filepath.Join(ctr, "child")); err == nil {
 		t.Error("Available(parent without subtree_control) = nil")
+	}
+	// A container that exited: its scope is gone and its pod's slice no longer
+	// delegates io. The cgroup is gone, which is what the error says.
+	err = backend.Available(filepath.Join(pod, "exited.scope"))
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrIONotEnabled) {
+		t.Errorf("Available(removed cgroup) = %v, want ErrNotExist, not ErrIONotEnabled", err)
 	}
 }

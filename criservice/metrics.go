@@ -26,7 +26,7 @@ type Metrics struct {
 	cachedEntities *prometheus.GaugeVec
 	conflicts      *prometheus.CounterVec
 
-	lastRelist atomic.Int64 // unix seconds of the last relist call through criguard
+	lastRelist atomic.Int64 // unix seconds of kubelet's last call through criguard
 
 	// byMethod holds each known CRI method's children, bound on its first call:
 	// resolving labels on every forwarded call would hash them and take a lock
@@ -45,9 +45,6 @@ type methodSlot struct {
 type methodMetrics struct {
 	latency prometheus.Observer
 	ok      prometheus.Counter
-	// relist marks the calls kubelet makes every second (PLEG relist): when they
-	// stop coming through criguard, kubelet talks to the runtime some other way.
-	relist bool
 }
 
 // otherMethod labels every method this build does not know.
@@ -57,8 +54,7 @@ func (m *Metrics) bind(slot *methodSlot) *methodMetrics {
 	if mm := slot.bound.Load(); mm != nil {
 		return mm
 	}
-	mm := &methodMetrics{latency: m.latency.WithLabelValues(slot.name), ok: m.calls.WithLabelValues(slot.name, codes.OK.String()),
-		relist: slot.name == "ListPodSandbox" || slot.name == "ListContainers"}
+	mm := &methodMetrics{latency: m.latency.WithLabelValues(slot.name), ok: m.calls.WithLabelValues(slot.name, codes.OK.String())}
 	slot.bound.CompareAndSwap(nil, mm)
 	return slot.bound.Load()
 }
@@ -111,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	lastKubelet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "criguard_kubelet_last_call_timestamp_seconds",
-		Help: "When kubelet last listed pods or containers through criguard (it does every second); 0: never since start. A stale value means kubelet bypasses criguard.",
+		Help: "When kubelet (recognised by its connection's peer process, not by the methods it calls) last called through criguard (it relists every second); 0: never since start. A stale value means kubelet bypasses criguard.",
 	}, func() float64 { return float64(m.lastRelist.Load()) })
 	m.byMethod = map[string]*methodSlot{}
 	for _, sd := range []grpc.ServiceDesc{runtimeapi.RuntimeService_ServiceDesc, runtimeapi.ImageService_ServiceDesc} {
@@ -138,9 +134,6 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 		slot = &m.other
 	}
 	bound := m.bind(slot)
-	if bound.relist {
-		m.lastRelist.Store(time.Now().Unix())
-	}
 	bound.latency.Observe(elapsed.Seconds())
 	if code == codes.OK {
 		bound.ok.Inc()
@@ -152,7 +145,15 @@ func (m *Metrics) ObserveCall(method string, code codes.Code, elapsed time.Durat
 	m.calls.WithLabelValues(slot.name, code.String()).Inc()
 }
 
-// LastKubeletCall is when kubelet last listed pods or containers through criguard;
+// KubeletCalled implements proxy.KubeletObserver: the proxy tells kubelet's calls
+// from crictl's and others' by the peer of their connection.
+func (m *Metrics) KubeletCalled() {
+	if m != nil {
+		m.lastRelist.Store(time.Now().Unix())
+	}
+}
+
+// LastKubeletCall is when kubelet last called through criguard;
 // zero if it has not since criguard started.
 func (m *Metrics) LastKubeletCall() time.Time {
 	if m == nil || m.lastRelist.Load() == 0 {

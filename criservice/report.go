@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
@@ -30,6 +31,9 @@ type Explanation struct {
 	Pending []cgroup.Write   `json:"pending"`
 	// Foreign are limits in Current that criguard did not write: it leaves them alone.
 	Foreign []cgroup.IOLimit `json:"foreign,omitempty"`
+	// RecordMissing says where the record of criguard's limits was looked for and
+	// not found: then which limits are criguard's is unknown, and none is foreign.
+	RecordMissing string `json:"recordMissing,omitempty"`
 	// Mounts are the volumes and writable layers the decision's selectors found,
 	// each with its device chain, or why it gets no limit.
 	Mounts []MountDisk `json:"mounts,omitempty"`
@@ -61,7 +65,26 @@ func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
 			ex.Pod = &podEx
 		}
 	}
+	if missing := s.recordMissing(); missing != "" {
+		for e := &ex; e != nil; e = e.Pod {
+			e.Foreign, e.RecordMissing = nil, missing
+		}
+	}
 	return ex, nil
+}
+
+// recordMissing says where the ownership record was looked for when there is no
+// file to read (status and explain run on another state dir than the daemon's, or
+// before it wrote anything): "" when it is there, or kept in memory only (no state
+// dir), where it holds what this process wrote.
+func (s *Service) recordMissing() string {
+	if s.enforcer.owned.path == "" {
+		return ""
+	}
+	if _, err := os.Stat(s.enforcer.owned.path); err != nil {
+		return fmt.Sprintf("no record of the limits criguard wrote at %s (%v); give the daemon's --state-dir", s.enforcer.owned.path, err)
+	}
+	return ""
 }
 
 func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
@@ -126,11 +149,13 @@ type Report struct {
 	Want      []cgroup.IOLimit `json:"want"`
 	Have      []cgroup.IOLimit `json:"have"`
 	Foreign   []cgroup.IOLimit `json:"foreign,omitempty"`
-	Conflicts []string         `json:"conflicts,omitempty"`
-	Usage     []cgroup.IOStat  `json:"usage"`
-	Resources []ResourceState  `json:"resources,omitempty"`
-	Match     bool             `json:"match"`
-	Error     string           `json:"error,omitempty"`
+	// RecordMissing is Explanation.RecordMissing.
+	RecordMissing string          `json:"recordMissing,omitempty"`
+	Conflicts     []string        `json:"conflicts,omitempty"`
+	Usage         []cgroup.IOStat `json:"usage"`
+	Resources     []ResourceState `json:"resources,omitempty"`
+	Match         bool            `json:"match"`
+	Error         string          `json:"error,omitempty"`
 }
 
 // Status reads back every running container's (and pod budget's) limits and
@@ -159,6 +184,11 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 		plan, err := s.planContainerID(ctx, id)
 		r, err := s.report("container", plan, err)
 		add("container", id, r, err)
+	}
+	if missing := s.recordMissing(); missing != "" {
+		for i := range reports {
+			reports[i].Foreign, reports[i].RecordMissing = nil, missing
+		}
 	}
 	return reports, nil
 }

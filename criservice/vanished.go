@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"syscall"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/criguard/criguard/cgroup"
 )
 
 // vanished reports whether err says the container or pod went away while criguard
@@ -22,20 +25,48 @@ func cgroupGone(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV)
 }
 
+// mayHaveExited reports whether err is what a container that has already exited
+// gives, whichever path met it: its cgroup gone (Docker's systemd scope is removed
+// with its last process); io no longer delegated by its pod's slice (systemd takes
+// the controller back once the slice's only container is gone, as with CRI-O); or
+// no cgroups path from a runtime that drops it with the process.
+func mayHaveExited(err error) bool {
+	return cgroupGone(err) || errors.Is(err, cgroup.ErrIONotEnabled) || errors.Is(err, ErrNoCgroupsPath)
+}
+
+// exitSettle is how long a runtime may still call running a container whose cgroup
+// is already gone: dockerd learns of an exit from an event that trails the kernel's
+// removal of the scope. exitRecheck is how often it is asked in that time.
+const (
+	exitSettle  = 500 * time.Millisecond
+	exitRecheck = 25 * time.Millisecond
+)
+
 // tornDown tells a teardown race from a failure. A cgroup that is gone while its
 // container still runs (or its pod is still ready) is a real failure, a path
-// translated wrong for one; gone because the runtime is removing it is not. The
-// runtime is asked again, and only a container no longer running makes err
+// translated wrong for one; gone because the container exited or the runtime is
+// removing it is not. The runtime is asked, again for up to exitSettle while it
+// still says running, and only a container no longer running makes err
 // ErrTornDown.
 func (s *Service) tornDown(ctx context.Context, scope, id string, err error) error {
-	if err == nil || vanished(err) || !cgroupGone(err) {
+	if err == nil || vanished(err) || !mayHaveExited(err) {
 		return err
 	}
-	running, checkErr := s.stillRunning(ctx, scope, id)
-	if checkErr != nil || running {
-		return err
+	settled := time.Now().Add(exitSettle)
+	for {
+		running, checkErr := s.stillRunning(ctx, scope, id)
+		if checkErr == nil && !running {
+			return fmt.Errorf("%w: %s %s: %w", ErrTornDown, scope, id, err)
+		}
+		if time.Now().After(settled) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(exitRecheck):
+		}
 	}
-	return fmt.Errorf("%w: %s %s: %w", ErrTornDown, scope, id, err)
 }
 
 // stillRunning asks the runtime whether a container runs, or a pod is ready, now.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -182,5 +183,122 @@ func TestStatusSkipsTornDown(t *testing.T) {
 	}
 	if r := rows["lost"]; r.Error == "" {
 		t.Errorf("a running container without its cgroup: %+v, want an error row", r)
+	}
+}
+
+// A container whose whole command exits before the post-start apply is the normal
+// vanished case, whatever shape the runtime gives it: logged at info, not an ERROR,
+// not counted as a failed throttle.
+func TestExitedAtOnceIsVanished(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		v2   bool
+		// exit makes the container c1 of pod p1 (cgroup rel) one that has exited.
+		exit func(t *testing.T, e *testEnv, rel string)
+	}{
+		{"docker: scope removed, runtime learns of the exit late", false, func(t *testing.T, e *testEnv, rel string) {
+			// The scope is gone (never made here); dockerd still says running for a while.
+			go func() {
+				time.Sleep(100 * time.Millisecond)
+				e.fake.Mu.Lock()
+				e.fake.Containers["c1"].State = runtimeapi.ContainerState_CONTAINER_EXITED
+				e.fake.Mu.Unlock()
+			}()
+		}},
+		{"cri-o: the pod slice no longer delegates io", true, func(t *testing.T, e *testEnv, rel string) {
+			// The scope is still there, empty, and io.max with it went.
+			dir := e.host.mkdir(t, rel)
+			os.Remove(filepath.Join(dir, "io.max"))
+			os.WriteFile(filepath.Join(filepath.Dir(dir), "cgroup.subtree_control"), []byte("cpu memory\n"), 0o644)
+			e.fake.Mu.Lock()
+			e.fake.Containers["c1"].State = runtimeapi.ContainerState_CONTAINER_EXITED
+			e.fake.Mu.Unlock()
+		}},
+		{"no cgroups path once exited", false, func(t *testing.T, e *testEnv, rel string) {
+			e.fake.Mu.Lock()
+			e.fake.Paths["c1"] = ""
+			e.fake.Containers["c1"].State = runtimeapi.ContainerState_CONTAINER_EXITED
+			e.fake.Mu.Unlock()
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newExitEnv(t, tt.v2)
+			logs := &lockedBuffer{}
+			e.svc.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			e.fake.AddContainer("c1", "p1", "app")
+			e.fake.Mu.Lock()
+			rel := e.fake.Paths["c1"]
+			e.fake.Mu.Unlock()
+			tt.exit(t, e, rel)
+
+			startAfter(t, e, "c1")
+			if strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("a container that exited at once was logged as an error:\n%s", logs)
+			}
+			if !strings.Contains(logs.String(), "container vanished before its throttle was applied") {
+				t.Errorf("not logged as vanished:\n%s", logs)
+			}
+			if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("failed", "container")); got != 0 {
+				t.Errorf("failed counter = %v, want 0", got)
+			}
+		})
+	}
+}
+
+// The same shapes on a container that keeps running are real failures: its cgroup
+// is not where criguard looks, or io is not delegated to it.
+func TestMissingCgroupOfRunningContainerIsAFailure(t *testing.T) {
+	e := newExitEnv(t, true)
+	logs := &lockedBuffer{}
+	e.svc.log = slog.New(slog.NewTextHandler(logs, nil))
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths["c1"]
+	e.fake.Mu.Unlock()
+	dir := e.host.mkdir(t, rel)
+	os.Remove(filepath.Join(dir, "io.max"))
+	os.WriteFile(filepath.Join(filepath.Dir(dir), "cgroup.subtree_control"), []byte("cpu memory\n"), 0o644)
+	e.fake.AddContainer("c2", "p1", "app2") // its cgroup never made
+
+	for _, id := range []string{"c1", "c2"} {
+		start := time.Now()
+		startAfter(t, e, id)
+		if took := time.Since(start); took > exitSettle+time.Second {
+			t.Errorf("%s: the hook took %s waiting for an exit, want at most about %s", id, took, exitSettle)
+		}
+	}
+	if got := testutil.ToFloat64(e.metrics.throttles.WithLabelValues("failed", "container")); got != 2 {
+		t.Errorf("failed counter = %v, want 2:\n%s", got, logs)
+	}
+	if n := strings.Count(logs.String(), "throttle not applied; will retry"); n != 2 {
+		t.Errorf("%d failures logged, want 2:\n%s", n, logs)
+	}
+}
+
+// newExitEnv is a test env with pod p1 under a class that limits its containers.
+func newExitEnv(t *testing.T, v2 bool) *testEnv {
+	t.Helper()
+	var v2Host *fakeHost
+	if v2 {
+		v2Host = newFakeHostV2(t)
+	}
+	e := newTestEnv(t, func(o *Options) {
+		if v2Host != nil {
+			o.IO = v2Host.io
+		}
+	})
+	if v2Host != nil {
+		e.host = v2Host
+	}
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	return e
+}
+
+// startAfter passes a StartContainer of id that the runtime answered through the hook.
+func startAfter(t *testing.T, e *testEnv, id string) {
+	t.Helper()
+	if err := e.hook("StartContainer").After(context.Background(), nil,
+		marshal(t, &runtimeapi.StartContainerRequest{ContainerId: id}), marshal(t, &runtimeapi.StartContainerResponse{}), nil); err != nil {
+		t.Fatalf("StartContainer hook: %v", err)
 	}
 }

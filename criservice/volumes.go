@@ -16,9 +16,9 @@ import (
 )
 
 // ChainResolver follows a host path through its block devices to the one
-// blk-throttle takes (cgroup.ChainCache).
+// blk-throttle takes (cgroup.ChainCache); ctx bounds a filesystem that hangs.
 type ChainResolver interface {
-	Chain(path string) (cgroup.Chain, error)
+	Chain(ctx context.Context, path string) (cgroup.Chain, error)
 }
 
 // RootfsResolver finds the host directory of a container's writable layer; the
@@ -136,7 +136,7 @@ func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, 
 			return // a pod's containers share its volumes
 		}
 		seen[key] = true
-		chain, err := s.opts.Chains.Chain(md.HostPath)
+		chain, err := s.opts.Chains.Chain(ctx, md.HostPath)
 		switch {
 		case errors.Is(err, cgroup.ErrNoBlockDevice):
 			md.Skipped = err.Error()

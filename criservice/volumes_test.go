@@ -39,7 +39,7 @@ func TestParseKubeletPath(t *testing.T) {
 // fakeChains maps host paths to devices; a path it does not know is on tmpfs.
 type fakeChains map[string]cgroup.Device
 
-func (f fakeChains) Chain(path string) (cgroup.Chain, error) {
+func (f fakeChains) Chain(_ context.Context, path string) (cgroup.Chain, error) {
 	d, ok := f[path]
 	if !ok {
 		return cgroup.Chain{Path: path}, fmt.Errorf("%w: %s is on tmpfs (source \"tmpfs\", device 0:42)", cgroup.ErrNoBlockDevice, path)

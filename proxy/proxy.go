@@ -54,6 +54,10 @@ type Options struct {
 	MaxMsgSize      int    // defaults to DefaultMaxMsgSize
 	Logger          *slog.Logger
 	Observer        Observer
+	// KubeletNames are the executables taken for kubelet; DefaultKubeletNames if empty.
+	KubeletNames []string
+	// ProcRoot is where the peers' /proc/PID are read; "/proc" if empty.
+	ProcRoot string
 }
 
 // Proxy forwards CRI calls to the runtime.
@@ -63,6 +67,7 @@ type Proxy struct {
 	hooks          map[string]Hook
 	log            *slog.Logger
 	observer       Observer
+	kubelet        KubeletObserver // observer's, if it is one
 	maxMsgSize     int
 
 	// closing ends long-lived streams at shutdown so that graceful stop only
@@ -106,6 +111,13 @@ func New(opts Options) (*Proxy, error) {
 		maxMsgSize: opts.MaxMsgSize,
 		closing:    make(chan struct{}),
 	}
+	p.kubelet, _ = opts.Observer.(KubeletObserver)
+	if len(opts.KubeletNames) == 0 {
+		opts.KubeletNames = DefaultKubeletNames
+	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
 	var err error
 	if p.runtime, err = p.dial(opts.RuntimeEndpoint); err != nil {
 		return nil, fmt.Errorf("proxy: runtime endpoint: %w", err)
@@ -118,6 +130,7 @@ func New(opts Options) (*Proxy, error) {
 		}
 	}
 	p.server = grpc.NewServer(
+		grpc.Creds(peerCredentials{procRoot: opts.ProcRoot, kubeletNames: opts.KubeletNames}),
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnknownServiceHandler(p.forward),
 		grpc.MaxRecvMsgSize(p.maxMsgSize),
@@ -245,6 +258,11 @@ func (p *Proxy) forward(_ any, ss grpc.ServerStream) error {
 	}
 	if p.observer != nil {
 		p.observer.ObserveCall(method, status.Code(err), time.Since(start))
+	}
+	if p.kubelet != nil {
+		if peer, ok := PeerFromContext(ss.Context()); ok && peer.Kubelet {
+			p.kubelet.KubeletCalled()
+		}
 	}
 	return err
 }

@@ -38,6 +38,11 @@ func explain(ctx context.Context, cfg serveConfig, id, output string, stdout io.
 	if err != nil {
 		return err
 	}
+	if cfg.stateDir == "" {
+		for e := &ex; e != nil; e = e.Pod {
+			e.Foreign, e.RecordMissing = nil, noStateDir
+		}
+	}
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -49,6 +54,10 @@ func explain(ctx context.Context, cfg serveConfig, id, output string, stdout io.
 	writeExplanation(stdout, ex, "")
 	return nil
 }
+
+// noStateDir is why explain and status know no limit as criguard's with
+// --state-dir "": their service's record is then an empty one in memory.
+const noStateDir = "no --state-dir given, so no record of the limits criguard wrote was read"
 
 func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 	p := func(label, format string, args ...any) {
@@ -79,7 +88,11 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 	for _, st := range ex.Resources {
 		p("resource", "%s", resourceLine(st))
 	}
-	if len(ex.Foreign) > 0 {
+	switch {
+	case ex.RecordMissing != "":
+		// Without the record, a limit in force cannot be told criguard's or another tool's.
+		p("owner", "unknown: %s", ex.RecordMissing)
+	case len(ex.Foreign) > 0:
 		p("foreign", "%s (written by another tool; criguard leaves them alone)", formatLimits(ex.Foreign))
 	}
 	for _, wr := range ex.Writes {

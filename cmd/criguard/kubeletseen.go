@@ -16,8 +16,8 @@ import (
 // which runs in its own process.
 const kubeletSeenFile = "kubelet-last-call"
 
-// kubeletStale is how long without a relist means kubelet is not using criguard:
-// it relists every second.
+// kubeletStale is how long without a call from kubelet (known by its connection's
+// peer process) means kubelet is not using criguard: it relists every second.
 const kubeletStale = time.Minute
 
 // recordKubeletCalls writes the time of kubelet's last call through criguard to the

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/proxy"
 )
 
 func TestKubeletSeen(t *testing.T) {
@@ -22,11 +23,14 @@ func TestKubeletSeen(t *testing.T) {
 		t.Errorf("no record: %q", note)
 	}
 	metrics := criservice.NewMetrics(prometheus.NewRegistry())
-	metrics.ObserveCall("/runtime.v1.RuntimeService/Version", codes.OK, time.Millisecond)
-	if !metrics.LastKubeletCall().IsZero() {
-		t.Errorf("Version is not kubelet's relist, yet counted")
-	}
+	// crictl's relist looks like kubelet's; the proxy tells them apart by the peer.
 	metrics.ObserveCall("/runtime.v1.RuntimeService/ListPodSandbox", codes.OK, time.Millisecond)
+	metrics.ObserveCall("/runtime.v1.RuntimeService/ListContainers", codes.OK, time.Millisecond)
+	if !metrics.LastKubeletCall().IsZero() {
+		t.Errorf("a ListContainers not from kubelet was counted as kubelet's")
+	}
+	var _ proxy.KubeletObserver = metrics
+	metrics.KubeletCalled()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -135,3 +135,92 @@ func TestOutputFormatIsChecked(t *testing.T) {
 		t.Fatalf("status -o yaml: exit %d, %q; want exit 2 naming the formats", code, stderr.String())
 	}
 }
+
+// Without the daemon's record of the limits it wrote, explain and status cannot
+// tell criguard's limits from another tool's: they say the record is missing and
+// where they looked, and call nothing foreign.
+func TestNoOwnershipRecordCallsNothingForeign(t *testing.T) {
+	cfg, _ := standaloneNode(t)
+	for _, tt := range []struct {
+		name, stateDir, want string
+	}{
+		{"no state dir", "", "no --state-dir given"},
+		{"state dir without the record", filepath.Join(t.TempDir(), "state"), "owned.json"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg.stateDir = tt.stateDir
+			want := tt.want
+			if tt.stateDir != "" {
+				want = filepath.Join(tt.stateDir, "owned.json")
+			}
+			var out bytes.Buffer
+			if err := explain(context.Background(), cfg, "c1", "text", &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "owner:        unknown: ") || !strings.Contains(out.String(), want) {
+				t.Errorf("explain does not say the record is missing at %s:\n%s", want, out.String())
+			}
+			if strings.Contains(out.String(), "another tool") || strings.Contains(out.String(), "foreign:") {
+				t.Errorf("explain calls criguard's limit foreign without the record:\n%s", out.String())
+			}
+
+			var table, notes bytes.Buffer
+			if err := status(context.Background(), cfg, "table", &table, &notes); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(notes.String(), want) {
+				t.Errorf("status notes do not say where the record was looked for (%s):\n%s", want, notes.String())
+			}
+			loader := ""
+			for _, l := range strings.Split(table.String(), "\n") {
+				if strings.Contains(l, "loader") {
+					loader = l
+				}
+			}
+			if !strings.Contains(loader, "unknown (no record)") || strings.Count(loader, "wbps=1MiB") != 2 {
+				t.Errorf("loader row = %q, want its limit in force and wanted, and the foreign column unknown", loader)
+			}
+			var reports []criservice.Report
+			table.Reset()
+			if err := status(context.Background(), cfg, "json", &table, &notes); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(table.Bytes(), &reports); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range reports {
+				if len(r.Foreign) != 0 || !strings.Contains(r.RecordMissing, want) {
+					t.Errorf("%s: foreign %v, recordMissing %q; want none foreign and the record missing at %s", r.ID, r.Foreign, r.RecordMissing, want)
+				}
+			}
+		})
+	}
+}
+
+// With the record, a limit criguard did not write is foreign, and its own is not.
+func TestOwnershipRecordTellsForeign(t *testing.T) {
+	cfg, node := standaloneNode(t)
+	dir := filepath.Join(node.blkio, "kubepods", "burstable", "poduid-p1", "c1")
+	mustWrite(t, filepath.Join(dir, "blkio.throttle.write_bps_device"), "254:0 1048576\n254:16 524288\n")
+	cfg.stateDir = t.TempDir()
+	mustWrite(t, filepath.Join(cfg.stateDir, "owned.json"),
+		`{"version":1,"dirs":{"`+dir+`":[{"device":"254:0","wbps":1048576}]}}`)
+	var out bytes.Buffer
+	if err := explain(context.Background(), cfg, "c1", "text", &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "foreign:      254:16 rbps=- wbps=512KiB riops=- wiops=- (written by another tool") ||
+		strings.Contains(out.String(), "owner:") {
+		t.Errorf("explain with the record: want 254:16 foreign and no unknown owner:\n%s", out.String())
+	}
+	var table, notes bytes.Buffer
+	if err := status(context.Background(), cfg, "table", &table, &notes); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(table.String(), "unknown") || strings.Contains(notes.String(), "unknown") {
+		t.Errorf("status with the record says unknown:\n%s\n%s", table.String(), notes.String())
+	}
+	if !strings.Contains(table.String(), "254:16 rbps=- wbps=512KiB") {
+		t.Errorf("status lacks the foreign limit:\n%s", table.String())
+	}
+}

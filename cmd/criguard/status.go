@@ -7,6 +7,8 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+
+	"github.com/criguard/criguard/criservice"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -27,6 +29,11 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 	if err != nil {
 		return err
 	}
+	if cfg.stateDir == "" {
+		for i := range reports {
+			reports[i].Foreign, reports[i].RecordMissing = nil, noStateDir
+		}
+	}
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -37,6 +44,9 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 	}
 	if cfg.stateDir != "" {
 		fmt.Fprintf(stderr, "note: %s\n", kubeletNote(cfg.stateDir, time.Now()))
+	}
+	if len(reports) > 0 && reports[0].RecordMissing != "" {
+		fmt.Fprintf(stderr, "note: which limits are criguard's is unknown: %s\n", reports[0].RecordMissing)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tID\tNAMESPACE/POD\tCONTAINER\tMATCH\tIN FORCE (read back)\tWANTED\tFOREIGN (not criguard's)\tUSAGE\tCGROUP")
@@ -49,7 +59,7 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 			match = "no"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, shortID(r.ID), r.Namespace, r.Pod, orDash(r.Container),
-			match, withResources(formatLimits(r.Have), r.Resources, false), withResources(formatLimits(r.Want), r.Resources, true), formatLimits(r.Foreign), formatStats(r.Usage), orDash(r.Dir))
+			match, withResources(formatLimits(r.Have), r.Resources, false), withResources(formatLimits(r.Want), r.Resources, true), foreignColumn(r), formatStats(r.Usage), orDash(r.Dir))
 	}
 	return tw.Flush()
 }
@@ -59,4 +69,13 @@ func shortID(id string) string {
 		return id[:13]
 	}
 	return id
+}
+
+// foreignColumn is the limits another tool wrote, or "unknown" without the record
+// that tells them from criguard's.
+func foreignColumn(r criservice.Report) string {
+	if r.RecordMissing != "" {
+		return "unknown (no record)"
+	}
+	return formatLimits(r.Foreign)
 }

@@ -72,16 +72,19 @@ rule "demo" {
 
 	say("\n== criguard status (limits read back from the cgroup files)")
 	out, err := exec.Command(os.Getenv("CRIGUARD_BIN"), "status", "--runtime-endpoint", ctrd.Endpoint,
-		"--containerd-address", ctrd.Socket, "--policy", policyPath).CombinedOutput()
+		"--containerd-address", ctrd.Socket, "--policy", policyPath, "--state-dir", cg.StateDir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("criguard status: %v\n%s", err, out)
 	}
 	say("%s", strings.TrimRight(string(out), "\n"))
 	say("\n== criguard explain %s", slow.id[:13])
 	out, err = exec.Command(os.Getenv("CRIGUARD_BIN"), "explain", "--runtime-endpoint", ctrd.Endpoint,
-		"--containerd-address", ctrd.Socket, "--policy", policyPath, slow.id).CombinedOutput()
+		"--containerd-address", ctrd.Socket, "--policy", policyPath, "--state-dir", cg.StateDir, slow.id).CombinedOutput()
 	if err != nil {
 		t.Fatalf("criguard explain: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "another tool") || strings.Contains(string(out), "owner:") {
+		t.Errorf("explain with the daemon's state dir does not know criguard's own limit as criguard's")
 	}
 	say("%s", strings.TrimRight(string(out), "\n"))
 }
