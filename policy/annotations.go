@@ -90,8 +90,6 @@ type askedNumber struct {
 	level Source
 }
 
-func (a asks) empty() bool { return a.class == "" && len(a.numbers) == 0 }
-
 // readAsks validates every annotation the workload carries. For the pod itself only
 // pod-level keys count; for a container its own keys win over the pod's.
 func (p *Policy) readAsks(w Workload, ignored *[]Ignored) asks {

@@ -90,6 +90,13 @@ rule "tenants" {
   allow_loosen  = true
   max_write_bps = "200MiB"
 }`, asks: map[string]string{AnnotationWriteBPS: "201MiB"}, io: ruleIO, reasons: []IgnoredReason{IgnoredAboveMax}},
+		{name: "allow_loosen: a class pick sets its own keys and disks, no others",
+			annotations: `annotations {
+  enabled      = true
+  allow_loosen = true
+  classes      = ["fast"]
+}`, asks: map[string]string{AnnotationPodClass: "fast"},
+			io: fmt.Sprint([]IOLimits{{Device: data, ReadBPS: 2 << 20, WriteBPS: 500 << 20}, {Device: "8:16", WriteIOPS: 50}})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,5 +154,87 @@ rule "tenants" {
 	}
 	if len(ct.Ignored) != 1 || ct.Ignored[0].Reason != IgnoredNotAllowed {
 		t.Errorf("container-level ask under a pod budget: ignored %v, want one not_allowed", ct.Ignored)
+	}
+}
+
+// With allow_loosen, an ask under a pod-scoped rule changes only the keys and disks it
+// names, within max_*, and the budget stays the pod's: one number for the pod, never
+// a per-container limit, never the rule's other keys or disks dropped.
+func TestHostileLoosenKeepsThePodBudget(t *testing.T) {
+	p := mustParse(t, `
+device "data" {
+  path = "8:0"
+}
+class "budget" {
+  io {
+    device    = "data"
+    write_bps = "10MiB"
+    read_bps  = "20MiB"
+  }
+  io {
+    device     = "8:16"
+    write_iops = 50
+  }
+}
+class "fast" {
+  io {
+    device    = "data"
+    write_bps = "500MiB"
+  }
+}
+rule "tenants" {
+  class = "budget"
+  scope = "pod"
+}
+annotations {
+  enabled       = true
+  allow_loosen  = true
+  classes       = ["fast"]
+  max_write_bps = "200MiB"
+}
+`)
+	budget := func(writeBPS uint64) string {
+		return fmt.Sprint([]IOLimits{{Device: "8:0", ReadBPS: 20 << 20, WriteBPS: writeBPS}, {Device: "8:16", WriteIOPS: 50}})
+	}
+	tests := []struct {
+		name    string
+		asks    map[string]string
+		io      string
+		reasons []IgnoredReason // on the container's decision
+	}{
+		{name: "no ask", io: budget(10 << 20)},
+		{name: "tighter write keeps the read limit and the other disk",
+			asks: map[string]string{AnnotationWriteBPS: "5MiB"}, io: budget(5 << 20)},
+		{name: "looser write within max_write_bps",
+			asks: map[string]string{AnnotationWriteBPS: "100MiB"}, io: budget(100 << 20)},
+		{name: "above max_write_bps is ignored",
+			asks: map[string]string{AnnotationWriteBPS: "300MiB"}, io: budget(10 << 20), reasons: []IgnoredReason{IgnoredAboveMax}},
+		{name: "a container cannot split the budget",
+			asks: map[string]string{AnnotationWriteBPS + ".app": "150MiB"}, io: budget(10 << 20), reasons: []IgnoredReason{IgnoredNotAllowed}},
+		{name: "a class pick sets only its own keys",
+			asks: map[string]string{AnnotationPodClass: "fast"}, io: budget(500 << 20)},
+		{name: "a container's class pick cannot split the budget",
+			asks: map[string]string{AnnotationContainerClass + "app": "fast"}, io: budget(10 << 20), reasons: []IgnoredReason{IgnoredNotAllowed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := p.Decide(Workload{Namespace: "t", PodAnnotations: tt.asks})
+			ct := p.Decide(Workload{Namespace: "t", ContainerName: "app", PodAnnotations: tt.asks})
+			for _, d := range []struct {
+				who string
+				Decision
+			}{{"pod", pod}, {"container", ct}} {
+				if d.Scope != ScopePod || fmt.Sprint(d.IO) != tt.io || d.HandsOff {
+					t.Errorf("%s: scope %s IO %v (%s)\nwant the pod budget %s", d.who, d.Scope, d.IO, d.Reason, tt.io)
+				}
+			}
+			var reasons []IgnoredReason
+			for _, ig := range ct.Ignored {
+				reasons = append(reasons, ig.Reason)
+			}
+			if fmt.Sprint(reasons) != fmt.Sprint(tt.reasons) {
+				t.Errorf("container: ignored %v, want reasons %v", ct.Ignored, tt.reasons)
+			}
+		})
 	}
 }
