@@ -181,6 +181,9 @@ func (p *Policy) annotationNumber(k numericKey, key, value string) (uint64, *Ign
 		// 0 would read as "no limit": it is never a way to lift one.
 		return 0, &Ignored{key, value, IgnoredInvalid, "not " + what}
 	}
+	if problem := kernelBound(n, k.isBytes); problem != "" {
+		return 0, &Ignored{key, value, IgnoredInvalid, problem}
+	}
 	if limit := k.max(p.Annotations); limit != 0 && n > limit {
 		return 0, &Ignored{key, value, IgnoredAboveMax,
 			fmt.Sprintf("above annotations.%s = %s", k.setting, formatQuantity(limit, k.isBytes))}
