@@ -265,11 +265,15 @@ func (r *Rule) matches(w Workload) (string, bool) {
 			why = append(why, fmt.Sprintf("container %q matches %q", w.ContainerName, pattern))
 		}
 		if len(r.Images) > 0 {
-			pattern, ok := firstGlob(r.Images, w.Image)
+			pattern, form, ok := matchImage(r.Images, w.Image)
 			if !ok {
 				return "", false
 			}
-			why = append(why, fmt.Sprintf("image %q matches %q", w.Image, pattern))
+			if form == w.Image {
+				why = append(why, fmt.Sprintf("image %q matches %q", w.Image, pattern))
+			} else {
+				why = append(why, fmt.Sprintf("image %q (%s) matches %q", w.Image, form, pattern))
+			}
 		}
 	} else if len(r.Containers) > 0 || len(r.Images) > 0 {
 		return "", false
