@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -238,3 +239,102 @@ annotations {
 		})
 	}
 }
+
+// junkAnnotations is what a tenant fits in Kubernetes' 256 KiB of annotations:
+// about 14,000 criguard.io keys that are none of criguard's.
+func junkAnnotations(n int) map[string]string {
+	a := make(map[string]string, n)
+	for i := range n {
+		a[fmt.Sprintf("criguard.io/junk-%05d", i)] = "x"
+	}
+	return a
+}
+
+// A tenant's junk criguard.io/* annotations cost a bounded amount whatever they
+// write (issue 21, finding 5): a few entries per reason, the rest counted.
+func TestHostileJunkAnnotationsAreBounded(t *testing.T) {
+	p := mustParse(t, rulesWithAnnotations)
+	const junk = 14059
+	asks := junkAnnotations(junk)
+	asks[AnnotationWriteBPS] = "-1"        // a real ask, invalid
+	asks[AnnotationReadBPS+".app"] = "1e9" // another
+	asks["criguard.io/write-bsp"] = "1MiB" // a typo
+	d := p.Decide(Workload{Namespace: "batch", ContainerName: "app", PodAnnotations: asks})
+
+	if len(d.Ignored) > 4*MaxIgnoredPerReason {
+		t.Fatalf("%d ignored entries kept, want at most %d", len(d.Ignored), 4*MaxIgnoredPerReason)
+	}
+	counted, text := 0, 0
+	for _, ig := range d.Ignored {
+		if ig.Reason != IgnoredInvalid {
+			t.Errorf("unexpected %v", ig)
+		}
+		counted += 1 + ig.More
+		text += len(ig.String())
+	}
+	if want := junk + 3; counted != want {
+		t.Errorf("ignored annotations counted %d, want %d", counted, want)
+	}
+	if text > 16<<10 {
+		t.Errorf("the ignored entries render to %d bytes, want a few KiB", text)
+	}
+	// The real asks come first, then the smallest unknown keys in order.
+	var keys []string
+	for _, ig := range d.Ignored {
+		keys = append(keys, ig.Key)
+	}
+	want := []string{AnnotationWriteBPS, AnnotationReadBPS + ".app", "criguard.io/junk-00000", "criguard.io/junk-00001",
+		"criguard.io/junk-00002", "criguard.io/junk-00003", "criguard.io/junk-00004", "criguard.io/junk-00005"}
+	if fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Errorf("kept %v\nwant %v", keys, want)
+	}
+	last := d.Ignored[len(d.Ignored)-1]
+	if last.More != junk+1-6 || !strings.Contains(last.String(), fmt.Sprintf("and %d more ignored as invalid", junk+1-6)) {
+		t.Errorf("last entry %q does not count the %d others", last.String(), junk+1-6)
+	}
+	// The rule still holds: junk changes nothing.
+	if d.Rule != "batch" || d.HandsOff {
+		t.Errorf("decision %+v, want rule batch", d)
+	}
+}
+
+// A typo among a few keys is still named with its suggestion.
+func TestHostileFewUnknownKeysAreAllListed(t *testing.T) {
+	p := mustParse(t, rulesWithAnnotations)
+	d := p.Decide(Workload{Namespace: "batch", ContainerName: "app", PodAnnotations: map[string]string{
+		"criguard.io/write-bsp": "1MiB", "criguard.io/reed-bps": "1MiB"}})
+	if len(d.Ignored) != 2 || d.Ignored[0].More != 0 || d.Ignored[1].More != 0 ||
+		!strings.Contains(d.Ignored[1].String(), `Did you mean "criguard.io/write-bps"?`) {
+		t.Errorf("ignored = %v, want both typos listed with suggestions", d.Ignored)
+	}
+}
+
+func BenchmarkDecideWithJunkAnnotations(b *testing.B) {
+	p, diags := Parse([]byte(rulesWithAnnotations), "bench.hcl")
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	w := Workload{Namespace: "batch", ContainerName: "app", PodAnnotations: junkAnnotations(14059)}
+	for b.Loop() {
+		p.Decide(w)
+	}
+}
+
+const rulesWithAnnotations = `
+class "slow" {
+  io {
+    device    = "8:0"
+    write_bps = "1MiB"
+  }
+}
+rule "batch" {
+  match {
+    namespaces = ["batch"]
+  }
+  class = "slow"
+}
+annotations {
+  enabled = true
+  device  = "8:0"
+}
+`

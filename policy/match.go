@@ -46,7 +46,7 @@ type Decision struct {
 	// is loaded, or the throttle is the runtime's own blockio class.
 	HandsOff bool
 	Reason   string    // one sentence for explain and logs
-	Ignored  []Ignored // annotations that did not count, and why
+	Ignored  []Ignored // annotations that did not count, and why: at most MaxIgnoredPerReason of each reason
 }
 
 // Decide answers what applies to w. Pod labels and annotations are the tenant's; the
@@ -68,7 +68,7 @@ func (p *Policy) Decide(w Workload) Decision {
 	var ignored []Ignored
 	a := p.readAsks(w, &ignored)
 	d := p.decide(w, a, &ignored)
-	d.Ignored = ignored
+	d.Ignored = capIgnored(ignored)
 	return d
 }
 
@@ -92,13 +92,13 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 		// annotations may change it (tighten it, or with allow_loosen set its numbers).
 		for _, n := range a.numbers {
 			if n.level == SourceContainerAnnotation {
-				*ignored = append(*ignored, Ignored{n.key, n.value, IgnoredNotAllowed,
-					fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may change it", rule.Name)})
+				*ignored = append(*ignored, Ignored{Key: n.key, Value: n.value, Reason: IgnoredNotAllowed,
+					Detail: fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may change it", rule.Name)})
 			}
 		}
 		if a.classLevel == SourceContainerAnnotation {
-			*ignored = append(*ignored, Ignored{a.classKey, w.PodAnnotations[a.classKey], IgnoredNotAllowed,
-				fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may change it", rule.Name)})
+			*ignored = append(*ignored, Ignored{Key: a.classKey, Value: w.PodAnnotations[a.classKey], Reason: IgnoredNotAllowed,
+				Detail: fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may change it", rule.Name)})
 		}
 		a = a.podLevel()
 	}
