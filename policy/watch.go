@@ -64,9 +64,10 @@ func WithLogger(log *slog.Logger) WatcherOption {
 // StartError is NewWatcher's error for a policy file that exists but is refused: it
 // is broken, or empty (only white space: a save cut short, not a wish for no rules,
 // which a comment-only file expresses). Either way the watcher starts on the last good
-// copy if that one loads and is not empty, or else hands off (Current nil: forward,
-// write nothing, reset nothing). Never on an empty rule set, which would lift every
-// limit criguard had written.
+// copy if that one loads, is not empty and can throttle something (it has a rule, or
+// annotations enabled), or else hands off (Current nil: forward, write nothing, reset
+// nothing). Never on an empty rule set, which would lift every limit criguard had
+// written.
 type StartError struct {
 	Path string
 	Err  error // why the file was refused
@@ -112,6 +113,10 @@ func NewWatcher(path string, onReload func(ReloadResult), opts ...WatcherOption)
 			return w, refused
 		}
 		last, lastErr := loadNonEmpty(w.lastGood)
+		if lastErr == nil && last.throttlesNothing() {
+			// Running it would only reset what criguard wrote; hands off keeps it.
+			lastErr = fmt.Errorf("last good policy %s has no rules and no annotations: hands off instead", w.lastGood)
+		}
 		if lastErr != nil {
 			refused.LastGoodErr = lastErr
 			return w, refused
@@ -123,6 +128,11 @@ func NewWatcher(path string, onReload func(ReloadResult), opts ...WatcherOption)
 	w.current.Store(p)
 	w.keep(p)
 	return w, nil
+}
+
+// throttlesNothing reports whether p can give no workload a limit.
+func (p *Policy) throttlesNothing() bool {
+	return len(p.Rules) == 0 && !p.Annotations.Enabled
 }
 
 // loadNonEmpty loads path, refusing a file of only white space with ErrPolicyEmpty.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,11 +25,14 @@ func TestWatcherStartRefusesEmptyOrBrokenFiles(t *testing.T) {
 	}{
 		{name: "0-byte file, no copy", file: "", want: "", wantErr: ErrPolicyEmpty},
 		{name: "white-space file, no copy", file: "\n  \t\n", want: "", wantErr: ErrPolicyEmpty},
-		{name: "0-byte file, good copy", file: "", lastGood: ptr(versionPolicy("kept")), want: "kept", wantErr: ErrPolicyEmpty},
-		{name: "half-written file, good copy", file: versionPolicy("new")[:25], lastGood: ptr(versionPolicy("kept")), want: "kept", wantErr: ErrPolicyInvalid},
+		{name: "0-byte file, good copy", file: "", lastGood: ptr(ruledPolicy("kept")), want: "kept", wantErr: ErrPolicyEmpty},
+		{name: "half-written file, good copy", file: versionPolicy("new")[:25], lastGood: ptr(ruledPolicy("kept")), want: "kept", wantErr: ErrPolicyInvalid},
 		{name: "broken file, empty copy", file: broken, lastGood: ptr(""), want: "", wantErr: ErrPolicyInvalid},
 		{name: "broken file, broken copy", file: broken, lastGood: ptr(broken), want: "", wantErr: ErrPolicyInvalid},
 		{name: "empty file, empty copy", file: "", lastGood: ptr("\n"), want: "", wantErr: ErrPolicyEmpty},
+		// A copy that throttles nothing would only reset every limit: hands off instead.
+		{name: "broken file, comment-only copy", file: broken, lastGood: ptr("# nothing\n"), want: "", wantErr: ErrPolicyInvalid},
+		{name: "empty file, copy with classes and no rules", file: "", lastGood: ptr(versionPolicy("unused")), want: "", wantErr: ErrPolicyEmpty},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,6 +134,11 @@ func TestWatcherReloadRefusesAnEmptyFileWithNothingInForce(t *testing.T) {
 	if r := w.reload(); !errors.Is(r.Err, ErrPolicyEmpty) || r.Policy != nil || w.Current() != nil {
 		t.Errorf("reload of an empty file = %+v, Current %v; want ErrPolicyEmpty and hands off", r, w.Current())
 	}
+}
+
+// ruledPolicy is versionPolicy with a rule giving its class to every workload.
+func ruledPolicy(version string) string {
+	return versionPolicy(version) + fmt.Sprintf("rule \"all\" {\n  class = %q\n}\n", version)
 }
 
 func mustWriteFile(t *testing.T, path, content string) {
