@@ -11,8 +11,8 @@ var (
 	ErrPolicyInvalid = errors.New("policy: invalid")
 	// ErrPolicyBadQuantity is wrapped by ParseBytes and ParseCount errors.
 	ErrPolicyBadQuantity = errors.New("policy: bad quantity")
-	// ErrPolicyEmpty is reported by the Watcher for a file of only white space, at start
-	// or on reload: a save cut short more likely than a wish for no rules, which a
+	// ErrPolicyEmpty is wrapped, beside ErrPolicyInvalid, by the error for a file of
+	// only white space: a save cut short more likely than a wish for no rules, which a
 	// comment-only file expresses. It is refused like a broken file.
 	ErrPolicyEmpty = errors.New("policy: file is empty")
 	// ErrPolicyRemoved is reported by the Watcher when the file disappears after a good load.

@@ -103,7 +103,7 @@ func NewWatcher(path string, onReload func(ReloadResult), opts ...WatcherOption)
 	for _, opt := range opts {
 		opt(w)
 	}
-	p, err := loadNonEmpty(path)
+	p, err := Load(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return w, nil
@@ -112,7 +112,7 @@ func NewWatcher(path string, onReload func(ReloadResult), opts ...WatcherOption)
 		if w.lastGood == "" {
 			return w, refused
 		}
-		last, lastErr := loadNonEmpty(w.lastGood)
+		last, lastErr := Load(w.lastGood)
 		if lastErr == nil && last.throttlesNothing() {
 			// Running it would only reset what criguard wrote; hands off keeps it.
 			lastErr = fmt.Errorf("last good policy %s has no rules and no annotations: hands off instead", w.lastGood)
@@ -133,18 +133,6 @@ func NewWatcher(path string, onReload func(ReloadResult), opts ...WatcherOption)
 // throttlesNothing reports whether p can give no workload a limit.
 func (p *Policy) throttlesNothing() bool {
 	return len(p.Rules) == 0 && !p.Annotations.Enabled
-}
-
-// loadNonEmpty loads path, refusing a file of only white space with ErrPolicyEmpty.
-func loadNonEmpty(path string) (*Policy, error) {
-	p, src, err := load(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(bytes.TrimSpace(src)) == 0 {
-		return nil, fmt.Errorf("policy %s: %w", path, ErrPolicyEmpty)
-	}
-	return p, nil
 }
 
 // keep writes p as the last good copy, unless it is already that copy.
@@ -252,7 +240,7 @@ func (w *Watcher) report(result ReloadResult) {
 // reload loads the file; a bad, emptied or removed file leaves the policy in force.
 func (w *Watcher) reload() ReloadResult {
 	old := w.current.Load()
-	p, err := loadNonEmpty(w.path)
+	p, err := Load(w.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && old != nil {
 			err = fmt.Errorf("policy %s: %w: %w", w.path, ErrPolicyRemoved, err)
