@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/internal/atomicfile"
 )
 
 // OwnershipFile is the name of the record, under the state dir, of every limit
@@ -138,26 +139,10 @@ func (o *ownership) saveLocked() error {
 	return WriteFileAtomic(o.path, b)
 }
 
-// WriteFileAtomic replaces path with data (criguard's state files) so that a reader, or a crash of criguard,
-// sees the old content or the new one, never half of it. No fsync: a record lost to a
-// power cut makes criguard's limits look foreign, so they are kept, never lifted.
+// WriteFileAtomic replaces path with data (criguard's state files) so that a reader, a
+// crash of criguard or a power cut sees the old content or the new one, never half of it.
 func WriteFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data)
 }
 
 // LoadOwnership reads the record under stateDir, for status and explain.

@@ -43,7 +43,7 @@ annotations {
   enabled        = true
   device         = "data"
   classes        = ["bulk", "fast"]  # none unless listed
-  # allow_loosen = true              # let annotations replace the rule's numbers, up to the max_*
+  # allow_loosen = true              # let annotations replace the numbers they name, up to the max_*
   max_read_bps   = "500MiB"
   max_write_bps  = "200MiB"
   max_read_iops  = 10000

@@ -44,10 +44,41 @@ type Ignored struct {
 	Value  string        `json:"value"`
 	Reason IgnoredReason `json:"reason"`
 	Detail string        `json:"detail"`
+	// More counts the annotations ignored for the same reason beyond this one and not
+	// listed: a Decision keeps MaxIgnoredPerReason of each reason, whatever a tenant
+	// writes. Ignored annotations of a reason in all: the listed ones plus their More.
+	More int `json:"more,omitempty"`
 }
 
+// MaxIgnoredPerReason bounds the Ignored entries a Decision keeps of one reason, so
+// that a pod's 256 KiB of junk criguard.io/* keys costs a few log lines, not 14,000:
+// enough for the four numbers a pod and its container may ask, plus a few typos.
+const MaxIgnoredPerReason = 8
+
 func (i Ignored) String() string {
-	return fmt.Sprintf("annotation %s=%s ignored (%s): %s", truncate(i.Key), quoteValue(i.Value), i.Reason, i.Detail)
+	s := fmt.Sprintf("annotation %s=%s ignored (%s): %s", truncate(i.Key), quoteValue(i.Value), i.Reason, i.Detail)
+	if i.More > 0 {
+		s += fmt.Sprintf(" (and %d more ignored as %s, not listed)", i.More, i.Reason)
+	}
+	return s
+}
+
+// capIgnored keeps the first MaxIgnoredPerReason entries of each reason, in order,
+// and counts the rest in the More of the last one kept.
+func capIgnored(ignored []Ignored) []Ignored {
+	kept := ignored[:0:0]
+	last := map[IgnoredReason]int{} // reason → index in kept of its last entry
+	count := map[IgnoredReason]int{}
+	for _, ig := range ignored {
+		count[ig.Reason]++
+		if count[ig.Reason] <= MaxIgnoredPerReason {
+			last[ig.Reason] = len(kept)
+			kept = append(kept, ig)
+			continue
+		}
+		kept[last[ig.Reason]].More += 1 + ig.More
+	}
+	return kept
 }
 
 // numericKey is one criguard.io number annotation and the bound that limits it.
@@ -89,8 +120,6 @@ type askedNumber struct {
 	n     uint64
 	level Source
 }
-
-func (a asks) empty() bool { return a.class == "" && len(a.numbers) == 0 }
 
 // readAsks validates every annotation the workload carries. For the pod itself only
 // pod-level keys count; for a container its own keys win over the pod's.
@@ -149,43 +178,49 @@ func (p *Policy) readAsks(w Workload, ignored *[]Ignored) asks {
 func (p *Policy) annotationClass(key, value string) (name string, known bool, ig *Ignored) {
 	name = strings.TrimSpace(value)
 	if len(name) > maxAnnotationValue {
-		return "", false, &Ignored{key, value, IgnoredInvalid, "not a class name"}
+		return "", false, &Ignored{Key: key, Value: value, Reason: IgnoredInvalid, Detail: "not a class name"}
 	}
 	if _, ok := p.Classes[name]; !ok {
 		return name, false, nil
 	}
 	if !p.Annotations.Enabled {
-		return "", true, &Ignored{key, value, IgnoredNotAllowed, "annotations are disabled (annotations { enabled = true })"}
+		return "", true, &Ignored{Key: key, Value: value, Reason: IgnoredNotAllowed,
+			Detail: "annotations are disabled (annotations { enabled = true })"}
 	}
 	if !slices.Contains(p.Annotations.Classes, name) {
-		return "", true, &Ignored{key, value, IgnoredNotAllowed,
-			fmt.Sprintf("class %q may not be picked by annotation (annotations.classes)", name)}
+		return "", true, &Ignored{Key: key, Value: value, Reason: IgnoredNotAllowed,
+			Detail: fmt.Sprintf("class %q may not be picked by annotation (annotations.classes)", name)}
 	}
 	return name, true, nil
 }
 
 func (p *Policy) annotationNumber(k numericKey, key, value string) (uint64, *Ignored) {
 	if !p.Annotations.Enabled {
-		return 0, &Ignored{key, value, IgnoredNotAllowed, "annotations are disabled (annotations { enabled = true })"}
+		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredNotAllowed,
+			Detail: "annotations are disabled (annotations { enabled = true })"}
 	}
 	if p.Annotations.Device == "" {
-		return 0, &Ignored{key, value, IgnoredNotAllowed, "the policy names no device for annotations"}
+		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredNotAllowed,
+			Detail: "the policy names no device for annotations"}
 	}
 	parse, what := ParseCount, "a whole number of operations per second above 0"
 	if k.isBytes {
 		parse, what = ParseBytes, "a byte quantity above 0 such as 100MiB"
 	}
 	if len(value) > maxAnnotationValue {
-		return 0, &Ignored{key, value, IgnoredInvalid, "longer than any " + what}
+		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredInvalid, Detail: "longer than any " + what}
 	}
 	n, err := parse(value)
 	if err != nil || n == 0 {
 		// 0 would read as "no limit": it is never a way to lift one.
-		return 0, &Ignored{key, value, IgnoredInvalid, "not " + what}
+		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredInvalid, Detail: "not " + what}
+	}
+	if problem := kernelBound(n, k.isBytes); problem != "" {
+		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredInvalid, Detail: problem}
 	}
 	if limit := k.max(p.Annotations); limit != 0 && n > limit {
-		return 0, &Ignored{key, value, IgnoredAboveMax,
-			fmt.Sprintf("above annotations.%s = %s", k.setting, formatQuantity(limit, k.isBytes))}
+		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredAboveMax,
+			Detail: fmt.Sprintf("above annotations.%s = %s", k.setting, formatQuantity(limit, k.isBytes))}
 	}
 	return n, nil
 }
@@ -207,8 +242,8 @@ func (p *Policy) applyNumbers(io []IOLimits, a asks, ignored *[]Ignored) ([]IOLi
 		}
 		if idx >= 0 {
 			if current := *k.field(&io[idx]); current != 0 && asked.n > current {
-				*ignored = append(*ignored, Ignored{asked.key, asked.value, IgnoredLooserThanRule,
-					fmt.Sprintf("looser than %s, which this pod already gets (annotations.allow_loosen is off)", formatQuantity(current, k.isBytes))})
+				*ignored = append(*ignored, Ignored{Key: asked.key, Value: asked.value, Reason: IgnoredLooserThanRule,
+					Detail: fmt.Sprintf("looser than %s, which this pod already gets (annotations.allow_loosen is off)", formatQuantity(current, k.isBytes))})
 				continue
 			}
 		}
@@ -223,23 +258,38 @@ func (p *Policy) applyNumbers(io []IOLimits, a asks, ignored *[]Ignored) ([]IOLi
 	return io, used
 }
 
-// unknownCriguardKeys lists criguard.io annotations that are not ours, likely typos.
+// unknownCriguardKeys lists criguard.io annotations that are not ours, likely typos:
+// the first MaxIgnoredPerReason in key order, the last one counting the others in
+// More. Its cost is one pass over the keys, however many a tenant writes.
 func unknownCriguardKeys(annotations map[string]string) []Ignored {
 	var known []string
 	for _, k := range numericKeys {
 		known = append(known, k.key)
 	}
-	var out []Ignored
-	for _, key := range slices.Sorted(maps.Keys(annotations)) {
+	var first []string // the smallest unknown keys, sorted
+	total := 0
+	for key := range annotations {
 		if !strings.HasPrefix(key, "criguard.io/") {
 			continue
 		}
 		if slices.Contains(known, key) || slices.ContainsFunc(known, func(k string) bool { return strings.HasPrefix(key, k+".") }) {
 			continue
 		}
+		total++
+		i, _ := slices.BinarySearch(first, key)
+		if i < MaxIgnoredPerReason {
+			first = slices.Insert(first, i, key)
+			first = first[:min(len(first), MaxIgnoredPerReason)]
+		}
+	}
+	out := make([]Ignored, 0, len(first))
+	for _, key := range first {
 		name, _, _ := strings.Cut(strings.TrimPrefix(key, "criguard.io/"), ".")
-		out = append(out, Ignored{key, annotations[key], IgnoredInvalid,
-			"not a criguard.io annotation." + didYouMean(truncate("criguard.io/"+name), known)})
+		out = append(out, Ignored{Key: key, Value: annotations[key], Reason: IgnoredInvalid,
+			Detail: "not a criguard.io annotation." + didYouMean(truncate("criguard.io/"+name), known)})
+	}
+	if len(out) > 0 {
+		out[len(out)-1].More = total - len(out)
 	}
 	return out
 }

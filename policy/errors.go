@@ -11,9 +11,10 @@ var (
 	ErrPolicyInvalid = errors.New("policy: invalid")
 	// ErrPolicyBadQuantity is wrapped by ParseBytes and ParseCount errors.
 	ErrPolicyBadQuantity = errors.New("policy: bad quantity")
-	// ErrPolicyEmpty is reported by the Watcher for a file emptied after a good load: a
-	// save in progress more likely than a wish for no policy, which a comment expresses.
-	ErrPolicyEmpty = errors.New("policy: file is empty, keeping the last good policy")
+	// ErrPolicyEmpty is wrapped, beside ErrPolicyInvalid, by the error for a file of
+	// only white space: a save cut short more likely than a wish for no rules, which a
+	// comment-only file expresses. It is refused like a broken file.
+	ErrPolicyEmpty = errors.New("policy: file is empty")
 	// ErrPolicyRemoved is reported by the Watcher when the file disappears after a good load.
 	ErrPolicyRemoved = errors.New("policy: file removed, keeping the last good policy")
 )

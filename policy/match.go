@@ -46,7 +46,7 @@ type Decision struct {
 	// is loaded, or the throttle is the runtime's own blockio class.
 	HandsOff bool
 	Reason   string    // one sentence for explain and logs
-	Ignored  []Ignored // annotations that did not count, and why
+	Ignored  []Ignored // annotations that did not count, and why: at most MaxIgnoredPerReason of each reason
 }
 
 // Decide answers what applies to w. Pod labels and annotations are the tenant's; the
@@ -57,8 +57,9 @@ type Decision struct {
 //
 // A decision with Scope pod means the limits belong on the pod's cgroup: one budget
 // for the pod. For the pod itself (ContainerName empty) only such a budget applies.
-// Without allow_loosen a pod budget is never split by annotations: pod-level asks
-// tighten the budget and container-level asks are not allowed.
+// A pod budget is never split by annotations, allow_loosen or not: pod-level asks
+// change the budget (only the keys and disks they name) and container-level asks are
+// not allowed.
 func (p *Policy) Decide(w Workload) Decision {
 	if p == nil {
 		return Decision{Source: SourceNone, Scope: ScopeContainer, HandsOff: true,
@@ -67,7 +68,7 @@ func (p *Policy) Decide(w Workload) Decision {
 	var ignored []Ignored
 	a := p.readAsks(w, &ignored)
 	d := p.decide(w, a, &ignored)
-	d.Ignored = ignored
+	d.Ignored = capIgnored(ignored)
 	return d
 }
 
@@ -82,31 +83,22 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 		}
 		return Decision{Source: SourceNone, Scope: ScopePod, Reason: reason}
 	}
-	loosen := p.Annotations.AllowLoosen && !a.empty()
 	ruleResources := Resources{}
 	if rule != nil {
 		ruleResources = p.classResources(rule.Class)
 	}
-	if podScoped && loosen {
-		// The operator let pods choose their own numbers: each container gets them.
-		if forPod {
-			return Decision{Source: SourceNone, Scope: ScopePod,
-				Reason: "the pod's own annotations throttle each container (annotations.allow_loosen), so the pod has no shared budget"}
-		}
-		rule, podScoped = nil, false
-	}
 	if podScoped && !forPod {
 		// One budget for the pod, the same for each of its containers; only the pod's own
-		// annotations may tighten it.
+		// annotations may change it (tighten it, or with allow_loosen set its numbers).
 		for _, n := range a.numbers {
 			if n.level == SourceContainerAnnotation {
-				*ignored = append(*ignored, Ignored{n.key, n.value, IgnoredNotAllowed,
-					fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may tighten it", rule.Name)})
+				*ignored = append(*ignored, Ignored{Key: n.key, Value: n.value, Reason: IgnoredNotAllowed,
+					Detail: fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may change it", rule.Name)})
 			}
 		}
 		if a.classLevel == SourceContainerAnnotation {
-			*ignored = append(*ignored, Ignored{a.classKey, w.PodAnnotations[a.classKey], IgnoredNotAllowed,
-				fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may tighten it", rule.Name)})
+			*ignored = append(*ignored, Ignored{Key: a.classKey, Value: w.PodAnnotations[a.classKey], Reason: IgnoredNotAllowed,
+				Detail: fmt.Sprintf("rule %q gives the pod one shared budget; only pod annotations may change it", rule.Name)})
 		}
 		a = a.podLevel()
 	}
@@ -121,7 +113,9 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 	if a.class != "" {
 		classIO := p.classIO(a.class)
 		if p.Annotations.AllowLoosen {
-			d.IO = classIO
+			// The class sets the keys it gives on the disks it names; the rule's other
+			// keys and disks stay.
+			d.IO = overlay(d.IO, classIO)
 		} else {
 			// Each disk and key merges to the tightest of rule and class.
 			d.IO = append(d.IO, classIO...)
@@ -159,6 +153,26 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 			Reason: fmt.Sprintf("class %q is not in this policy: it is the runtime's blockio class, and criguard leaves the cgroup alone", a.foreignClass)}
 	}
 	return d
+}
+
+// overlay sets, on each disk that over names, the keys over gives (non-zero), keeping
+// every other key and disk of base.
+func overlay(base, over []IOLimits) []IOLimits {
+	out := slices.Clone(base)
+	for _, l := range over {
+		i := slices.IndexFunc(out, func(o IOLimits) bool { return o.Target() == l.Target() })
+		if i < 0 {
+			out = append(out, l)
+			continue
+		}
+		o := &out[i]
+		for _, k := range numericKeys {
+			if v := *k.field(&l); v != 0 {
+				*k.field(o) = v
+			}
+		}
+	}
+	return out
 }
 
 // tightestPerDevice folds entries naming the same device into one, keeping the
@@ -251,11 +265,15 @@ func (r *Rule) matches(w Workload) (string, bool) {
 			why = append(why, fmt.Sprintf("container %q matches %q", w.ContainerName, pattern))
 		}
 		if len(r.Images) > 0 {
-			pattern, ok := firstGlob(r.Images, w.Image)
+			pattern, form, ok := matchImage(r.Images, w.Image)
 			if !ok {
 				return "", false
 			}
-			why = append(why, fmt.Sprintf("image %q matches %q", w.Image, pattern))
+			if form == w.Image {
+				why = append(why, fmt.Sprintf("image %q matches %q", w.Image, pattern))
+			} else {
+				why = append(why, fmt.Sprintf("image %q (%s) matches %q", w.Image, form, pattern))
+			}
 		}
 	} else if len(r.Containers) > 0 || len(r.Images) > 0 {
 		return "", false

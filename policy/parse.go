@@ -37,8 +37,14 @@ func (e *LoadError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Unwrap exposes both the sentinel and the diagnostics.
-func (e *LoadError) Unwrap() []error { return []error{ErrPolicyInvalid, e.Diags} }
+// Unwrap exposes the sentinels and the diagnostics; a file of only white space is
+// ErrPolicyEmpty too.
+func (e *LoadError) Unwrap() []error {
+	if len(bytes.TrimSpace(e.Source)) == 0 {
+		return []error{ErrPolicyInvalid, ErrPolicyEmpty, e.Diags}
+	}
+	return []error{ErrPolicyInvalid, e.Diags}
+}
 
 // FormatDiagnostic renders one diagnostic as "file:line,col: summary; detail".
 func FormatDiagnostic(d *hcl.Diagnostic) string {
@@ -140,7 +146,9 @@ func Parse(src []byte, filename string) (*Policy, hcl.Diagnostics) {
 	return d.policy, sortDiagnostics(d.diags)
 }
 
-// checkText refuses what is not text before HCL turns it into hundreds of diagnostics.
+// checkText refuses what is not text before HCL turns it into hundreds of diagnostics,
+// and a file of only white space: more likely a save cut short (or a power cut after
+// a rename without fsync) than a wish for no rules, which a comment says.
 func checkText(src []byte, filename string) hcl.Diagnostics {
 	if len(src) > MaxFileSize {
 		r := hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos}
@@ -148,6 +156,15 @@ func checkText(src []byte, filename string) hcl.Diagnostics {
 			Severity: hcl.DiagError,
 			Summary:  "Policy file too large",
 			Detail:   fmt.Sprintf("The file has %d bytes; a policy may have at most %d. Is this the right file?", len(src), MaxFileSize),
+			Subject:  &r,
+		}}
+	}
+	if len(bytes.TrimSpace(src)) == 0 {
+		r := hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos}
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Empty policy file",
+			Detail:   "The file has no content; criguard refuses it as it refuses a broken one (the last good policy, or hands off). To run with no rules, write a comment such as \"# no throttles\".",
 			Subject:  &r,
 		}}
 	}

@@ -118,7 +118,7 @@ func (d *decoder) decodePids(b *hcl.Block, into *Resources) bool {
 	if attr == nil {
 		return false // reported by Content as a missing required argument
 	}
-	n, ok := d.wholeValue(attr, 1, math.MaxInt64, "a whole number of processes and threads", "max = 512")
+	n, ok := d.wholeValue(attr, 1, MaxPids, fmt.Sprintf("a whole number of processes and threads, at most %d (the kernel's PID_MAX_LIMIT)", MaxPids), "max = 512")
 	into.PidsMax = n
 	return ok
 }

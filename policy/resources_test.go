@@ -31,7 +31,7 @@ func TestResourcesDiagnosticDetails(t *testing.T) {
 		t.Fatal("want an error")
 	}
 	for _, want := range []string{
-		`resources_values.hcl:3,11: Invalid max; max is refused: outside 1 to 9223372036854775807`,
+		`resources_values.hcl:3,11: Invalid max; max is refused: outside 1 to 4194304`,
 		`high = "150%" is refused: a share of the container's memory limit is a whole percentage from 1% to 100%`,
 		`weight is refused: outside 1 to 10000`,
 		`"12XB"`,
@@ -127,5 +127,62 @@ func TestResourcesTightenAndString(t *testing.T) {
 	}
 	if s := got.String(); s != "pids.max=100 memory.high=1GiB memory.high=90% of the limit cpu.weight=20 cpu.max=1500m" {
 		t.Errorf("String() = %q", s)
+	}
+}
+
+// Values the kernel cannot hold are refused with file:line,col and the kernel's bound
+// (issue 21, finding 6): a pids.max runc cannot write fails the container's creation,
+// a v1 IOPS above 32 bits wraps to a stricter value, and 2^64-1 bytes/s is "no limit".
+func TestKernelBoundsAreRefused(t *testing.T) {
+	_, err := Load(filepath.Join("testdata/bad", "kernel_bounds.hcl"))
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{
+		`kernel_bounds.hcl:8,18: Invalid byte quantity; write_bps = 18446744073709551615 is refused: 18446744073709551615 is the kernel's "no limit"; a limit is at most 18446744073709551614 bytes per second`,
+		`kernel_bounds.hcl:9,18: Invalid byte quantity; read_bps = "18446744073709551615" is refused: 18446744073709551615 is the kernel's "no limit"`,
+		`kernel_bounds.hcl:10,18: Invalid operation count; write_iops = 4294967396 is refused: above 4294967295, the most the kernel holds`,
+		`kernel_bounds.hcl:11,18: Invalid operation count; read_iops = "4294967296" is refused: above 4294967295`,
+		`kernel_bounds.hcl:14,11: Invalid max; max is refused: outside 1 to 4194304. Write a whole number of processes and threads, at most 4194304 (the kernel's PID_MAX_LIMIT)`,
+		`kernel_bounds.hcl:20,20: Invalid operation count; max_write_iops = 4294967296 is refused: above 4294967295`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%s", want, err)
+		}
+	}
+
+	// The bounds themselves are limits the kernel holds.
+	p := mustParse(t, `
+class "edge" {
+  io {
+    device     = "8:0"
+    write_bps  = 18446744073709551614
+    write_iops = 4294967295
+  }
+  pids {
+    max = 4194304
+  }
+}
+annotations {
+  enabled = true
+  device  = "8:0"
+}
+rule "all" {
+  class = "edge"
+}
+`)
+	io, res := p.Classes["edge"].IO[0], p.Classes["edge"].Resources
+	if io.WriteBPS != MaxBPS || io.WriteIOPS != MaxIOPS || res.PidsMax != MaxPids {
+		t.Errorf("edge values = %+v %+v, want the kernel's bounds kept", io, res)
+	}
+
+	// A tenant's ask beyond the kernel's bounds is ignored, not written.
+	d := p.Decide(Workload{Namespace: "t", ContainerName: "app", PodAnnotations: map[string]string{
+		AnnotationReadIOPS: "4294967396", AnnotationReadBPS: "18446744073709551615"}})
+	if got := d.IO[0]; got.ReadIOPS != 0 || got.ReadBPS != 0 {
+		t.Errorf("asks beyond the kernel's bounds were applied: %+v", got)
+	}
+	if len(d.Ignored) != 2 || d.Ignored[0].Reason != IgnoredInvalid || d.Ignored[1].Reason != IgnoredInvalid {
+		t.Errorf("ignored = %v, want two invalid asks", d.Ignored)
 	}
 }

@@ -109,7 +109,33 @@ func (d *decoder) stringMapValue(attr *hcl.Attribute, example string) (map[strin
 	return out, true
 }
 
-// quantityValue reads a limit: a number, or a string with a unit (bytes) or digits (IOPS).
+// The largest limits the kernel holds. One policy serves every node, cgroup v1 and
+// v2 alike, so the bounds are the tightest of both.
+const (
+	// MaxBPS is the largest bytes per second: 2^64-1 is the kernel's "no limit" in
+	// io.max and blkio.throttle.*_bps_device (it reads back as nothing).
+	MaxBPS uint64 = math.MaxUint64 - 1
+	// MaxIOPS is the largest operations per second: cgroup v1 keeps
+	// blkio.throttle.*_iops_device in 32 bits, and a larger value wraps to a stricter one.
+	MaxIOPS uint64 = math.MaxUint32
+	// MaxPids is the kernel's PID_MAX_LIMIT (64-bit): pids.max refuses more.
+	MaxPids uint64 = 4 * 1024 * 1024
+)
+
+// kernelBound says why n is more than the kernel holds as a bps (isBytes) or IOPS
+// limit, or returns "".
+func kernelBound(n uint64, isBytes bool) string {
+	switch {
+	case isBytes && n > MaxBPS:
+		return fmt.Sprintf("%d is the kernel's \"no limit\"; a limit is at most %d bytes per second", n, MaxBPS)
+	case !isBytes && n > MaxIOPS:
+		return fmt.Sprintf("above %d, the most the kernel holds (cgroup v1 keeps IOPS limits in 32 bits, so a larger value would wrap to a stricter one)", MaxIOPS)
+	}
+	return ""
+}
+
+// quantityValue reads a limit: a number, or a string with a unit (bytes) or digits
+// (IOPS), no more than the kernel holds.
 func (d *decoder) quantityValue(attr *hcl.Attribute, isBytes bool) (uint64, bool) {
 	example := attr.Name + ` = "100MiB"`
 	if !isBytes {
@@ -122,9 +148,12 @@ func (d *decoder) quantityValue(attr *hcl.Attribute, isBytes bool) (uint64, bool
 	switch v.Type() {
 	case cty.Number:
 		n, problem := wholeNumber(v.AsBigFloat())
+		if problem == "" {
+			problem = kernelBound(n, isBytes)
+		}
 		if problem != "" {
 			d.errorf(attr.Expr.Range(), "Invalid "+quantityKind(isBytes), "%s = %s is refused: %s. %s.",
-				attr.Name, v.AsBigFloat().Text('g', 10), problem, quantityHint(isBytes))
+				attr.Name, v.AsBigFloat().Text('g', 20), problem, quantityHint(isBytes))
 			return 0, false
 		}
 		return n, true
@@ -134,6 +163,9 @@ func (d *decoder) quantityValue(attr *hcl.Attribute, isBytes bool) (uint64, bool
 			parse = parseBytes
 		}
 		n, problem := parse(v.AsString())
+		if problem == "" {
+			problem = kernelBound(n, isBytes)
+		}
 		if problem != "" {
 			d.errorf(attr.Expr.Range(), "Invalid "+quantityKind(isBytes), "%s = %s is refused: %s. %s.",
 				attr.Name, quoteQuantity(v.AsString()), problem, quantityHint(isBytes))

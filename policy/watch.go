@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/criguard/criguard/internal/atomicfile"
 )
 
 // ReloadResult is the outcome of one reload. When Err is set, Policy is still the one
@@ -25,12 +29,17 @@ type ReloadResult struct {
 // Watcher keeps the last good policy of one file and reloads it when the file changes
 // or Reload is called. It watches the file's directory, not the file, so that editors
 // that write a new file and rename it over the old one (vim, ConfigMap symlink swaps)
-// are followed.
+// are followed. With WithLastGood, it keeps a copy of each policy that loads, and runs
+// that copy when it starts on a file it refuses.
 type Watcher struct {
 	path     string
 	onReload func(ReloadResult)
 	current  atomic.Pointer[Policy]
 	requests chan struct{}
+
+	// lastGood is the copy of the last policy that loaded; "" keeps none.
+	lastGood string
+	log      *slog.Logger
 
 	// debounce lets an editor's burst of events (truncate, write, chmod) settle.
 	debounce time.Duration
@@ -38,12 +47,52 @@ type Watcher struct {
 	pollInterval time.Duration
 }
 
+// WatcherOption configures a Watcher.
+type WatcherOption func(*Watcher)
+
+// WithLastGood keeps a copy of every policy that loads at path (in criguard's state
+// dir), written with fsync, and runs it when the watcher starts on a file it refuses.
+func WithLastGood(path string) WatcherOption {
+	return func(w *Watcher) { w.lastGood = path }
+}
+
+// WithLogger logs what the caller cannot act on: a last good copy that cannot be kept.
+func WithLogger(log *slog.Logger) WatcherOption {
+	return func(w *Watcher) { w.log = log }
+}
+
+// StartError is NewWatcher's error for a policy file that exists but is refused: it
+// is broken, or empty (only white space: a save cut short, not a wish for no rules,
+// which a comment-only file expresses). Either way the watcher starts on the last good
+// copy if that one loads, is not empty and can throttle something (it has a rule, or
+// annotations enabled), or else hands off (Current nil: forward, write nothing, reset
+// nothing). Never on an empty rule set, which would lift every limit criguard had
+// written.
+type StartError struct {
+	Path string
+	Err  error // why the file was refused
+	// LastGood is the copy now in force; "" when hands off.
+	LastGood string
+	// LastGoodErr says why no copy is in force (nil with no WithLastGood).
+	LastGoodErr error
+}
+
+func (e *StartError) Error() string {
+	if e.LastGood != "" {
+		return fmt.Sprintf("policy %s refused; running the last good policy (%s): %v", e.Path, e.LastGood, e.Err)
+	}
+	return fmt.Sprintf("policy %s refused and no last good policy; hands off, nothing is throttled or reset: %v", e.Path, e.Err)
+}
+
+// Unwrap returns why the file was refused.
+func (e *StartError) Unwrap() error { return e.Err }
+
 // NewWatcher loads path once. A missing file is not an error: Current is nil (the
 // proxy forwards without throttling) until the file appears. A file that exists but
-// cannot be read or is invalid is returned as the error, with a watcher that is
-// usable all the same (Current nil until the file is fixed): the caller chooses
-// between refusing to start and running without a policy. onReload may be nil.
-func NewWatcher(path string, onReload func(ReloadResult)) (*Watcher, error) {
+// is refused returns a *StartError with a watcher that is usable all the same, running
+// the last good copy or nothing until the file is fixed: the caller chooses between
+// refusing to start and running so. onReload may be nil.
+func NewWatcher(path string, onReload func(ReloadResult), opts ...WatcherOption) (*Watcher, error) {
 	w := &Watcher{
 		path:         path,
 		onReload:     onReload,
@@ -51,18 +100,52 @@ func NewWatcher(path string, onReload func(ReloadResult)) (*Watcher, error) {
 		debounce:     100 * time.Millisecond,
 		pollInterval: 2 * time.Second,
 	}
+	for _, opt := range opts {
+		opt(w)
+	}
 	p, err := Load(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return w, err
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return w, nil
+	case err != nil:
+		refused := &StartError{Path: path, Err: err}
+		if w.lastGood == "" {
+			return w, refused
+		}
+		last, lastErr := Load(w.lastGood)
+		if lastErr == nil && last.throttlesNothing() {
+			// Running it would only reset what criguard wrote; hands off keeps it.
+			lastErr = fmt.Errorf("last good policy %s has no rules and no annotations: hands off instead", w.lastGood)
+		}
+		if lastErr != nil {
+			refused.LastGoodErr = lastErr
+			return w, refused
+		}
+		w.current.Store(last)
+		refused.LastGood = w.lastGood
+		return w, refused
 	}
 	w.current.Store(p)
+	w.keep(p)
 	return w, nil
 }
 
-// UseFallback puts p in force while no policy has loaded from the file: the last
-// good policy, kept from an earlier run, when the file is broken at start.
-func (w *Watcher) UseFallback(p *Policy) bool {
-	return w.current.CompareAndSwap(nil, p)
+// throttlesNothing reports whether p can give no workload a limit.
+func (p *Policy) throttlesNothing() bool {
+	return len(p.Rules) == 0 && !p.Annotations.Enabled
+}
+
+// keep writes p as the last good copy, unless it is already that copy.
+func (w *Watcher) keep(p *Policy) {
+	if w.lastGood == "" || p == nil || len(bytes.TrimSpace(p.Source)) == 0 {
+		return
+	}
+	if old, err := os.ReadFile(w.lastGood); err == nil && bytes.Equal(old, p.Source) {
+		return
+	}
+	if err := atomicfile.Write(w.lastGood, p.Source); err != nil && w.log != nil {
+		w.log.Error("cannot keep the last good policy; a restart on a broken file would run hands off", "path", w.lastGood, "err", err)
+	}
 }
 
 // Current is the policy in force: the last one that loaded without errors, or nil.
@@ -154,19 +237,17 @@ func (w *Watcher) report(result ReloadResult) {
 	}
 }
 
-// reload loads the file; a bad or removed file leaves the last good policy in force.
+// reload loads the file; a bad, emptied or removed file leaves the policy in force.
 func (w *Watcher) reload() ReloadResult {
 	old := w.current.Load()
-	p, src, err := load(w.path)
+	p, err := Load(w.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && old != nil {
 			err = fmt.Errorf("policy %s: %w: %w", w.path, ErrPolicyRemoved, err)
 		}
 		return ReloadResult{Policy: old, Err: err}
 	}
-	if old != nil && len(bytes.TrimSpace(src)) == 0 {
-		return ReloadResult{Policy: old, Err: fmt.Errorf("policy %s: %w", w.path, ErrPolicyEmpty)}
-	}
 	w.current.Store(p)
+	w.keep(p)
 	return ReloadResult{Policy: p, Changed: !reflect.DeepEqual(old, p)}
 }

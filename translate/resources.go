@@ -25,6 +25,11 @@ const (
 	UnifiedPidsMax    = "pids.max"
 	UnifiedMemoryHigh = "memory.high"
 	UnifiedCPUWeight  = "cpu.weight"
+	// UnifiedCPUMax and UnifiedMemoryMax are read, never added: they mirror
+	// cpu_quota/cpu_period and memory_limit_in_bytes, and runc writes unified last,
+	// so a looser one there would undo the CRI field.
+	UnifiedCPUMax    = "cpu.max"
+	UnifiedMemoryMax = "memory.max"
 )
 
 // CPUWeightFromShares is runc's conversion of cpu.shares to cpu.weight
@@ -106,7 +111,10 @@ type Tightening struct {
 // TightenResources makes every setting of res at least as strict as want, on a host
 // whose cgroup version is cgroupVersion, and never loosens one: a value kubelet set
 // that is stricter stays. It is idempotent: applied to its own output it changes
-// nothing.
+// nothing. On v2 the unified keys that mirror a CRI field (cpu.weight, cpu.max,
+// pids.max, memory.high) are tightened with it, since runc writes unified after the
+// fields; memory.max, when stricter than memory_limit_in_bytes, is the limit a
+// memory.high share is taken of. io.max is TightenIOMax's.
 func TightenResources(res *ContainerResources, want policy.Resources, cgroupVersion int) Tightening {
 	var t Tightening
 	v2 := cgroupVersion == 2
@@ -148,6 +156,12 @@ func TightenResources(res *ContainerResources, want policy.Resources, cgroupVers
 			t.Changed = append(t.Changed, fmt.Sprintf("cpu_quota %s→%d (period %d)", orUnsetInt(res.CPUQuota), quota, period))
 			res.CPUQuota, res.CPUPeriod = quota, period
 		}
+		if old, had := res.Unified[UnifiedCPUMax]; v2 && had {
+			if tightened, ok := tightenCPUMax(old, want.CPUMaxMilli, period); ok {
+				res.Unified[UnifiedCPUMax] = tightened
+				t.Changed = append(t.Changed, fmt.Sprintf("unified[%s] %s→%s", UnifiedCPUMax, old, tightened))
+			}
+		}
 	}
 	if want.PidsMax != 0 {
 		if v2 {
@@ -157,7 +171,12 @@ func TightenResources(res *ContainerResources, want policy.Resources, cgroupVers
 		}
 	}
 	if want.MemoryHighSet() {
-		high := MemoryHigh(want, res.MemoryLimit)
+		limit := res.MemoryLimit
+		if unifiedLimit, ok := unifiedNumber(res.Unified[UnifiedMemoryMax]); v2 && ok && unifiedLimit > 0 &&
+			unifiedLimit <= math.MaxInt64 && (limit <= 0 || int64(unifiedLimit) < limit) {
+			limit = int64(unifiedLimit) // the limit the kernel will hold: runc writes unified last
+		}
+		high := MemoryHigh(want, limit)
 		switch {
 		case !v2:
 			t.Unenforceable = append(t.Unenforceable, "memory.high: cgroup v1 has no soft memory ceiling (memory.high is v2 only)")
@@ -169,6 +188,28 @@ func TightenResources(res *ContainerResources, want policy.Resources, cgroupVers
 		}
 	}
 	return t
+}
+
+// tightenCPUMax returns the cpu.max value ("QUOTA PERIOD") no looser than milli
+// thousandths of a CPU, in have's period (or period, the CRI one, when have gives
+// none), and false when have is already as strict. A value that does not parse is
+// replaced: runc would fail to write it anyway.
+func tightenCPUMax(have string, milli uint64, period int64) (string, bool) {
+	fields := strings.Fields(have)
+	if len(fields) == 2 {
+		if p, err := strconv.ParseInt(fields[1], 10, 64); err == nil && p > 0 {
+			period = p
+		} else {
+			fields = nil
+		}
+	}
+	quota := CFSQuota(milli, period)
+	if len(fields) == 1 || len(fields) == 2 {
+		if q, err := strconv.ParseInt(fields[0], 10, 64); err == nil && q > 0 && q <= quota {
+			return have, false
+		}
+	}
+	return fmt.Sprintf("%d %d", quota, period), true
 }
 
 // MemoryHigh is the ceiling in bytes for a container whose memory limit is limit

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -128,6 +130,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	var svc *criservice.Service // set before the watcher runs
 	var unloaded policyHealth
 	var watcher *policy.Watcher
+	watchOpts := []policy.WatcherOption{policy.WithLogger(log)}
+	if cfg.stateDir != "" {
+		watchOpts = append(watchOpts, policy.WithLastGood(filepath.Join(cfg.stateDir, lastGoodFile)))
+	}
 	watcher, err = policy.NewWatcher(cfg.policyPath, func(r policy.ReloadResult) {
 		metrics.PolicyReloaded(r.Err == nil)
 		if r.Err != nil {
@@ -139,33 +145,30 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 		unloaded.set(nil)
 		metrics.SetPolicyLoaded(r.Policy != nil)
-		keepLastGood(cfg.stateDir, r.Policy, log)
 		if r.Changed {
 			log.Info("policy reloaded", "file", cfg.policyPath, "loaded", r.Policy != nil)
 			svc.PolicyChanged()
 			kick()
 		}
-	})
+	}, watchOpts...)
+	var refused *policy.StartError
+	errors.As(err, &refused)
 	switch {
-	case err != nil && cfg.failClosed:
-		return fmt.Errorf("policy: %w", err)
-	case err != nil:
-		// Refusing to start would cut kubelet off the runtime, and throttling nothing
-		// would lift every limit: run the last good policy, or keep hands off.
+	case refused != nil && cfg.failClosed:
+		return fmt.Errorf("policy: %w", refused.Err)
+	case refused != nil:
+		// Refusing to start would cut kubelet off the runtime; the watcher runs the
+		// last good policy, or keeps hands off.
 		metrics.PolicyReloaded(false)
-		if last, lastErr := loadLastGood(cfg.stateDir); lastErr == nil && watcher.UseFallback(last) {
-			unloaded.set(fmt.Errorf("policy %s refused; running the last good policy (%s): %w", cfg.policyPath, last.Filename, err))
-			log.Error("policy refused; running the last good policy until the file is fixed", "file", cfg.policyPath, "last_good", last.Filename, "err", err)
-		} else {
-			unloaded.set(fmt.Errorf("policy %s refused and no last good policy; hands off, nothing is throttled or reset: %w", cfg.policyPath, err))
-			log.Error("policy refused and no last good policy; hands off: limits in place are kept, none are written", "file", cfg.policyPath, "err", err, "last_good_err", lastErr)
-		}
+		unloaded.set(err)
+		log.Error("policy refused at start; limits in place are kept until the file is fixed", "file", cfg.policyPath, "err", err, "last_good_err", refused.LastGoodErr)
+	case err != nil:
+		return fmt.Errorf("policy: %w", err)
 	case watcher.Current() == nil:
 		metrics.PolicyReloaded(true)
 		log.Warn("no policy file; hands off (forwarding only, nothing written or reset) until it appears", "file", cfg.policyPath)
 	default:
 		metrics.PolicyReloaded(true)
-		keepLastGood(cfg.stateDir, watcher.Current(), log)
 	}
 	metrics.SetPolicyLoaded(watcher.Current() != nil)
 

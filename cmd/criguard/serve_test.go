@@ -307,11 +307,23 @@ func TestServeStartsUnreadyOnABrokenPolicy(t *testing.T) {
 	eventually(t, "/readyz to be ready", func() bool { code, _ := readyz(); return code == http.StatusOK })
 }
 
-// A restart of criguard on a broken policy keeps every limit: it runs the last
-// good policy kept in the state dir, or, with none, keeps hands off.
+// A restart of criguard on a broken or empty policy keeps every limit: it runs the
+// last good policy kept in the state dir, or, with none (or an empty one), keeps
+// hands off. An empty rule set would reset them all.
 func TestServeRestartOnABrokenPolicyKeepsLimits(t *testing.T) {
-	for _, keepState := range []bool{true, false} {
-		t.Run(fmt.Sprintf("last good kept %v", keepState), func(t *testing.T) {
+	for _, tc := range []struct {
+		file     string
+		lastGood string // kept: the state dir of the first run; none; empty: a 0-byte copy
+	}{
+		{file: "rule \"batch\" {\n", lastGood: "kept"},
+		{file: "rule \"batch\" {\n", lastGood: "none"},
+		{file: "rule \"batch\" {\n", lastGood: "empty"},
+		{file: "", lastGood: "kept"},
+		{file: "", lastGood: "none"},
+		{file: "", lastGood: "empty"},
+	} {
+		keepState := tc.lastGood == "kept"
+		t.Run(fmt.Sprintf("file %q last good %s", tc.file, tc.lastGood), func(t *testing.T) {
 			node := newFakeNode(t)
 			fake := fakeruntime.New()
 			_, runtimeSock := fakeruntime.Serve(t, fake)
@@ -348,9 +360,12 @@ func TestServeRestartOnABrokenPolicyKeepsLimits(t *testing.T) {
 					return readFile(t, filepath.Join(dir, "blkio.throttle.write_bps_device")) == "254:0 1048576"
 				})
 			})
-			mustWrite(t, policyPath, "rule \"batch\" {\n")
+			mustWrite(t, policyPath, tc.file)
 			if !keepState {
 				cfg.stateDir = t.TempDir()
+			}
+			if tc.lastGood == "empty" {
+				mustWrite(t, filepath.Join(cfg.stateDir, lastGoodFile), "")
 			}
 			run(cfg, func() {
 				eventually(t, "/readyz to name the broken policy", func() bool {
@@ -369,7 +384,7 @@ func TestServeRestartOnABrokenPolicyKeepsLimits(t *testing.T) {
 				time.Sleep(300 * time.Millisecond) // several reconcile passes
 			})
 			if got := readFile(t, filepath.Join(dir, "blkio.throttle.write_bps_device")); got != "254:0 1048576" {
-				t.Errorf("write_bps after a restart on a broken policy = %q, want 254:0 1048576 kept", got)
+				t.Errorf("write_bps after a restart on policy %q = %q, want 254:0 1048576 kept", tc.file, got)
 			}
 			if t.Failed() {
 				t.Log(logs.String())
