@@ -389,9 +389,13 @@ func (s *Service) noteIgnored(p Plan) {
 	}
 	for _, reason := range slices.Sorted(maps.Keys(byReason)) {
 		igs := byReason[reason]
+		n := 0
+		for _, ig := range igs {
+			n += 1 + ig.More // the policy lists a few of each reason and counts the rest
+		}
 		s.log.Warn("annotation ignored", "container", p.ContainerID, "pod", p.Workload.Namespace+"/"+p.Workload.PodName,
-			"reason", string(reason), "count", len(igs), "why", igs[0].String())
-		s.metrics.annotationsIgnored(string(reason), len(igs))
+			"reason", string(reason), "count", n, "why", igs[0].String())
+		s.metrics.annotationsIgnored(string(reason), n)
 	}
 }
 
