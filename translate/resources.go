@@ -50,16 +50,6 @@ func CPUWeightFromShares(shares uint64) uint64 {
 	return uint64(math.Ceil(math.Pow(10, exponent)))
 }
 
-// CPUWeightFromSharesLinear is the conversion of older runc and crun (runc 1.1,
-// Debian 12's): linear from [2, 262144] to [1, 10000], so 1024 shares is weight 39.
-func CPUWeightFromSharesLinear(shares uint64) uint64 {
-	if shares == 0 {
-		return 0
-	}
-	shares = min(max(shares, cpuSharesMin), cpuSharesMax)
-	return 1 + (shares-cpuSharesMin)*9999/(cpuSharesMax-cpuSharesMin)
-}
-
 // CPUSharesFromWeight is the cpu.shares that means weight: the largest shares that
 // runc's conversion turns into at most weight, so that a v1 host and a v2 host give
 // the same share (weight 100 is 1024 shares). Both conversions are monotonic, and

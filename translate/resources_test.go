@@ -43,16 +43,13 @@ func TestCPUWeightFromSharesMatchesRunc(t *testing.T) {
 		if got := CPUWeightFromShares(tt.shares); got != tt.weight {
 			t.Errorf("CPUWeightFromShares(%d) = %d, want %d", tt.shares, got, tt.weight)
 		}
-		if got := CPUWeightFromSharesLinear(tt.shares); got != tt.linear {
-			t.Errorf("CPUWeightFromSharesLinear(%d) = %d, want %d", tt.shares, got, tt.linear)
+		if got := runcLinearWeight(tt.shares); got != tt.linear {
+			t.Errorf("runcLinearWeight(%d) = %d, want %d", tt.shares, got, tt.linear)
 		}
 	}
 	for shares := uint64(2); shares <= 262144; shares++ {
 		if got, want := CPUWeightFromShares(shares), runcWeight(shares); got != want {
 			t.Fatalf("CPUWeightFromShares(%d) = %d, runc says %d", shares, got, want)
-		}
-		if got, want := CPUWeightFromSharesLinear(shares), runcLinearWeight(shares); got != want {
-			t.Fatalf("CPUWeightFromSharesLinear(%d) = %d, runc 1.1 says %d", shares, got, want)
 		}
 	}
 }
