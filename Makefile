@@ -17,7 +17,6 @@ PKG_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed -
 	echo "0.0.0+git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
 PKG_ARCH  ?= $(shell $(GO) env GOARCH)
 PKG_MAINTAINER ?= criguard developers <maintainers@criguard.example>
-PKG_LICENSE ?= not yet chosen
 
 .PHONY: help build man package test lint tidy fuzz e2e lab conformance test-v2 e2e-v2 bench demo clean
 
@@ -41,7 +40,7 @@ package: man ## .deb and .rpm of criguard in _out/package (nfpm; packaging/)
 		'$(PKG_VERSION)' "$$(git rev-parse HEAD 2>/dev/null || echo unknown)" '$(PKG_MAINTAINER)' \
 		"$$(date -R -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))" | gzip -9n >$(PKG_STAGE)/changelog.gz
 	for p in deb rpm; do \
-		PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' PKG_MAINTAINER='$(PKG_MAINTAINER)' PKG_LICENSE='$(PKG_LICENSE)' \
+		PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' PKG_MAINTAINER='$(PKG_MAINTAINER)' \
 		$(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager $$p --target $(PKG_OUT)/ || exit 1; done
 	@ls -l $(PKG_OUT)/*.deb $(PKG_OUT)/*.rpm
 
