@@ -34,6 +34,7 @@ package: man ## .deb and .rpm of criguard in _out/package (nfpm; packaging/)
 	rm -rf $(PKG_OUT) && mkdir -p $(PKG_STAGE)
 	CGO_ENABLED=0 GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(PKG_STAGE)/criguard ./cmd/criguard
 	sed -e 's|/usr/local/bin/criguard|/usr/bin/criguard|' -e 's|^# /etc/systemd/system/criguard.service|# criguard.service (packaged)|' \
+		-e 's|^Documentation=|Documentation=man:criguard(8) |' \
 		examples/systemd/criguard.service >$(PKG_STAGE)/criguard.service
 	gzip -9n <_out/man/criguard.8 >$(PKG_STAGE)/criguard.8.gz
 	printf 'criguard (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- %s  %s\n' \
