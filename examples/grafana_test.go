@@ -183,3 +183,22 @@ func TestMetricNamesOfPromQL(t *testing.T) {
 		}
 	}
 }
+
+// docs/metrics.md names every metric criguard serve exports (the Go and process
+// collectors' standard series apart).
+func TestMetricsReferenceIsComplete(t *testing.T) {
+	doc := read(t, "../docs/metrics.md")
+	checked := 0
+	for name := range criguardMetrics() {
+		if !strings.HasPrefix(name, "criguard_") {
+			continue
+		}
+		checked++
+		if !strings.Contains(doc, "`"+name) {
+			t.Errorf("docs/metrics.md does not describe %s", name)
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d criguard_ metrics found registered; the lookup is broken", checked)
+	}
+}
