@@ -2,7 +2,6 @@ package translate
 
 import (
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/criguard/criguard/cgroup"
@@ -12,24 +11,6 @@ var (
 	vda = cgroup.Device{Major: 254, Minor: 0}
 	sda = cgroup.Device{Major: 8, Minor: 0}
 )
-
-func backends(t *testing.T) map[string]cgroup.IO {
-	t.Helper()
-	out := map[string]cgroup.IO{}
-	for name, mountinfo := range map[string]string{
-		"v1": "1 0 0:30 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio\n",
-		"v2": "1 0 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
-	} {
-		h, err := cgroup.ParseMountInfo(strings.NewReader(mountinfo))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out[name], err = h.IO(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
-}
 
 func TestMergeLimitsKeepsTightest(t *testing.T) {
 	got := MergeLimits([]cgroup.IOLimit{
