@@ -26,6 +26,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	// A disk re-attached, enumerated anew after a reboot or an LV re-activated has
 	// a new MAJ:MIN: each pass resolves the policy's devices again.
 	s.forgetDevices()
+	resync := s.resourcesStale.Swap(false)
 	gen := s.cache.startListing()
 	pods, containers, created, err := s.listRunning(ctx)
 	if err != nil {
@@ -40,6 +41,9 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		t, err := s.containerTarget(ctx, id)
 		var result syncResult
 		if err == nil {
+			if resync {
+				s.resyncResources(ctx, &t) // first: the update rewrites io.max, which the apply then checks
+			}
 			_, result, err = s.applyContainer(ctx, id, &t)
 			s.reconcileResources(ctx, &t)
 		} else {
@@ -187,5 +191,9 @@ func (s *Service) recheckConflictedEvery(ctx context.Context, interval time.Dura
 	}
 }
 
-// PolicyChanged drops what depended on the old policy (resolved devices).
-func (s *Service) PolicyChanged() { s.forgetDevices() }
+// PolicyChanged drops what depended on the old policy (resolved devices), and has
+// the next pass bring running containers' pids, memory and cpu to the new one.
+func (s *Service) PolicyChanged() {
+	s.forgetDevices()
+	s.resourcesStale.Store(true)
+}

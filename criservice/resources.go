@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
@@ -77,6 +78,39 @@ func (s *Service) confirmResources(t *target) {
 		}
 		s.log.Warn("resource not in force after start", "container", id, "pod", pod.Namespace+"/"+pod.Name,
 			"file", st.File, "want", st.Want, "have", st.Have, "err", st.Note)
+	}
+}
+
+// resyncResources brings a running container's pids, memory and cpu to a policy that
+// changed. They travel in the CRI request, which kubelet sends only at create and on
+// its own updates: after a reload criguard asks the runtime to update the container
+// from the resources it runs with (ContainerStatus), tightened. It never loosens:
+// a policy that loosens them takes effect at kubelet's next update or a restart.
+func (s *Service) resyncResources(ctx context.Context, t *target) {
+	want := wantedResources(t.Decision)
+	if want.IsZero() || s.opts.DryRun {
+		return
+	}
+	id := t.Container.ID
+	ctx, cancel := s.callContext(ctx)
+	defer cancel()
+	st, err := s.opts.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		s.log.Debug("cannot read the container's resources; the new policy reaches them at kubelet's next update", "container", id, "err", err)
+		return
+	}
+	res := st.GetStatus().GetResources().GetLinux()
+	if res == nil {
+		s.log.Debug("runtime reports no resources; the new policy reaches them at kubelet's next update", "container", id)
+		return
+	}
+	res = proto.Clone(res).(*runtimeapi.LinuxContainerResources)
+	if !s.tightenResources(res, want, "policy reload", *t) {
+		return
+	}
+	s.ioMaxIntoUpdate(ctx, res, *t) // the update carries io.max too: the policy's, not a stale one
+	if _, err := s.opts.Runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
+		s.failed("container", id, s.tornDown(ctx, "container", id, fmt.Errorf("update resources to the new policy: %w", err)))
 	}
 }
 

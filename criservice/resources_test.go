@@ -2,9 +2,11 @@ package criservice
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
 )
 
 const resourcesPolicy = `
@@ -407,4 +410,51 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A reload that tightens a class's CPU weight reaches a container already running:
+// the next pass asks the runtime to update it from the resources it runs with,
+// tightened. Passes without a reload, and a reload that would loosen, send nothing.
+func TestReloadReachesRunningContainersResources(t *testing.T) {
+	e, _ := newResourcesEnv(t, false)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.host.mkdir(t, e.fake.Paths["c1"])
+	e.fake.Resources["c1"] = &runtimeapi.LinuxContainerResources{CpuShares: 421, CpuQuota: 50000, CpuPeriod: 100000, MemoryLimitInBytes: 1 << 30}
+	e.fake.Mu.Unlock()
+	updates := func() []*runtimeapi.UpdateContainerResourcesRequest {
+		e.fake.Mu.Lock()
+		defer e.fake.Mu.Unlock()
+		return slices.Clone(e.fake.Updates)
+	}
+	reload := func(weight int) {
+		t.Helper()
+		e.policy.Store(mustPolicy(t, strings.Replace(resourcesPolicy, "weight = 50", fmt.Sprintf("weight = %d", weight), 1)))
+		e.svc.PolicyChanged()
+		if _, err := e.svc.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := updates(); len(got) != 0 {
+		t.Fatalf("a pass with no reload updated the container: %v", got)
+	}
+	reload(20)
+	got := updates()
+	if len(got) != 1 || got[0].ContainerId != "c1" || uint64(got[0].Linux.CpuShares) != translate.CPUSharesFromWeight(20) {
+		t.Fatalf("after a reload to weight 20: updates %v, want one for c1 with cpu_shares %d", got, translate.CPUSharesFromWeight(20))
+	}
+	if l := got[0].Linux; l.MemoryLimitInBytes != 1<<30 || l.CpuQuota != 50000 || l.CpuPeriod != 100000 {
+		t.Errorf("the update changed what it should carry as it was: %v", l)
+	}
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	reload(1000) // looser: kubelet's own value is never loosened by criguard
+	if got := updates(); len(got) != 1 {
+		t.Errorf("%d updates after a pass without reload and a loosening reload, want still 1: %v", len(got), got)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -81,6 +82,10 @@ type Service struct {
 	conflicted sync.Map // dir → func(context.Context) error
 
 	codec protoCodec
+	// resourcesStale is set by a reload until a pass brought running containers'
+	// pids, memory and cpu to the new policy.
+	resourcesStale atomic.Bool
+
 	// decider is policy.Policy.Decide; tests count the decisions.
 	decider func(*policy.Policy, policy.Workload) policy.Decision
 

@@ -37,11 +37,17 @@ type Runtime struct {
 	// Mounts are the mounts ContainerStatus reports, as every runtime does.
 	Mounts  map[string][]*runtimeapi.Mount
 	Stopped []string
+	// Resources are what ContainerStatus reports a container runs with, as
+	// containerd and CRI-O do; UpdateContainerResources replaces them and records
+	// the request in Updates.
+	Resources map[string]*runtimeapi.LinuxContainerResources
+	Updates   []*runtimeapi.UpdateContainerResourcesRequest
 }
 
 func New() *Runtime {
 	return &Runtime{Name: "containerd", Pods: map[string]*runtimeapi.PodSandbox{}, Parents: map[string]string{},
-		Containers: map[string]*runtimeapi.Container{}, Paths: map[string]string{}, Pids: map[string]int{}, StatusImages: map[string]*runtimeapi.ImageSpec{}}
+		Containers: map[string]*runtimeapi.Container{}, Paths: map[string]string{}, Pids: map[string]int{}, StatusImages: map[string]*runtimeapi.ImageSpec{},
+		Resources: map[string]*runtimeapi.LinuxContainerResources{}}
 }
 
 func (f *Runtime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
@@ -87,9 +93,28 @@ func (f *Runtime) ContainerStatus(_ context.Context, req *runtimeapi.ContainerSt
 	info := map[string]any{"pid": f.Pids[req.ContainerId], "runtimeSpec": map[string]any{"linux": map[string]any{"cgroupsPath": f.Paths[req.ContainerId]}}}
 	b, _ := json.Marshal(info)
 	return &runtimeapi.ContainerStatusResponse{
-		Status: &runtimeapi.ContainerStatus{Id: c.Id, Metadata: c.Metadata, State: c.State, Image: cmp.Or(f.StatusImages[c.Id], c.Image), Mounts: f.Mounts[c.Id]},
-		Info:   map[string]string{"info": string(b)},
+		Status: &runtimeapi.ContainerStatus{Id: c.Id, Metadata: c.Metadata, State: c.State, Image: cmp.Or(f.StatusImages[c.Id], c.Image), Mounts: f.Mounts[c.Id],
+			Resources: containerResources(f.Resources[c.Id])},
+		Info: map[string]string{"info": string(b)},
 	}, nil
+}
+
+func containerResources(linux *runtimeapi.LinuxContainerResources) *runtimeapi.ContainerResources {
+	if linux == nil {
+		return nil
+	}
+	return &runtimeapi.ContainerResources{Linux: proto.Clone(linux).(*runtimeapi.LinuxContainerResources)}
+}
+
+func (f *Runtime) UpdateContainerResources(_ context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if _, ok := f.Containers[req.ContainerId]; !ok {
+		return nil, status.Errorf(codes.NotFound, "container %q not found", req.ContainerId)
+	}
+	f.Updates = append(f.Updates, req)
+	f.Resources[req.ContainerId] = proto.Clone(req.Linux).(*runtimeapi.LinuxContainerResources)
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }
 
 func (f *Runtime) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
