@@ -78,14 +78,17 @@ type Proxy struct {
 	unaryInFlight atomic.Int64
 }
 
-// unaryMethods are the CRI methods known to be unary; they take the cheaper
-// path. Any other name, known or not, is forwarded as a bidirectional stream,
-// which carries unary and streaming calls alike.
-var unaryMethods = func() map[string]bool {
+// knownMethods are the CRI methods this build knows, true for the unary ones: they
+// take the cheaper path. Any other name, known or not, is forwarded as a
+// bidirectional stream, which carries unary and streaming calls alike.
+var knownMethods = func() map[string]bool {
 	m := map[string]bool{}
 	for _, sd := range []grpc.ServiceDesc{runtimeapi.RuntimeService_ServiceDesc, runtimeapi.ImageService_ServiceDesc} {
 		for _, md := range sd.Methods {
 			m["/"+sd.ServiceName+"/"+md.MethodName] = true
+		}
+		for _, st := range sd.Streams {
+			m["/"+sd.ServiceName+"/"+st.StreamName] = false
 		}
 	}
 	return m
@@ -249,7 +252,7 @@ func (p *Proxy) forward(_ any, ss grpc.ServerStream) error {
 	}
 	ctx := outgoingContext(ss.Context())
 	var err error
-	if unaryMethods[method] {
+	if knownMethods[method] {
 		p.unaryInFlight.Add(1)
 		err = p.forwardUnary(ctx, method, ss)
 		p.unaryInFlight.Add(-1)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/proxy"
 )
 
 // kubeletSeenFile holds when kubelet last called through criguard, for `status`,
@@ -22,7 +23,7 @@ const kubeletStale = time.Minute
 
 // recordKubeletCalls writes the time of kubelet's last call through criguard to the
 // state dir every interval, until ctx ends.
-func recordKubeletCalls(ctx context.Context, stateDir string, metrics *criservice.Metrics, interval time.Duration, log *slog.Logger) {
+func recordKubeletCalls(ctx context.Context, stateDir string, metrics *proxy.CallMetrics, interval time.Duration, log *slog.Logger) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	var written time.Time

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
-	"github.com/criguard/criguard/criservice"
 	"github.com/criguard/criguard/proxy"
 )
 
@@ -22,7 +21,7 @@ func TestKubeletSeen(t *testing.T) {
 	if note := kubeletNote(dir, now); !strings.Contains(note, "never been seen") {
 		t.Errorf("no record: %q", note)
 	}
-	metrics := criservice.NewMetrics(prometheus.NewRegistry())
+	metrics := proxy.NewCallMetrics(prometheus.NewRegistry())
 	// crictl's relist looks like kubelet's; the proxy tells them apart by the peer.
 	metrics.ObserveCall("/runtime.v1.RuntimeService/ListPodSandbox", codes.OK, time.Millisecond)
 	metrics.ObserveCall("/runtime.v1.RuntimeService/ListContainers", codes.OK, time.Millisecond)

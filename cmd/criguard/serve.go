@@ -109,13 +109,14 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := criservice.NewMetrics(reg)
+	calls := proxy.NewCallMetrics(reg)
 
 	p, err := proxy.New(proxy.Options{
 		RuntimeEndpoint: cfg.runtimeEndpoint,
 		ImageEndpoint:   cfg.imageEndpoint,
 		MaxMsgSize:      cfg.maxMsgSize,
 		Logger:          log,
-		Observer:        metrics,
+		Observer:        calls,
 	})
 	if err != nil {
 		return err
@@ -203,7 +204,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	})
 	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
 	if cfg.stateDir != "" {
-		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, metrics, 10*time.Second, log) })
+		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, calls, 10*time.Second, log) })
 	}
 	wg.Go(func() {
 		svc.RunReconciler(ctx, cfg.reconcileInterval, reconcileNow)

@@ -1,4 +1,4 @@
-package criservice
+package proxy
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 )
 
 func TestObserveCallCountsByMethodAndCode(t *testing.T) {
-	m := NewMetrics(prometheus.NewRegistry())
+	m := NewCallMetrics(prometheus.NewRegistry())
 	for range 3 {
 		m.ObserveCall("/runtime.v1.RuntimeService/Version", codes.OK, time.Millisecond)
 	}
@@ -27,14 +27,14 @@ func TestObserveCallCountsByMethodAndCode(t *testing.T) {
 	if got := testutil.CollectAndCount(m.latency); got != 2 {
 		t.Errorf("latency series = %d, want one per method", got)
 	}
-	var nilMetrics *Metrics
+	var nilMetrics *CallMetrics
 	nilMetrics.ObserveCall("/x/Y", codes.OK, 0) // a nil Metrics is a no-op, not a panic
 }
 
 // Method names come from clients: any name this build does not know is counted
 // as "other", so a client sending thousands of names cannot grow the series.
 func TestObserveCallBoundsMethodLabels(t *testing.T) {
-	m := NewMetrics(prometheus.NewRegistry())
+	m := NewCallMetrics(prometheus.NewRegistry())
 	for i := range 5000 {
 		m.ObserveCall(fmt.Sprintf("/runtime.v1.RuntimeService/Made%d", i), codes.Unimplemented, time.Millisecond)
 		m.ObserveCall(fmt.Sprintf("/evil/%d", i), codes.Code(100+i), time.Millisecond)
