@@ -137,7 +137,7 @@ var profileFrames = []string{
 	"google.golang.org/grpc.(*ClientConn).Invoke",
 	thinHandler,
 	criguardHandler,
-	"github.com/criguard/criguard/criservice.(*Metrics).ObserveCall",
+	"github.com/criguard/criguard/proxy.(*CallMetrics).ObserveCall",
 	"github.com/criguard/criguard/proxy.outgoingContext",
 	"google.golang.org/grpc.(*serverStream).SetHeader",
 }
