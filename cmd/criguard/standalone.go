@@ -38,7 +38,7 @@ func standaloneFlags(name string, stderr io.Writer, formats ...string) (*flag.Fl
 	fs := newFlagSet(name, stderr)
 	addRuntimeFlags(fs, cfg)
 	output := &outputFormat{value: formats[0], allowed: formats}
-	fs.Var(output, "o", "output format: "+strings.Join(formats, " or "))
+	fs.Var(output, "o", "output format: "+oneOf(formats))
 	return fs, cfg, output
 }
 
@@ -52,10 +52,19 @@ func (o *outputFormat) String() string { return o.value }
 
 func (o *outputFormat) Set(s string) error {
 	if !slices.Contains(o.allowed, s) {
-		return fmt.Errorf("want %s", strings.Join(o.allowed, " or "))
+		return fmt.Errorf("want %s", oneOf(o.allowed))
 	}
 	o.value = s
 	return nil
+}
+
+// oneOf lists choices for people: "a or b", "a, b or c".
+func oneOf(choices []string) string {
+	if len(choices) < 2 {
+		return strings.Join(choices, "")
+	}
+	last := len(choices) - 1
+	return strings.Join(choices[:last], ", ") + " or " + choices[last]
 }
 
 func newStandalone(cfg serveConfig) (*standalone, error) {

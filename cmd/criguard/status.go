@@ -5,14 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, cfg, output := standaloneFlags("status", stderr, "table", "json")
+	fs, cfg, output := standaloneFlags("status", stderr, "table", "wide", "json")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,20 +50,177 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 	if len(reports) > 0 && reports[0].RecordMissing != "" {
 		fmt.Fprintf(stderr, "note: which limits are criguard's is unknown: %s\n", reports[0].RecordMissing)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tID\tNAMESPACE/POD\tCONTAINER\tMATCH\tIN FORCE (read back)\tWANTED\tFOREIGN (not criguard's)\tUSAGE\tCGROUP")
-	for _, r := range reports {
-		match := "yes"
-		switch {
-		case r.Error != "":
-			match = "ERROR: " + r.Error
-		case !r.Match:
-			match = "no"
+	columns := narrowStatusColumns
+	if output == "wide" {
+		columns = wideStatusColumns
+	}
+	return writeStatusTable(stdout, columns, reports)
+}
+
+// statusColumn is one column of the status table.
+type statusColumn struct {
+	header string
+	// width is the most runes a cell may take; longer ones are cut with an
+	// ellipsis. 0: never cut.
+	width int
+	// cutMiddle keeps both ends of a cut cell.
+	cutMiddle bool
+	cell      func(criservice.Report) string
+}
+
+// statusPadding is the spaces tabwriter puts between columns.
+const statusPadding = 2
+
+// narrowStatusColumns is the default table: the widths and the padding add up to
+// 120, so a row fits a terminal whatever the names are. -o wide has the rest.
+var narrowStatusColumns = []statusColumn{
+	{header: "KIND", width: 9, cell: func(r criservice.Report) string { return r.Kind }},
+	{header: "ID", width: 13, cell: func(r criservice.Report) string { return shortID(r.ID) }},
+	// Cut in the middle: the namespace and the suffix that tells replicas apart both stay.
+	{header: "NAMESPACE/POD", width: 27, cutMiddle: true, cell: namespacePod},
+	{header: "CONTAINER", width: 14, cell: func(r criservice.Report) string { return orDash(r.Container) }},
+	{header: "MATCH", width: 5, cell: func(r criservice.Report) string { return matchWord(r) }},
+	{header: "IN FORCE", width: 24, cell: limitsSummary},
+	{header: "NOTE", width: 16, cell: statusNote},
+}
+
+// wideStatusColumns is -o wide: every column in full.
+var wideStatusColumns = []statusColumn{
+	{header: "KIND", cell: func(r criservice.Report) string { return r.Kind }},
+	{header: "ID", cell: func(r criservice.Report) string { return shortID(r.ID) }},
+	{header: "NAMESPACE/POD", cell: namespacePod},
+	{header: "CONTAINER", cell: func(r criservice.Report) string { return orDash(r.Container) }},
+	{header: "MATCH", cell: func(r criservice.Report) string {
+		if r.Error != "" {
+			return "ERROR: " + r.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, shortID(r.ID), r.Namespace, r.Pod, orDash(r.Container),
-			match, withResources(formatLimits(r.Have), r.Resources, false), withResources(formatLimits(r.Want), r.Resources, true), foreignColumn(r), formatStats(r.Usage), orDash(r.Dir))
+		return matchWord(r)
+	}},
+	{header: "IN FORCE (read back)", cell: func(r criservice.Report) string {
+		return withResources(formatLimits(r.Have), r.Resources, false)
+	}},
+	{header: "WANTED", cell: func(r criservice.Report) string {
+		return withResources(formatLimits(r.Want), r.Resources, true)
+	}},
+	{header: "FOREIGN (not criguard's)", cell: foreignColumn},
+	{header: "USAGE", cell: func(r criservice.Report) string { return formatStats(r.Usage) }},
+	{header: "CGROUP", cell: func(r criservice.Report) string { return orDash(r.Dir) }},
+	{header: "NOTE", cell: statusNote},
+}
+
+func writeStatusTable(w io.Writer, columns []statusColumn, reports []criservice.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, statusPadding, ' ', 0)
+	cells := make([]string, len(columns))
+	for i, c := range columns {
+		cells[i] = c.header
+	}
+	fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	for _, r := range reports {
+		for i, c := range columns {
+			cells[i] = cut(c.cell(r), c.width, c.cutMiddle)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
+}
+
+// cut shortens s to at most width runes, an ellipsis standing for what was
+// left out: at the end, or in the middle.
+func cut(s string, width int, middle bool) string {
+	runes := []rune(s)
+	if width == 0 || len(runes) <= width {
+		return s
+	}
+	head := width - 1
+	tail := 0
+	if middle {
+		head = width / 2
+		tail = width - 1 - head
+	}
+	return string(runes[:head]) + "…" + string(runes[len(runes)-tail:])
+}
+
+func namespacePod(r criservice.Report) string { return r.Namespace + "/" + r.Pod }
+
+// matchWord says whether the cgroup holds what the policy wants: yes, no, or
+// error when it could not be told (-o wide and explain say why).
+func matchWord(r criservice.Report) string {
+	switch {
+	case r.Error != "":
+		return "error"
+	case !r.Match:
+		return "no"
+	}
+	return "yes"
+}
+
+// limitsSummary is the narrow table's IN FORCE: the limits read back, only the
+// ones set, the device named only when there are several.
+func limitsSummary(r criservice.Report) string {
+	var devices []string
+	for _, l := range r.Have {
+		set := setLimits(l)
+		if set == "" {
+			continue
+		}
+		if len(r.Have) > 1 {
+			set = l.Device.String() + " " + set
+		}
+		devices = append(devices, set)
+	}
+	var parts []string
+	if len(devices) > 0 {
+		parts = append(parts, strings.Join(devices, "; "))
+	}
+	for _, st := range r.Resources {
+		parts = append(parts, st.File+"="+strings.ReplaceAll(orDash(st.Have), " ", "/"))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
+
+// setLimits is formatLimit without the device and the limits not set.
+func setLimits(l cgroup.IOLimit) string {
+	var set []string
+	for _, kv := range []struct {
+		key   string
+		value uint64
+		text  func(uint64) string
+	}{
+		{"rbps", l.ReadBPS, formatBytes}, {"wbps", l.WriteBPS, formatBytes},
+		{"riops", l.ReadIOPS, formatCount}, {"wiops", l.WriteIOPS, formatCount},
+	} {
+		if kv.value != 0 {
+			set = append(set, kv.key+"="+kv.text(kv.value))
+		}
+	}
+	return strings.Join(set, " ")
+}
+
+// statusNote flags what a row has beyond its match: limits another tool wrote
+// (foreign), keys left to the cgroup's systemd unit (systemd), and settings in
+// sync only because this host cannot enforce them (unenforced).
+func statusNote(r criservice.Report) string {
+	var flags []string
+	if len(r.Foreign) > 0 {
+		flags = append(flags, "foreign")
+	}
+	if len(r.Conflicts) > 0 {
+		flags = append(flags, "systemd")
+	}
+	for _, st := range r.Resources {
+		// A row matches with a setting out of sync only when the host cannot enforce it.
+		if r.Match && !st.InSync {
+			flags = append(flags, "unenforced")
+			break
+		}
+	}
+	if len(flags) == 0 {
+		return "-"
+	}
+	return strings.Join(flags, ",")
 }
 
 func shortID(id string) string {

@@ -81,8 +81,28 @@ func TestExplainAndStatusContainerd(t *testing.T) {
 	if r := statusOf()[slow.id]; r.Match || len(r.Have) != 1 || r.Have[0].WriteBPS != 0 || r.Have[0].ReadBPS != 2*mib {
 		t.Errorf("status after drift with the daemon down = %+v, want a mismatch read from the file", r)
 	}
+	// The default table fits a terminal: the row, the mismatch and what is in force.
 	table := criguardCLI(t, append([]string{"status"}, flags...)...)
-	if !strings.Contains(table, "throttled-report/") || !strings.Contains(table, " no ") {
-		t.Errorf("status table does not show the mismatch:\n%s", table)
+	row := lineWith(table, slow.id[:13])
+	if !strings.Contains(row, "throttled-report/") || !strings.Contains(row, " no ") ||
+		!strings.Contains(row, "rbps=2MiB") || strings.Contains(row, "wbps") {
+		t.Errorf("status table does not show the mismatch (rbps=2MiB in force, no wbps):\n%s", table)
 	}
+	// -o wide has the rest: in force and wanted in full, and the cgroup directory.
+	wide := lineWith(criguardCLI(t, append([]string{"status", "-o", "wide"}, flags...)...), slow.id[:13])
+	for _, want := range []string{"rbps=2MiB wbps=- riops=- wiops=-", "rbps=2MiB wbps=1MiB riops=- wiops=-", slow.dir} {
+		if !strings.Contains(wide, want) {
+			t.Errorf("status -o wide row lacks %q:\n%s", want, wide)
+		}
+	}
+}
+
+// lineWith is the line of text that contains s, or "".
+func lineWith(text, s string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
 }
