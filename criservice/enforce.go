@@ -46,7 +46,7 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 		}
 		return "", nil, fmt.Errorf("read limits of %s: %w", plan.Dir, err)
 	}
-	owned := e.owned.get(plan.Dir)
+	owned := e.owned.held(plan.Dir)
 	change := translate.OwnedChange(current, plan.Limits, owned)
 	if change.InSync() {
 		if !e.dryRun {
@@ -69,7 +69,7 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 		return resultWouldApply, writes, nil
 	}
 	// Record before writing, old and new together: a crash in between leaves
-	// nothing of criguard's unowned.
+	// nothing of criguard's unowned, nor what stood before it forgotten.
 	e.saveOwnership(plan.Dir, translate.UnionOwned(owned, change.Owned))
 	if err := cgroup.Apply(plan.Dir, writes); err != nil {
 		return "", nil, err
@@ -78,7 +78,7 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 	return result, writes, nil
 }
 
-func (e *enforcer) saveOwnership(dir string, owned []cgroup.IOLimit) {
+func (e *enforcer) saveOwnership(dir string, owned translate.Ownership) {
 	if err := e.owned.set(dir, owned); err != nil {
 		e.log.Error("cannot save the record of criguard's limits; after a restart they will count as foreign", "dir", dir, "err", err)
 	}
@@ -90,7 +90,7 @@ func (e *enforcer) pending(plan Plan, current []cgroup.IOLimit) []cgroup.Write {
 	if plan.Decision.HandsOff {
 		return nil
 	}
-	change := translate.OwnedChange(current, plan.Limits, e.owned.get(plan.Dir))
+	change := translate.OwnedChange(current, plan.Limits, e.owned.held(plan.Dir))
 	if change.InSync() {
 		return nil
 	}
