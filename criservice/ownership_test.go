@@ -506,3 +506,47 @@ func TestOwnershipRecordKeepsPrevious(t *testing.T) {
 		t.Errorf("loaded %+v, want %+v", got, want)
 	}
 }
+
+// A foreign limit equal to the policy's is adopted as it stands; when criguard
+// lets go it stays, for another tool wrote it (on v1 nothing else writes there).
+func TestEqualForeignLimitStaysWhenCriguardLetsGo(t *testing.T) {
+	e := newTestEnv(t, nil)
+	rel := e.startWithForeignLimit(t)
+	e.policy.Store(webPolicy(t, "5MiB"))
+	e.reconcile(t)
+	e.policy.Store(webPolicy(t, ""))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
+		t.Errorf("write_bps = %q after the rule went, want the foreign 254:0 5242880 kept", got)
+	}
+}
+
+// On v2 the runtime writes criguard's io.max from the CreateContainer request: that
+// line, found in place at start, is criguard's, and is lifted when the rule goes.
+func TestIOMaxTheRuntimeWroteForCriguardIsLiftedV2(t *testing.T) {
+	e := newIOMaxUpdateEnv(t)
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths["c1"]
+	sandbox := e.fake.Pods["p1"]
+	e.fake.Mu.Unlock()
+	e.host.mkdir(t, rel)
+	// What runc writes from the unified io.max criguard put in the request.
+	if err := os.WriteFile(filepath.Join(e.host.mount, rel, "io.max"), []byte(policyIOMax), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := e.call(t, "CreateContainer", &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+		Config:        &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, Image: &runtimeapi.ImageSpec{Image: "busybox"}},
+		SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: sandbox.Metadata}},
+		&runtimeapi.CreateContainerResponse{ContainerId: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.call(t, "StartContainer", &runtimeapi.StartContainerRequest{ContainerId: "c1"}, &runtimeapi.StartContainerResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	e.policy.Store(webPolicy(t, ""))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=max wbps=max riops=max wiops=max" {
+		t.Errorf("io.max = %q after the rule went, want criguard's line lifted", got)
+	}
+}

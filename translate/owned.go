@@ -59,19 +59,33 @@ type Change struct {
 // InSync reports whether nothing needs writing.
 func (c Change) InSync() bool { return len(c.Target) == 0 }
 
+// InPlace says whose a value already in place, equal to the wanted one and not
+// owned, may be. criguard adopts it either way; the difference is what comes back
+// when it lets go.
+type InPlace int
+
+const (
+	// InPlaceMaybeOurs: the runtime may have written it from a request criguard rewrote
+	// (a container's io.max on cgroup v2, from CreateContainer's unified), so it is
+	// criguard's own, and letting go clears it.
+	InPlaceMaybeOurs InPlace = iota
+	// InPlaceForeign: only criguard's writer or another tool writes there, so it is another
+	// tool's, remembered, and letting go leaves it.
+	InPlaceForeign
+)
+
 // OwnedChange brings a cgroup from current (read back) to desired, touching only what
 // criguard owns: owned is what it wrote there before, and what stood before it wrote.
 // Per device and key:
 //   - a desired limit is written (criguard owns it from then on), unless someone else
 //     has written a stricter one there: that stays theirs, for criguard only tightens.
 //     The value it overwrites is remembered; an equal value already in place is
-//     adopted with nothing remembered, for it cannot be told from the one criguard
-//     had the runtime write at CreateContainer;
+//     adopted, and remembered only if it is InPlaceForeign;
 //   - a key criguard owns but no longer wants, or whose remembered value is stricter
 //     than the one now wanted, gets the remembered value back (none: cleared), if it
 //     still holds criguard's value; a value someone else has written since is theirs;
 //   - anything else (a limit another tool wrote, or none) stays as it is.
-func OwnedChange(current, desired []cgroup.IOLimit, owned Ownership) Change {
+func OwnedChange(current, desired []cgroup.IOLimit, owned Ownership, equal InPlace) Change {
 	cur, own, prev, want := byDevice(current), byDevice(owned.Limits), byDevice(owned.Previous), byDevice(MergeLimits(desired))
 	devices := slices.SortedFunc(maps.Keys(unionKeys(cur, own, want)), compareDevice)
 	var ch Change
@@ -91,7 +105,7 @@ func OwnedChange(current, desired []cgroup.IOLimit, owned Ownership) Change {
 				// A stricter foreign value: kept, not owned.
 			case *k(&w) != 0:
 				*k(&target), *k(&nowOwned) = *k(&w), *k(&w)
-				if *k(&c) != *k(&w) {
+				if *k(&c) != *k(&w) || equal == InPlaceForeign {
 					*k(&nowPrevious) = *k(&c)
 				}
 			}

@@ -12,6 +12,7 @@ func TestOwnedChange(t *testing.T) {
 	tests := []struct {
 		name                                string
 		current, desired, owned, previous   []cgroup.IOLimit
+		inPlace                             InPlace
 		wantTarget, wantOwned, wantPrevious string
 	}{
 		{name: "first apply",
@@ -109,14 +110,30 @@ func TestOwnedChange(t *testing.T) {
 			owned:      []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
 			previous:   []cgroup.IOLimit{{Device: vda, WriteBPS: 5 << 20}},
 			wantTarget: "[{254:0 0 1048576 0 0}]", wantOwned: "[{254:0 0 1048576 0 0}]", wantPrevious: "[{254:0 0 7340032 0 0}]"},
-		{name: "an equal value in place is adopted with nothing remembered",
+		{name: "an equal value the runtime may have written for criguard is adopted with nothing remembered",
 			current:    []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
 			desired:    []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
+			inPlace:    InPlaceMaybeOurs,
 			wantTarget: "[]", wantOwned: "[{254:0 0 1048576 0 0}]"},
+		{name: "an equal foreign value is adopted and remembered",
+			current:    []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
+			desired:    []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
+			inPlace:    InPlaceForeign,
+			wantTarget: "[]", wantOwned: "[{254:0 0 1048576 0 0}]", wantPrevious: "[{254:0 0 1048576 0 0}]"},
+		{name: "letting go of an adopted foreign value leaves it",
+			current:    []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
+			owned:      []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
+			previous:   []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
+			wantTarget: "[]", wantOwned: "[]"},
+		{name: "what is not equal is remembered whoever may write there",
+			current:    []cgroup.IOLimit{{Device: vda, WriteBPS: 5 << 20}},
+			desired:    []cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20}},
+			inPlace:    InPlaceForeign,
+			wantTarget: "[{254:0 0 1048576 0 0}]", wantOwned: "[{254:0 0 1048576 0 0}]", wantPrevious: "[{254:0 0 5242880 0 0}]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ch := OwnedChange(tt.current, tt.desired, NewOwnership(tt.owned, tt.previous))
+			ch := OwnedChange(tt.current, tt.desired, NewOwnership(tt.owned, tt.previous), tt.inPlace)
 			if got := fmt.Sprint(nonNil(ch.Target)); got != tt.wantTarget {
 				t.Errorf("Target = %s, want %s", got, tt.wantTarget)
 			}
