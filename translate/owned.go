@@ -65,11 +65,11 @@ func (c Change) InSync() bool { return len(c.Target) == 0 }
 type InPlace int
 
 const (
-	// InPlaceMaybeOurs: the runtime may have written it from a request criguard rewrote
-	// (a container's io.max on cgroup v2, from CreateContainer's unified), so it is
+	// InPlaceMaybeOurs: the runtime may have written it from a request criguard
+	// rewrote (a container's io.max on cgroup v2, from CreateContainer's unified):
 	// criguard's own, and letting go clears it.
 	InPlaceMaybeOurs InPlace = iota
-	// InPlaceForeign: only criguard's writer or another tool writes there, so it is another
+	// InPlaceForeign: only criguard's writer and other tools write there: another
 	// tool's, remembered, and letting go leaves it.
 	InPlaceForeign
 )
