@@ -46,8 +46,8 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 		}
 		return "", nil, fmt.Errorf("read limits of %s: %w", plan.Dir, err)
 	}
-	owned := e.owned.get(plan.Dir)
-	change := translate.OwnedChange(current, plan.Limits, owned)
+	owned := e.owned.held(plan.Dir)
+	change := translate.OwnedChange(current, plan.Limits, owned, e.inPlace(plan))
 	if change.InSync() {
 		if !e.dryRun {
 			// Adopt limits already in place as wanted (written by the runtime from the
@@ -69,7 +69,7 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 		return resultWouldApply, writes, nil
 	}
 	// Record before writing, old and new together: a crash in between leaves
-	// nothing of criguard's unowned.
+	// nothing of criguard's unowned, nor what stood before it forgotten.
 	e.saveOwnership(plan.Dir, translate.UnionOwned(owned, change.Owned))
 	if err := cgroup.Apply(plan.Dir, writes); err != nil {
 		return "", nil, err
@@ -78,7 +78,18 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 	return result, writes, nil
 }
 
-func (e *enforcer) saveOwnership(dir string, owned []cgroup.IOLimit) {
+// inPlace says whose an unowned limit already equal to the plan's is: on cgroup v2
+// a container's io.max may be criguard's own, written by the runtime from the
+// CreateContainer request criguard rewrote; anywhere else only criguard's writes
+// and other tools' reach the file.
+func (e *enforcer) inPlace(plan Plan) translate.InPlace {
+	if e.io.Version() == 2 && plan.ContainerID != "" {
+		return translate.InPlaceMaybeOurs
+	}
+	return translate.InPlaceForeign
+}
+
+func (e *enforcer) saveOwnership(dir string, owned translate.Ownership) {
 	if err := e.owned.set(dir, owned); err != nil {
 		e.log.Error("cannot save the record of criguard's limits; after a restart they will count as foreign", "dir", dir, "err", err)
 	}
@@ -90,7 +101,7 @@ func (e *enforcer) pending(plan Plan, current []cgroup.IOLimit) []cgroup.Write {
 	if plan.Decision.HandsOff {
 		return nil
 	}
-	change := translate.OwnedChange(current, plan.Limits, e.owned.get(plan.Dir))
+	change := translate.OwnedChange(current, plan.Limits, e.owned.held(plan.Dir), e.inPlace(plan))
 	if change.InSync() {
 		return nil
 	}

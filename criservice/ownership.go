@@ -13,20 +13,26 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/internal/atomicfile"
+	"github.com/criguard/criguard/translate"
 )
 
 // OwnershipFile is the name of the record, under the state dir, of every limit
 // criguard wrote.
 const OwnershipFile = "owned.json"
 
-// ownership records, per cgroup directory, the limits criguard wrote there, so that
-// reset and drift repair touch only those and never a limit another tool wrote. It
-// survives restarts in a file replaced atomically; without a path it lives in memory.
+// ownership records, per cgroup directory, the limits criguard wrote there and what
+// stood before it wrote them, so that reset and drift repair touch only those, never
+// a limit another tool wrote, and letting go puts back what stood before. It survives
+// restarts in a file replaced atomically; without a path it lives in memory.
 type ownership struct {
 	path string
 	mu   sync.Mutex // guards dirs and the file; no RPC is ever made under it
-	dirs map[string][]cgroup.IOLimit
+	dirs map[string]translate.Ownership
 }
+
+// ownershipVersion 2 adds "previous"; a version 1 record loads as "nothing stood
+// before", and a version 1 reader ignores the field.
+const ownershipVersion = 2
 
 type ownershipRecord struct {
 	Version int                      `json:"version"`
@@ -34,18 +40,32 @@ type ownershipRecord struct {
 }
 
 type ownedDevice struct {
-	Device    string `json:"device"`
+	Device string `json:"device"`
+	ownedKeys
+	// Previous is what stood before criguard wrote each of its keys (absent: none).
+	Previous *ownedKeys `json:"previous,omitempty"`
+}
+
+type ownedKeys struct {
 	ReadBPS   uint64 `json:"rbps,omitempty"`
 	WriteBPS  uint64 `json:"wbps,omitempty"`
 	ReadIOPS  uint64 `json:"riops,omitempty"`
 	WriteIOPS uint64 `json:"wiops,omitempty"`
 }
 
+func keysOf(l cgroup.IOLimit) ownedKeys {
+	return ownedKeys{ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS}
+}
+
+func (k ownedKeys) limit(d cgroup.Device) cgroup.IOLimit {
+	return cgroup.IOLimit{Device: d, ReadBPS: k.ReadBPS, WriteBPS: k.WriteBPS, ReadIOPS: k.ReadIOPS, WriteIOPS: k.WriteIOPS}
+}
+
 // openOwnership loads the record at path. A missing file is an empty record. A file
 // that cannot be read back is an error: the caller runs with an empty record, so the
 // limits criguard wrote before count as foreign and are never lifted by mistake.
 func openOwnership(path string) (*ownership, error) {
-	o := &ownership{path: path, dirs: map[string][]cgroup.IOLimit{}}
+	o := &ownership{path: path, dirs: map[string]translate.Ownership{}}
 	if path == "" {
 		return o, nil
 	}
@@ -60,39 +80,56 @@ func openOwnership(path string) (*ownership, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return o, fmt.Errorf("ownership record %s: %w", path, err)
 	}
+	dirs := make(map[string]translate.Ownership, len(rec.Dirs))
 	for dir, devices := range rec.Dirs {
+		var limits, previous []cgroup.IOLimit
 		for _, d := range devices {
 			dev, err := cgroup.ParseDevice(d.Device)
 			if err != nil {
 				return o, fmt.Errorf("ownership record %s: %s: %w", path, dir, err)
 			}
-			o.dirs[dir] = append(o.dirs[dir], cgroup.IOLimit{Device: dev,
-				ReadBPS: d.ReadBPS, WriteBPS: d.WriteBPS, ReadIOPS: d.ReadIOPS, WriteIOPS: d.WriteIOPS})
+			limits = append(limits, d.ownedKeys.limit(dev))
+			if d.Previous != nil {
+				previous = append(previous, d.Previous.limit(dev))
+			}
+		}
+		if owned := translate.NewOwnership(limits, previous); !owned.IsZero() {
+			dirs[dir] = owned
 		}
 	}
+	o.dirs = dirs
 	return o, nil
 }
 
-// get returns what criguard owns in dir.
+// get returns the limits criguard owns in dir.
 func (o *ownership) get(dir string) []cgroup.IOLimit {
+	return o.held(dir).Limits
+}
+
+// held returns what criguard owns in dir and what stood before it wrote.
+func (o *ownership) held(dir string) translate.Ownership {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return slices.Clone(o.dirs[dir])
+	return cloneOwnership(o.dirs[dir])
 }
 
 // set records what criguard owns in dir and saves the record if it changed.
-func (o *ownership) set(dir string, owned []cgroup.IOLimit) error {
+func (o *ownership) set(dir string, owned translate.Ownership) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if slices.Equal(o.dirs[dir], owned) {
+	if o.dirs[dir].Equal(owned) {
 		return nil
 	}
-	if len(owned) == 0 {
+	if owned.IsZero() {
 		delete(o.dirs, dir)
 	} else {
-		o.dirs[dir] = slices.Clone(owned)
+		o.dirs[dir] = cloneOwnership(owned)
 	}
 	return o.saveLocked()
+}
+
+func cloneOwnership(o translate.Ownership) translate.Ownership {
+	return translate.Ownership{Limits: slices.Clone(o.Limits), Previous: slices.Clone(o.Previous)}
 }
 
 // prune forgets directories that no longer exist (their cgroups were removed).
@@ -100,7 +137,7 @@ func (o *ownership) prune() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := len(o.dirs)
-	maps.DeleteFunc(o.dirs, func(dir string, _ []cgroup.IOLimit) bool {
+	maps.DeleteFunc(o.dirs, func(dir string, _ translate.Ownership) bool {
 		_, err := os.Stat(dir)
 		return errors.Is(err, fs.ErrNotExist)
 	})
@@ -115,8 +152,8 @@ func (o *ownership) all() map[string][]cgroup.IOLimit {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	out := make(map[string][]cgroup.IOLimit, len(o.dirs))
-	for dir, limits := range o.dirs {
-		out[dir] = slices.Clone(limits)
+	for dir, owned := range o.dirs {
+		out[dir] = slices.Clone(owned.Limits)
 	}
 	return out
 }
@@ -125,11 +162,18 @@ func (o *ownership) saveLocked() error {
 	if o.path == "" {
 		return nil
 	}
-	rec := ownershipRecord{Version: 1, Dirs: make(map[string][]ownedDevice, len(o.dirs))}
-	for dir, limits := range o.dirs {
-		for _, l := range limits {
-			rec.Dirs[dir] = append(rec.Dirs[dir], ownedDevice{Device: l.Device.String(),
-				ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS})
+	rec := ownershipRecord{Version: ownershipVersion, Dirs: make(map[string][]ownedDevice, len(o.dirs))}
+	for dir, owned := range o.dirs {
+		previous := map[cgroup.Device]ownedKeys{}
+		for _, p := range owned.Previous {
+			previous[p.Device] = keysOf(p)
+		}
+		for _, l := range owned.Limits {
+			d := ownedDevice{Device: l.Device.String(), ownedKeys: keysOf(l)}
+			if p, ok := previous[l.Device]; ok {
+				d.Previous = &p
+			}
+			rec.Dirs[dir] = append(rec.Dirs[dir], d)
 		}
 	}
 	b, err := json.Marshal(rec)

@@ -2,14 +2,19 @@ package criservice
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
 )
 
 func (e *testEnv) reconcile(t *testing.T) {
@@ -320,5 +325,228 @@ func TestPassBetweenCreateAndStartKeepsTheContainer(t *testing.T) {
 	e.reconcile(t)
 	if _, ok := e.svc.cache.container("c1"); ok {
 		t.Error("a container the runtime no longer has is still cached")
+	}
+}
+
+// webPolicy throttles namespace "web" to writeBPS on 254:0; "" matches nothing.
+func webPolicy(t *testing.T, writeBPS string) *policy.Policy {
+	t.Helper()
+	if writeBPS == "" {
+		return mustPolicy(t, `class "x" {
+  io {
+    device    = "8:0"
+    write_bps = 1
+  }
+}`)
+	}
+	return mustPolicy(t, `class "web" {
+  io {
+    device    = "254:0"
+    write_bps = "`+writeBPS+`"
+  }
+}
+rule "web" {
+  match {
+    namespaces = ["web"]
+  }
+  class = "web"
+}`)
+}
+
+// startWithForeignLimit starts a container the policy does not match yet, and has
+// another tool write a 5 MiB/s write limit into its cgroup.
+func (e *testEnv) startWithForeignLimit(t *testing.T) string {
+	t.Helper()
+	e.policy.Store(webPolicy(t, ""))
+	e.runPod(t, "p1", "web", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, rel, "blkio.throttle.write_bps_device", "254:0 5242880")
+	return rel
+}
+
+// Issue 21, finding 7: a stricter policy takes a foreign limit over; when the rule
+// stops matching the foreign limit comes back, not "unlimited", also across a restart.
+func TestLiftPutsBackWhatStoodBefore(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			state := t.TempDir()
+			e := newTestEnv(t, func(o *Options) { o.StateDir = state })
+			rel := e.startWithForeignLimit(t)
+
+			e.policy.Store(webPolicy(t, "1MiB"))
+			e.reconcile(t)
+			if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+				t.Fatalf("write_bps = %q under a 1 MiB/s rule, want criguard's 254:0 1048576", got)
+			}
+			if restart {
+				svc, err := New(e.svc.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.svc = svc
+			}
+			e.policy.Store(webPolicy(t, ""))
+			e.reconcile(t)
+			if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
+				t.Errorf("write_bps = %q after the rule went, want the 5 MiB/s that stood before (254:0 5242880)", got)
+			}
+			if owned := e.svc.enforcer.owned.held(filepath.Join(e.host.mount, rel)); !owned.IsZero() {
+				t.Errorf("criguard still holds %+v after letting go", owned)
+			}
+		})
+	}
+}
+
+// A policy looser than a foreign limit leaves it; one stricter takes it over; one
+// loosened again past it gives it back rather than loosening it.
+func TestLoosenedPolicyGivesBackAStricterForeignLimit(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.StateDir = t.TempDir() })
+	rel := e.startWithForeignLimit(t)
+	for _, step := range []struct{ policy, want string }{
+		{"10MiB", "254:0 5242880"}, // looser: the foreign limit is kept, as before
+		{"1MiB", "254:0 1048576"},  // stricter: criguard's, 5 MiB/s remembered
+		{"10MiB", "254:0 5242880"}, // looser again: the foreign limit is back
+	} {
+		e.policy.Store(webPolicy(t, step.policy))
+		e.reconcile(t)
+		if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != step.want {
+			t.Fatalf("under a %s rule write_bps = %q, want %q", step.policy, got, step.want)
+		}
+	}
+	ex, err := e.svc.Explain(context.Background(), "c1")
+	if err != nil || fmt.Sprint(ex.Foreign) != "[{254:0 0 5242880 0 0}]" {
+		t.Errorf("explain shows foreign %v (%v), want the 5 MiB/s limit as another tool's", ex.Foreign, err)
+	}
+}
+
+// An owned.json of the version before "previous" loads as "nothing stood before":
+// its keys are cleared when criguard lets go, as that version did, while the keys
+// the new version takes over remember what stood before, in the new format.
+func TestOwnershipRecordWithoutPreviousLoads(t *testing.T) {
+	state := t.TempDir()
+	e := newTestEnv(t, nil)
+	e.policy.Store(webPolicy(t, ""))
+	e.runPod(t, "p1", "web", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.host.mount, rel)
+	e.write(t, rel, "blkio.throttle.write_bps_device", "254:0 1048576") // criguard's, by the old record
+	e.write(t, rel, "blkio.throttle.read_bps_device", "254:0 5242880")  // another tool's
+	old, err := json.Marshal(map[string]any{"version": 1, "dirs": map[string]any{
+		dir: []map[string]any{{"device": "254:0", "wbps": 1 << 20}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, OwnershipFile), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := e.svc.opts
+	opts.StateDir = state
+	if e.svc, err = New(opts); err != nil {
+		t.Fatal(err)
+	}
+	e.policy.Store(mustPolicy(t, `class "web" {
+  io {
+    device    = "254:0"
+    write_bps = "1MiB"
+    read_bps  = "1MiB"
+  }
+}
+rule "web" {
+  match {
+    namespaces = ["web"]
+  }
+  class = "web"
+}`))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "blkio.throttle.read_bps_device"); got != "254:0 1048576" {
+		t.Fatalf("read_bps = %q, want criguard's 254:0 1048576", got)
+	}
+	b, err := os.ReadFile(filepath.Join(state, OwnershipFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"previous":{"rbps":5242880}`; !strings.Contains(string(b), want) || !strings.Contains(string(b), `"version":2`) {
+		t.Errorf("owned.json = %s, want version 2 with %s", b, want)
+	}
+
+	e.policy.Store(webPolicy(t, ""))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 0" {
+		t.Errorf("write_bps = %q, want the old record's key cleared (254:0 0)", got)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.read_bps_device"); got != "254:0 5242880" {
+		t.Errorf("read_bps = %q, want the 5 MiB/s that stood before (254:0 5242880)", got)
+	}
+}
+
+// The record keeps what stood before across a save and a load.
+func TestOwnershipRecordKeepsPrevious(t *testing.T) {
+	path := filepath.Join(t.TempDir(), OwnershipFile)
+	o, err := openOwnership(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vda := cgroup.Device{Major: 254, Minor: 0}
+	want := translate.NewOwnership([]cgroup.IOLimit{{Device: vda, WriteBPS: 1 << 20, ReadIOPS: 100}},
+		[]cgroup.IOLimit{{Device: vda, WriteBPS: 5 << 20}})
+	if err := o.set("/sys/fs/cgroup/blkio/a", want); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := openOwnership(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loaded.held("/sys/fs/cgroup/blkio/a"); !got.Equal(want) {
+		t.Errorf("loaded %+v, want %+v", got, want)
+	}
+}
+
+// A foreign limit equal to the policy's is adopted as it stands; when criguard
+// lets go it stays, for another tool wrote it (on v1 nothing else writes there).
+func TestEqualForeignLimitStaysWhenCriguardLetsGo(t *testing.T) {
+	e := newTestEnv(t, nil)
+	rel := e.startWithForeignLimit(t)
+	e.policy.Store(webPolicy(t, "5MiB"))
+	e.reconcile(t)
+	e.policy.Store(webPolicy(t, ""))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
+		t.Errorf("write_bps = %q after the rule went, want the foreign 254:0 5242880 kept", got)
+	}
+}
+
+// On v2 the runtime writes criguard's io.max from the CreateContainer request: that
+// line, found in place at start, is criguard's, and is lifted when the rule goes.
+func TestIOMaxTheRuntimeWroteForCriguardIsLiftedV2(t *testing.T) {
+	e := newIOMaxUpdateEnv(t)
+	e.fake.Mu.Lock()
+	rel := e.fake.Paths["c1"]
+	sandbox := e.fake.Pods["p1"]
+	e.fake.Mu.Unlock()
+	e.host.mkdir(t, rel)
+	// What runc writes from the unified io.max criguard put in the request.
+	if err := os.WriteFile(filepath.Join(e.host.mount, rel, "io.max"), []byte(policyIOMax), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := e.call(t, "CreateContainer", &runtimeapi.CreateContainerRequest{PodSandboxId: "p1",
+		Config:        &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, Image: &runtimeapi.ImageSpec{Image: "busybox"}},
+		SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: sandbox.Metadata}},
+		&runtimeapi.CreateContainerResponse{ContainerId: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.call(t, "StartContainer", &runtimeapi.StartContainerRequest{ContainerId: "c1"}, &runtimeapi.StartContainerResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	e.policy.Store(webPolicy(t, ""))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=max wbps=max riops=max wiops=max" {
+		t.Errorf("io.max = %q after the rule went, want criguard's line lifted", got)
 	}
 }

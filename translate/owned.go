@@ -7,48 +7,117 @@ import (
 	"github.com/criguard/criguard/cgroup"
 )
 
+// Ownership is what criguard holds in one cgroup: per device, the keys it wrote
+// (Limits) and, for each of them, the value that stood there before it wrote
+// (Previous, 0: none), which it puts back when it lets the key go.
+type Ownership struct {
+	Limits   []cgroup.IOLimit
+	Previous []cgroup.IOLimit
+}
+
+// NewOwnership is limits owned, with previous kept only for the keys owned.
+func NewOwnership(limits, previous []cgroup.IOLimit) Ownership {
+	own, prev := byDevice(limits), byDevice(previous)
+	var o Ownership
+	for _, d := range slices.SortedFunc(maps.Keys(own), compareDevice) {
+		l, p := own[d], prev[d]
+		if l.IsZero() {
+			continue
+		}
+		keep := cgroup.IOLimit{Device: d}
+		for _, k := range limitKeys {
+			if *k(&l) != 0 {
+				*k(&keep) = *k(&p)
+			}
+		}
+		o.Limits = append(o.Limits, withDevice(l, d))
+		if !keep.IsZero() {
+			o.Previous = append(o.Previous, keep)
+		}
+	}
+	return o
+}
+
+// IsZero reports whether criguard holds nothing.
+func (o Ownership) IsZero() bool { return len(o.Limits) == 0 }
+
+// Equal reports whether a and b hold the same keys with the same values.
+func (o Ownership) Equal(b Ownership) bool {
+	return slices.Equal(o.Limits, b.Limits) && slices.Equal(o.Previous, b.Previous)
+}
+
 // Change is what one cgroup's limits must become, given who wrote what.
 type Change struct {
 	// Target holds, for every device whose limits change, all four keys as they
 	// must be after the change; devices that stay as they are are absent.
 	Target []cgroup.IOLimit
-	// Owned is what criguard owns once Target is written: the keys it set.
-	Owned []cgroup.IOLimit
+	// Owned is what criguard owns once Target is written: the keys it set, and what
+	// stood before it set them.
+	Owned Ownership
 }
 
 // InSync reports whether nothing needs writing.
 func (c Change) InSync() bool { return len(c.Target) == 0 }
 
+// InPlace says whose a value already in place, equal to the wanted one and not
+// owned, may be. criguard adopts it either way; the difference is what comes back
+// when it lets go.
+type InPlace int
+
+const (
+	// InPlaceMaybeOurs: the runtime may have written it from a request criguard
+	// rewrote (a container's io.max on cgroup v2, from CreateContainer's unified):
+	// criguard's own, and letting go clears it.
+	InPlaceMaybeOurs InPlace = iota
+	// InPlaceForeign: only criguard's writer and other tools write there: another
+	// tool's, remembered, and letting go leaves it.
+	InPlaceForeign
+)
+
 // OwnedChange brings a cgroup from current (read back) to desired, touching only what
-// criguard owns: owned is what it wrote there before. Per device and key:
+// criguard owns: owned is what it wrote there before, and what stood before it wrote.
+// Per device and key:
 //   - a desired limit is written (criguard owns it from then on), unless someone else
-//     has written a stricter one there: that stays theirs, for criguard only tightens;
-//   - a key criguard owns but no longer wants is cleared, if it still holds
-//     criguard's value; a value someone else has written since is theirs;
+//     has written a stricter one there: that stays theirs, for criguard only tightens.
+//     The value it overwrites is remembered; an equal value already in place is
+//     adopted, and remembered only if it is InPlaceForeign;
+//   - a key criguard owns but no longer wants, or whose remembered value is stricter
+//     than the one now wanted, gets the remembered value back (none: cleared), if it
+//     still holds criguard's value; a value someone else has written since is theirs;
 //   - anything else (a limit another tool wrote, or none) stays as it is.
-func OwnedChange(current, desired, owned []cgroup.IOLimit) Change {
-	cur, own, want := byDevice(current), byDevice(owned), byDevice(MergeLimits(desired))
+func OwnedChange(current, desired []cgroup.IOLimit, owned Ownership, equal InPlace) Change {
+	cur, own, prev, want := byDevice(current), byDevice(owned.Limits), byDevice(owned.Previous), byDevice(MergeLimits(desired))
 	devices := slices.SortedFunc(maps.Keys(unionKeys(cur, own, want)), compareDevice)
 	var ch Change
 	for _, d := range devices {
-		c, o, w := cur[d], own[d], want[d]
-		target, nowOwned := c, cgroup.IOLimit{Device: d}
-		target.Device = d
+		c, o, p, w := cur[d], own[d], prev[d], want[d]
+		target, nowOwned, nowPrevious := withDevice(c, d), cgroup.IOLimit{Device: d}, cgroup.IOLimit{Device: d}
 		for _, k := range limitKeys {
+			held := *k(&o) != 0 && *k(&c) == *k(&o)
 			switch {
-			case *k(&w) != 0 && *k(&c) != 0 && *k(&c) != *k(&o) && *k(&c) < *k(&w):
+			case held && *k(&w) != 0 && (*k(&p) == 0 || *k(&p) >= *k(&w)):
+				// criguard's own: brought to the wanted value, the memory kept.
+				*k(&target), *k(&nowOwned), *k(&nowPrevious) = *k(&w), *k(&w), *k(&p)
+			case held:
+				// Let go: what stood before comes back.
+				*k(&target) = *k(&p)
+			case *k(&w) != 0 && *k(&c) != 0 && *k(&c) < *k(&w):
 				// A stricter foreign value: kept, not owned.
 			case *k(&w) != 0:
 				*k(&target), *k(&nowOwned) = *k(&w), *k(&w)
-			case *k(&o) != 0 && *k(&c) == *k(&o):
-				*k(&target) = 0
+				if *k(&c) != *k(&w) || equal == InPlaceForeign {
+					*k(&nowPrevious) = *k(&c)
+				}
 			}
 		}
 		if target != withDevice(c, d) {
 			ch.Target = append(ch.Target, target)
 		}
 		if !nowOwned.IsZero() {
-			ch.Owned = append(ch.Owned, nowOwned)
+			ch.Owned.Limits = append(ch.Owned.Limits, nowOwned)
+		}
+		if !nowPrevious.IsZero() {
+			ch.Owned.Previous = append(ch.Owned.Previous, nowPrevious)
 		}
 	}
 	return ch
@@ -102,22 +171,20 @@ func withDevice(l cgroup.IOLimit, d cgroup.Device) cgroup.IOLimit {
 	return l
 }
 
-// UnionOwned is everything owned in a or b, b's value winning for a key both hold.
-func UnionOwned(a, b []cgroup.IOLimit) []cgroup.IOLimit {
-	byDev := byDevice(a)
-	for _, l := range b {
-		u := byDev[l.Device]
-		u.Device = l.Device
+// UnionOwned is everything owned in a or b: for a key both hold, b's value and what
+// b remembers stood before it win.
+func UnionOwned(a, b Ownership) Ownership {
+	own, prev := byDevice(a.Limits), byDevice(a.Previous)
+	bPrev := byDevice(b.Previous)
+	for _, l := range b.Limits {
+		u, p, bp := own[l.Device], prev[l.Device], bPrev[l.Device]
+		u.Device, p.Device = l.Device, l.Device
 		for _, k := range limitKeys {
 			if *k(&l) != 0 {
-				*k(&u) = *k(&l)
+				*k(&u), *k(&p) = *k(&l), *k(&bp)
 			}
 		}
-		byDev[l.Device] = u
+		own[l.Device], prev[l.Device] = u, p
 	}
-	out := make([]cgroup.IOLimit, 0, len(byDev))
-	for _, d := range slices.SortedFunc(maps.Keys(byDev), compareDevice) {
-		out = append(out, byDev[d])
-	}
-	return out
+	return NewOwnership(slices.Collect(maps.Values(own)), slices.Collect(maps.Values(prev)))
 }
