@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if sock := os.Getenv(peerClientEnv); sock != "" {
 		os.Exit(runPeerClient(sock))
 	}
+	if sock := os.Getenv(probeRuntimeEnv); sock != "" {
+		os.Exit(runProbeRuntime(sock))
+	}
 	os.Exit(m.Run())
 }
 

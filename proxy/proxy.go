@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -172,9 +171,6 @@ func (p *Proxy) Handle(method string, h Hook) { p.hooks[method] = h }
 // RuntimeConn is the upstream runtime connection, for callers that make their
 // own CRI calls (status, reconcile) over the same channel.
 func (p *Proxy) RuntimeConn() *grpc.ClientConn { return p.runtime }
-
-// RuntimeState reports the upstream connection state (for readiness).
-func (p *Proxy) RuntimeState() connectivity.State { return p.runtime.GetState() }
 
 // Serve serves on ln until Shutdown.
 func (p *Proxy) Serve(ln net.Listener) error {

@@ -79,11 +79,11 @@ func (n systemdNotifier) stopping() { n.send(daemon.SdNotifyStopping) }
 // back: criguard then forwards on purpose (under the last good policy, or hands
 // off; see serve), and a unit left "activating" would be killed at
 // TimeoutStartSec, cutting kubelet off. STATUS= says so; /readyz stays 503.
-func readyForSystemd(probe *runtimeProbe, policy *policyHealth) (bool, string) {
-	if !probe.answering() {
+func readyForSystemd(runtime runtimeReadiness, policy *policyHealth) (bool, string) {
+	if runtime.Ready() != nil {
 		return false, "waiting for the runtime to answer"
 	}
-	if err := ready(probe, policy); err != nil {
+	if err := ready(runtime, policy); err != nil {
 		return true, "forwarding; " + err.Error()
 	}
 	return true, "forwarding; the runtime answers"

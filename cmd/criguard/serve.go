@@ -195,8 +195,11 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	probe := &runtimeProbe{rt: rt, state: p.RuntimeState, metrics: metrics, log: log, onRecovered: kick}
-	wg.Go(func() { probe.run(ctx, 5*time.Second) })
+	probe := p.Probe(proxy.ProbeOptions{
+		OnHealth:    func(h proxy.Health) { metrics.SetRuntimeUp(h == proxy.RuntimeUp) },
+		OnRecovered: kick, // what happened while the runtime was gone was not seen
+	})
+	wg.Go(func() { probe.Run(ctx) })
 	wg.Go(func() {
 		if err := watcher.Run(ctx); err != nil {
 			log.Error("policy watcher stopped; reload with SIGHUP only", "err", err)
