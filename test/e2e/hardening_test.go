@@ -227,11 +227,11 @@ func TestHardeningEmptyPolicyAtStart(t *testing.T) {
 		}
 		mark := logMark(t, cg)
 		cg.Start(t)
-		waitLog(t, cg, mark, "running the last good policy", 30*time.Second)
-		waitLog(t, cg, mark, "msg=reconciled", 30*time.Second)
-		time.Sleep(2500 * time.Millisecond) // the pass at start and two more
+		waitLog(t, cg, mark, "criguard serving", 30*time.Second)
+		time.Sleep(3 * time.Second) // the pass at start and two more
 		assertThrottle(t, cg, "after a restart on an empty policy", w.dir, writeBPSFile, dev, 1*mib)
 		assertThrottle(t, cg, "the read limit after a restart on an empty policy", w.dir, readBPSFile, dev, 2*mib)
+		waitLog(t, cg, mark, "running the last good policy", time.Second)
 		// The last good copy is in force, not only left alone: drift is repaired.
 		lab.SetThrottle(t, w.dir, writeBPSFile, dev, 0)
 		waitThrottle(t, cg, "drift repaired under the last good copy", w.dir, writeBPSFile, dev, 1*mib, 30*time.Second)
@@ -248,10 +248,11 @@ func TestHardeningEmptyPolicyAtStart(t *testing.T) {
 		}
 		mark := logMark(t, cg)
 		cg.Start(t)
-		waitLog(t, cg, mark, "hands off", 30*time.Second)
-		time.Sleep(3 * time.Second)
+		waitLog(t, cg, mark, "criguard serving", 30*time.Second)
+		time.Sleep(3 * time.Second) // three intervals
 		assertThrottle(t, cg, "after a restart on a broken policy and an empty last good copy", w.dir, writeBPSFile, dev, 1*mib)
 		assertThrottle(t, cg, "the read limit, the same", w.dir, readBPSFile, dev, 2*mib)
+		waitLog(t, cg, mark, "hands off", time.Second)
 		// Hands off: criguard writes nothing, so a change by hand stays.
 		lab.SetThrottle(t, w.dir, writeBPSFile, dev, 3*mib)
 		time.Sleep(2500 * time.Millisecond)
