@@ -3,9 +3,12 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -258,4 +261,285 @@ func TestHardeningEmptyPolicyAtStart(t *testing.T) {
 		time.Sleep(2500 * time.Millisecond)
 		assertThrottle(t, cg, "a change by hand while hands off", w.dir, writeBPSFile, dev, 3*mib)
 	})
+}
+
+// Finding 6, the policy: values the kernel cannot hold are refused by `criguard check`
+// (the real binary), each naming the file, the line and the kernel's bound: a pids.max
+// above PID_MAX_LIMIT (runc's write would fail and the container not be created), a
+// v1 IOPS limit above 32 bits (the kernel would keep 100) and the bps that is the
+// kernel's "no limit" (it reads back as nothing and would be rewritten every pass).
+// Finding 6, on a running container: an annotation asking such a value is ignored
+// and logged, and the rule's limit stays, while a valid ask under the same policy
+// counts.
+func TestHardeningKernelBounds(t *testing.T) {
+	t.Run("check", func(t *testing.T) {
+		dir := t.TempDir()
+		cases := []struct {
+			name, class, line, bound string
+		}{
+			{"pids", "  pids {\n    max = 5000000\n  }", "line 3:", "at most 4194304 (the kernel's PID_MAX_LIMIT)"},
+			{"write_iops", "  io {\n    device     = \"data\"\n    write_iops = 4294967396\n  }", "line 8:", "above 4294967295, the most the kernel holds"},
+			{"write_bps", "  io {\n    device    = \"data\"\n    write_bps = 18446744073709551615\n  }", "line 8:", "the kernel's \"no limit\"; a limit is at most 18446744073709551614"},
+		}
+		for _, c := range cases {
+			path := filepath.Join(dir, c.name+".hcl")
+			text := fmt.Sprintf("class \"huge\" {\n%s\n}\n\nrule \"huge\" {\n  match {\n    namespaces = [\"huge\"]\n  }\n  class = \"huge\"\n}\n", c.class)
+			if c.name != "pids" {
+				// Four lines before the class: the value is on line 8.
+				text = "device \"data\" {\n  path = \"/var/lib\"\n}\n\n" + text
+			}
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(os.Getenv("CRIGUARD_BIN"), "check", path)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Errorf("criguard check %s: %v, want a non-zero exit; it printed:\n%s\npolicy:\n%s", c.name, err, out, text)
+				continue
+			}
+			where := "on " + path + " " + c.line
+			for _, want := range []string{where, c.bound} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("criguard check %s (exit %d) does not say %q:\n%s\npolicy:\n%s", c.name, exit.ExitCode(), want, out, text)
+				}
+			}
+			t.Logf("criguard check refused %s with exit %d:\n%s", c.name, exit.ExitCode(), out)
+		}
+	})
+
+	t.Run("annotation", func(t *testing.T) {
+		ctrd := lab.Containerd(t)
+		dev := lab.WholeDisk(t, ctrd.Root)
+		policyText := fmt.Sprintf(`device "data" {
+  path = %q
+}
+
+class "few-iops" {
+  io {
+    device     = "data"
+    write_iops = 200
+  }
+}
+
+rule "iops" {
+  match {
+    namespaces = ["bounds-*"]
+  }
+  class = "few-iops"
+}
+
+# allow_loosen and the largest max_write_iops the kernel allows: only the kernel's
+# bound stands between the ask and the cgroup file.
+annotations {
+  enabled        = true
+  allow_loosen   = true
+  max_write_iops = 4294967295
+}
+`, ctrd.Root)
+		cg := lab.Criguard(t, ctrd.Endpoint, "--policy", newPolicyFile(t, policyText), "--resolver", "auto",
+			"--containerd-address", ctrd.Socket, "--reconcile-interval", "1s")
+
+		// The control: a valid looser ask counts, so annotations do reach the file.
+		valid := lab.NewPod(t, "valid", "bounds-valid")
+		valid.Annotations = map[string]string{"criguard.io/write-iops": "300"}
+		v := startWorkerIn(t, cg.Endpoint, valid, "valid")
+		waitThrottle(t, cg, "a valid ask of 300 IOPS", v.dir, writeIOPSFile, dev, 300, 30*time.Second)
+
+		// 2^32+100: a v1 kernel would keep 100.
+		huge := lab.NewPod(t, "huge", "bounds-huge")
+		huge.Annotations = map[string]string{"criguard.io/write-iops": "4294967396"}
+		h := startWorkerIn(t, cg.Endpoint, huge, "huge")
+		assertThrottle(t, cg, "an ask of 4294967396 IOPS", h.dir, writeIOPSFile, dev, 200)
+		line := waitLogLine(t, cg, []string{`msg="annotation ignored"`, h.id, "reason=invalid", "4294967396", "the most the kernel holds"}, 30*time.Second)
+		t.Logf("criguard logged: %s", line)
+		// Passes later the rule's value still stands: not disowned, not rewritten.
+		mark := logMark(t, cg)
+		waitLog(t, cg, mark, "msg=reconciled", 30*time.Second)
+		waitLog(t, cg, logMark(t, cg), "msg=reconciled", 30*time.Second)
+		assertThrottle(t, cg, "the ask of 4294967396 IOPS, passes later", h.dir, writeIOPSFile, dev, 200)
+		assertThrottle(t, cg, "the valid ask, passes later", v.dir, writeIOPSFile, dev, 300)
+	})
+}
+
+// waitLogLine waits for a line of criguard's log that holds every one of parts, and
+// returns it.
+func waitLogLine(t *testing.T, cg *lab.CriguardProcess, parts []string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		data, err := os.ReadFile(cg.LogPath)
+		if err != nil {
+			t.Fatalf("criguard log: %v", err)
+		}
+	lines:
+		for _, line := range strings.Split(string(data), "\n") {
+			for _, p := range parts {
+				if !strings.Contains(line, p) {
+					continue lines
+				}
+			}
+			return line
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("criguard logged no line with all of %q within %s%s", parts, timeout, criguardLog(cg))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Finding 14: a policy device given by a path is resolved again on every pass. The
+// filesystem at a fixed mount point moves from one loop device to another (unmounted,
+// its loop detached, its backing file attached to a loop of another minor, mounted
+// again, as a re-attached disk or a re-activated LV would): within a few passes the
+// container's file holds the new MAJ:MIN's line, and criguard's line on the old one is
+// lifted.
+func TestHardeningDeviceMoved(t *testing.T) {
+	ctrd := lab.Containerd(t)
+	losetup := lab.LookPath(t, "losetup")
+	images := lab.DiskDir(t) // removed after the loops below are freed (cleanups run in reverse)
+	backing := sparseFile(t, filepath.Join(images, "moved.img"), 64)
+	mountPoint := filepath.Join(t.TempDir(), "moved")
+	if err := os.MkdirAll(mountPoint, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// What this test holds, freed even when it fails: the mount, then every loop.
+	var mounted bool
+	var loops []string
+	t.Cleanup(func() {
+		if mounted {
+			if out, err := retryCmd("umount", mountPoint); err != nil {
+				t.Errorf("umount %s: %v: %s", mountPoint, err, out)
+			}
+		}
+		for _, loop := range loops {
+			if out, err := retryCmd(losetup, "-d", loop); err != nil {
+				t.Errorf("losetup -d %s: %v: %s", loop, err, out)
+			}
+		}
+	})
+	attach := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(losetup, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("losetup %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		loop := strings.TrimSpace(string(out))
+		loops = append(loops, loop)
+		return loop
+	}
+	mount := func(loop string) {
+		t.Helper()
+		if out, err := exec.Command("mount", loop, mountPoint).CombinedOutput(); err != nil {
+			t.Fatalf("mount %s %s: %v: %s", loop, mountPoint, err, out)
+		}
+		mounted = true
+	}
+
+	first := attach("--find", "--show", backing)
+	if out, err := exec.Command(lab.LookPath(t, "mkfs.ext4"), "-q", "-F", first).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 %s: %v: %s", first, err, out)
+	}
+	mount(first)
+	oldDev := blockDev(t, first)
+
+	policyText := fmt.Sprintf(`device "moved" {
+  path = %q
+}
+
+class "slow" {
+  io {
+    device    = "moved"
+    write_bps = "1MiB"
+  }
+}
+
+rule "moved" {
+  match {
+    namespaces = ["moved-*"]
+  }
+  class = "slow"
+}
+`, mountPoint)
+	cg := lab.Criguard(t, ctrd.Endpoint, "--policy", newPolicyFile(t, policyText), "--resolver", "auto",
+		"--containerd-address", ctrd.Socket, "--reconcile-interval", "1s")
+	w := startWorker(t, cg.Endpoint, "moved-dev", "mover")
+	waitThrottle(t, cg, "the filesystem's first loop "+first, w.dir, writeBPSFile, oldDev, 1*mib, 30*time.Second)
+
+	// Move it. The old loop is taken again at once by a dummy file, so the backing file
+	// lands on another minor, and the old MAJ:MIN stays a device criguard may write to.
+	if out, err := exec.Command("umount", mountPoint).CombinedOutput(); err != nil {
+		t.Fatalf("umount %s: %v: %s", mountPoint, err, out)
+	}
+	mounted = false
+	if out, err := exec.Command(losetup, "-d", first).CombinedOutput(); err != nil {
+		t.Fatalf("losetup -d %s: %v: %s", first, err, out)
+	}
+	loops = slices.DeleteFunc(loops, func(l string) bool { return l == first })
+	if out, err := exec.Command(losetup, first, sparseFile(t, filepath.Join(images, "dummy.img"), 1)).CombinedOutput(); err != nil {
+		// Another user of loops took it between the two calls: it is held all the same.
+		t.Logf("losetup %s (dummy): %v: %s", first, err, out)
+	} else {
+		loops = append(loops, first)
+	}
+	second := attach("--find", "--show", backing)
+	mount(second)
+	moved := time.Now()
+	newDev := blockDev(t, second)
+	if newDev == oldDev {
+		t.Fatalf("the backing file is on %s (%s) again, want another MAJ:MIN than %s's", second, newDev, first)
+	}
+	t.Logf("the filesystem at %s moved from %s (%s) to %s (%s)", mountPoint, first, oldDev, second, newDev)
+
+	waitThrottle(t, cg, "the new loop "+second, w.dir, writeBPSFile, newDev, 1*mib, 30*time.Second)
+	waitThrottle(t, cg, "criguard's line on the old loop "+first+" lifted", w.dir, writeBPSFile, oldDev, 0, 30*time.Second)
+	t.Logf("both done %s after the move", time.Since(moved).Round(10*time.Millisecond))
+	// Passes later the file holds the new line only: nothing written while the mount
+	// point was empty stays.
+	mark := logMark(t, cg)
+	waitLog(t, cg, mark, "msg=reconciled", 30*time.Second)
+	waitLog(t, cg, logMark(t, cg), "msg=reconciled", 30*time.Second)
+	data, err := os.ReadFile(filepath.Join(w.dir, writeBPSFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(data)), fmt.Sprintf("%s %d", newDev, 1*mib); got != want {
+		t.Errorf("%s/%s holds %q, want only %q%s", w.dir, writeBPSFile, got, want, criguardLog(cg))
+	}
+}
+
+// sparseFile makes a sparse file of sizeMiB at path, for a loop device.
+func sparseFile(t *testing.T, path string, sizeMiB int64) string {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, sizeMiB<<20); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// blockDev is "MAJ:MIN" of a block device node, from sysfs.
+func blockDev(t *testing.T, node string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(node), "dev"))
+	if err != nil {
+		t.Fatalf("MAJ:MIN of %s: %v", node, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// retryCmd runs a command a few times: a device or mount just released may be busy
+// for a moment.
+func retryCmd(name string, args ...string) ([]byte, error) {
+	var out []byte
+	var err error
+	for range 10 {
+		if out, err = exec.Command(name, args...).CombinedOutput(); err == nil {
+			return out, nil
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return out, err
 }
