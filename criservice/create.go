@@ -60,13 +60,17 @@ func (s *Service) afterCreate(ctx context.Context, c *createCall, resp *runtimea
 	if _, known := s.cache.pod(req.PodSandboxId); !known && req.SandboxConfig != nil {
 		s.cache.putPod(podFromConfig(req.PodSandboxId, req.SandboxConfig))
 	}
-	cfg := req.GetConfig()
-	s.cache.putContainer(containerInfo{ID: resp.ContainerId, PodID: req.PodSandboxId,
-		Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
-		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true})
-	if raw, err := s.opts.Resolver.CgroupsPath(ctx, resp.ContainerId); err == nil {
-		s.cache.setContainerDir(resp.ContainerId, raw, "")
+	var ct containerInfo
+	if c.target != nil {
+		ct = c.target.Container // what Before already read of the request
+	} else {
+		ct = containerFromCreate(req)
 	}
+	ct.ID = resp.ContainerId
+	s.cache.putContainer(ct)
+	// The container's spec exists now: its cgroup is learned here, so that the start
+	// only writes files before it is forwarded. Unknown yet is fine: the start asks.
+	_, _ = s.cgroupsPath(ctx, &ct)
 	return nil
 }
 
@@ -80,9 +84,15 @@ func (s *Service) createTarget(req *runtimeapi.CreateContainerRequest) (podInfo,
 		}
 		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
 	}
+	return pod, containerFromCreate(req), true
+}
+
+// containerFromCreate is the container a CreateContainer request asks for, before
+// the runtime gave it an ID.
+func containerFromCreate(req *runtimeapi.CreateContainerRequest) containerInfo {
 	cfg := req.GetConfig()
-	return pod, containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
-		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true}, true
+	return containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true}
 }
 
 // ioMaxIntoCreate puts the container's io.max into the config's unified resources
