@@ -77,14 +77,21 @@ func memoryUsage(dir, usageFile, inactiveKey, rssKey string) *MemoryUsage {
 	return &MemoryUsage{Usage: *usage, WorkingSet: *usage - min(inactive, *usage), RSS: rss}
 }
 
+// LimitValue reads the content of a cgroup file holding one number; "max"
+// (unlimited) is not ok.
+func LimitValue(content string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(content), 10, 64)
+	return n, err == nil
+}
+
 // fileValue reads a cgroup file holding one number; nil for "max" or no file.
 func fileValue(dir, file string) *uint64 {
 	content, err := ReadFile(dir, file)
 	if err != nil {
 		return nil
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(content), 10, 64)
-	if err != nil {
+	n, ok := LimitValue(content)
+	if !ok {
 		return nil
 	}
 	return &n

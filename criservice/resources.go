@@ -148,7 +148,7 @@ func (s *Service) enforcePidsV1(ctx context.Context, t *target, create bool) err
 		return fmt.Errorf("container %s: pids.max: %w", id, err)
 	}
 	if have, err := cgroup.ReadFile(dir, "pids.max"); err == nil {
-		if n, ok := limitValue(have); ok && n <= want {
+		if n, ok := cgroup.LimitValue(have); ok && n <= want {
 			return nil
 		}
 	}
@@ -170,12 +170,6 @@ func (s *Service) v1Dir(controller, raw string) (mount, dir string, err error) {
 	}
 	dir, err = translate.CgroupDir(mount, raw)
 	return mount, dir, err
-}
-
-// limitValue reads a cgroup limit file: a number, or "max" (unlimited: not ok).
-func limitValue(s string) (uint64, bool) {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
-	return n, err == nil
 }
 
 // ResourceState is one of a container's pids, memory or cpu settings: what the
@@ -221,7 +215,7 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 	atMost := func(file, controller string, value uint64) {
 		st := ResourceState{File: file, Want: strconv.FormatUint(value, 10)}
 		st.Have, st.Note = read(controller, file)
-		n, ok := limitValue(st.Have)
+		n, ok := cgroup.LimitValue(st.Have)
 		st.InSync = ok && n <= value
 		if st.InSync && n < value {
 			st.Note = "tighter than the policy: kept, criguard only tightens"
@@ -248,7 +242,7 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 			st.Want, st.Note = memoryHighWanted(want), "not enforced: cgroup v1 has no soft memory ceiling (memory.high is v2 only)"
 		default:
 			limitText, _ := read("", "memory.max")
-			limit, _ := limitValue(limitText)
+			limit, _ := cgroup.LimitValue(limitText)
 			high := translate.MemoryHigh(want, int64(min(limit, 1<<62)))
 			if high == 0 {
 				st.Want, st.Note = memoryHighWanted(want), "not enforced: the container has no memory limit to take a share of"
@@ -256,7 +250,7 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 			}
 			st.Want = strconv.FormatUint(high, 10)
 			st.Have, st.Note = read("", "memory.high")
-			n, ok := limitValue(st.Have)
+			n, ok := cgroup.LimitValue(st.Have)
 			st.InSync = ok && n <= high
 		}
 		out = append(out, st)
