@@ -7,22 +7,22 @@ import (
 	"sync"
 )
 
-// podInfo is what criguard knows of a pod sandbox.
-type podInfo struct {
+// Pod is what criguard knows of a pod sandbox.
+type Pod struct {
 	ID, Namespace, Name, UID string
 	Labels, Annotations      map[string]string
 	CgroupParent             string // "" when unknown
 }
 
-// containerInfo is what criguard knows of a container.
-type containerInfo struct {
+// Container is what criguard knows of a container.
+type Container struct {
 	ID, PodID, Name, Image string
 	// CgroupsPath and Dir are filled once resolved; a container's cgroup never moves.
 	CgroupsPath, Dir string
 	// Mounts are the mounts kubelet asked for (MountsKnown once learned: from
 	// CreateContainer, or from the status after a restart); Rootfs is the host
 	// directory of its writable layer once found. Both never change.
-	Mounts      []volumeMount
+	Mounts      []Mount
 	MountsKnown bool
 	Rootfs      string
 	// ignored is the hash of what was last logged of its ignored annotations.
@@ -35,8 +35,8 @@ type containerInfo struct {
 // runtime. The lock guards the maps only; no I/O ever happens under it.
 type cache struct {
 	mu         sync.RWMutex
-	pods       map[string]*podInfo
-	containers map[string]*containerInfo
+	pods       map[string]*Pod
+	containers map[string]*Container
 	// generation grows with every listing, so that retain never drops what was
 	// stored while that listing was under way.
 	generation uint64
@@ -44,32 +44,32 @@ type cache struct {
 }
 
 func newCache() *cache {
-	return &cache{pods: map[string]*podInfo{}, containers: map[string]*containerInfo{}, podSeen: map[string]uint64{}}
+	return &cache{pods: map[string]*Pod{}, containers: map[string]*Container{}, podSeen: map[string]uint64{}}
 }
 
 // pod returns a copy so callers never share mutable state.
-func (c *cache) pod(id string) (podInfo, bool) {
+func (c *cache) pod(id string) (Pod, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	p, ok := c.pods[id]
 	if !ok {
-		return podInfo{}, false
+		return Pod{}, false
 	}
 	return *p, true
 }
 
-func (c *cache) container(id string) (containerInfo, bool) {
+func (c *cache) container(id string) (Container, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	ct, ok := c.containers[id]
 	if !ok {
-		return containerInfo{}, false
+		return Container{}, false
 	}
 	return *ct, true
 }
 
 // putPod stores p, keeping a cgroup_parent learned earlier if p has none.
-func (c *cache) putPod(p podInfo) {
+func (c *cache) putPod(p Pod) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.pods[p.ID]; ok && p.CgroupParent == "" {
@@ -90,12 +90,12 @@ func (c *cache) setPodParent(id, parent string) {
 // putContainer stores ct. What is known never gets poorer: a resolved cgroup and
 // an image name learned earlier are kept when ct lacks them (a runtime may list
 // only the image's digest).
-func (c *cache) putContainer(ct containerInfo) {
+func (c *cache) putContainer(ct Container) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.containers[ct.ID]; ok {
 		if ct.Dir == "" {
-			ct.CgroupsPath, ct.Dir = old.CgroupsPath, old.Dir
+			ct.CgroupsPath, ct.Dir = cmp.Or(ct.CgroupsPath, old.CgroupsPath), old.Dir
 		}
 		if !ct.MountsKnown {
 			ct.Mounts, ct.MountsKnown = old.Mounts, old.MountsKnown
@@ -159,7 +159,7 @@ func (c *cache) forgetPod(id string) {
 	defer c.mu.Unlock()
 	delete(c.pods, id)
 	delete(c.podSeen, id)
-	maps.DeleteFunc(c.containers, func(_ string, ct *containerInfo) bool { return ct.PodID == id })
+	maps.DeleteFunc(c.containers, func(_ string, ct *Container) bool { return ct.PodID == id })
 }
 
 // startListing begins a listing: what is stored from now on has this generation
@@ -176,14 +176,14 @@ func (c *cache) startListing() uint64 {
 func (c *cache) retain(gen uint64, pods, containers map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	maps.DeleteFunc(c.pods, func(id string, _ *podInfo) bool {
+	maps.DeleteFunc(c.pods, func(id string, _ *Pod) bool {
 		if !pods[id] && c.podSeen[id] < gen {
 			delete(c.podSeen, id)
 			return true
 		}
 		return false
 	})
-	maps.DeleteFunc(c.containers, func(id string, ct *containerInfo) bool { return !containers[id] && ct.seen < gen })
+	maps.DeleteFunc(c.containers, func(id string, ct *Container) bool { return !containers[id] && ct.seen < gen })
 }
 
 // isImageDigest reports whether an image is no name at all, only a content address

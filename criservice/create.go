@@ -24,95 +24,58 @@ import (
 
 const unifiedIOMax = "io.max"
 
-type createCall = call[*runtimeapi.CreateContainerRequest]
+type createCall = call[*runtimeapi.CreateContainerRequest, createEvent]
+
+// createEvent is the pod and container a CreateContainer request is for, read once.
+type createEvent struct {
+	pod Pod // zero when unknown: not in the store and no sandbox config
+	ct  Container
+}
 
 // createContainer puts the policy's io.max (v2) and its pids, memory and cpu
 // settings into the request, from one decision; encoded again only if either changed
 // it. After the reply it learns the container and its cgroup, so that StartContainer
 // only writes files before it is forwarded.
 func (s *Service) createContainer() Hook {
-	return intercept(s, handler[*runtimeapi.CreateContainerRequest, *runtimeapi.CreateContainerResponse]{
+	return intercept(s, handler[*runtimeapi.CreateContainerRequest, *runtimeapi.CreateContainerResponse, createEvent]{
 		method:  "CreateContainer",
 		newReq:  func() *runtimeapi.CreateContainerRequest { return new(runtimeapi.CreateContainerRequest) },
 		newResp: func() *runtimeapi.CreateContainerResponse { return new(runtimeapi.CreateContainerResponse) },
-		before:  s.beforeCreate,
-		after:   s.afterCreate,
+		before: func(ctx context.Context, c *createCall) bool {
+			c.event = s.createEventOf(c.req)
+			if c.req.Config == nil || c.event.pod.ID == "" {
+				return false
+			}
+			return s.Creating(ctx, c.event.pod, c.event.ct, resourcesOf(c.req.Config))
+		},
+		after: func(ctx context.Context, c *createCall, resp *runtimeapi.CreateContainerResponse) error {
+			if c.event.ct.PodID == "" { // Before did not read the request
+				c.event = s.createEventOf(c.req)
+			}
+			ct := c.event.ct
+			ct.ID = resp.ContainerId
+			s.Created(ctx, c.event.pod, ct)
+			return nil
+		},
 	})
 }
 
-func (s *Service) beforeCreate(ctx context.Context, c *createCall) bool {
-	if c.req.Config == nil {
-		return false
-	}
-	pod, ct, ok := s.createTarget(c.req)
-	if !ok {
-		return false
-	}
-	t := s.decideFor(pod, ct)
-	c.target = &t
-	withIOMax := s.ioMaxIntoCreate(ctx, c.req.Config, t)
-	tightened := s.tightenCreate(c.req.Config, t)
-	return withIOMax || tightened
-}
-
-func (s *Service) afterCreate(ctx context.Context, c *createCall, resp *runtimeapi.CreateContainerResponse) error {
-	req := c.req
-	if _, known := s.cache.pod(req.PodSandboxId); !known && req.SandboxConfig != nil {
-		s.cache.putPod(podFromConfig(req.PodSandboxId, req.SandboxConfig))
-	}
-	var ct containerInfo
-	if c.target != nil {
-		ct = c.target.Container // what Before already read of the request
-	} else {
-		ct = containerFromCreate(req)
-	}
-	ct.ID = resp.ContainerId
-	s.cache.putContainer(ct)
-	// The container's spec exists now: its cgroup is learned here, so that the start
-	// only writes files before it is forwarded. Unknown yet is fine: the start asks.
-	_, _ = s.cgroupsPath(ctx, &ct)
-	return nil
-}
-
-// createTarget is the pod and container a CreateContainer request is for, as the
-// policy sees them: the pod from the cache, or from the request's sandbox config.
-func (s *Service) createTarget(req *runtimeapi.CreateContainerRequest) (podInfo, containerInfo, bool) {
+// createEventOf is the pod and container a CreateContainer request is for, as the
+// policy sees them: the pod from the store, or from the request's sandbox config.
+func (s *Service) createEventOf(req *runtimeapi.CreateContainerRequest) createEvent {
 	pod, known := s.cache.pod(req.PodSandboxId)
-	if !known {
-		if req.SandboxConfig == nil {
-			return podInfo{}, containerInfo{}, false
-		}
+	if !known && req.SandboxConfig != nil {
 		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
 	}
-	return pod, containerFromCreate(req), true
+	return createEvent{pod: pod, ct: containerFromCreate(req)}
 }
 
 // containerFromCreate is the container a CreateContainer request asks for, before
 // the runtime gave it an ID.
-func containerFromCreate(req *runtimeapi.CreateContainerRequest) containerInfo {
+func containerFromCreate(req *runtimeapi.CreateContainerRequest) Container {
 	cfg := req.GetConfig()
-	return containerInfo{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
+	return Container{PodID: req.PodSandboxId, Name: cfg.GetMetadata().GetName(), Image: imageName(cfg.GetImage()),
 		Mounts: mountsFromCRI(cfg.GetMounts()), MountsKnown: true}
-}
-
-// ioMaxIntoCreate puts the container's io.max into the config's unified resources
-// (v2), and reports whether it changed the config.
-func (s *Service) ioMaxIntoCreate(ctx context.Context, cfg *runtimeapi.ContainerConfig, t target) bool {
-	if s.opts.IO.Version() != 2 || s.opts.DryRun {
-		return false
-	}
-	want, ok := s.wantedIOMax(ctx, t)
-	if !ok {
-		return false
-	}
-	return s.tightenUnifiedIOMax(resourcesOf(cfg), want, "CreateContainer", t)
-}
-
-// tightenCreate makes a CreateContainer config's resources at least as strict as the
-// policy's, and reports whether it changed them.
-func (s *Service) tightenCreate(cfg *runtimeapi.ContainerConfig, t target) bool {
-	want := wantedResources(t.Decision)
-	return !want.IsZero() && s.tightenResources(resourcesOf(cfg), want, "CreateContainer", t)
 }
 
 // resourcesOf is cfg's Linux resources, made when kubelet sent none.
@@ -135,7 +98,7 @@ func (s *Service) wantedIOMax(ctx context.Context, t target) (cgroup.IOLimit, bo
 	if plan.Decision.HandsOff || plan.Decision.Scope == policy.ScopePod || len(plan.Decision.IO) == 0 {
 		return cgroup.IOLimit{}, false
 	}
-	s.planLimits(ctx, &plan, []containerInfo{t.Container})
+	s.planLimits(ctx, &plan, []Container{t.Container})
 	if len(plan.Limits) == 0 {
 		return cgroup.IOLimit{}, false
 	}

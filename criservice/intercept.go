@@ -37,37 +37,35 @@ func (s *Service) Hooks() map[string]Hook {
 	return hooks
 }
 
-// call is one intercepted CRI call: its request, decoded once, and what the handler
-// learned before forwarding it (the container, its pod, the policy's decision and
-// the plan) for the work after the reply.
-type call[Req proto.Message] struct {
-	req Req
-	// target is set once the handler looked the container up and decided on it.
-	target  *target
-	plan    Plan
-	planned bool // plan was made before the call
+// call is one intercepted CRI call: its request, decoded once, and the engine's
+// event begun before forwarding it (the container, its pod, the policy's decision
+// and the plan), which the work after the reply goes on with. event is the zero
+// value when Before did not run.
+type call[Req proto.Message, E any] struct {
+	req   Req
+	event E
 }
 
 // handler is one intercepted method. before may change c.req and reports whether
 // it did; after runs only when the runtime's reply is a success. Both run on a
 // context detached from the caller's, bounded by --apply-timeout: kubelet's cancel
 // must not cut a half-written throttle, and nothing here holds kubelet longer.
-type handler[Req, Resp proto.Message] struct {
+type handler[Req, Resp proto.Message, E any] struct {
 	method  string
 	newReq  func() Req
 	newResp func() Resp // nil: after does not read the reply
-	before  func(ctx context.Context, c *call[Req]) bool
-	after   func(ctx context.Context, c *call[Req], resp Resp) error
+	before  func(ctx context.Context, c *call[Req, E]) bool
+	after   func(ctx context.Context, c *call[Req, E], resp Resp) error
 }
 
 // intercept wraps a handler into the proxy's hook: it owns decoding (once per call)
 // and encoding, detached contexts, and fail-open: a message it cannot decode is
 // logged and left alone, and the call goes on as it came.
-func intercept[Req, Resp proto.Message](s *Service, h handler[Req, Resp]) Hook {
+func intercept[Req, Resp proto.Message, E any](s *Service, h handler[Req, Resp, E]) Hook {
 	var hook Hook
 	if h.before != nil {
 		hook.Before = func(ctx context.Context, reqB []byte) ([]byte, any, error) {
-			c := &call[Req]{req: h.newReq()}
+			c := &call[Req, E]{req: h.newReq()}
 			if !s.decode(h.method, reqB, c.req) {
 				return reqB, nil, nil
 			}
@@ -84,9 +82,9 @@ func intercept[Req, Resp proto.Message](s *Service, h handler[Req, Resp]) Hook {
 			if callErr != nil {
 				return callErr
 			}
-			c, ok := state.(*call[Req])
+			c, ok := state.(*call[Req, E])
 			if !ok { // no Before, or one that could not decode it
-				c = &call[Req]{req: h.newReq()}
+				c = &call[Req, E]{req: h.newReq()}
 				if !s.decode(h.method, reqB, c.req) {
 					return nil
 				}

@@ -14,8 +14,8 @@ import (
 // target is a container as the policy sees it, with the one decision made for it
 // per event: a call carries it from before the runtime's reply to after it.
 type target struct {
-	Container containerInfo
-	Pod       podInfo
+	Container Container
+	Pod       Pod
 	Decision  policy.Decision
 }
 
@@ -25,7 +25,7 @@ type target struct {
 func (s *Service) containerTarget(ctx context.Context, id string) (target, error) {
 	ct, pod, err := s.lookup(ctx, id)
 	if err != nil {
-		return target{Container: containerInfo{ID: id}}, err
+		return target{Container: Container{ID: id}}, err
 	}
 	if pod.CgroupParent == "" {
 		if _, err := s.cgroupsPath(ctx, &ct); err != nil {
@@ -35,7 +35,7 @@ func (s *Service) containerTarget(ctx context.Context, id string) (target, error
 	return s.decideFor(pod, ct), nil
 }
 
-func (s *Service) decideFor(pod podInfo, ct containerInfo) target {
+func (s *Service) decideFor(pod Pod, ct Container) target {
 	return target{Container: ct, Pod: pod, Decision: s.decide(workload(pod, &ct))}
 }
 
@@ -47,7 +47,7 @@ func (s *Service) decide(w policy.Workload) policy.Decision {
 // lookup returns a container and its pod from the cache, asking the runtime
 // for what the cache lacks (after a restart of criguard, or a container
 // created behind its back).
-func (s *Service) lookup(ctx context.Context, id string) (containerInfo, podInfo, error) {
+func (s *Service) lookup(ctx context.Context, id string) (Container, Pod, error) {
 	ct, ok := s.cache.container(id)
 	if !ok {
 		callCtx, cancel := s.callContext(ctx)
@@ -56,10 +56,10 @@ func (s *Service) lookup(ctx context.Context, id string) (containerInfo, podInfo
 		})
 		cancel()
 		if err != nil {
-			return ct, podInfo{}, fmt.Errorf("list container %s: %w", id, err)
+			return ct, Pod{}, fmt.Errorf("list container %s: %w", id, err)
 		}
 		if len(resp.Containers) == 0 {
-			return ct, podInfo{}, fmt.Errorf("%w: %s", ErrUnknownContainer, id)
+			return ct, Pod{}, fmt.Errorf("%w: %s", ErrUnknownContainer, id)
 		}
 		s.putListedContainer(ctx, containerFromCRI(resp.Containers[0]))
 		ct, _ = s.cache.container(id)
@@ -68,7 +68,7 @@ func (s *Service) lookup(ctx context.Context, id string) (containerInfo, podInfo
 	return ct, pod, err
 }
 
-func (s *Service) lookupPod(ctx context.Context, id string) (podInfo, error) {
+func (s *Service) lookupPod(ctx context.Context, id string) (Pod, error) {
 	if pod, ok := s.cache.pod(id); ok {
 		return pod, nil
 	}
@@ -78,10 +78,10 @@ func (s *Service) lookupPod(ctx context.Context, id string) (podInfo, error) {
 		Filter: &runtimeapi.PodSandboxFilter{Id: id},
 	})
 	if err != nil {
-		return podInfo{}, fmt.Errorf("list pod %s: %w", id, err)
+		return Pod{}, fmt.Errorf("list pod %s: %w", id, err)
 	}
 	if len(resp.Items) == 0 {
-		return podInfo{}, fmt.Errorf("%w: pod %s", ErrUnknownContainer, id)
+		return Pod{}, fmt.Errorf("%w: pod %s", ErrUnknownContainer, id)
 	}
 	pod := podFromCRI(resp.Items[0])
 	s.fillCgroupParent(ctx, &pod)
@@ -91,7 +91,7 @@ func (s *Service) lookupPod(ctx context.Context, id string) (podInfo, error) {
 
 // fillCgroupParent learns a listed pod's cgroup_parent, which the CRI list
 // calls do not carry, from the resolvers that know it.
-func (s *Service) fillCgroupParent(ctx context.Context, pod *podInfo) {
+func (s *Service) fillCgroupParent(ctx context.Context, pod *Pod) {
 	if pod.CgroupParent != "" {
 		return
 	}
@@ -112,7 +112,7 @@ func (s *Service) fillCgroupParent(ctx context.Context, pod *podInfo) {
 // putListedContainer caches a container learned from a listing. A runtime may list
 // only the image's digest: the name the pod spec gave, which policy globs are
 // written against, is asked once from the container's status.
-func (s *Service) putListedContainer(ctx context.Context, ct containerInfo) {
+func (s *Service) putListedContainer(ctx context.Context, ct Container) {
 	if isImageDigest(ct.Image) {
 		if known, ok := s.cache.container(ct.ID); !ok || isImageDigest(known.Image) {
 			if name := s.imageFromStatus(ctx, ct.ID); name != "" {
@@ -138,12 +138,12 @@ func (s *Service) imageFromStatus(ctx context.Context, id string) string {
 	return ""
 }
 
-func containerFromCRI(c *runtimeapi.Container) containerInfo {
+func containerFromCRI(c *runtimeapi.Container) Container {
 	image := imageName(c.GetImage())
 	if image == "" {
 		image = c.GetImageRef()
 	}
-	return containerInfo{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: c.GetMetadata().GetName(), Image: image}
+	return Container{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: c.GetMetadata().GetName(), Image: image}
 }
 
 // imageName is the image as the pod spec names it: kubelet sends the resolved
@@ -156,20 +156,20 @@ func imageName(spec *runtimeapi.ImageSpec) string {
 	return spec.GetImage()
 }
 
-func podFromCRI(p *runtimeapi.PodSandbox) podInfo {
+func podFromCRI(p *runtimeapi.PodSandbox) Pod {
 	md := p.GetMetadata()
-	return podInfo{ID: p.GetId(), Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(),
+	return Pod{ID: p.GetId(), Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(),
 		Labels: p.GetLabels(), Annotations: p.GetAnnotations()}
 }
 
-func podFromConfig(id string, cfg *runtimeapi.PodSandboxConfig) podInfo {
+func podFromConfig(id string, cfg *runtimeapi.PodSandboxConfig) Pod {
 	md := cfg.GetMetadata()
-	return podInfo{ID: id, Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(),
+	return Pod{ID: id, Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(),
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), CgroupParent: cfg.GetLinux().GetCgroupParent()}
 }
 
 // workload is what policy matches; ct nil means the pod itself.
-func workload(pod podInfo, ct *containerInfo) policy.Workload {
+func workload(pod Pod, ct *Container) policy.Workload {
 	w := policy.Workload{
 		Namespace: pod.Namespace, PodName: pod.Name, PodUID: pod.UID,
 		PodLabels: pod.Labels, PodAnnotations: pod.Annotations,

@@ -84,7 +84,7 @@ const listTimeoutFactor = 5
 // which lists do not carry, comes from the cache or else the resolvers. created
 // holds the containers made but not started yet: their metadata, learned at
 // CreateContainer, must outlive a pass that runs between create and start.
-func (s *Service) listRunning(ctx context.Context) (pods []podInfo, running []string, created map[string]bool, err error) {
+func (s *Service) listRunning(ctx context.Context) (pods []Pod, running []string, created map[string]bool, err error) {
 	listCtx, cancel := context.WithTimeout(ctx, listTimeoutFactor*s.opts.ApplyTimeout)
 	defer cancel()
 	podList, err := s.opts.Runtime.ListPodSandbox(listCtx, &runtimeapi.ListPodSandboxRequest{
@@ -98,7 +98,7 @@ func (s *Service) listRunning(ctx context.Context) (pods []podInfo, running []st
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("list containers: %w", err)
 	}
-	pods = make([]podInfo, 0, len(podList.Items))
+	pods = make([]Pod, 0, len(podList.Items))
 	for _, p := range podList.Items {
 		pod := podFromCRI(p)
 		if cached, ok := s.cache.pod(p.Id); ok {

@@ -108,7 +108,7 @@ func (s *Service) resyncResources(ctx context.Context, t *target) {
 	if !s.tightenResources(res, want, "policy reload", *t) {
 		return
 	}
-	s.ioMaxIntoUpdate(ctx, res, *t) // the update carries io.max too: the policy's, not a stale one
+	s.ioMaxInto(ctx, res, *t, "policy reload") // the update carries io.max too: the policy's, not a stale one
 	if _, err := s.opts.Runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
 		s.failed("container", id, s.tornDown(ctx, "container", id, fmt.Errorf("update resources to the new policy: %w", err)))
 	}

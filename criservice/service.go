@@ -193,9 +193,9 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 	switch {
 	case plan.Decision.HandsOff:
 	case plan.Decision.Scope != policy.ScopePod:
-		s.planLimits(ctx, &plan, []containerInfo{*ct})
+		s.planLimits(ctx, &plan, []Container{*ct})
 	case s.splitPodBudget:
-		members := []containerInfo{*ct}
+		members := []Container{*ct}
 		if hasSelectors(plan.Decision.IO) {
 			members = s.containersForPod(ctx, ct.PodID, id) // the pod's volumes, not only this container's
 		}
@@ -230,7 +230,7 @@ type planOptions struct {
 
 // cgroupsPath is the container's raw cgroup path, asked of the runtime once, with
 // a deadline of its own: a stuck runtime call never holds a hook or a pass.
-func (s *Service) cgroupsPath(ctx context.Context, ct *containerInfo) (string, error) {
+func (s *Service) cgroupsPath(ctx context.Context, ct *Container) (string, error) {
 	if ct.CgroupsPath != "" {
 		return ct.CgroupsPath, nil // learned at CreateContainer, when the runtime had it
 	}
@@ -310,7 +310,7 @@ func (s *Service) callContext(ctx context.Context) (context.Context, context.Can
 }
 
 // planPod decides what a pod's own cgroup must hold: a pod-scope budget or nothing.
-func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
+func (s *Service) planPod(ctx context.Context, pod Pod) (Plan, error) {
 	plan := Plan{PodID: pod.ID, Workload: workload(pod, nil)}
 	plan.Decision = s.decide(plan.Workload)
 	// On v1 the budget is split among the containers; the pod cgroup holds nothing.
@@ -337,7 +337,7 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	}
 	plan.Dir = dir
 	if podScoped {
-		var members []containerInfo
+		var members []Container
 		if hasSelectors(plan.Decision.IO) {
 			members = s.containersForPod(ctx, pod.ID, "")
 		}
@@ -489,7 +489,7 @@ func (s *Service) applyPlan(ctx context.Context, plan Plan) (Plan, syncResult, e
 }
 
 // ApplyPod brings a pod's own cgroup to the policy (pod-scope budgets).
-func (s *Service) ApplyPod(ctx context.Context, pod podInfo) (Plan, syncResult, error) {
+func (s *Service) ApplyPod(ctx context.Context, pod Pod) (Plan, syncResult, error) {
 	plan, err := s.planPod(ctx, pod)
 	if err != nil {
 		return plan, "", s.tornDown(ctx, "pod", pod.ID, err)

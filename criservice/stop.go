@@ -12,13 +12,11 @@ func (s *Service) stopContainer() Hook {
 	if !s.splitPodBudget {
 		return Hook{}
 	}
-	return intercept(s, handler[*runtimeapi.StopContainerRequest, *runtimeapi.StopContainerResponse]{
+	return intercept(s, handler[*runtimeapi.StopContainerRequest, *runtimeapi.StopContainerResponse, struct{}]{
 		method: "StopContainer",
 		newReq: func() *runtimeapi.StopContainerRequest { return new(runtimeapi.StopContainerRequest) },
-		after: func(ctx context.Context, c *call[*runtimeapi.StopContainerRequest], _ *runtimeapi.StopContainerResponse) error {
-			if ct, ok := s.cache.container(c.req.ContainerId); ok {
-				s.reshare(ctx, ct.PodID, c.req.ContainerId)
-			}
+		after: func(ctx context.Context, c *call[*runtimeapi.StopContainerRequest, struct{}], _ *runtimeapi.StopContainerResponse) error {
+			s.Stopped(ctx, c.req.ContainerId)
 			return nil
 		},
 	})
@@ -26,11 +24,11 @@ func (s *Service) stopContainer() Hook {
 
 // removeContainer forgets a container.
 func (s *Service) removeContainer() Hook {
-	return intercept(s, handler[*runtimeapi.RemoveContainerRequest, *runtimeapi.RemoveContainerResponse]{
+	return intercept(s, handler[*runtimeapi.RemoveContainerRequest, *runtimeapi.RemoveContainerResponse, struct{}]{
 		method: "RemoveContainer",
 		newReq: func() *runtimeapi.RemoveContainerRequest { return new(runtimeapi.RemoveContainerRequest) },
-		after: func(_ context.Context, c *call[*runtimeapi.RemoveContainerRequest], _ *runtimeapi.RemoveContainerResponse) error {
-			s.cache.forgetContainer(c.req.ContainerId)
+		after: func(_ context.Context, c *call[*runtimeapi.RemoveContainerRequest, struct{}], _ *runtimeapi.RemoveContainerResponse) error {
+			s.Removed(c.req.ContainerId)
 			return nil
 		},
 	})

@@ -118,14 +118,14 @@ func (s *Service) TrackRunning(ctx context.Context) error {
 
 // snapshot copies the cached containers, and the pods by ID, so that the
 // files are read with no lock held.
-func (c *cache) snapshot() ([]containerInfo, map[string]podInfo) {
+func (c *cache) snapshot() ([]Container, map[string]Pod) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	containers := make([]containerInfo, 0, len(c.containers))
+	containers := make([]Container, 0, len(c.containers))
 	for _, ct := range c.containers {
 		containers = append(containers, *ct)
 	}
-	pods := make(map[string]podInfo, len(c.pods))
+	pods := make(map[string]Pod, len(c.pods))
 	for id, p := range c.pods {
 		pods[id] = *p
 	}

@@ -25,17 +25,17 @@ type ChainResolver interface {
 // resolver chain implements it when one of its runtimes can answer.
 type RootfsResolver = resolve.RootfsResolver
 
-// volumeMount is one of the mounts kubelet asked for, with the host side.
-type volumeMount struct {
+// Mount is one of the mounts kubelet asked for, with the host side.
+type Mount struct {
 	ContainerPath string `json:"containerPath"`
 	HostPath      string `json:"hostPath"`
 }
 
-func mountsFromCRI(mounts []*runtimeapi.Mount) []volumeMount {
-	out := make([]volumeMount, 0, len(mounts))
+func mountsFromCRI(mounts []*runtimeapi.Mount) []Mount {
+	out := make([]Mount, 0, len(mounts))
 	for _, m := range mounts {
 		if m.GetHostPath() != "" {
-			out = append(out, volumeMount{ContainerPath: m.GetContainerPath(), HostPath: m.GetHostPath()})
+			out = append(out, Mount{ContainerPath: m.GetContainerPath(), HostPath: m.GetHostPath()})
 		}
 	}
 	return out
@@ -93,7 +93,7 @@ func parseKubeletPath(hostPath string) kubeletPath {
 // planLimits resolves a decision's io blocks into the plan: devices once, selectors
 // for each of cts (the container, or every container of a pod for a pod budget). What
 // does not resolve is reported in plan.Unresolved, and the rest is applied.
-func (s *Service) planLimits(ctx context.Context, plan *Plan, cts []containerInfo) {
+func (s *Service) planLimits(ctx context.Context, plan *Plan, cts []Container) {
 	var fixed, selectors []policy.IOLimits
 	for _, l := range plan.Decision.IO {
 		if l.SelectsMounts() {
@@ -125,7 +125,7 @@ func (s *Service) planLimits(ctx context.Context, plan *Plan, cts []containerInf
 // mountLimits finds the disks the selectors name for each container: its writable
 // layer, its volumes. A filesystem with no block device (tmpfs, NFS, FUSE) is skipped
 // with its reason; a path that cannot be resolved now is an error, retried.
-func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, cts []containerInfo) ([]cgroup.IOLimit, []MountDisk, error) {
+func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, cts []Container) ([]cgroup.IOLimit, []MountDisk, error) {
 	var limits []cgroup.IOLimit
 	var disks []MountDisk
 	var errs []error
@@ -190,7 +190,7 @@ func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, 
 
 // mountsOf is a container's mounts: from its CreateContainer request, or else (after
 // a restart of criguard) from its status, which every runtime fills.
-func (s *Service) mountsOf(ctx context.Context, ct containerInfo) ([]volumeMount, error) {
+func (s *Service) mountsOf(ctx context.Context, ct Container) ([]Mount, error) {
 	if ct.MountsKnown || ct.ID == "" {
 		return ct.Mounts, nil
 	}
@@ -206,7 +206,7 @@ func (s *Service) mountsOf(ctx context.Context, ct containerInfo) ([]volumeMount
 }
 
 // rootfsOf is the host directory of a container's writable layer, asked once.
-func (s *Service) rootfsOf(ctx context.Context, ct containerInfo) (string, error) {
+func (s *Service) rootfsOf(ctx context.Context, ct Container) (string, error) {
 	if ct.Rootfs != "" {
 		return ct.Rootfs, nil
 	}
@@ -226,7 +226,7 @@ func (s *Service) rootfsOf(ctx context.Context, ct containerInfo) (string, error
 
 // containersForPod lists the running containers of a pod (and the one starting) that
 // a pod budget on their volumes covers.
-func (s *Service) containersForPod(ctx context.Context, podID, starting string) []containerInfo {
+func (s *Service) containersForPod(ctx context.Context, podID, starting string) []Container {
 	ids, err := s.podContainers(ctx, podID)
 	if err != nil {
 		ids = s.cache.containerIDsOf(podID)
@@ -234,7 +234,7 @@ func (s *Service) containersForPod(ctx context.Context, podID, starting string) 
 	if starting != "" && !slices.Contains(ids, starting) {
 		ids = append(ids, starting)
 	}
-	var cts []containerInfo
+	var cts []Container
 	for _, id := range ids {
 		if ct, _, err := s.lookup(ctx, id); err == nil {
 			cts = append(cts, ct)
@@ -247,7 +247,7 @@ func hasSelectors(io []policy.IOLimits) bool {
 	return slices.ContainsFunc(io, policy.IOLimits.SelectsMounts)
 }
 
-func (c *cache) setMounts(id string, mounts []volumeMount) {
+func (c *cache) setMounts(id string, mounts []Mount) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ct, ok := c.containers[id]; ok {
