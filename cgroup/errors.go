@@ -26,6 +26,10 @@ var (
 	ErrFilesystemHung = errors.New("cgroup: filesystem did not answer")
 	// ErrPathEscape reports a cgroup path that would leave its mount.
 	ErrPathEscape = errors.New("cgroup: path escapes its mount")
+	// ErrControllerMissing means a cgroup controller a setting needs is not there.
+	ErrControllerMissing = errors.New("cgroup: controller missing")
+	// ErrNotSupported is a setting this host's cgroup version does not have.
+	ErrNotSupported = errors.New("cgroup: not supported on this host")
 	// ErrInvalidFile reports a cgroup file name that is not a plain name.
 	ErrInvalidFile = errors.New("cgroup: invalid cgroup file name")
 )

@@ -78,10 +78,8 @@ func (s *Service) Starting(ctx context.Context, id string) *Start {
 			s.log.Debug("limits not in place before start; applied after it", "container", id, "err", err)
 		}
 	}
-	if s.opts.IO.Version() != 2 {
-		if err := s.enforcePidsV1(ctx, &t, true); err != nil {
-			s.log.Debug("pids.max not in place before start; written after it", "container", id, "err", err)
-		}
+	if err := s.enforcePidsFile(ctx, &t, true); err != nil {
+		s.log.Debug("pids.max not in place before start; written after it", "container", id, "err", err)
 	}
 	return st
 }

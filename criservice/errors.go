@@ -19,6 +19,4 @@ var (
 	// ErrDeviceUnresolved means a policy device could not be resolved on this host;
 	// the class's other devices are applied all the same.
 	ErrDeviceUnresolved = errors.New("criservice: policy device not found on this host")
-	// ErrControllerMissing means a cgroup controller a throttle needs is not there.
-	ErrControllerMissing = errors.New("criservice: cgroup controller missing")
 )

@@ -53,13 +53,12 @@ func (s *Service) tightenResources(res *runtimeapi.LinuxContainerResources, want
 	return true
 }
 
-// resourcesAfterStart writes a v1 container's pids.max if its cgroup was not there
-// before start, then reads back what landed of its pids, memory and cpu.
+// resourcesAfterStart writes a container's pids.max if the runtime could not
+// (v1) and its cgroup was not there before start, then reads back what landed of
+// its pids, memory and cpu.
 func (s *Service) resourcesAfterStart(ctx context.Context, t *target) {
-	if s.opts.IO.Version() != 2 {
-		if err := s.enforcePidsV1(ctx, t, false); err != nil {
-			s.failed("container", t.Container.ID, s.tornDown(ctx, "container", t.Container.ID, err))
-		}
+	if err := s.enforcePidsFile(ctx, t, false); err != nil {
+		s.failed("container", t.Container.ID, s.tornDown(ctx, "container", t.Container.ID, err))
 	}
 	s.confirmResources(t)
 }
@@ -114,62 +113,44 @@ func (s *Service) resyncResources(ctx context.Context, t *target) {
 	}
 }
 
-// reconcileResources repairs what criguard writes itself beyond I/O: v1 pids.max.
-// Everything else travels in the CRI request, where kubelet's updates keep it.
+// reconcileResources repairs what criguard writes itself beyond I/O: pids.max
+// where the runtime takes no unified keys (v1). Everything else travels in the CRI
+// request, where kubelet's updates keep it.
 func (s *Service) reconcileResources(ctx context.Context, t *target) {
-	if s.opts.IO.Version() == 2 || s.opts.DryRun {
+	if s.opts.DryRun {
 		return
 	}
-	if err := s.enforcePidsV1(ctx, t, false); err != nil {
+	if err := s.enforcePidsFile(ctx, t, false); err != nil {
 		s.failed("container", t.Container.ID, s.tornDown(ctx, "container", t.Container.ID, err))
 	}
 }
 
-// enforcePidsV1 brings the container's v1 pids.max to the policy's, never above a
-// value already there (kubelet's or another tool's).
-func (s *Service) enforcePidsV1(ctx context.Context, t *target, create bool) error {
+// enforcePidsFile brings the container's pids.max to the policy's, never above a
+// value already there (kubelet's or another tool's), where no CRI field carries it:
+// the runtime takes no unified keys (v1). create makes a cgroupfs directory first.
+func (s *Service) enforcePidsFile(ctx context.Context, t *target, create bool) error {
 	id, pod := t.Container.ID, t.Pod
 	want := wantedResources(t.Decision).PidsMax
-	if want == 0 {
+	if want == 0 || s.settings.RuntimeTakesUnified() {
 		return nil
 	}
 	raw, err := s.cgroupsPath(ctx, &t.Container)
 	if err != nil {
 		return err
 	}
-	mount, dir, err := s.v1Dir("pids", raw)
-	if err == nil && create && translate.IsCgroupfsPath(raw) {
-		err = cgroup.MakeDir(mount, dir)
-	}
-	if err == nil {
-		err = cgroup.CheckDir(mount, dir)
-	}
+	wrote, err := s.settings.TightenPidsMax(dirUnder(raw), want, create && translate.IsCgroupfsPath(raw))
 	if err != nil {
-		return fmt.Errorf("container %s: pids.max: %w", id, err)
-	}
-	if have, err := cgroup.ReadFile(dir, "pids.max"); err == nil {
-		if n, ok := cgroup.LimitValue(have); ok && n <= want {
-			return nil
-		}
-	}
-	if err := cgroup.WriteFile(dir, "pids.max", strconv.FormatUint(want, 10)); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
-	s.log.Info("container pids.max applied", "container", id, "pod", pod.Namespace+"/"+pod.Name, "dir", dir, "pids_max", want)
+	if wrote {
+		s.log.Info("container pids.max applied", "container", id, "pod", pod.Namespace+"/"+pod.Name, "pids_max", want)
+	}
 	return nil
 }
 
-// v1Dir is a container's cgroup directory under a v1 controller's mount.
-func (s *Service) v1Dir(controller, raw string) (mount, dir string, err error) {
-	if s.opts.Controllers == nil {
-		return "", "", fmt.Errorf("%w: %s", ErrControllerMissing, controller)
-	}
-	mount, ok := s.opts.Controllers.ControllerMount(controller)
-	if !ok {
-		return "", "", fmt.Errorf("%w: %s is not mounted", ErrControllerMissing, controller)
-	}
-	dir, err = translate.CgroupDir(mount, raw)
-	return mount, dir, err
+// dirUnder is the directory of the cgroup raw under a mount.
+func dirUnder(raw string) cgroup.DirOf {
+	return func(mount string) (string, error) { return translate.CgroupDir(mount, raw) }
 }
 
 // ResourceState is one of a container's pids, memory or cpu settings: what the
@@ -193,69 +174,63 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 	if plan.ContainerID == "" || plan.Decision.HandsOff || want.IsZero() {
 		return nil
 	}
-	v2 := s.opts.IO.Version() == 2
 	var out []ResourceState
-	read := func(controller, file string) (string, string) {
-		dir := plan.Dir
-		if !v2 {
-			var err error
-			if _, dir, err = s.v1Dir(controller, plan.CgroupsPath); err != nil {
-				return "", err.Error()
-			}
+	read := func(setting cgroup.Setting) (cgroup.Reading, ResourceState) {
+		st := ResourceState{File: setting.String()}
+		if plan.CgroupsPath == "" {
+			st.Note = "cgroup not found"
+			return cgroup.Reading{}, st
 		}
-		if dir == "" {
-			return "", "cgroup not found"
-		}
-		have, err := cgroup.ReadFile(dir, file)
+		r, err := s.settings.Read(dirUnder(plan.CgroupsPath), setting)
+		st.File, st.Have = r.File, r.Text
 		if err != nil {
-			return "", err.Error()
+			st.Note = err.Error()
 		}
-		return strings.TrimSpace(have), ""
+		return r, st
 	}
-	atMost := func(file, controller string, value uint64) {
-		st := ResourceState{File: file, Want: strconv.FormatUint(value, 10)}
-		st.Have, st.Note = read(controller, file)
-		n, ok := cgroup.LimitValue(st.Have)
-		st.InSync = ok && n <= value
-		if st.InSync && n < value {
+	atMost := func(setting cgroup.Setting, value uint64) {
+		r, st := read(setting)
+		st.Want = strconv.FormatUint(value, 10)
+		st.InSync = r.Limited && r.Value <= value
+		if st.InSync && r.Value < value {
 			st.Note = "tighter than the policy: kept, criguard only tightens"
 		}
 		out = append(out, st)
 	}
 	if want.PidsMax != 0 {
-		atMost("pids.max", "pids", want.PidsMax)
+		atMost(cgroup.PidsMax, want.PidsMax)
 	}
 	if want.CPUWeight != 0 {
-		if v2 {
-			atMost("cpu.weight", "", want.CPUWeight)
-		} else {
-			atMost("cpu.shares", "cpu", translate.CPUSharesFromWeight(want.CPUWeight))
-		}
+		atMost(cgroup.CPUWeight, s.settings.CPUWeightValue(want.CPUWeight))
 	}
 	if want.CPUMaxMilli != 0 {
-		out = append(out, s.cpuMaxState(want.CPUMaxMilli, v2, read))
-	}
-	if want.MemoryHighSet() {
-		st := ResourceState{File: "memory.high"}
-		switch {
-		case !v2:
-			st.Want, st.Note = memoryHighWanted(want), "not enforced: cgroup v1 has no soft memory ceiling (memory.high is v2 only)"
-		default:
-			limitText, _ := read("", "memory.max")
-			limit, _ := cgroup.LimitValue(limitText)
-			high := translate.MemoryHigh(want, int64(min(limit, 1<<62)))
-			if high == 0 {
-				st.Want, st.Note = memoryHighWanted(want), "not enforced: the container has no memory limit to take a share of"
-				break
-			}
-			st.Want = strconv.FormatUint(high, 10)
-			st.Have, st.Note = read("", "memory.high")
-			n, ok := cgroup.LimitValue(st.Have)
-			st.InSync = ok && n <= high
-		}
+		r, st := read(cgroup.CPUMax)
+		st.Want = policy.FormatMilliCPU(want.CPUMaxMilli) + " CPU"
+		st.InSync = r.Quota > 0 && r.Period > 0 && r.Quota*1000 <= int64(want.CPUMaxMilli)*r.Period
 		out = append(out, st)
 	}
+	if want.MemoryHighSet() {
+		out = append(out, s.memoryHighState(want, read))
+	}
 	return out
+}
+
+func (s *Service) memoryHighState(want policy.Resources, read func(cgroup.Setting) (cgroup.Reading, ResourceState)) ResourceState {
+	st := ResourceState{File: cgroup.MemoryHigh.String(), Want: memoryHighWanted(want)}
+	if !s.settings.HasSoftMemoryCeiling() {
+		st.Note = "not enforced: cgroup v1 has no soft memory ceiling (memory.high is v2 only)"
+		return st
+	}
+	limit, _ := read(cgroup.MemoryMax)
+	high := translate.MemoryHigh(want, int64(min(limit.Value, 1<<62)))
+	if !limit.Limited || high == 0 {
+		st.Note = "not enforced: the container has no memory limit to take a share of"
+		return st
+	}
+	r, st := read(cgroup.MemoryHigh)
+	st.Want = strconv.FormatUint(high, 10)
+	st.InSync = r.Limited && r.Value <= high
+	return st
 }
 
 // memoryHighWanted is the policy's memory.high as it writes it: bytes or a share.
@@ -266,72 +241,30 @@ func memoryHighWanted(want policy.Resources) string {
 	return policy.FormatBytes(want.MemoryHigh)
 }
 
-func (s *Service) cpuMaxState(milli uint64, v2 bool, read func(controller, file string) (string, string)) ResourceState {
-	st := ResourceState{File: "cpu.max", Want: policy.FormatMilliCPU(milli) + " CPU"}
-	var quota, period string
-	if v2 {
-		st.Have, st.Note = read("", "cpu.max")
-		quota, period, _ = strings.Cut(st.Have, " ")
-	} else {
-		st.File = "cpu.cfs_quota_us"
-		quota, st.Note = read("cpu", "cpu.cfs_quota_us")
-		period, _ = read("cpu", "cpu.cfs_period_us")
-		st.Have = quota + "/" + period
-	}
-	q, qErr := strconv.ParseInt(quota, 10, 64)
-	p, pErr := strconv.ParseInt(period, 10, 64)
-	st.InSync = qErr == nil && pErr == nil && q > 0 && q*1000 <= int64(milli)*p
-	return st
-}
-
 // ResourceSupport says what of r this host cannot enforce, and why: the check
 // --host and explain answer. Nothing is dropped silently.
 func ResourceSupport(r policy.Resources, h *cgroup.Hierarchy) []string {
-	var problems []string
 	io, err := h.IO()
-	v2 := err == nil && io.Version() == 2
-	need := func(what, controller string) {
-		if v2 {
-			if !unifiedHasController(h, controller) {
-				problems = append(problems, fmt.Sprintf("%s: the %s controller is not enabled on the cgroup2 mount (cgroup.controllers)", what, controller))
-			}
-			return
-		}
-		if _, ok := h.ControllerMount(controller); !ok {
-			problems = append(problems, fmt.Sprintf("%s: the v1 %s controller is not mounted", what, controller))
+	if err != nil {
+		return []string{err.Error()}
+	}
+	settings := cgroup.NewSettings(io, h)
+	var problems []string
+	need := func(setting cgroup.Setting, what string) {
+		if err := settings.Support(setting); err != nil {
+			problems = append(problems, what+": "+strings.TrimPrefix(err.Error(), cgroup.ErrNotSupported.Error()+": "))
 		}
 	}
 	if r.PidsMax != 0 {
-		need("pids.max", "pids")
+		need(cgroup.PidsMax, "pids.max")
 	}
 	if r.CPUWeight != 0 || r.CPUMaxMilli != 0 {
-		need("cpu", "cpu")
+		need(cgroup.CPUWeight, "cpu")
 	}
 	if r.MemoryHighSet() {
-		if v2 {
-			need("memory.high", "memory")
-		} else {
-			problems = append(problems, fmt.Sprintf("memory.high: cgroup %s has no soft memory ceiling (memory.high is v2 only)", h.Mode()))
-		}
+		need(cgroup.MemoryHigh, "memory.high")
 	}
 	return problems
-}
-
-func unifiedHasController(h *cgroup.Hierarchy, controller string) bool {
-	mount, ok := h.UnifiedMount()
-	if !ok {
-		return false
-	}
-	content, err := cgroup.ReadFile(mount, "cgroup.controllers")
-	if err != nil {
-		return false
-	}
-	for _, c := range strings.Fields(content) {
-		if c == controller {
-			return true
-		}
-	}
-	return false
 }
 
 // explainResources adds the non-I/O throttles to an explanation.
@@ -342,7 +275,7 @@ func (s *Service) explainResources(ex *Explanation, plan Plan) {
 			ex.Notes = append(ex.Notes, st.File+": "+st.Note)
 		}
 	}
-	if s.opts.IO.Version() != 2 && plan.Decision.Resources.PidsMax != 0 {
+	if !s.settings.RuntimeTakesUnified() && plan.Decision.Resources.PidsMax != 0 {
 		ex.Notes = append(ex.Notes, "cgroup v1: pids.max is written to the container's pids cgroup around start (CRI has no pids field); cpu travels in the CRI request")
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
-	"github.com/criguard/criguard/translate"
 )
 
 const resourcesPolicy = `
@@ -287,7 +286,7 @@ func TestResourceSupport(t *testing.T) {
 		want            []string
 	}{
 		{"v1", v1, []string{"memory.high: cgroup v1 has no soft memory ceiling"}},
-		{"hybrid", hybrid, []string{"memory.high: cgroup hybrid has no soft memory ceiling"}},
+		{"hybrid", hybrid, []string{"memory.high: cgroup v1 has no soft memory ceiling"}},
 		{"v1 without pids", strings.ReplaceAll(v1, "rw,pids", "rw,name=pids"), []string{"pids.max: the v1 pids controller is not mounted", "memory.high"}},
 		{"v2 without pids enabled", v2, []string{"pids.max: the pids controller is not enabled on the cgroup2 mount"}},
 	}
@@ -444,8 +443,8 @@ func TestReloadReachesRunningContainersResources(t *testing.T) {
 	}
 	reload(20)
 	got := updates()
-	if len(got) != 1 || got[0].ContainerId != "c1" || uint64(got[0].Linux.CpuShares) != translate.CPUSharesFromWeight(20) {
-		t.Fatalf("after a reload to weight 20: updates %v, want one for c1 with cpu_shares %d", got, translate.CPUSharesFromWeight(20))
+	if len(got) != 1 || got[0].ContainerId != "c1" || uint64(got[0].Linux.CpuShares) != cgroup.CPUSharesFromWeight(20) {
+		t.Fatalf("after a reload to weight 20: updates %v, want one for c1 with cpu_shares %d", got, cgroup.CPUSharesFromWeight(20))
 	}
 	if l := got[0].Linux; l.MemoryLimitInBytes != 1<<30 || l.CpuQuota != 50000 || l.CpuPeriod != 100000 {
 		t.Errorf("the update changed what it should carry as it was: %v", l)

@@ -72,6 +72,8 @@ type Service struct {
 	cache   *cache
 	// enforcer is the one writer of limits and keeper of the ownership record.
 	enforcer *enforcer
+	// settings reads and writes pids, cpu and memory files, for this host's cgroups.
+	settings cgroup.Settings
 
 	devMu   sync.Mutex
 	devices map[string]cgroup.Device
@@ -131,6 +133,7 @@ func New(opts Options) (*Service, error) {
 		metrics:  opts.Metrics,
 		cache:    newCache(),
 		enforcer: &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics},
+		settings: cgroup.NewSettings(opts.IO, opts.Controllers),
 		devices:  map[string]cgroup.Device{},
 		codec:    protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
 		decider:  (*policy.Policy).Decide,

@@ -657,6 +657,7 @@ func TestAnnotationFloodIsBounded(t *testing.T) {
 // would have set it up there.
 func (s *Service) useIO(io cgroup.IO) {
 	s.opts.IO, s.enforcer.io = io, io
+	s.settings = cgroup.NewSettings(io, s.opts.Controllers)
 	s.splitPodBudget = io.Version() == 1
 }
 

@@ -3,17 +3,14 @@ package translate
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
 )
 
-// cpu.shares and cpu.weight bounds, as the kernel and runc have them.
 const (
-	cpuSharesMin = 2
-	cpuSharesMax = 262144
 	// DefaultCFSPeriod is the CFS period runtimes use when none is given (100 ms).
 	DefaultCFSPeriod = 100000
 	// minCFSQuota is the smallest quota the kernel accepts (1 ms).
@@ -31,41 +28,6 @@ const (
 	UnifiedCPUMax    = "cpu.max"
 	UnifiedMemoryMax = "memory.max"
 )
-
-// CPUWeightFromShares is runc's conversion of cpu.shares to cpu.weight
-// (opencontainers/cgroups ConvertCPUSharesToCgroupV2Value, after runc PR 4785):
-// a quadratic in log2(shares) through the minimum (2 → 1), the default
-// (1024 → 100) and the maximum (262144 → 10000). 0 is unset.
-func CPUWeightFromShares(shares uint64) uint64 {
-	switch {
-	case shares == 0:
-		return 0
-	case shares <= cpuSharesMin:
-		return policy.CPUWeightMin
-	case shares >= cpuSharesMax:
-		return policy.CPUWeightMax
-	}
-	l := math.Log2(float64(shares))
-	exponent := (l*l+125*l)/612.0 - 7.0/34.0
-	return uint64(math.Ceil(math.Pow(10, exponent)))
-}
-
-// CPUSharesFromWeight is the cpu.shares that means weight: the largest shares that
-// runc's conversion turns into at most weight, so that a v1 host and a v2 host give
-// the same share (weight 100 is 1024 shares). Both conversions are monotonic, and
-// the linear one never gives more than the quadratic: these shares never land
-// above weight, whichever runc converts them.
-func CPUSharesFromWeight(weight uint64) uint64 {
-	if weight == 0 {
-		return 0
-	}
-	weight = min(max(weight, policy.CPUWeightMin), policy.CPUWeightMax)
-	// The first shares whose weight is above the one wanted, less one.
-	above := sort.Search(cpuSharesMax-cpuSharesMin+1, func(i int) bool {
-		return CPUWeightFromShares(uint64(i+cpuSharesMin)) > weight
-	})
-	return uint64(max(above-1+cpuSharesMin, cpuSharesMin))
-}
 
 // CFSQuota is the quota for a CPU limit of milli thousandths of a CPU over period µs,
 // never below the kernel's minimum.
@@ -121,7 +83,7 @@ func TightenResources(res *ContainerResources, want policy.Resources, cgroupVers
 	}
 
 	if want.CPUWeight != 0 {
-		shares := int64(CPUSharesFromWeight(want.CPUWeight))
+		shares := int64(cgroup.CPUSharesFromWeight(want.CPUWeight))
 		if res.CPUShares <= 0 || res.CPUShares > shares {
 			t.Changed = append(t.Changed, fmt.Sprintf("cpu_shares %s→%d", orUnsetInt(res.CPUShares), shares))
 			res.CPUShares = shares

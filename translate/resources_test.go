@@ -2,80 +2,10 @@ package translate
 
 import (
 	"maps"
-	"math"
 	"testing"
 
 	"github.com/criguard/criguard/policy"
 )
-
-// runcWeight is opencontainers/cgroups' ConvertCPUSharesToCgroupV2Value as current
-// runc ships it, written out here as the reference the translation must follow.
-func runcWeight(shares uint64) uint64 {
-	if shares == 0 {
-		return 0
-	}
-	if shares <= 2 {
-		return 1
-	}
-	if shares >= 262144 {
-		return 10000
-	}
-	l := math.Log2(float64(shares))
-	exponent := (l*l+125*l)/612.0 - 7.0/34.0
-	return uint64(math.Ceil(math.Pow(10, exponent)))
-}
-
-// runcLinearWeight is the conversion of older runc (Debian 12 ships 1.1.5).
-func runcLinearWeight(shares uint64) uint64 {
-	if shares == 0 {
-		return 0
-	}
-	return 1 + ((shares-2)*9999)/262142
-}
-
-func TestCPUWeightFromSharesMatchesRunc(t *testing.T) {
-	// runc's own test table, then points computed by the reference.
-	table := []struct{ shares, weight, linear uint64 }{
-		{0, 0, 0}, {2, 1, 1}, {262144, 10000, 10000}, {1024, 100, 39},
-		{3, 2, 1}, {100, 17, 4}, {512, 59, 20}, {2048, 174, 79}, {10000, 627, 382}, {100000, 4340, 3815},
-	}
-	for _, tt := range table {
-		if got := CPUWeightFromShares(tt.shares); got != tt.weight {
-			t.Errorf("CPUWeightFromShares(%d) = %d, want %d", tt.shares, got, tt.weight)
-		}
-		if got := runcLinearWeight(tt.shares); got != tt.linear {
-			t.Errorf("runcLinearWeight(%d) = %d, want %d", tt.shares, got, tt.linear)
-		}
-	}
-	for shares := uint64(2); shares <= 262144; shares++ {
-		if got, want := CPUWeightFromShares(shares), runcWeight(shares); got != want {
-			t.Fatalf("CPUWeightFromShares(%d) = %d, runc says %d", shares, got, want)
-		}
-	}
-}
-
-func TestCPUSharesFromWeight(t *testing.T) {
-	table := []struct{ weight, shares uint64 }{{0, 0}, {1, 2}, {50, 421}, {100, 1024}, {200, 2451}, {10000, 262144}}
-	for _, tt := range table {
-		if got := CPUSharesFromWeight(tt.weight); got != tt.shares {
-			t.Errorf("CPUSharesFromWeight(%d) = %d, want %d", tt.weight, got, tt.shares)
-		}
-	}
-	// The shares land at the weight asked under runc's conversion, and never above it
-	// under the old one; one share more would land above it.
-	for w := uint64(policy.CPUWeightMin); w <= policy.CPUWeightMax; w++ {
-		s := CPUSharesFromWeight(w)
-		if got := runcWeight(s); got > w || (got < w && runcWeight(s+1) <= w) {
-			t.Fatalf("weight %d: shares %d land at %d under runc", w, s, got)
-		}
-		if got := runcLinearWeight(s); got > w {
-			t.Fatalf("weight %d: shares %d land at %d under runc 1.1, above the weight", w, s, got)
-		}
-		if w > 2 && runcWeight(s) != w {
-			t.Errorf("weight %d is not reachable exactly: shares %d give %d", w, s, runcWeight(s))
-		}
-	}
-}
 
 func TestTightenResources(t *testing.T) {
 	tests := []struct {

@@ -15,8 +15,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/test/e2e/lab"
-	"github.com/criguard/criguard/translate"
 )
 
 // The hardening tests of issue 21: what an adversarial review broke, proved fixed on
@@ -70,7 +70,7 @@ func TestHardeningReloadReachesRunningContainers(t *testing.T) {
 				&runtimeapi.LinuxContainerResources{CpuShares: 1024})
 			rel := lab.ContainerCgroup(t, cg.Endpoint, pod, id)
 			cpuDir, pidsDir := controllerDir(t, "cpu", rel), controllerDir(t, "pids", rel)
-			assertCgroupNumber(t, cg, cpuDir, "cpu.shares", translate.CPUSharesFromWeight(100))
+			assertCgroupNumber(t, cg, cpuDir, "cpu.shares", cgroup.CPUSharesFromWeight(100))
 			assertCgroupNumber(t, cg, cpuDir, "cpu.cfs_quota_us", 50000)
 			assertCgroupNumber(t, cg, pidsDir, "pids.max", 40)
 
@@ -81,7 +81,7 @@ func TestHardeningReloadReachesRunningContainers(t *testing.T) {
 			// The pass the reload starts is the first to end after it.
 			waitLog(t, cg, mark, "msg=reconciled", 30*time.Second)
 			t.Logf("%s: the reload's pass ended %s after the reload was logged", rt.name, time.Since(reloaded).Round(10*time.Millisecond))
-			assertCgroupNumber(t, cg, cpuDir, "cpu.shares", translate.CPUSharesFromWeight(20))
+			assertCgroupNumber(t, cg, cpuDir, "cpu.shares", cgroup.CPUSharesFromWeight(20))
 			assertCgroupNumber(t, cg, cpuDir, "cpu.cfs_quota_us", 25000)
 			assertCgroupNumber(t, cg, pidsDir, "pids.max", 30)
 			if log := cg.Log(400); strings.Contains(log, "throttle not applied") {
@@ -94,7 +94,7 @@ func TestHardeningReloadReachesRunningContainers(t *testing.T) {
 			writePolicy(t, policyPath, reloadResourcesPolicy(100, "500m", 30))
 			waitLog(t, cg, mark, "policy reloaded", 30*time.Second)
 			waitLog(t, cg, mark, "msg=reconciled", 30*time.Second)
-			assertCgroupNumber(t, cg, cpuDir, "cpu.shares", translate.CPUSharesFromWeight(20))
+			assertCgroupNumber(t, cg, cpuDir, "cpu.shares", cgroup.CPUSharesFromWeight(20))
 			assertCgroupNumber(t, cg, cpuDir, "cpu.cfs_quota_us", 25000)
 		})
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice"
 	"github.com/criguard/criguard/test/e2e/lab"
-	"github.com/criguard/criguard/translate"
 )
 
 // resourcesPolicy caps processes in pids-* namespaces, gives the container named
@@ -204,7 +203,7 @@ func TestResourcesCPUWeight(t *testing.T) {
 			high := startWithResources(t, cg.Endpoint, podID, pod, &lab.Container{Name: "high", Command: busy}, kubelets())
 			lowCgroup, highCgroup := lab.ContainerCgroup(t, cg.Endpoint, pod, low), lab.ContainerCgroup(t, cg.Endpoint, pod, high)
 			lowDir, highDir := controllerDir(t, "cpu", lowCgroup), controllerDir(t, "cpu", highCgroup)
-			want := translate.CPUSharesFromWeight(20)
+			want := cgroup.CPUSharesFromWeight(20)
 			if got := readCgroupNumber(t, lowDir, "cpu.shares"); got != want {
 				t.Fatalf("low cpu.shares = %d, want %d (weight 20)%s", got, want, criguardLog(cg))
 			}
