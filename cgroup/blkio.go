@@ -26,8 +26,9 @@ const (
 	blkioServiced     = "blkio.throttle.io_serviced"
 )
 
-func (blkioV1) Version() int    { return 1 }
-func (b blkioV1) Mount() string { return b.mount }
+func (blkioV1) Version() int       { return 1 }
+func (blkioV1) Hierarchical() bool { return false }
+func (b blkioV1) Mount() string    { return b.mount }
 
 // Writes writes all four keys for every device, zero included, so a key
 // dropped from the policy is cleared rather than left at its old value.

@@ -29,8 +29,9 @@ var ioMaxKeys = []struct {
 	{"wiops", func(l *IOLimit) *uint64 { return &l.WriteIOPS }},
 }
 
-func (ioV2) Version() int    { return 2 }
-func (i ioV2) Mount() string { return i.mount }
+func (ioV2) Version() int       { return 2 }
+func (ioV2) Hierarchical() bool { return true }
+func (i ioV2) Mount() string    { return i.mount }
 
 // Writes writes one line per device with all four keys; zero is "max", so
 // the line both sets and clears and is valid even when nothing is limited.

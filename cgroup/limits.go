@@ -31,6 +31,9 @@ type IO interface {
 	Version() int
 	// Mount is the mount the cgroup dirs live under.
 	Mount() string
+	// Hierarchical reports whether a limit on a cgroup binds its descendants
+	// together (v2 io.max); v1 blk-throttle binds only the cgroup's own tasks.
+	Hierarchical() bool
 	// Writes returns the exact writes that make these limits true; zero
 	// fields are written as "no limit", so a changed limit never keeps an old key.
 	Writes(limits []IOLimit) []Write

@@ -17,6 +17,9 @@ type enforcer struct {
 	dryRun  bool
 	log     *slog.Logger
 	metrics *Metrics
+	// specCarriesLimits: the runtime writes a container's io.max from the spec
+	// criguard rewrote (v2), so a limit equal to the plan's may be criguard's.
+	specCarriesLimits bool
 }
 
 // syncResult says what enforce did to one cgroup.
@@ -83,7 +86,7 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 // CreateContainer request criguard rewrote; anywhere else only criguard's writes
 // and other tools' reach the file.
 func (e *enforcer) inPlace(plan Plan) translate.InPlace {
-	if e.io.Version() == 2 && plan.ContainerID != "" {
+	if e.specCarriesLimits && plan.ContainerID != "" {
 		return translate.InPlaceMaybeOurs
 	}
 	return translate.InPlaceForeign

@@ -181,7 +181,7 @@ func (s *Service) tightenForRuntime(ctx context.Context, res *runtimeapi.LinuxCo
 // least as strict as what is there, and reports whether it changed res: the
 // runtime writes what a create or an update carries.
 func (s *Service) ioMaxInto(ctx context.Context, res *runtimeapi.LinuxContainerResources, t target, method string) bool {
-	if s.opts.IO.Version() != 2 || s.opts.DryRun {
+	if !s.settings.RuntimeTakesUnified() || s.opts.DryRun {
 		return false
 	}
 	want, ok := s.wantedIOMax(ctx, t)

@@ -127,18 +127,20 @@ func New(opts Options) (*Service, error) {
 		// Fail safe: with no record every limit looks foreign and none is lifted.
 		opts.Logger.Error("ownership record unreadable; limits criguard wrote before count as foreign and are kept", "err", err)
 	}
+	settings := cgroup.NewSettings(opts.IO, opts.Controllers)
 	return &Service{
-		opts:     opts,
-		log:      opts.Logger,
-		metrics:  opts.Metrics,
-		cache:    newCache(),
-		enforcer: &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics},
-		settings: cgroup.NewSettings(opts.IO, opts.Controllers),
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: opts.Metrics,
+		cache:   newCache(),
+		enforcer: &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
+			specCarriesLimits: settings.RuntimeTakesUnified()},
+		settings: settings,
 		devices:  map[string]cgroup.Device{},
 		codec:    protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
 		decider:  (*policy.Policy).Decide,
 
-		splitPodBudget: opts.IO.Version() == 1,
+		splitPodBudget: !opts.IO.Hierarchical(),
 	}, nil
 }
 

@@ -658,7 +658,8 @@ func TestAnnotationFloodIsBounded(t *testing.T) {
 func (s *Service) useIO(io cgroup.IO) {
 	s.opts.IO, s.enforcer.io = io, io
 	s.settings = cgroup.NewSettings(io, s.opts.Controllers)
-	s.splitPodBudget = io.Version() == 1
+	s.enforcer.specCarriesLimits = s.settings.RuntimeTakesUnified()
+	s.splitPodBudget = !io.Hierarchical()
 }
 
 // movingDevices resolves the policy's disk to whatever MAJ:MIN it has now, as a
