@@ -146,51 +146,6 @@ func (m *Metrics) reconcileRun(result string, elapsed time.Duration) {
 	}
 }
 
-// RunReconciler reconciles at start, on every trigger (a policy reload) and
-// every interval, until ctx ends. Triggers that arrive during a pass are
-// folded into one more pass.
-func (s *Service) RunReconciler(ctx context.Context, interval time.Duration, trigger <-chan struct{}) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	go s.recheckConflictedEvery(ctx, conflictRecheckInterval)
-	for {
-		res, err := s.Reconcile(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			s.log.Warn("reconcile failed; will retry", "err", err)
-		} else if res.Fixed > 0 || res.Failed > 0 {
-			s.log.Info("reconciled", "pods", res.Pods, "containers", res.Containers, "fixed", res.Fixed, "failed", res.Failed, "took", res.Elapsed)
-		} else {
-			s.log.Debug("reconciled", "pods", res.Pods, "containers", res.Containers, "took", res.Elapsed)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		case <-trigger:
-		}
-	}
-}
-
-// conflictRecheckInterval bounds how long a daemon-reload can leave criguard's keys
-// off a line systemd rewrote (RecheckConflicted).
-const conflictRecheckInterval = 2 * time.Second
-
-func (s *Service) recheckConflictedEvery(ctx context.Context, interval time.Duration) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			s.RecheckConflicted(ctx)
-		}
-	}
-}
-
 // PolicyChanged drops what depended on the old policy (resolved devices), and has
 // the next pass bring running containers' pids, memory and cpu to the new one.
 func (s *Service) PolicyChanged() {

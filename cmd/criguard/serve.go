@@ -210,7 +210,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, calls, 10*time.Second, log) })
 	}
 	wg.Go(func() {
-		svc.RunReconciler(ctx, cfg.reconcileInterval, reconcileNow)
+		(&criservice.Reconciler{Passes: svc, Interval: cfg.reconcileInterval, Log: log}).Run(ctx, reconcileNow)
 	})
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {

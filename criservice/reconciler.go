@@ -1,0 +1,79 @@
+package criservice
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Passes is what the reconciler drives: a whole pass over what runs, and the
+// quick recheck of the cgroups whose own systemd unit shares a disk with
+// criguard's limits. Service is one.
+type Passes interface {
+	Reconcile(ctx context.Context) (ReconcileResult, error)
+	RecheckConflicted(ctx context.Context)
+}
+
+// conflictRecheckInterval bounds how long a daemon-reload can leave criguard's keys
+// off a line systemd rewrote (RecheckConflicted).
+const conflictRecheckInterval = 2 * time.Second
+
+// Reconciler owns when passes run: at start, on every trigger (a policy reload,
+// the runtime back from an outage), every Interval, and the conflict recheck every
+// Recheck. Triggers that arrive during a pass fold into one more pass.
+type Reconciler struct {
+	Passes   Passes
+	Interval time.Duration
+	Recheck  time.Duration // 0: every 2 s
+	Log      *slog.Logger
+}
+
+// Run reconciles until ctx ends.
+func (r *Reconciler) Run(ctx context.Context, trigger <-chan struct{}) {
+	log := r.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ticker := time.NewTicker(r.Interval)
+	defer ticker.Stop()
+	go r.recheckEvery(ctx, cmpDuration(r.Recheck, conflictRecheckInterval))
+	for {
+		res, err := r.Passes.Reconcile(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Warn("reconcile failed; will retry", "err", err)
+		case res.Fixed > 0 || res.Failed > 0:
+			log.Info("reconciled", "pods", res.Pods, "containers", res.Containers, "fixed", res.Fixed, "failed", res.Failed, "took", res.Elapsed)
+		default:
+			log.Debug("reconciled", "pods", res.Pods, "containers", res.Containers, "took", res.Elapsed)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-trigger:
+		}
+	}
+}
+
+func (r *Reconciler) recheckEvery(ctx context.Context, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			r.Passes.RecheckConflicted(ctx)
+		}
+	}
+}
+
+func cmpDuration(d, fallback time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return fallback
+}

@@ -1,0 +1,78 @@
+package criservice
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+type countingPasses struct {
+	mu               sync.Mutex
+	passes, rechecks int
+	fail             bool
+	passed           chan struct{}
+}
+
+func (p *countingPasses) Reconcile(context.Context) (ReconcileResult, error) {
+	p.mu.Lock()
+	p.passes++
+	fail := p.fail
+	p.mu.Unlock()
+	p.passed <- struct{}{}
+	if fail {
+		return ReconcileResult{}, errors.New("runtime down")
+	}
+	return ReconcileResult{Fixed: 1}, nil
+}
+
+func (p *countingPasses) RecheckConflicted(context.Context) {
+	p.mu.Lock()
+	p.rechecks++
+	p.mu.Unlock()
+}
+
+func (p *countingPasses) counts() (int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.passes, p.rechecks
+}
+
+// A pass runs at start and on each trigger, a failed pass is retried at the next
+// one, the recheck runs on its own cadence, and Run returns when ctx ends.
+func TestReconcilerRunsOnStartTriggerAndRecheck(t *testing.T) {
+	p := &countingPasses{passed: make(chan struct{}), fail: true}
+	r := &Reconciler{Passes: p, Interval: time.Hour, Recheck: 10 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	trigger := make(chan struct{})
+	done := make(chan struct{})
+	go func() { r.Run(ctx, trigger); close(done) }()
+
+	<-p.passed // at start, failing
+	p.mu.Lock()
+	p.fail = false
+	p.mu.Unlock()
+	trigger <- struct{}{}
+	<-p.passed // the trigger's pass
+	deadline := time.After(5 * time.Second)
+	for {
+		if _, rechecks := p.counts(); rechecks >= 2 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("the conflict recheck never ran")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after ctx ended")
+	}
+	if passes, _ := p.counts(); passes != 2 {
+		t.Errorf("passes = %d, want 2 (start, trigger): the hour interval never fired", passes)
+	}
+}
