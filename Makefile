@@ -16,7 +16,9 @@ PKG_STAGE := _out/package/stage
 PKG_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed -e 's/^v//' -e 's/-\([0-9]*\)-g/+git\1.g/' | grep . || \
 	echo "0.0.0+git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
 PKG_ARCH  ?= $(shell $(GO) env GOARCH)
-PKG_MAINTAINER ?= criguard developers <maintainers@criguard.example>
+PKG_MAINTAINER ?= criguard maintainers <maintainers@criguard.dev>
+# make e2e-v2 builds the .deb alone (twice: the upgrade test's two versions).
+PKG_FORMATS ?= deb rpm
 
 .PHONY: help build man package test lint tidy fuzz e2e lab conformance test-v2 e2e-v2 bench demo clean
 
@@ -40,10 +42,10 @@ package: man ## .deb and .rpm of criguard in _out/package (nfpm; packaging/)
 	printf 'criguard (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- %s  %s\n' \
 		'$(PKG_VERSION)' "$$(git rev-parse HEAD 2>/dev/null || echo unknown)" '$(PKG_MAINTAINER)' \
 		"$$(date -R -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))" | gzip -9n >$(PKG_STAGE)/changelog.gz
-	for p in deb rpm; do \
+	for p in $(PKG_FORMATS); do \
 		PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' PKG_MAINTAINER='$(PKG_MAINTAINER)' \
 		$(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager $$p --target $(PKG_OUT)/ || exit 1; done
-	@ls -l $(PKG_OUT)/*.deb $(PKG_OUT)/*.rpm
+	@ls -l $(PKG_OUT)/*.*
 
 test: ## unit tests with the race detector (no root, no runtime)
 	$(GO) test -race -count=1 ./...

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make e2e-v2: a real cgroup v2 + systemd node in a qemu VM. A Debian bookworm root
 # (image.sh, cached by recipe) boots systemd on the unified hierarchy; the test unit runs
-# vm/main.sh from an assets disk holding bin/criguard, crictl, kubelet (kubelet.sh,
-# cached by version), containerd 2 and the local OCI images. Inside, a standalone kubelet
-# (systemd driver, static pods) talks to criguard in front of containerd 2.x, then 1.6.
+# vm/main.sh from an assets disk holding criguard's .deb (make package), crictl, kubelet
+# (kubelet.sh, cached by version), containerd 2 and the local OCI images. Inside, criguard
+# is installed with dpkg -i by README.md's install block, and a standalone kubelet
+# (systemd driver, static pods) talks to it in front of containerd 2.x, then 1.6.
 # The VM prints one line per check on the serial console; any FAIL fails this script.
 set -euo pipefail
 
@@ -32,25 +33,60 @@ install_missing() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# mk ARGS...: the project's Makefile, quietly (its output goes to the log on failure).
+mk() {
+	make -s --no-print-directory -C "$repo" "$@"
+}
+
+# packages DIR: criguard's .deb as `make package` builds it in DIR/pkg (the one the node
+# installs), and in DIR/pkg/previous the same tree built as an older version (the
+# upgrade test's starting point: "~previous" sorts before the real version).
+packages() {
+	local dir=$1 version binary out
+	out=$(mktemp)
+	version=$(mk --eval 'print-%: ; @echo $($*)' print-PKG_VERSION)
+	binary=$(mk --eval 'print-%: ; @echo $($*)' print-VERSION)
+	mkdir -p "$dir/pkg/previous"
+	mk package PKG_FORMATS=deb PKG_VERSION="$version~previous" VERSION="$binary-previous" >"$out" 2>&1 ||
+		{ cat "$out" >&2; die "make package (the previous version) failed"; }
+	cp "$repo"/_out/package/criguard_*.deb "$dir/pkg/previous/"
+	# Built last, so _out/package keeps the real one.
+	mk package PKG_FORMATS=deb >"$out" 2>&1 || { cat "$out" >&2; die "make package failed"; }
+	cp "$repo"/_out/package/criguard_*.deb "$dir/pkg/"
+	rm -f "$out"
+	echo "VERSION='$version' PREVIOUS='$version~previous'" >>"$dir/vm/env"
+	log "packages $(basename "$dir"/pkg/criguard_*.deb) and $(basename "$dir"/pkg/previous/criguard_*.deb)"
+}
+
+# install_block DIR: README.md's install block, which the node runs as it stands (the
+# README then says exactly what the VM does). It follows the marker line.
+install_block() {
+	awk '/^<!-- v2node: install -->$/ { marked = 1; next }
+		marked && /^```sh$/ { inside = 1; next }
+		inside && /^```$/ { exit }
+		inside { print }' "$repo/README.md" >"$1/vm/install.sh"
+	grep -q '^dpkg -i ' "$1/vm/install.sh" ||
+		die "README.md: no sh block with dpkg -i after the line <!-- v2node: install -->"
+}
+
 # assets DIR KUBELET: the assets disk's tree (mounted read-only at /assets in the VM).
 assets() {
 	local dir=$1 kubelet=$2 f
 	mkdir -p "$dir/bin" "$dir/images" "$dir/vm"
-	for f in "$repo/bin/criguard" "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" \
+	for f in "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" \
 		"$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar"; do
-		[[ -s $f ]] || die "$f missing: run make build lab"
+		[[ -s $f ]] || die "$f missing: run make lab"
 	done
-	cp "$repo/bin/criguard" "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$dir/bin/"
+	cp "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$dir/bin/"
 	# The restart check's load (test/e2e/load, as the host's restart tests drive it).
 	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/criload" ./test/v2node/criload) ||
 		die "building criload failed"
 	cp "$kubelet" "$dir/bin/kubelet"
 	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$dir/images/"
-	# The units criguard ships (service, socket) are the ones the node runs.
-	mkdir -p "$dir/units"
-	cp "$repo"/examples/systemd/criguard.* "$repo/examples/systemd/20-criguard.conf" "$dir/units/"
 	cp -r "$here/vm/." "$dir/vm/"
 	echo "RUNTIMES='$RUNTIMES'" >"$dir/vm/env"
+	install_block "$dir"
+	packages "$dir"
 }
 
 main() {

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Runs inside the v2 node VM (started by criguard-lab.service from the assets disk, which
-# is mounted at /assets). For each containerd in RUNTIMES: containerd → criguard (the
-# example systemd unit) → a standalone kubelet with the systemd driver and static pods,
-# then the scenarios. Every check prints one line on the console:
+# is mounted at /assets). For each containerd in RUNTIMES: containerd → criguard (its
+# .deb, installed by README.md's install block) → a standalone kubelet with the systemd
+# driver and static pods, then the scenarios. Every check prints one line on the console:
 #   V2NODE PASS|FAIL <runtime>/<check>: <detail>
 # and the run ends with "V2NODE-RESULT: PASS" or "V2NODE-RESULT: FAIL", which
 # test/v2node/run.sh parses. Unset -e on purpose: a failed check must not stop the rest.
@@ -15,7 +15,7 @@ readonly MANIFESTS=/etc/kubernetes/manifests
 readonly LOG=/var/log/v2node.log
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # shellcheck source=/dev/null
-. "$A/vm/env" # RUNTIMES, set by run.sh
+. "$A/vm/env" # RUNTIMES, VERSION and PREVIOUS (the packages'), set by run.sh
 
 failed=0 phase_failed=0
 run="" # the runtime under test: c2 or c16
@@ -81,7 +81,7 @@ learn() {
 
 # cli ARGS...: criguard's subcommands with the daemon's settings (its environment file).
 # shellcheck disable=SC1091 # the daemon's environment file, written by start_runtime
-cli() { (set -a && . /etc/default/criguard && /usr/local/bin/criguard "$@"); }
+cli() { (set -a && . /etc/default/criguard && /usr/bin/criguard "$@"); }
 
 # iomax DIR [DEV]: DIR's io.max line for DEV (the throttled disk by default), or "none".
 iomax() { grep "^${2:-$DEV} " "$1/io.max" 2>/dev/null || echo none; }
@@ -249,24 +249,50 @@ readonly SHARED="$DEV rbps=max wbps=1048576 riops=max wiops=max"
 
 # --- the node -------------------------------------------------------------------------
 
+# setup_node: the node before criguard: runtimes, kubelet as kubeadm runs it, crictl.
 setup_node() {
-	mkdir -p /data "$MANIFESTS" /etc/criguard /opt/containerd2/bin /etc/containerd
+	mkdir -p /data "$MANIFESTS" /opt/containerd2/bin /etc/containerd
 	mount "$DATA_DEV" /data || return 1
-	install -m 0755 "$A/bin/criguard" "$A/bin/crictl" "$A/bin/kubelet" "$A/bin/criload" /usr/local/bin/
+	# The image leaves out /usr/share/doc (mmdebstrap's path-exclude) to stay small; a
+	# node as Debian installs it keeps the docs, where the package's drop-in lives.
+	rm -f /etc/dpkg/dpkg.cfg.d/99mmdebstrap
+	install -m 0755 "$A/bin/crictl" "$A/bin/kubelet" "$A/bin/criload" /usr/local/bin/
 	install -m 0755 "$A/bin/containerd2" /opt/containerd2/bin/containerd
 	install -m 0755 "$A/bin/containerd-shim-runc-v2" /opt/containerd2/bin/
 	install -m 0644 "$A/vm/containerd16.toml" /etc/containerd/config.toml
 	install -m 0644 "$A/vm/containerd2.toml" /etc/containerd/containerd2.toml
 	install -m 0644 "$A/vm/crictl.yaml" /etc/crictl.yaml
 	install -D -m 0644 "$A/vm/kubelet.yaml" /etc/kubernetes/kubelet.yaml
-	install -m 0644 "$A"/units/criguard.* "$A/vm/containerd2.service" "$A/vm/kubelet.service" \
-		/etc/systemd/system/
-	# kubelet as a kubeadm node runs it, redirected by criguard's drop-in.
+	install -m 0644 "$A/vm/containerd2.service" "$A/vm/kubelet.service" /etc/systemd/system/
+	# kubelet as a kubeadm node runs it; install_criguard adds criguard's drop-in.
 	ln -sf /usr/local/bin/kubelet /usr/bin/kubelet
 	install -D -m 0644 "$A/vm/10-kubeadm.conf" /etc/systemd/system/kubelet.service.d/10-kubeadm.conf
-	install -m 0644 "$A/units/20-criguard.conf" /etc/systemd/system/kubelet.service.d/
-	set_policy 1MiB
 	systemctl daemon-reload
+}
+
+# install_criguard: README.md's install block as it stands (run.sh extracted it), from
+# the directory holding the .deb, on a node whose runtime is up: dpkg -i starts criguard,
+# which is ready once the runtime answers. Then the checks' policy, written after the
+# install as an operator would, and waited for.
+install_criguard() {
+	local t0=$SECONDS since
+	since=$(date '+%Y-%m-%d %H:%M:%S')
+	if ! (cd "$A/pkg" && bash -eux "$A/vm/install.sh") >>"$LOG" 2>&1; then
+		fail "install" "README.md's install block failed: $(tail -n 3 "$LOG" | tr '\n' ' ')"
+		return 1
+	fi
+	local installed
+	installed=$(dpkg-query -W -f='${Version} ${db:Status-Abbrev}' criguard 2>&1)
+	if [[ $installed == "$VERSION ii " ]] && systemctl -q is-active criguard.socket criguard.service &&
+		[[ -e /etc/systemd/system/kubelet.service.d/20-criguard.conf ]]; then
+		pass "install" "README.md's install block ($(grep -c . "$A/vm/install.sh") lines): criguard $VERSION installed, criguard.socket and criguard.service active, the drop-in from /usr/share/doc/criguard/examples in place, after $((SECONDS - t0)) s"
+	else
+		fail "install" "dpkg-query says \"$installed\", want \"$VERSION ii \"; criguard.socket $(systemctl is-active criguard.socket), criguard.service $(systemctl is-active criguard.service); $(ls /etc/systemd/system/kubelet.service.d/)"
+		return 1
+	fi
+	set_policy 1MiB
+	wait_for 60 bash -c "journalctl -q -u criguard --since '$since' --no-pager | grep -q 'policy reloaded.*loaded=true'" ||
+		fail "install/policy" "criguard did not log loading the checks' policy within 60 s"
 }
 
 # start_runtime c2|c16: containerd, the images, criguard in front of it, kubelet.
@@ -297,9 +323,15 @@ EOF
 	for image in busybox pause; do
 		quiet ctr -a "$sock" -n k8s.io images import "$A/images/$image.oci.tar" || return 1
 	done
-	quiet systemctl restart criguard || return 1
-	wait_for 60 crictl version || return 1
-	quiet systemctl restart kubelet || return 1
+	if dpkg-query -W criguard >/dev/null 2>&1; then
+		quiet systemctl restart criguard || return 1
+		wait_for 60 crictl version || return 1
+		quiet systemctl restart kubelet || return 1
+	else
+		# The first runtime: the package, which also restarts kubelet.
+		install_criguard || return 1
+		wait_for 60 crictl version || return 1
+	fi
 	info "runtime $(crictl version | sed -n 's/^RuntimeName: *//p;s/^RuntimeVersion: *//p' | tr '\n' ' ')"
 }
 

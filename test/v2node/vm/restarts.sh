@@ -3,8 +3,8 @@
 # Issue 13 on a real systemd (sourced by main.sh, containerd 2 only): `systemctl restart
 # criguard` ten times under a kubelet-shaped load (criload: unary calls, an event stream,
 # container starts, each start's io.max read back), with criguard.socket holding the
-# socket. Then three restarts under the real kubelet, whose journal must show no failed
-# runtime call.
+# socket; then an upgrade of the package (dpkg -i) under the same load. Then three
+# restarts under the real kubelet, whose journal must show no failed runtime call.
 
 # The host's 50 calls/s and a start a second are several times what containerd under
 # TCG answers: calls then time out without any restart. The VM's load is scaled to what
@@ -32,6 +32,7 @@ restarts_check() {
 			grep -E 'Stopping|Started|shutting|stopped|level=(ERROR|WARN)|Failed|timed out' | tail -n 60 >/dev/console
 	fi
 	info "restart-under-load/$(grep '^row:' <<<"$out")"
+	upgrade_check
 
 	quiet systemctl start kubelet
 	# Let kubelet resync its pods before the restarts it must not notice.
@@ -49,5 +50,36 @@ restarts_check() {
 		pass "restart-kubelet-unaware" "3 restarts of criguard, no failed runtime call in kubelet's journal"
 	else
 		fail "restart-kubelet-unaware" "$(grep -c . <<<"$errors") kubelet log lines: $(head -n 3 <<<"$errors" | tr '\n' ' ')"
+	fi
+}
+
+# upgrade_check: the package built as the previous version is put in place first (a
+# downgrade, not measured), then `dpkg -i` of the real one runs under criload's load as
+# its one restart: its postinst restarts criguard.service behind criguard.socket. No
+# call or start may fail, every start must be throttled, and afterwards the new version
+# must be installed and running (a process started before the unpack would show its
+# binary as deleted).
+upgrade_check() {
+	local previous=("$A"/pkg/previous/criguard_*.deb) current=("$A"/pkg/criguard_*.deb)
+	if ! quiet dpkg -i "${previous[0]}" || [[ $(dpkg-query -W -f='${Version}' criguard) != "$PREVIOUS" ]]; then
+		fail "upgrade-under-load" "could not install the previous build $PREVIOUS first (see $LOG)"
+		return
+	fi
+	local pid_before out rc=0 t0=$SECONDS
+	pid_before=$(systemctl show -p MainPID --value criguard)
+	out=$(criload --endpoint unix:///run/criguard/criguard.sock --runtime-endpoint "unix://$runtime_sock" \
+		--want-io-max "$LIMITED" --restart "dpkg -i ${current[0]}" --restarts 1 --between 4s \
+		--rate "$LOAD_RATE" --start-every "$LOAD_START_EVERY" 2>&1) || rc=$?
+	echo "$out" >>"$LOG"
+	local pid_after version exe
+	pid_after=$(systemctl show -p MainPID --value criguard)
+	version=$(dpkg-query -W -f='${Version}' criguard)
+	exe=$(readlink "/proc/$pid_after/exe")
+	local summary
+	summary="$PREVIOUS → $VERSION by dpkg -i in $(sed -n 's/^restart times: //p' <<<"$out"); $(grep -E '^(unary calls|starts|event stream):' <<<"$out" | tr '\n' ';') criguard pid $pid_before → $pid_after ($exe); $((SECONDS - t0)) s"
+	if ((rc == 0)) && [[ $version == "$VERSION" && $pid_after != "$pid_before" && $exe == /usr/bin/criguard ]]; then
+		pass "upgrade-under-load" "$summary"
+	else
+		fail "upgrade-under-load" "$summary (installed: $version) $(grep -E '^(failures|criload):' <<<"$out" | tr '\n' ' ')"
 	fi
 }
