@@ -140,15 +140,15 @@ func (b *Bucket) Step(counter uint64, dt time.Duration) (Reason, bool) {
 		b.Prime(counter)
 		return "", false
 	}
+	secs := dt.Seconds()
+	if secs <= 0 {
+		return "", false // the use is counted at the next step
+	}
 	used := counter - b.counter
 	if counter < b.counter {
 		used = counter
 	}
 	b.counter = counter
-	secs := dt.Seconds()
-	if secs <= 0 {
-		return "", false
-	}
 	sustained := float64(b.Spec.Sustained)
 	b.Credit = b.bounded(b.Credit + sustained*secs - float64(used))
 	if b.Bursting {
