@@ -2,13 +2,16 @@ package policy
 
 import (
 	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // IOBurst lets an io block's keys run above their sustained rate until a credit is
 // spent; the credit refills at the sustained rate while the workload runs below it.
-// Credit gives every bps key of the block a bucket of that many bytes, CreditOps
-// every iops key a bucket of that many operations. The rates are the most the key
-// may run at while credit lasts; 0 is unthrottled. The zero value is no burst.
+// Credit gives each bursting bps key a bucket of that many bytes, CreditOps each
+// bursting iops key a bucket of that many operations. A rate names a key that
+// bursts and the most it may run at while credit lasts (Unthrottled: no limit);
+// 0 does not name it. When no rate of a kind is named, every key of that kind with
+// a sustained rate bursts unthrottled. The zero value is no burst.
 type IOBurst struct {
 	Credit    uint64 // bytes, for read_bps and write_bps
 	CreditOps uint64 // operations, for read_iops and write_iops
@@ -17,6 +20,10 @@ type IOBurst struct {
 	ReadIOPS  uint64
 	WriteIOPS uint64
 }
+
+// Unthrottled is a burst rate of "max": no limit while credit lasts. It is the
+// kernel's own "no limit" value, never a valid limit.
+const Unthrottled uint64 = 1<<64 - 1
 
 // IsZero reports whether the block grants no burst at all.
 func (b IOBurst) IsZero() bool { return b.Credit == 0 && b.CreditOps == 0 }
@@ -66,24 +73,53 @@ type BurstKey struct {
 	Credit    uint64
 }
 
-// BurstKeys lists the keys of the block that burst: those with a sustained rate and a
-// credit of their kind.
+// BurstKeys lists the keys of the block that burst: named (or all of a kind none
+// of whose keys is named), with a sustained rate, a credit of their kind and a burst
+// rate above the sustained one. Rate 0 is unthrottled.
 func (l IOLimits) BurstKeys() []BurstKey {
+	explicit := l.explicitBurst()
 	var out []BurstKey
 	for _, k := range ioKeys {
-		sustained := *k.sustained(&l)
-		credit := l.Burst.CreditOps
+		sustained, rate := *k.sustained(&l), *k.rate(&explicit)
+		credit := explicit.CreditOps
 		if k.isBytes {
-			credit = l.Burst.Credit
+			credit = explicit.Credit
 		}
-		rate := *k.rate(&l.Burst)
-		if sustained == 0 || credit == 0 || (rate != 0 && rate <= sustained) {
-			// A burst no faster than the sustained rate is none.
+		if sustained == 0 || credit == 0 || rate <= sustained {
+			// Not bursting, or no faster than the sustained rate: no burst.
 			continue
+		}
+		if rate == Unthrottled {
+			rate = 0
 		}
 		out = append(out, BurstKey{Key: k.key, Sustained: sustained, Rate: rate, Credit: credit})
 	}
 	return out
+}
+
+// explicitBurst names every bursting key: a kind with a credit and no named rate
+// bursts on each of its sustained keys, unthrottled.
+func (l IOLimits) explicitBurst() IOBurst {
+	b := l.Burst
+	for _, isBytes := range []bool{true, false} {
+		credit := b.CreditOps
+		if isBytes {
+			credit = b.Credit
+		}
+		named := false
+		for _, k := range ioKeys {
+			named = named || (k.isBytes == isBytes && *k.rate(&b) != 0)
+		}
+		if credit == 0 || named {
+			continue
+		}
+		for _, k := range ioKeys {
+			if k.isBytes == isBytes && *k.sustained(&l) != 0 {
+				*k.rate(&b) = Unthrottled
+			}
+		}
+	}
+	return b.normalized()
 }
 
 var burstSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -165,8 +201,10 @@ func (d *decoder) decodeBurst(b *hcl.Block, limits *IOLimits) bool {
 		if attr == nil {
 			continue
 		}
-		rate, good := d.quantityValue(attr, k.isBytes)
-		if !good {
+		rate, good := uint64(0), true
+		if isMax(attr) {
+			rate = Unthrottled
+		} else if rate, good = d.quantityValue(attr, k.isBytes); !good {
 			ok = false
 			continue
 		}
@@ -182,11 +220,11 @@ func (d *decoder) decodeBurst(b *hcl.Block, limits *IOLimits) bool {
 			ok = false
 		case rate == 0:
 			d.errorf(attr.Expr.Range(), "Burst rate of 0",
-				"A burst %s of 0 would read as unthrottled; leave %s out of the burst block for an unthrottled burst.", k.name, k.name)
+				"A burst %s of 0 is no rate; write %s = \"max\" for an unthrottled burst, or a rate above the sustained one.", k.name, k.name)
 			ok = false
 		case rate < sustained:
 			d.errorf(attr.Expr.Range(), "Burst rate below the sustained rate",
-				"burst %s = %s is below the sustained %s = %s: a burst runs faster than the sustained rate. Raise it to at least %s, or remove it for an unthrottled burst.",
+				"burst %s = %s is below the sustained %s = %s: a burst runs faster than the sustained rate. Raise it to at least %s, or write \"max\" for an unthrottled burst.",
 				k.name, formatQuantity(rate, k.isBytes), k.name, formatQuantity(sustained, k.isBytes), formatQuantity(sustained, k.isBytes))
 			ok = false
 		case credit == 0 && ok:
@@ -206,6 +244,12 @@ func (d *decoder) decodeBurst(b *hcl.Block, limits *IOLimits) bool {
 		limits.Burst = burst
 	}
 	return ok
+}
+
+// isMax reports whether attr is the string "max".
+func isMax(attr *hcl.Attribute) bool {
+	v, diags := attr.Expr.Value(nil)
+	return !diags.HasErrors() && v.Type() == cty.String && v.IsKnown() && !v.IsNull() && v.AsString() == "max"
 }
 
 func hasSustained(l IOLimits, isBytes bool) bool {
@@ -232,18 +276,16 @@ func (d *decoder) checkPodScopeBurst(rule *Rule, scopeRange hcl.Range) bool {
 	return true
 }
 
-// tightestBurst is the stricter of two bursts on one key set: none beats any, the
-// smaller credit and the slower rate (0 is unthrottled, the loosest) win.
-func tightestBurst(a, b IOBurst) IOBurst {
-	out := IOBurst{Credit: smallerCredit(a.Credit, b.Credit), CreditOps: smallerCredit(a.CreditOps, b.CreditOps)}
+// tightestBurst is the stricter of two io blocks' bursts on one target: a key
+// bursts only if both burst it, at the slower rate, with the smaller credit.
+func tightestBurst(a, b IOLimits) IOBurst {
+	ea, eb := a.explicitBurst(), b.explicitBurst()
+	out := IOBurst{Credit: min(ea.Credit, eb.Credit), CreditOps: min(ea.CreditOps, eb.CreditOps)}
 	for _, k := range ioKeys {
-		*k.rate(&out) = tightest(*k.rate(&a), *k.rate(&b))
+		*k.rate(&out) = min(*k.rate(&ea), *k.rate(&eb)) // 0, not named, is the smallest
 	}
 	return out.normalized()
 }
-
-// smallerCredit is the smaller credit, where 0 (no burst) is the smallest.
-func smallerCredit(a, b uint64) uint64 { return min(a, b) }
 
 // normalized drops the rates of a kind that has no credit.
 func (b IOBurst) normalized() IOBurst {
@@ -264,13 +306,13 @@ func (b IOBurst) normalized() IOBurst {
 func boundBursts(io, ruleIO []IOLimits) []IOLimits {
 	out := make([]IOLimits, len(io))
 	for i, l := range io {
-		var ruleBurst IOBurst
+		rule := IOLimits{Device: l.Device, Volumes: l.Volumes}
 		for _, r := range ruleIO {
 			if r.Target() == l.Target() {
-				ruleBurst = r.Burst
+				rule = r
 			}
 		}
-		l.Burst = tightestBurst(l.Burst, ruleBurst)
+		l.Burst = tightestBurst(l, rule)
 		out[i] = l
 	}
 	return out

@@ -15,7 +15,7 @@ func TestParseBurst(t *testing.T) {
 	if len(io) != 1 {
 		t.Fatalf("io = %+v", io)
 	}
-	want := IOBurst{Credit: 1 << 30, CreditOps: 50000, WriteBPS: 200 << 20}
+	want := IOBurst{Credit: 1 << 30, CreditOps: 50000, ReadBPS: Unthrottled, WriteBPS: 200 << 20}
 	if io[0].Burst != want {
 		t.Errorf("burst = %+v, want %+v", io[0].Burst, want)
 	}
@@ -178,6 +178,41 @@ rule "tenants" {
 				t.Errorf("data lost its limit: %+v", d.IO)
 			}
 		})
+	}
+}
+
+// Naming a rate picks the keys that burst; naming none bursts every key of the kind.
+func TestBurstKeysNamedOrAll(t *testing.T) {
+	p := mustParse(t, `
+class "named" {
+  io {
+    device    = "8:0"
+    write_bps = "10MiB"
+    read_bps  = "20MiB"
+    burst {
+      write_bps = "50MiB"
+      credit    = "1GiB"
+    }
+  }
+}
+class "all" {
+  io {
+    device    = "8:0"
+    write_bps = "10MiB"
+    read_bps  = "20MiB"
+    burst {
+      credit = "1GiB"
+    }
+  }
+}
+`)
+	named := fmt.Sprint(p.Classes["named"].IO[0].BurstKeys())
+	if want := fmt.Sprint([]BurstKey{{Key: KeyWriteBPS, Sustained: 10 << 20, Rate: 50 << 20, Credit: 1 << 30}}); named != want {
+		t.Errorf("named: %s, want only write_bps: %s", named, want)
+	}
+	all := fmt.Sprint(p.Classes["all"].IO[0].BurstKeys())
+	if want := fmt.Sprint([]BurstKey{{Key: KeyReadBPS, Sustained: 20 << 20, Credit: 1 << 30}, {Key: KeyWriteBPS, Sustained: 10 << 20, Credit: 1 << 30}}); all != want {
+		t.Errorf("all: %s, want both bps keys unthrottled: %s", all, want)
 	}
 }
 

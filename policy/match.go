@@ -178,7 +178,7 @@ func overlay(base, over []IOLimits) []IOLimits {
 		}
 		if !l.Burst.IsZero() {
 			// A class's burst only narrows the one in place (boundBursts).
-			o.Burst = tightestBurst(o.Burst, l.Burst)
+			o.Burst = tightestBurst(*o, l)
 		}
 	}
 	return out
@@ -197,7 +197,7 @@ func tightestPerDevice(io []IOLimits) []IOLimits {
 		o := &out[i]
 		o.ReadBPS, o.WriteBPS = tightest(o.ReadBPS, l.ReadBPS), tightest(o.WriteBPS, l.WriteBPS)
 		o.ReadIOPS, o.WriteIOPS = tightest(o.ReadIOPS, l.ReadIOPS), tightest(o.WriteIOPS, l.WriteIOPS)
-		o.Burst = tightestBurst(o.Burst, l.Burst)
+		o.Burst = tightestBurst(*o, l)
 	}
 	return out
 }

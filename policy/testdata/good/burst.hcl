@@ -9,9 +9,10 @@ class "bursty" {
     read_bps   = "100MiB"
     write_iops = 1000
     burst {
-      write_bps  = "200MiB" # the most while credit lasts; read_bps bursts unthrottled
-      credit     = "1GiB"   # each bps key's bucket
-      credit_ops = 50000    # write_iops's bucket, unthrottled while it lasts
+      write_bps  = "200MiB" # only the keys named here burst, each up to its rate
+      read_bps   = "max"    # unthrottled while credit lasts
+      credit     = "1GiB"   # each bursting bps key's bucket
+      credit_ops = 50000    # no iops rate named: write_iops bursts unthrottled
     }
   }
 }
