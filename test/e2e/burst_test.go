@@ -3,12 +3,18 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice/burst"
 	"github.com/criguard/criguard/test/e2e/lab"
 )
 
@@ -152,5 +158,93 @@ func TestBurstContainerd(t *testing.T) {
 		if !strings.Contains(log, "reason="+reason) {
 			t.Errorf("criguard logged no change with reason %s%s", reason, criguardLog(cg))
 		}
+	}
+}
+
+// kernelTarget and kernelEnforcer drive the burst loop over a bare blkio cgroup:
+// no runtime, the loop's law against the kernel's counters and throttle alone.
+type kernelTarget struct{ t burst.Target }
+
+func (k kernelTarget) BurstTargets() []burst.Target { return []burst.Target{k.t} }
+
+type kernelEnforcer struct {
+	io  cgroup.IO
+	ctl *burst.Controller
+	key burst.Key
+	dir string
+}
+
+func (e kernelEnforcer) EnforceInForce(context.Context, string) error {
+	l, _ := e.ctl.InForce(e.key)
+	return cgroup.Apply(e.dir, e.io.Writes([]cgroup.IOLimit{{Device: e.key.Device, WriteBPS: l}}))
+}
+
+// TestBurstKernel runs the burst loop (250 ms ticks) on a blkio cgroup of its own
+// holding a shell that writes 36 MiB with O_DIRECT to the root disk: about the 24 MiB
+// of credit (and what 3 MiB/s earns meanwhile) at the burst rate, the rest at 3 MiB/s.
+func TestBurstKernel(t *testing.T) {
+	h, err := cgroup.DetectHost("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io, err := h.IO()
+	if err != nil || io.Version() != 1 {
+		t.Fatalf("want the v1 blkio backend of this host: %v", err)
+	}
+	data := lab.DiskDir(t)
+	devText := lab.WholeDisk(t, data)
+	dev, err := cgroup.ParseDevice(devText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(io.Mount(), fmt.Sprintf("criguard-e2e-burst-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	spec := burst.Spec{Sustained: burstSustained, Burst: burstRate, Credit: burstCredit}
+	target := burst.Target{Container: "kernel", Dir: dir, Fresh: true, Lines: []burst.Line{{Device: dev, Kind: burst.WriteBPS, Spec: spec}}}
+	ctl := burst.NewController(nil)
+	enf := kernelEnforcer{io: io, ctl: ctl, key: burst.Key{Container: "kernel", Device: dev, Kind: burst.WriteBPS}, dir: dir}
+	if err := cgroup.Apply(dir, io.Writes([]cgroup.IOLimit{{Device: dev, WriteBPS: spec.Sustained}})); err != nil {
+		t.Fatal(err)
+	}
+	r, err := burst.NewRunner(burst.RunnerOptions{Controller: ctl, Source: kernelTarget{target}, Enforcer: enf, Stats: io.Stats, Interval: 250 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if _, err := lab.WaitThrottle(dir, writeBPSFile, devText, burstRate, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("echo $$ > %s/cgroup.procs\n", dir) + strings.ReplaceAll(chunkWrites("k", 36), "/data/", data+"/")
+	out, err := exec.Command("sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("write: %v: %s", err, out)
+	}
+	secs := chunkTimes(t, string(out))
+	fast := 0
+	var fastSecs, slowSecs float64
+	for fast < len(secs) && secs[fast] < 1.0/8 {
+		fastSecs += secs[fast]
+		fast++
+	}
+	for _, s := range secs[min(fast+1, len(secs)):] {
+		slowSecs += s
+	}
+	slowMiB := len(secs) - min(fast+1, len(secs))
+	t.Logf("36 MiB: the first %d MiB at %.1f MiB/s, the last %d MiB at %.2f MiB/s (sustained 3, burst 24, credit 24)",
+		fast, float64(fast)/fastSecs, slowMiB, float64(slowMiB)/slowSecs)
+	if fast < 16 || fast > 32 || float64(fast)/fastSecs < 10 {
+		t.Errorf("%d MiB in %.2fs ran fast, want about the 24 MiB of credit at 10 MiB/s or more", fast, fastSecs)
+	}
+	if rate := float64(slowMiB) / slowSecs; slowMiB < 3 || rate < 2.2 || rate > 3.8 {
+		t.Errorf("after the credit: %d MiB at %.2f MiB/s, want the sustained 3 MiB/s", slowMiB, rate)
+	}
+	if got, err := lab.Throttle(dir, writeBPSFile, devText); err != nil || got != burstSustained {
+		t.Errorf("%s holds %d (%v), want the sustained rate", writeBPSFile, got, err)
 	}
 }
