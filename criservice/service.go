@@ -95,6 +95,8 @@ type Service struct {
 	// hierarchical: a limit on the pod's cgroup would bind none of its
 	// containers, so each running container gets an equal share instead.
 	splitPodBudget bool
+
+	burst atomic.Pointer[bursts] // nil: no burst loop (burst.go)
 }
 
 // New returns a Service.
@@ -211,6 +213,7 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		}
 		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
+	s.burstInForce(&plan, po.starting)
 	s.yieldToUnit(&plan)
 	return plan, nil
 }

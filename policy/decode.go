@@ -20,10 +20,13 @@ var (
 	}}
 	deviceSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "path", Required: true}}}
 	classSchema  = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "io"}, {Type: "pids"}, {Type: "memory"}, {Type: "cpu"}}}
-	ioSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "device"}, {Name: "volumes"},
-		{Name: "read_bps"}, {Name: "write_bps"}, {Name: "read_iops"}, {Name: "write_iops"},
-	}}
+	ioSchema     = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "device"}, {Name: "volumes"},
+			{Name: "read_bps"}, {Name: "write_bps"}, {Name: "read_iops"}, {Name: "write_iops"},
+		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "burst"}},
+	}
 	ruleSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "class", Required: true}, {Name: "scope"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "match"}},
@@ -254,6 +257,9 @@ func (d *decoder) decodeIO(b *hcl.Block) (IOLimits, bool) {
 			"Every limit here is 0, which means unlimited; remove the block or set a limit, e.g. write_bps = \"40MiB\".")
 		ok = false
 	}
+	if bursts := content.Blocks.OfType("burst"); len(bursts) > 0 && ok {
+		ok = d.decodeBursts(bursts, &limits)
+	}
 	return limits, ok
 }
 
@@ -291,6 +297,7 @@ func (d *decoder) decodeRule(b *hcl.Block) {
 				"Scope %q is not one of \"container\" (each container its own limits) or \"pod\" (one budget shared by the pod).%s", scope, didYouMean(scope, scopeValues))
 			ok = false
 		}
+		ok = ok && d.checkPodScopeBurst(rule, attr.Expr.Range())
 	}
 	for i, m := range content.Blocks {
 		if i > 0 {

@@ -136,6 +136,11 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 	if !p.Annotations.AllowLoosen {
 		d.IO = tightestPerDevice(d.IO)
 	}
+	if rule != nil {
+		d.IO = boundBursts(d.IO, p.classIO(rule.Class))
+	} else {
+		d.IO = boundBursts(d.IO, nil)
+	}
 	if len(used) > 0 {
 		verb := "tightened by"
 		if p.Annotations.AllowLoosen {
@@ -171,6 +176,10 @@ func overlay(base, over []IOLimits) []IOLimits {
 				*k.field(o) = v
 			}
 		}
+		if !l.Burst.IsZero() {
+			// A class's burst only narrows the one in place (boundBursts).
+			o.Burst = tightestBurst(*o, l)
+		}
 	}
 	return out
 }
@@ -188,6 +197,7 @@ func tightestPerDevice(io []IOLimits) []IOLimits {
 		o := &out[i]
 		o.ReadBPS, o.WriteBPS = tightest(o.ReadBPS, l.ReadBPS), tightest(o.WriteBPS, l.WriteBPS)
 		o.ReadIOPS, o.WriteIOPS = tightest(o.ReadIOPS, l.ReadIOPS), tightest(o.WriteIOPS, l.WriteIOPS)
+		o.Burst = tightestBurst(*o, l)
 	}
 	return out
 }

@@ -22,6 +22,8 @@ type IOLimits struct {
 	WriteBPS  uint64
 	ReadIOPS  uint64
 	WriteIOPS uint64
+	// Burst lets the keys above run faster until a credit is spent (burst.go).
+	Burst IOBurst
 }
 
 // IsZero reports whether the block limits nothing.

@@ -1,0 +1,152 @@
+package criservice
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/criguard/criguard/criservice/burst"
+)
+
+const burstPolicy = `
+class "bulk" {
+  io {
+    device    = "254:0"
+    write_bps = "1MiB"
+    read_bps  = "2MiB"
+    burst {
+      write_bps = "4MiB"
+      credit    = "8MiB"
+    }
+  }
+}
+rule "batch" {
+  match {
+    namespaces = ["batch"]
+  }
+  class = "bulk"
+}
+`
+
+// The burst loop end to end on a fake v1 hierarchy: a started container is raised
+// to its burst rate by the runner, a reconcile pass keeps the limit in force rather
+// than the sustained rate, and once the counters show the credit spent both the
+// loop and the reconciler hold the sustained rate.
+func TestBurstLoopAndReconcilerAgree(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, burstPolicy))
+	ctl := burst.NewController(nil)
+	e.svc.EnableBurst(ctl)
+	r, err := burst.NewRunner(burst.RunnerOptions{Controller: ctl, Source: e.svc, Enforcer: e.svc, Stats: e.svc.BurstStats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wbps := func() string { return e.host.file(t, rel, "blkio.throttle.write_bps_device") }
+	if got := wbps(); got != "254:0 1048576" {
+		t.Fatalf("at start write_bps_device = %q, want the sustained rate until the loop's first tick", got)
+	}
+	targets := e.svc.BurstTargets()
+	if len(targets) != 1 || targets[0].Container != "c1" || !targets[0].Fresh || len(targets[0].Lines) != 1 {
+		t.Fatalf("BurstTargets = %+v, want c1, fresh, one line", targets)
+	}
+	ctx, now := context.Background(), time.Unix(1e9, 0)
+	r.Tick(ctx, now)
+	if got := wbps(); got != "254:0 4194304" {
+		t.Fatalf("after the first tick write_bps_device = %q, want the burst rate", got)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.read_bps_device"); got != "254:0 2097152" {
+		t.Errorf("read_bps_device = %q: a key without a burst must stay", got)
+	}
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := wbps(); got != "254:0 4194304" {
+		t.Fatalf("a reconcile pass wrote %q over the burst: the reconciler fights the loop", got)
+	}
+	// The container writes 4 MiB in a second, then 4 more: 8 MiB of credit, 1 MiB/s
+	// earned, is spent after the second (the third would overdraw).
+	stat := func(n int) {
+		content := fmt.Sprintf("254:0 Read 0\n254:0 Write %d\n254:0 Total %d\nTotal %d\n", n, n, n)
+		if err := os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.io_service_bytes"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stat(4 << 20)
+	r.Tick(ctx, now.Add(time.Second))
+	if got := wbps(); got != "254:0 4194304" {
+		t.Fatalf("after 4 of 8 MiB: %q, want still bursting", got)
+	}
+	stat(8 << 20)
+	r.Tick(ctx, now.Add(2*time.Second))
+	if got := wbps(); got != "254:0 1048576" {
+		t.Fatalf("after the credit is spent write_bps_device = %q, want the sustained rate", got)
+	}
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := wbps(); got != "254:0 1048576" {
+		t.Errorf("after a reconcile pass: %q, want the sustained rate", got)
+	}
+	// A policy without the burst: the booking goes and the plan is the sustained one.
+	e.policy.Store(mustPolicy(t, basePolicy))
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if targets := e.svc.BurstTargets(); len(targets) != 0 {
+		t.Errorf("BurstTargets = %+v after the burst left the policy", targets)
+	}
+}
+
+// An unthrottled burst lifts criguard's own line and puts it back: ownership follows.
+func TestUnthrottledBurstLiftsAndRestoresTheLine(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, `
+class "bulk" {
+  io {
+    device    = "254:0"
+    write_bps = "1MiB"
+    burst {
+      credit = "1MiB"
+    }
+  }
+}
+rule "batch" {
+  class = "bulk"
+}
+`))
+	ctl := burst.NewController(nil)
+	e.svc.EnableBurst(ctl)
+	r, _ := burst.NewRunner(burst.RunnerOptions{Controller: ctl, Source: e.svc, Enforcer: e.svc, Stats: e.svc.BurstStats})
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, now := context.Background(), time.Unix(1e9, 0)
+	r.Tick(ctx, now)
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 0" {
+		t.Fatalf("unthrottled burst: write_bps_device = %q, want the line lifted (254:0 0)", got)
+	}
+	content := "254:0 Write 52428800\n"
+	if err := os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.io_service_bytes"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.Tick(ctx, now.Add(time.Second))
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Fatalf("after the credit is spent: %q, want the sustained rate back", got)
+	}
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
+		t.Errorf("after a reconcile pass: %q", got)
+	}
+}

@@ -1,0 +1,152 @@
+// Package protect is the pure control law of protection: while a protected workload's
+// own I/O pressure stays above its target, the yielding workloads on the same device
+// are tightened step by step toward their floors; once the pressure has stayed under
+// the target for a while they get their bandwidth back step by step. It does no I/O
+// and is not wired yet: a loop feeds it pressure samples and writes its limits.
+//
+// The law (AIMD with a dead band, one Controller per device), each tick:
+//   - hot: some protected workload's pressure is above its target. Every Cooldown
+//     ticks (the first at once) each yielder's limit is multiplied by Decrease,
+//     never below its floor.
+//   - calm: every protected workload's pressure is at or below Band times its
+//     target. After HoldDown calm ticks in a row, each tick adds Increase times
+//     (ceiling - floor) to each yielder's limit, never above its ceiling.
+//   - between the two (the dead band): nothing changes, and the calm count restarts.
+//   - probe backoff: a give-back that brings the pressure back above its target (a
+//     tightening while giving back) doubles the hold-down, up to MaxHoldDown; it
+//     returns to HoldDown once every protected workload is idle (pressure at or below
+//     Idle times its target: it went quiet).
+//
+// No flapping: a pressure that wavers around its target inside the band changes
+// nothing, a tightening waits Cooldown ticks for its effect to show in avg10, a
+// give-back starts only after a hold-down of calm ticks, and a busy protected
+// workload's neighbours probe for bandwidth ever more rarely (AIMD's saw-tooth with a
+// period that doubles up to MaxHoldDown). Once the protected workload goes quiet,
+// the yielders are back at their ceilings HoldDown + 1/Increase ticks later.
+package protect
+
+import "math"
+
+// Config holds the law's constants.
+type Config struct {
+	Decrease float64 // multiplicative step when hot, in (0, 1)
+	Increase float64 // additive step when calm, a fraction of ceiling - floor, in (0, 1]
+	Band     float64 // calm means pressure <= Band * target, in (0, 1]
+	Idle     float64 // idle means pressure <= Idle * target, in [0, Band]
+	Cooldown int     // ticks between two tightenings, >= 1
+	HoldDown int     // calm ticks before giving back, >= 1
+	// MaxHoldDown bounds the hold-down as failed probes double it.
+	MaxHoldDown int
+}
+
+// DefaultConfig is the documented default at one tick a second: halve every 3 s under
+// pressure; after 10 s calm below 80 % of the target give back a tenth of the range
+// per second; a failed probe doubles the 10 s up to 5 min, reset when the protected
+// workload's pressure falls to a tenth of its target.
+var DefaultConfig = Config{Decrease: 0.5, Increase: 0.1, Band: 0.8, Idle: 0.1, Cooldown: 3, HoldDown: 10, MaxHoldDown: 300}
+
+// Yielder is one yielding workload's key on the device: its floor and its ceiling
+// (the class's own limit, or the disk's speed for a class without one).
+type Yielder struct {
+	Name           string
+	Floor, Ceiling uint64
+}
+
+// Pressure is one protected workload's sample: its io.pressure some avg10 (percent)
+// and its target.
+type Pressure struct {
+	Name          string
+	Avg10, Target float64
+}
+
+// Change is a yielder's new limit.
+type Change struct {
+	Name     string
+	From, To uint64
+	Reason   string // "tighten" or "give_back"
+}
+
+// Controller is one device's protection state.
+type Controller struct {
+	cfg          Config
+	yielders     []Yielder
+	limits       map[string]uint64
+	calm         int // calm ticks in a row
+	sinceTighten int // ticks since the last tightening
+	holdDown     int // calm ticks needed before giving back
+	givingBack   bool
+}
+
+// New returns a controller with every yielder at its ceiling.
+func New(cfg Config, yielders []Yielder) *Controller {
+	c := &Controller{cfg: cfg, yielders: yielders, limits: map[string]uint64{}, sinceTighten: math.MaxInt / 2, holdDown: cfg.HoldDown}
+	for _, y := range yielders {
+		c.limits[y.Name] = y.Ceiling
+	}
+	return c
+}
+
+// Limit is a yielder's limit in force.
+func (c *Controller) Limit(name string) uint64 { return c.limits[name] }
+
+// Step is one tick.
+func (c *Controller) Step(samples []Pressure) []Change {
+	hot, calm, idle := false, true, true
+	for _, p := range samples {
+		if p.Avg10 > p.Target {
+			hot = true
+		}
+		if p.Avg10 > c.cfg.Band*p.Target {
+			calm = false
+		}
+		if p.Avg10 > c.cfg.Idle*p.Target {
+			idle = false
+		}
+	}
+	if idle {
+		c.holdDown = c.cfg.HoldDown
+	}
+	c.sinceTighten++
+	var changes []Change
+	switch {
+	case hot:
+		c.calm = 0
+		if c.sinceTighten < c.cfg.Cooldown {
+			return nil
+		}
+		c.sinceTighten = 0
+		if c.givingBack {
+			// The probe found the limit too loose: probe more rarely.
+			c.holdDown = min(2*c.holdDown, c.cfg.MaxHoldDown)
+			c.givingBack = false
+		}
+		for _, y := range c.yielders {
+			from := c.limits[y.Name]
+			to := max(y.Floor, uint64(float64(from)*c.cfg.Decrease))
+			changes = c.set(changes, y.Name, from, to, "tighten")
+		}
+	case calm:
+		c.calm++
+		if c.calm < c.holdDown {
+			return nil
+		}
+		for _, y := range c.yielders {
+			from := c.limits[y.Name]
+			step := max(uint64(c.cfg.Increase*float64(y.Ceiling-y.Floor)), 1)
+			to := min(y.Ceiling, from+step)
+			changes = c.set(changes, y.Name, from, to, "give_back")
+		}
+		c.givingBack = len(changes) > 0
+	default:
+		c.calm = 0
+	}
+	return changes
+}
+
+func (c *Controller) set(changes []Change, name string, from, to uint64, reason string) []Change {
+	if to == from {
+		return changes
+	}
+	c.limits[name] = to
+	return append(changes, Change{Name: name, From: from, To: to, Reason: reason})
+}

@@ -1,0 +1,9 @@
+class "bursty" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+    burst {
+      credit = 0
+    }
+  }
+}

@@ -1,0 +1,12 @@
+class "bursty" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+    burst {
+      credit = "1GiB"
+    }
+    burst {
+      credit = "2GiB"
+    }
+  }
+}

@@ -1,0 +1,8 @@
+class "bursty" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+    burst {
+    }
+  }
+}

@@ -1,0 +1,10 @@
+class "bursty" {
+  io {
+    device    = "8:0"
+    write_bps = "40MiB"
+    burst {
+      write_bps = 0
+      credit    = "1GiB"
+    }
+  }
+}
