@@ -28,7 +28,7 @@ import (
 // (after a settle, once every container runs) and RSS at its end. Run by
 // test/bench/idle.sh; sizes from IDLE_PODS (e.g. "30,110"), IDLE_ROUNDS, IDLE_SETTLE,
 // IDLE_STEADY; KUBELET_BIN is the kubelet, CRIGUARD_OLD_BIN an optional second
-// criguard (an older commit) measured beside the first.
+// criguard (an older commit) measured beside the first, named CRIGUARD_OLD_NAME.
 func TestIdleKubelet(t *testing.T) {
 	lab.RequireRoot(t)
 	kubelet := os.Getenv("KUBELET_BIN")
@@ -70,7 +70,7 @@ func TestIdleKubelet(t *testing.T) {
 		{name: "thin", argv: []string{os.Getenv("THINPROXY_BIN"), "-listen", socket, "-upstream", ctrd.Endpoint}},
 	}
 	if old := os.Getenv("CRIGUARD_OLD_BIN"); old != "" {
-		variants = append(variants, idleVariant{name: "criguard-old", argv: criguardArgv(old, socket, ctrd, policyPath, filepath.Join(work, "state-old")), metrics: true})
+		variants = append(variants, idleVariant{name: envString("CRIGUARD_OLD_NAME", "criguard-old"), argv: criguardArgv(old, socket, ctrd, policyPath, filepath.Join(work, "state-old")), metrics: true})
 	}
 	for _, v := range variants {
 		if v.argv[0] == "" {
