@@ -178,10 +178,21 @@ func (s *Service) RunReconciler(ctx context.Context, interval time.Duration, tri
 // off a line systemd rewrote (RecheckConflicted).
 const conflictRecheckInterval = 2 * time.Second
 
+// The ticker stops while nothing is conflicted: each wake-up of an idle criguard
+// costs a few hundred µs of CPU (issue 20).
 func (s *Service) recheckConflictedEvery(ctx context.Context, interval time.Duration) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
+		if !s.anyConflicted() {
+			ticker.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.conflictRecorded:
+			}
+			ticker.Reset(interval)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -189,6 +200,12 @@ func (s *Service) recheckConflictedEvery(ctx context.Context, interval time.Dura
 			s.RecheckConflicted(ctx)
 		}
 	}
+}
+
+func (s *Service) anyConflicted() bool {
+	found := false
+	s.conflicted.Range(func(any, any) bool { found = true; return false })
+	return found
 }
 
 // PolicyChanged drops what depended on the old policy (resolved devices), and has
