@@ -95,7 +95,7 @@ func (r *rig) benchStarts(t *testing.T) {
 			latencies[v.name] = append(latencies[v.name], took)
 			if limit == writeBPS {
 				limitAtReply[v.name]++
-			} else if strings.HasPrefix(v.name, "criguard") {
+			} else if v.name == "criguard" {
 				missing = append(missing, fmt.Sprintf("%s via %s (%d)", id, v.name, limit))
 			}
 			ownIDs[v.name] = append(ownIDs[v.name], id)
