@@ -120,6 +120,8 @@ func TestIdleKubelet(t *testing.T) {
 					FormatDuration(s.cpu), FormatDuration(s.perMinute()), MiB(float64(s.rss)), MiB(float64(s.rssAnon)),
 					MiB(float64(s.rssFile)), heap, gc, calls, FormatDuration(s.ctrdPerMinute()))
 				t.Logf("%d pods, round %d, %s: CPU %s/min, RSS %s", pods, round+1, v.name, FormatDuration(s.perMinute()), MiB(float64(s.rss)))
+				// So far, in case a later window fails.
+				_ = os.WriteFile(filepath.Join(outDir, "idle-partial.md"), []byte(table.String()), 0o644)
 			}
 		}
 	}
@@ -215,11 +217,12 @@ type idleProxy struct {
 
 func startIdleProxy(t *testing.T, v idleVariant, socket, work string) *idleProxy {
 	t.Helper()
-	p := &idleProxy{v: v, logPath: filepath.Join(work, v.name+".log")}
-	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// A log per start: the metrics address is read from this start's log alone.
+	logFile, err := os.CreateTemp(work, v.name+"-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &idleProxy{v: v, logPath: logFile.Name()}
 	defer logFile.Close()
 	_ = os.Remove(socket)
 	p.cmd = exec.Command(v.argv[0], v.argv[1:]...)
