@@ -146,6 +146,14 @@ func (m *Metrics) reconcileRun(result string, elapsed time.Duration) {
 	}
 }
 
+// Conflicted reports whether any cgroup waits for the conflict recheck, and the
+// channel that wakes the recheck when one is recorded.
+func (s *Service) Conflicted() (bool, <-chan struct{}) {
+	found := false
+	s.conflicted.Range(func(any, any) bool { found = true; return false })
+	return found, s.conflictRecorded
+}
+
 // PolicyChanged drops what depended on the old policy (resolved devices), and has
 // the next pass bring running containers' pids, memory and cpu to the new one.
 func (s *Service) PolicyChanged() {

@@ -1,6 +1,7 @@
 package criservice
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
@@ -12,6 +13,9 @@ import (
 type Passes interface {
 	Reconcile(ctx context.Context) (ReconcileResult, error)
 	RecheckConflicted(ctx context.Context)
+	// Conflicted reports whether any cgroup waits for a recheck, and the channel
+	// that wakes the recheck when one is recorded.
+	Conflicted() (bool, <-chan struct{})
 }
 
 // conflictRecheckInterval bounds how long a daemon-reload can leave criguard's keys
@@ -36,7 +40,7 @@ func (r *Reconciler) Run(ctx context.Context, trigger <-chan struct{}) {
 	}
 	ticker := time.NewTicker(r.Interval)
 	defer ticker.Stop()
-	go r.recheckEvery(ctx, cmpDuration(r.Recheck, conflictRecheckInterval))
+	go r.recheckEvery(ctx, cmp.Or(r.Recheck, conflictRecheckInterval))
 	for {
 		res, err := r.Passes.Reconcile(ctx)
 		switch {
@@ -58,10 +62,21 @@ func (r *Reconciler) Run(ctx context.Context, trigger <-chan struct{}) {
 	}
 }
 
+// recheckEvery sleeps while nothing is conflicted: each wake-up of an idle
+// criguard costs a few hundred µs of CPU (issue 20).
 func (r *Reconciler) recheckEvery(ctx context.Context, interval time.Duration) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
+		if any, recorded := r.Passes.Conflicted(); !any {
+			ticker.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-recorded:
+			}
+			ticker.Reset(interval)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -69,11 +84,4 @@ func (r *Reconciler) recheckEvery(ctx context.Context, interval time.Duration) {
 			r.Passes.RecheckConflicted(ctx)
 		}
 	}
-}
-
-func cmpDuration(d, fallback time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return fallback
 }

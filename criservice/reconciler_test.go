@@ -12,7 +12,21 @@ type countingPasses struct {
 	mu               sync.Mutex
 	passes, rechecks int
 	fail             bool
+	conflicted       bool
 	passed           chan struct{}
+	recorded         chan struct{}
+}
+
+func (p *countingPasses) Conflicted() (bool, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conflicted, p.recorded
+}
+
+func (p *countingPasses) setConflicted(c bool) {
+	p.mu.Lock()
+	p.conflicted = c
+	p.mu.Unlock()
 }
 
 func (p *countingPasses) Reconcile(context.Context) (ReconcileResult, error) {
@@ -40,9 +54,10 @@ func (p *countingPasses) counts() (int, int) {
 }
 
 // A pass runs at start and on each trigger, a failed pass is retried at the next
-// one, the recheck runs on its own cadence, and Run returns when ctx ends.
+// one, the recheck runs on its own cadence only while a cgroup is conflicted, and
+// Run returns when ctx ends.
 func TestReconcilerRunsOnStartTriggerAndRecheck(t *testing.T) {
-	p := &countingPasses{passed: make(chan struct{}), fail: true}
+	p := &countingPasses{passed: make(chan struct{}), recorded: make(chan struct{}, 1), fail: true}
 	r := &Reconciler{Passes: p, Interval: time.Hour, Recheck: 10 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	trigger := make(chan struct{})
@@ -55,6 +70,12 @@ func TestReconcilerRunsOnStartTriggerAndRecheck(t *testing.T) {
 	p.mu.Unlock()
 	trigger <- struct{}{}
 	<-p.passed // the trigger's pass
+	time.Sleep(50 * time.Millisecond)
+	if _, rechecks := p.counts(); rechecks != 0 {
+		t.Fatalf("%d rechecks with nothing conflicted, want the loop asleep", rechecks)
+	}
+	p.setConflicted(true)
+	p.recorded <- struct{}{}
 	deadline := time.After(5 * time.Second)
 	for {
 		if _, rechecks := p.counts(); rechecks >= 2 {

@@ -82,6 +82,8 @@ type Service struct {
 	// conflicted holds, by cgroup dir, how to apply again a container or pod whose own
 	// systemd unit shares a disk with criguard's limits (RecheckConflicted).
 	conflicted sync.Map // dir → func(context.Context) error
+	// conflictRecorded wakes the recheck loop, which sleeps while nothing is conflicted.
+	conflictRecorded chan struct{}
 
 	codec protoCodec
 	// resourcesStale is set by a reload until a pass brought running containers'
@@ -142,7 +144,8 @@ func New(opts Options) (*Service, error) {
 		codec:    protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
 		decider:  (*policy.Policy).Decide,
 
-		splitPodBudget: !opts.IO.Hierarchical(),
+		conflictRecorded: make(chan struct{}, 1),
+		splitPodBudget:   !opts.IO.Hierarchical(),
 	}, nil
 }
 

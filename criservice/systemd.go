@@ -193,6 +193,10 @@ func (s *Service) watchConflicts(plan Plan, reapply func(context.Context) error)
 		return
 	}
 	s.conflicted.Store(plan.Dir, reapply)
+	select {
+	case s.conflictRecorded <- struct{}{}:
+	default:
+	}
 }
 
 // RecheckConflicted applies again every cgroup whose own systemd unit sets an I/O key

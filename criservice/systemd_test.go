@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -86,5 +88,31 @@ func TestRecheckConflictedForgetsVanished(t *testing.T) {
 	}
 	if _, ok := e.svc.conflicted.Load("/kept"); !ok {
 		t.Errorf("a cgroup still in conflict was forgotten")
+	}
+}
+
+// The recheck loop sleeps while nothing is conflicted and starts ticking when a
+// conflict is recorded; it ends with its context either way.
+func TestRecheckLoopWakesOnAConflict(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { (&Reconciler{Passes: e.svc}).recheckEvery(ctx, 5*time.Millisecond); close(done) }()
+	time.Sleep(50 * time.Millisecond) // the loop is asleep by now
+	var rechecks atomic.Int32
+	e.svc.watchConflicts(Plan{Dir: "/c1", Conflicts: []string{"IOWriteBandwidthMax"}}, func(context.Context) error {
+		rechecks.Add(1)
+		return nil
+	})
+	for deadline := time.Now().Add(10 * time.Second); rechecks.Load() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rechecks within 10 s of a recorded conflict, want at least 2", rechecks.Load())
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the recheck loop did not end with its context")
 	}
 }

@@ -266,3 +266,29 @@ func TestWatcherStartedOnABrokenFileLoadsTheFix(t *testing.T) {
 		}
 	}
 }
+
+// The poll stops while the directory is watched and comes back when the directory
+// goes: a directory removed and made again is found, and its file loaded.
+func TestWatcherFindsTheDirectoryAgain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "criguard")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "policy.hcl")
+	if err := os.WriteFile(path, []byte(versionPolicy("v1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := startWatcher(t, path)
+	if got := h.activeVersion(); got != "v1" {
+		t.Fatalf("at start: active policy %q, want v1", got)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // several polls of 20 ms find nothing
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.renameReplace(versionPolicy("v2"))
+	h.awaitLoaded("directory made again", "v2")
+}

@@ -16,6 +16,9 @@ type CallMetrics struct {
 	latency *prometheus.HistogramVec
 
 	lastKubelet atomic.Int64 // unix seconds of kubelet's last call through criguard
+	// lastAnswer is when the runtime last answered a RuntimeService call with OK
+	// within DefaultProbeTimeout (unix nanoseconds): the probe's evidence.
+	lastAnswer atomic.Int64
 
 	// byMethod holds each known CRI method's children, bound on its first call:
 	// resolving labels on every forwarded call would hash them and take a lock
@@ -27,8 +30,9 @@ type CallMetrics struct {
 
 // methodSlot binds one method's children once.
 type methodSlot struct {
-	name  string
-	bound atomic.Pointer[methodMetrics]
+	name    string
+	runtime bool // a RuntimeService method: its answers show the runtime up
+	bound   atomic.Pointer[methodMetrics]
 }
 
 type methodMetrics struct {
@@ -53,7 +57,7 @@ func NewCallMetrics(reg prometheus.Registerer) *CallMetrics {
 		other:    methodSlot{name: otherMethod},
 	}
 	for method := range knownMethods {
-		m.byMethod[method] = &methodSlot{name: method[strings.LastIndexByte(method, '/')+1:]}
+		m.byMethod[method] = &methodSlot{name: method[strings.LastIndexByte(method, '/')+1:], runtime: strings.Contains(method, ".RuntimeService/")}
 	}
 	lastKubelet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "criguard_kubelet_last_call_timestamp_seconds",
@@ -85,6 +89,9 @@ func (m *CallMetrics) ObserveCall(method string, code codes.Code, elapsed time.D
 	bound.latency.Observe(elapsed.Seconds())
 	if code == codes.OK {
 		bound.ok.Inc()
+		if slot.runtime && elapsed <= DefaultProbeTimeout {
+			m.lastAnswer.Store(time.Now().UnixNano())
+		}
 		return
 	}
 	if code > codes.Unauthenticated {
@@ -108,4 +115,14 @@ func (m *CallMetrics) LastKubeletCall() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(m.lastKubelet.Load(), 0)
+}
+
+// RuntimeAnswered is when the runtime last answered a forwarded RuntimeService call
+// with OK within DefaultProbeTimeout; zero if it has not since start. The runtime
+// probe takes it for its own Version call (ProbeOptions.Answered).
+func (m *CallMetrics) RuntimeAnswered() time.Time {
+	if m == nil || m.lastAnswer.Load() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, m.lastAnswer.Load())
 }

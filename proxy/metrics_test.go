@@ -51,3 +51,33 @@ func TestObserveCallBoundsMethodLabels(t *testing.T) {
 		t.Errorf("other×Unimplemented = %v, want 5000", got)
 	}
 }
+
+// Only a RuntimeService call the runtime answered with OK within the probe's timeout
+// shows the runtime up; image calls, errors, slow answers and unknown names do not.
+func TestRuntimeAnsweredOnlyByTimelyRuntimeOK(t *testing.T) {
+	m := NewCallMetrics(prometheus.NewRegistry())
+	for _, c := range []struct {
+		method  string
+		code    codes.Code
+		elapsed time.Duration
+	}{
+		{"/runtime.v1.ImageService/ListImages", codes.OK, time.Millisecond},
+		{"/runtime.v1.RuntimeService/ListContainers", codes.Unavailable, time.Millisecond},
+		{"/runtime.v1.RuntimeService/ListContainers", codes.OK, DefaultProbeTimeout + time.Millisecond},
+		{"/runtime.v1.RuntimeService/Made", codes.OK, time.Millisecond},
+	} {
+		m.ObserveCall(c.method, c.code, c.elapsed)
+		if got := m.RuntimeAnswered(); !got.IsZero() {
+			t.Fatalf("after %s %s in %s: RuntimeAnswered = %v, want zero", c.method, c.code, c.elapsed, got)
+		}
+	}
+	before := time.Now()
+	m.ObserveCall("/runtime.v1.RuntimeService/ListContainers", codes.OK, time.Millisecond)
+	if got := m.RuntimeAnswered(); got.Before(before) || got.After(time.Now()) {
+		t.Errorf("after an OK ListContainers: RuntimeAnswered = %v, want between %v and now", got, before)
+	}
+	var nilMetrics *CallMetrics
+	if !nilMetrics.RuntimeAnswered().IsZero() {
+		t.Error("a nil CallMetrics has an answer")
+	}
+}

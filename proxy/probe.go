@@ -57,6 +57,13 @@ type ProbeOptions struct {
 	// unreachable: what happened meanwhile was not seen, so the caller reconciles.
 	// A runtime that was only slow lost nothing and does not trigger it.
 	OnRecovered func()
+	// Answered, if set, is when the runtime last answered a forwarded call with
+	// OK within the probe's timeout (CallMetrics.RuntimeAnswered). While the
+	// runtime is up and answered so within the last half interval, that answer
+	// stands for the probe's own Version call: kubelet relists every second, so
+	// on a node the probe costs nothing, and a runtime that stops answering is
+	// still seen within 1.5 intervals. Recovery always takes the probe's own call.
+	Answered func() time.Time
 }
 
 // RuntimeProbe asks the runtime for its version now and then over the proxy's
@@ -70,6 +77,7 @@ type RuntimeProbe struct {
 	timeout     time.Duration
 	onHealth    func(Health)
 	onRecovered func()
+	answered    func() time.Time
 
 	last atomic.Pointer[probeResult]
 	// lost is set once the runtime was unreachable, until a recovery was reported.
@@ -91,6 +99,7 @@ func (p *Proxy) Probe(opts ProbeOptions) *RuntimeProbe {
 		timeout:     opts.Timeout,
 		onHealth:    opts.OnHealth,
 		onRecovered: opts.OnRecovered,
+		answered:    opts.Answered,
 	}
 	if r.interval <= 0 {
 		r.interval = DefaultProbeInterval
@@ -143,8 +152,14 @@ func (r *RuntimeProbe) Ready() error {
 	return nil
 }
 
-// probe asks the runtime once and logs what changed since the last probe.
+// probe asks the runtime once and logs what changed since the last probe. A
+// runtime that is up and answered a forwarded call within the last interval is
+// not asked again: only a change of health needs the probe's own call.
 func (r *RuntimeProbe) probe(ctx context.Context) {
+	if r.answered != nil && r.Health() == RuntimeUp && time.Since(r.answered()) < r.interval/2 {
+		r.onHealth(RuntimeUp)
+		return
+	}
 	callCtx, cancel := context.WithTimeout(ctx, r.timeout)
 	_, err := r.rt.Version(callCtx, &runtimeapi.VersionRequest{})
 	cancel()

@@ -217,6 +217,66 @@ func TestProbeRunProbesAtOnceThenEveryInterval(t *testing.T) {
 	}
 }
 
+// countingRuntime counts the Version calls it answers.
+type countingRuntime struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	versions atomic.Int32
+}
+
+func (r *countingRuntime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	r.versions.Add(1)
+	return &runtimeapi.VersionResponse{RuntimeName: "counting"}, nil
+}
+
+// A forwarded call the runtime answered lately stands for the probe's Version call
+// while the runtime is up; an old answer, or a runtime not known up, is asked.
+func TestProbeTakesARecentForwardedAnswer(t *testing.T) {
+	sock := filepath.Join(shortTempDir(t), "rt.sock")
+	rt := &countingRuntime{}
+	stop := serveRuntime(t, sock, rt)
+	p := newProbedProxy(t, sock, nil)
+	const interval = time.Minute
+	var answered time.Time // the probe is driven from this goroutine only
+	var healths []Health
+	probe := p.Probe(ProbeOptions{
+		Interval: interval,
+		Timeout:  20 * time.Second,
+		OnHealth: func(h Health) { healths = append(healths, h) },
+		Answered: func() time.Time { return answered },
+	})
+	ctx := context.Background()
+
+	answered = time.Now() // unprobed: the probe asks anyway
+	probe.probe(ctx)
+	if n := rt.versions.Load(); n != 1 || probe.Health() != RuntimeUp {
+		t.Fatalf("first probe: %d Version calls, health %s; want 1, up", n, probe.Health())
+	}
+	answered = time.Now()
+	probe.probe(ctx)
+	if n := rt.versions.Load(); n != 1 || probe.Health() != RuntimeUp || healths[len(healths)-1] != RuntimeUp {
+		t.Errorf("up, answered just now: %d Version calls (want 1: none more), health %s, reported %v", n, probe.Health(), healths)
+	}
+	answered = time.Now().Add(-interval / 2)
+	probe.probe(ctx)
+	if n := rt.versions.Load(); n != 2 {
+		t.Errorf("up, answered half an interval ago: %d Version calls, want 2 (the probe asks)", n)
+	}
+
+	// Gone: the probe finds it unreachable; then a recent answer (say from a call
+	// that raced the outage) does not stand for a recovery: the probe asks.
+	stop()
+	answered = time.Now().Add(-interval)
+	probe.probe(ctx)
+	if probe.Health() != RuntimeUnreachable {
+		t.Fatalf("runtime stopped: health %s, want unreachable", probe.Health())
+	}
+	answered = time.Now()
+	probe.probe(ctx)
+	if probe.Health() != RuntimeUnreachable {
+		t.Errorf("unreachable, answered just now, runtime still gone: health %s, want unreachable (asked, not assumed)", probe.Health())
+	}
+}
+
 // probeRuntimeEnv makes the test binary a runtime of its own serving the socket
 // it names, until its stdin closes: the probe's CPU is then measured apart from
 // the runtime's, as on a node.

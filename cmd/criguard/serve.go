@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	probe := p.Probe(proxy.ProbeOptions{
 		OnHealth:    func(h proxy.Health) { metrics.SetRuntimeUp(h == proxy.RuntimeUp) },
 		OnRecovered: kick, // what happened while the runtime was gone was not seen
+		Answered:    calls.RuntimeAnswered,
 	})
 	wg.Go(func() { probe.Run(ctx) })
 	wg.Go(func() {

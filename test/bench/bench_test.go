@@ -83,8 +83,9 @@ type rig struct {
 	ctrd      *lab.ContainerdInstance
 	ctrdPid   int
 	cg        *lab.CriguardProcess
-	metrics   string // http://host:port/metrics of criguard
-	thin      string // thin forwarder endpoint
+	cgOld     *lab.CriguardProcess // CRIGUARD_OLD_BIN: an older build beside cg, or nil
+	metrics   string               // http://host:port/metrics of criguard
+	thin      string               // thin forwarder endpoint
 	thinPid   int
 	thinMD    string // thin forwarder passing metadata, headers and trailers
 	thinMDPid int
@@ -159,6 +160,16 @@ func TestBench(t *testing.T) {
 		"--resolver", "auto", "--containerd-address", r.ctrd.Socket,
 		"--metrics-addr", "127.0.0.1:0", "--reconcile-interval", "1h")
 	r.metrics = "http://" + waitLogAttr(t, r.cg.LogPath, "metrics serving", "addr") + "/metrics"
+	if old := os.Getenv("CRIGUARD_OLD_BIN"); old != "" {
+		// The same flags from an older commit: before and after in one run, side by side.
+		newBin := os.Getenv("CRIGUARD_BIN")
+		t.Setenv("CRIGUARD_BIN", old)
+		r.cgOld = lab.Criguard(t, r.ctrd.Endpoint, "--log-format", "json", "--policy", policyPath,
+			"--resolver", "auto", "--containerd-address", r.ctrd.Socket,
+			"--metrics-addr", "127.0.0.1:0", "--reconcile-interval", "1h")
+		t.Setenv("CRIGUARD_BIN", newBin)
+		r.report.setupf("A second criguard built from an older commit (`CRIGUARD_OLD_BIN=%s`) runs beside the first with the same flags: variant `criguard-old`.", old)
+	}
 	r.thin, r.thinPid = startThin(t, r.ctrd.Endpoint)
 	r.thinMD, r.thinMDPid = startThin(t, r.ctrd.Endpoint, "-metadata")
 

@@ -119,6 +119,9 @@ func (r *rig) benchCalls(t *testing.T) {
 		{"thin", lab.RuntimeClient(t, r.thin), r.thinPid},
 		{"thin+md", lab.RuntimeClient(t, r.thinMD), r.thinMDPid},
 	}
+	if r.cgOld != nil {
+		variants = append(variants, variant{"criguard-old", lab.RuntimeClient(t, r.cgOld.Endpoint), r.cgOld.Pid()})
+	}
 	idle := r.idleRates(t, variants, 5*time.Second)
 	// Warm-up: connections, HTTP/2 windows, containerd's caches, the Go heap.
 	for _, v := range variants {
@@ -179,6 +182,18 @@ func (r *rig) benchCalls(t *testing.T) {
 	worstP50, worstCPU := writeRatios(b, stats)
 	r.report.goal("criguard p50 ÷ thin forwarder p50, worst method (issue 2)", "≤ 1.10×", FormatRatio(worstP50), worstP50 <= 1.10)
 	r.report.goal("criguard proxy CPU/call ÷ thin forwarder's, worst method (issue 2)", "≤ 1.10×", FormatRatio(worstCPU), worstCPU <= 1.10)
+	r.report.goal("same, issue 20's target", "≤ 1.05×", FormatRatio(worstCPU), worstCPU <= 1.05)
+	if r.cgOld != nil {
+		worstOld, worstOldMethod := 0.0, ""
+		for _, m := range methods {
+			old, thin := stats["criguard-old/"+m], stats["thin/"+m]
+			if ratio := Ratio(float64(old.proxyCPU)/float64(len(old.latencies)), float64(thin.proxyCPU)/float64(len(thin.latencies))); ratio > worstOld {
+				worstOld, worstOldMethod = ratio, m
+			}
+		}
+		fmt.Fprintf(b, "\ncriguard-old (the older build, same run): worst proxy CPU/call ÷ thin %s (%s).\n", FormatRatio(worstOld), worstOldMethod)
+		r.report.goal("criguard-old proxy CPU/call ÷ thin forwarder's, worst method (before, same run)", "≤ 1.05×", FormatRatio(worstOld)+" ("+worstOldMethod+")", worstOld <= 1.05)
+	}
 
 	total := time.Duration(cfg.calls * len(methods))
 	fmt.Fprintf(b, "\nCross-check from `/proc/PID/stat` (utime+stime, 10 ms ticks) over the whole measured run, all three methods: "+

@@ -48,29 +48,46 @@ func (r *rig) writeLimit(pod *lab.Pod, id string) (uint64, error) {
 func (r *rig) benchStarts(t *testing.T) {
 	pods := r.throttledPods(t, "start")
 	variants := []variant{
-		{name: "criguard", client: lab.RuntimeClient(t, r.cg.Endpoint)},
+		{name: "criguard", client: lab.RuntimeClient(t, r.cg.Endpoint), pid: r.cg.Pid()},
 		{name: "direct", client: lab.RuntimeClient(t, r.ctrd.Endpoint)},
+		{name: "thin", client: lab.RuntimeClient(t, r.thin), pid: r.thinPid},
+	}
+	if r.cgOld != nil {
+		variants = append(variants, variant{name: "criguard-old", client: lab.RuntimeClient(t, r.cgOld.Endpoint), pid: r.cgOld.Pid()})
 	}
 	latencies := map[string][]time.Duration{}
 	limitAtReply := map[string]int{} // starts whose cgroup held the limit at the reply
-	var cgIDs []string
+	// The proxy's on-CPU time over each CreateContainer and StartContainer call, and
+	// over the whole phase (stop, remove and anything done after a reply included).
+	createCPU, startCPU, phaseCPU := map[string]time.Duration{}, map[string]time.Duration{}, map[string]time.Duration{}
+	for _, v := range variants {
+		if v.pid != 0 {
+			phaseCPU[v.name] = -mustThreadsCPU(t, v.pid)
+		}
+	}
+	ownIDs := map[string][]string{} // each criguard's containers, for its apply_seconds
 	var missing []string
 	start := time.Now()
 	for i := range r.cfg.starts {
 		for k := range variants {
-			// Alternate which variant goes first: A,B then B,A.
+			// Rotate which variant goes first every start.
 			v := variants[(i+k)%len(variants)]
 			p := pods[(2*i+k)%len(pods)]
+			cpu0 := proxyCPU(t, v)
 			id, err := createContainer(v.client, p.id, p.pod, fmt.Sprintf("s-%s-%d", v.name, i))
 			if err != nil {
 				t.Fatal(err)
 			}
+			cpu1 := proxyCPU(t, v)
 			began := time.Now()
 			err = startContainer(v.client, id)
 			took := time.Since(began)
 			if err != nil {
 				t.Fatal(err)
 			}
+			cpu2 := proxyCPU(t, v)
+			createCPU[v.name] += cpu1 - cpu0
+			startCPU[v.name] += cpu2 - cpu1
 			limit, err := r.writeLimit(p.pod, id)
 			if err != nil {
 				t.Fatalf("read the limit of %s right after its start: %v", id, err)
@@ -79,16 +96,20 @@ func (r *rig) benchStarts(t *testing.T) {
 			if limit == writeBPS {
 				limitAtReply[v.name]++
 			} else if v.name == "criguard" {
-				missing = append(missing, fmt.Sprintf("%s (%d)", id, limit))
+				missing = append(missing, fmt.Sprintf("%s via %s (%d)", id, v.name, limit))
 			}
-			if v.name == "criguard" {
-				cgIDs = append(cgIDs, id)
-			}
+			ownIDs[v.name] = append(ownIDs[v.name], id)
 			if err := stopRemove(v.client, id); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
+	for _, v := range variants {
+		if v.pid != 0 {
+			phaseCPU[v.name] += mustThreadsCPU(t, v.pid)
+		}
+	}
+	cgIDs := ownIDs["criguard"]
 	elapsed := time.Since(start)
 
 	applies, applyErrs := r.applySeconds(t, cgIDs)
@@ -98,7 +119,7 @@ func (r *rig) benchStarts(t *testing.T) {
 	applyP99 := Percentile(applies, 99)
 
 	b := &r.report.starts
-	fmt.Fprintf(b, "%d StartContainer calls through criguard and %d directly, alternating (A,B then B,A), "+
+	fmt.Fprintf(b, "%d StartContainer calls through criguard and %d directly (and as many through the other variants), rotating which goes first, "+
 		"spread over %d pods of namespace `%s`; each container is created before and stopped (timeout 0) and "+
 		"removed after its start, through the same endpoint (%s in all). The policy gives the namespace "+
 		"`write_bps = %d` on the disk under containerd's root (%s).\n\n",
@@ -114,13 +135,28 @@ func (r *rig) benchStarts(t *testing.T) {
 		writeBPSFile, limitAtReply["criguard"], len(latencies["criguard"]), writeBPS,
 		limitAtReply["direct"], len(latencies["direct"]), applyErrs)
 
+	writeStartCPU(b, variants, r.cfg.starts, createCPU, startCPU, phaseCPU, latencies)
+	if r.cgOld != nil {
+		oldApplies, _ := r.applySecondsIn(t, r.cgOld.LogPath, ownIDs["criguard-old"])
+		fmt.Fprintf(b, "\ncriguard-old: `apply_seconds` p50 %s, p99 %s (%d starts); %d of %d of its starts held the limit at the reply.\n",
+			FormatDuration(Percentile(oldApplies, 50)), FormatDuration(Percentile(oldApplies, 99)), len(oldApplies),
+			limitAtReply["criguard-old"], len(latencies["criguard-old"]))
+	}
+	for _, name := range []string{"create", "start"} {
+		cpu := map[string]map[string]time.Duration{"create": createCPU, "start": startCPU}[name]
+		ratio := Ratio(float64(cpu["criguard"]), float64(cpu["thin"]))
+		r.report.goal(fmt.Sprintf("%sContainer proxy CPU/call, criguard ÷ thin forwarder (issue 20, for the record)", strings.ToUpper(name[:1])+name[1:]),
+			"—", FormatRatio(ratio), true)
+	}
 	r.report.goal("apply_seconds p99 (issue 5)", "< 5 ms", FormatDuration(applyP99), applyP99 < 5*time.Millisecond && len(applies) > 0)
 	r.report.goal("StartContainer p50 through criguard ÷ direct (issue 5)", "< 1.10×", FormatRatio(ratio), ratio < 1.10)
 	if len(missing) > 0 {
 		t.Errorf("%d criguard starts had no limit in the cgroup at the reply: %s", len(missing), strings.Join(missing, ", "))
 	}
-	if limitAtReply["direct"] > 0 {
-		t.Errorf("%d direct starts had the limit: something other than criguard's start hook wrote it", limitAtReply["direct"])
+	for _, control := range []string{"direct", "thin"} {
+		if limitAtReply[control] > 0 {
+			t.Errorf("%d %s starts had the limit: something other than criguard's start hook wrote it", limitAtReply[control], control)
+		}
 	}
 	if len(applies) != len(cgIDs) {
 		t.Errorf("criguard logged apply_seconds for %d of %d starts", len(applies), len(cgIDs))
@@ -131,13 +167,19 @@ func (r *rig) benchStarts(t *testing.T) {
 // and how many of those lines carried an error.
 func (r *rig) applySeconds(t *testing.T, ids []string) ([]time.Duration, int) {
 	t.Helper()
+	return r.applySecondsIn(t, r.cg.LogPath, ids)
+}
+
+// applySecondsIn is applySeconds from the log at logPath.
+func (r *rig) applySecondsIn(t *testing.T, logPath string, ids []string) ([]time.Duration, int) {
+	t.Helper()
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true
 	}
 	var out []time.Duration
 	errs := 0
-	for _, rec := range readLog(t, r.cg.LogPath) {
+	for _, rec := range readLog(t, logPath) {
 		id, _ := rec["container"].(string)
 		if rec["msg"] != "start handled" || !want[id] {
 			continue
@@ -153,4 +195,41 @@ func (r *rig) applySeconds(t *testing.T, ids []string) ([]time.Duration, int) {
 		out = append(out, time.Duration(secs*float64(time.Second)))
 	}
 	return out, errs
+}
+
+// proxyCPU is the on-CPU time of v's proxy process, 0 for direct.
+func proxyCPU(t *testing.T, v variant) time.Duration {
+	t.Helper()
+	if v.pid == 0 {
+		return 0
+	}
+	return mustThreadsCPU(t, v.pid)
+}
+
+func mustThreadsCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	d, err := ThreadsCPU("/proc", pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// writeStartCPU writes each proxy's CPU per CreateContainer and StartContainer call,
+// and per cycle over the whole phase, beside the thin forwarder's.
+func writeStartCPU(b *strings.Builder, variants []variant, n int, create, start, phase map[string]time.Duration, latencies map[string][]time.Duration) {
+	b.WriteString("\nProxy CPU per call (on-CPU time of the proxy's threads, `/proc/PID/task/*/schedstat`, read before and after each call; " +
+		"per cycle: over the whole phase, divided by the cycles, so stop, remove and work after a reply count too):\n\n")
+	b.WriteString("| variant | CreateContainer CPU/call | ÷ thin | StartContainer CPU/call | ÷ thin | CPU per cycle | ÷ thin | StartContainer p50 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	per := func(d time.Duration) time.Duration { return d / time.Duration(n) }
+	for _, v := range variants {
+		if v.pid == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", v.name,
+			FormatDuration(per(create[v.name])), FormatRatio(Ratio(float64(create[v.name]), float64(create["thin"]))),
+			FormatDuration(per(start[v.name])), FormatRatio(Ratio(float64(start[v.name]), float64(start["thin"]))),
+			FormatDuration(per(phase[v.name])), FormatRatio(Ratio(float64(phase[v.name]), float64(phase["thin"]))),
+			FormatDuration(Percentile(latencies[v.name], 50)))
+	}
 }
