@@ -1,6 +1,7 @@
 package criservice
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -17,6 +18,8 @@ type enforcer struct {
 	dryRun  bool
 	log     *slog.Logger
 	metrics *Metrics
+	// weights brings the cgroup's weight lines to the plan (weight.go).
+	weights *weightEnforcer
 }
 
 // syncResult says what enforce did to one cgroup.
@@ -128,8 +131,9 @@ func (e *enforcer) apply(plan Plan, scope, id string) (Plan, syncResult, error) 
 			"name", plan.Workload.ContainerName, "dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
 		e.metrics.throttle(string(result), scope)
 	}
+	weightErr := e.applyWeights(plan, scope, id)
 	if plan.Unresolved != nil {
-		return plan, result, fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved)
+		return plan, result, errors.Join(fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved), weightErr)
 	}
-	return plan, result, nil
+	return plan, result, weightErr
 }

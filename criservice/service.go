@@ -49,6 +49,8 @@ type Options struct {
 	Policy func() *policy.Policy
 	// SystemdRoot replaces / where systemd's unit files are read; tests only.
 	SystemdRoot string
+	// UnitWeights sets weights on systemd units through systemd; nil: written to the files.
+	UnitWeights UnitWeights
 	// StateDir holds the record of every limit criguard wrote (OwnershipFile), so
 	// that it resets and repairs only those, across restarts. Empty: in memory.
 	StateDir string
@@ -125,12 +127,14 @@ func New(opts Options) (*Service, error) {
 		// Fail safe: with no record every limit looks foreign and none is lifted.
 		opts.Logger.Error("ownership record unreadable; limits criguard wrote before count as foreign and are kept", "err", err)
 	}
+	enforcer := &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics}
+	enforcer.weights = newWeightEnforcer(opts)
 	return &Service{
 		opts:     opts,
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
 		cache:    newCache(),
-		enforcer: &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics},
+		enforcer: enforcer,
 		devices:  map[string]cgroup.Device{},
 		codec:    protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
 		decider:  (*policy.Policy).Decide,
@@ -161,6 +165,8 @@ type Plan struct {
 	Conflicts []string
 	// Mounts are the volumes and writable layers the decision's selectors found.
 	Mounts []MountDisk
+	// Weights are the per-device weights the cgroup at Dir must hold (weight.go).
+	Weights []cgroup.IOWeight
 }
 
 // planContainer decides what a container's own cgroup must hold, from the
@@ -206,6 +212,7 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		}
 		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
+	s.planWeights(&plan)
 	s.yieldToUnit(&plan)
 	return plan, nil
 }
@@ -343,6 +350,7 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 		}
 		s.planLimits(ctx, &plan, members)
 	}
+	s.planWeights(&plan)
 	s.yieldToUnit(&plan)
 	return plan, nil
 }
