@@ -127,3 +127,20 @@ func TestWeightLinesWritesAndReadBack(t *testing.T) {
 		t.Errorf("v1 Read where the kernel offers no weight file = %v, %v; want nothing", got, err)
 	}
 }
+
+func TestDeviceWeightProperty(t *testing.T) {
+	weights := []IOWeight{{Device: sda, Weight: 400}, {Device: vda, Weight: 1}}
+	v2 := DeviceWeightProperty(2, weights)
+	if v2.Name != "IODeviceWeight" || v2.Value.Signature().String() != "a(st)" {
+		t.Fatalf("v2 property %s %s, want IODeviceWeight a(st)", v2.Name, v2.Value.Signature())
+	}
+	want := []deviceWeight{{"/dev/block/8:0", 400}, {"/dev/block/254:0", 1}}
+	if got, _ := v2.Value.Value().([]deviceWeight); !slices.Equal(got, want) {
+		t.Errorf("v2 value %+v, want %+v", v2.Value.Value(), want)
+	}
+	v1 := DeviceWeightProperty(1, weights)
+	want = []deviceWeight{{"/dev/block/8:0", 1000}, {"/dev/block/254:0", 10}}
+	if got, _ := v1.Value.Value().([]deviceWeight); v1.Name != "BlockIODeviceWeight" || !slices.Equal(got, want) {
+		t.Errorf("v1 property %s %+v, want BlockIODeviceWeight %+v (CFQ units)", v1.Name, v1.Value.Value(), want)
+	}
+}

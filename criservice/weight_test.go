@@ -215,3 +215,34 @@ func TestSiblingSet(t *testing.T) {
 		t.Errorf("siblingSet = %q, want pod-a and pod-c named", got)
 	}
 }
+
+type recordedUnitWeights struct {
+	unit    string
+	weights []cgroup.IOWeight
+}
+
+func (r *recordedUnitWeights) SetDeviceWeights(_ context.Context, unit string, weights []cgroup.IOWeight) error {
+	r.unit, r.weights = unit, weights
+	return nil
+}
+
+// On a systemd unit the weight goes through systemd, which owns the files there and
+// rewrites them on every daemon-reload; criguard writes no file itself.
+func TestWeightOnSystemdUnitGoesThroughSystemd(t *testing.T) {
+	e := weightEnv(t, true, "[bfq]")
+	units := &recordedUnitWeights{}
+	e.svc.enforcer.weights.units = units
+	rel := "kubepods.slice/kubepods-burstable.slice/cri-containerd-abc.scope"
+	dir := e.host.mkdir(t, rel)
+	weightFiles(t, e.host, rel, "io.bfq.weight", "io.weight")
+	plan := Plan{ContainerID: "abc", Dir: dir, Weights: []cgroup.IOWeight{{Device: cgroup.Device{Major: 254}, Weight: 1000}}}
+	if err := e.svc.enforcer.weights.enforce(context.Background(), plan, "container", "abc"); err != nil {
+		t.Fatal(err)
+	}
+	if units.unit != "cri-containerd-abc.scope" || len(units.weights) != 1 || units.weights[0].Weight != 1000 {
+		t.Errorf("systemd asked %q %+v, want cri-containerd-abc.scope 254:0 1000 (io.weight units)", units.unit, units.weights)
+	}
+	if got := e.host.file(t, rel, "io.bfq.weight"); got != "default 100" {
+		t.Errorf("io.bfq.weight = %q: on a unit only systemd writes", got)
+	}
+}
