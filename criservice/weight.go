@@ -24,7 +24,8 @@ import (
 // the weight of a pod-scope decision on the pod's cgroup (it competes with the pods
 // beside it). criguard writes only per-device lines, records each one it wrote
 // (WeightsFile) and never removes a line it did not write. A device whose scheduler
-// ignores weights gets no line, and criguard says so, once per cgroup and device.
+// ignores weights gets no line, and criguard says so: in the log once per device and
+// scheduler, in explain for every cgroup.
 
 // WeightsFile is the name of the record, under the state dir, of every weight line
 // criguard wrote.
@@ -44,7 +45,7 @@ type weightEnforcer struct {
 	owned   *weightRecord
 	dryRun  bool
 	log     *slog.Logger
-	noted   sync.Map // dir + device + note → logged once
+	noted   sync.Map // support note (device, scheduler) → logged once
 }
 
 func newWeightEnforcer(opts Options) *weightEnforcer {
@@ -101,7 +102,8 @@ func (w *weightEnforcer) enforce(ctx context.Context, plan Plan, scope, id strin
 	}
 	desired, unenforced := w.weights.Lines(plan.Weights)
 	for _, s := range unenforced {
-		if _, seen := w.noted.LoadOrStore(plan.Dir+"\x00"+s.Note, true); !seen {
+		// Once per device and scheduler, not per container: explain shows it per cgroup.
+		if _, seen := w.noted.LoadOrStore(s.Note, true); !seen {
 			w.log.Warn("weight not enforced on this device", scope, id, "dir", plan.Dir, "device", s.Device.String(), "why", s.Note)
 		}
 	}
