@@ -325,7 +325,9 @@ func (s *Service) planPod(ctx context.Context, pod podInfo) (Plan, error) {
 	if plan.Decision.HandsOff {
 		return plan, nil
 	}
-	if pod.CgroupParent == "" && podScoped {
+	// A pod-scope weight is the pod cgroup's on v1 too, where budgets are split.
+	podWeighted := plan.Decision.Scope == policy.ScopePod && plan.Decision.HasWeights()
+	if pod.CgroupParent == "" && (podScoped || podWeighted) {
 		pod.CgroupParent = s.podParentFromContainers(ctx, pod.ID)
 	}
 	if pod.CgroupParent == "" {

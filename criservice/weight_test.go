@@ -246,3 +246,25 @@ func TestWeightOnSystemdUnitGoesThroughSystemd(t *testing.T) {
 		t.Errorf("io.bfq.weight = %q: on a unit only systemd writes", got)
 	}
 }
+
+// After a restart the runtime's pod list carries no cgroup parent: a pod-scope
+// weight on v1 still finds the pod's cgroup through its containers.
+func TestPodScopeWeightFindsPodCgroupWithoutParent(t *testing.T) {
+	e := weightEnv(t, false, "[bfq] none")
+	podRel := e.fake.AddPod("p1", "team", "pod-p1", "burstable", nil).Linux.CgroupParent
+	e.host.mkdir(t, podRel)
+	weightFiles(t, e.host, podRel, "blkio.bfq.weight_device")
+	e.fake.AddContainer("c1", "p1", "app")
+	e.host.mkdir(t, e.fake.Paths["c1"])
+	pod, err := e.svc.lookupPod(context.Background(), "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.CgroupParent = ""
+	if _, _, err := e.svc.ApplyPod(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, podRel, "blkio.bfq.weight_device"); got != "254:0 50" {
+		t.Errorf("pod blkio.bfq.weight_device = %q, want 254:0 50 found through the container", got)
+	}
+}
