@@ -44,6 +44,7 @@ type weightEnforcer struct {
 	units   UnitWeights // nil: no systemd to talk to
 	owned   *weightRecord
 	dryRun  bool
+	timeout time.Duration // bounds a call to systemd (--apply-timeout)
 	log     *slog.Logger
 	noted   sync.Map // support note (device, scheduler) → logged once
 }
@@ -63,7 +64,7 @@ func newWeightEnforcer(opts Options) *weightEnforcer {
 		opts.Logger.Error("weight record unreadable; weights criguard wrote before count as foreign and are kept", "err", err)
 	}
 	return &weightEnforcer{weights: cgroup.NewWeights(opts.IO, sysRoot), units: opts.UnitWeights,
-		owned: owned, dryRun: opts.DryRun, log: opts.Logger}
+		owned: owned, dryRun: opts.DryRun, timeout: opts.ApplyTimeout, log: opts.Logger}
 }
 
 // planWeights fills plan.Weights from its decision: only on the cgroup the decision's
@@ -168,7 +169,7 @@ func (e *enforcer) applyWeights(plan Plan, scope, id string) error {
 	if e.weights == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), max(e.weights.timeout, time.Second))
 	defer cancel()
 	if err := e.weights.enforce(ctx, plan, scope, id); err != nil {
 		return fmt.Errorf("%s %s: %w", scope, id, err)
