@@ -1,6 +1,7 @@
 package criservice
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -20,6 +21,8 @@ type enforcer struct {
 	// specCarriesLimits: the runtime writes a container's io.max from the spec
 	// criguard rewrote (v2), so a limit equal to the plan's may be criguard's.
 	specCarriesLimits bool
+	// weights brings the cgroup's weight lines to the plan (weight.go).
+	weights *weightEnforcer
 }
 
 // syncResult says what enforce did to one cgroup.
@@ -131,8 +134,9 @@ func (e *enforcer) apply(plan Plan, scope, id string) (Plan, syncResult, error) 
 			"name", plan.Workload.ContainerName, "dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
 		e.metrics.throttle(string(result), scope)
 	}
+	weightErr := e.applyWeights(plan, scope, id)
 	if plan.Unresolved != nil {
-		return plan, result, fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved)
+		return plan, result, errors.Join(fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved), weightErr)
 	}
-	return plan, result, nil
+	return plan, result, weightErr
 }

@@ -61,6 +61,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	// Stopped containers and pods stay listable until removed; keep their
 	// metadata only while the runtime still has them running or ready.
 	s.cache.retain(gen, livePods, liveContainers)
+	s.enforcer.weights.owned.prune()
 	if err := s.enforcer.owned.prune(); err != nil {
 		s.log.Error("cannot save the record of criguard's limits", "err", err)
 	}

@@ -39,6 +39,9 @@ type Explanation struct {
 	Mounts []MountDisk `json:"mounts,omitempty"`
 	// Resources are the container's pids, memory and cpu throttles, read back.
 	Resources []ResourceState `json:"resources,omitempty"`
+	// Weights are the cgroup's per-device weights, whether the kernel enforces them
+	// there, and the sibling set they compete in.
+	Weights []WeightState `json:"weights,omitempty"`
 	// Pod is the pod's own plan when the decision is a pod-scope budget.
 	Pod   *Explanation `json:"pod,omitempty"`
 	Notes []string     `json:"notes"`
@@ -129,6 +132,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 		ex.Notes = append(ex.Notes, "pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
 	}
 	s.explainResources(&ex, plan)
+	s.explainWeights(&ex, plan)
 	if !cgroup.ThrottlesBufferedWrites(s.opts.IO) && len(plan.Limits) > 0 {
 		ex.Notes = append(ex.Notes, "cgroup v1: blkio throttles direct I/O only; buffered writes that go through the page cache are not limited")
 	}

@@ -49,6 +49,8 @@ type Options struct {
 	Policy func() *policy.Policy
 	// SystemdRoot replaces / where systemd's unit files are read; tests only.
 	SystemdRoot string
+	// UnitWeights sets weights on systemd units through systemd; nil: written to the files.
+	UnitWeights UnitWeights
 	// StateDir holds the record of every limit criguard wrote (OwnershipFile), so
 	// that it resets and repairs only those, across restarts. Empty: in memory.
 	StateDir string
@@ -132,13 +134,15 @@ func New(opts Options) (*Service, error) {
 		opts.Logger.Error("ownership record unreadable; limits criguard wrote before count as foreign and are kept", "err", err)
 	}
 	settings := cgroup.NewSettings(opts.IO, opts.Controllers)
+	enforcer := &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
+		specCarriesLimits: settings.RuntimeTakesUnified()}
+	enforcer.weights = newWeightEnforcer(opts)
 	return &Service{
-		opts:    opts,
-		log:     opts.Logger,
-		metrics: opts.Metrics,
-		cache:   newCache(),
-		enforcer: &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
-			specCarriesLimits: settings.RuntimeTakesUnified()},
+		opts:     opts,
+		log:      opts.Logger,
+		metrics:  opts.Metrics,
+		cache:    newCache(),
+		enforcer: enforcer,
 		settings: settings,
 		devices:  map[string]cgroup.Device{},
 		codec:    protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
@@ -171,6 +175,8 @@ type Plan struct {
 	Conflicts []string
 	// Mounts are the volumes and writable layers the decision's selectors found.
 	Mounts []MountDisk
+	// Weights are the per-device weights the cgroup at Dir must hold (weight.go).
+	Weights []cgroup.IOWeight
 }
 
 // planContainer decides what a container's own cgroup must hold, from the
@@ -217,6 +223,7 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
 	s.burstInForce(&plan, po.starting)
+	s.planWeights(&plan)
 	s.yieldToUnit(&plan)
 	return plan, nil
 }
@@ -329,7 +336,9 @@ func (s *Service) planPod(ctx context.Context, pod Pod) (Plan, error) {
 	if plan.Decision.HandsOff {
 		return plan, nil
 	}
-	if pod.CgroupParent == "" && podScoped {
+	// A pod-scope weight is the pod cgroup's on v1 too, where budgets are split.
+	podWeighted := plan.Decision.Scope == policy.ScopePod && plan.Decision.HasWeights()
+	if pod.CgroupParent == "" && (podScoped || podWeighted) {
 		pod.CgroupParent = s.podParentFromContainers(ctx, pod.ID)
 	}
 	if pod.CgroupParent == "" {
@@ -354,6 +363,7 @@ func (s *Service) planPod(ctx context.Context, pod Pod) (Plan, error) {
 		}
 		s.planLimits(ctx, &plan, members)
 	}
+	s.planWeights(&plan)
 	s.yieldToUnit(&plan)
 	return plan, nil
 }

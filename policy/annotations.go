@@ -86,19 +86,23 @@ type numericKey struct {
 	key     string
 	setting string
 	isBytes bool
-	max     func(AnnotationSettings) uint64
-	field   func(*IOLimits) *uint64
+	// weight: a proportional share, never raised by a tenant (see applyNumbers).
+	weight bool
+	max    func(AnnotationSettings) uint64
+	field  func(*IOLimits) *uint64
 }
 
 var numericKeys = []numericKey{
-	{AnnotationReadBPS, "max_read_bps", true,
+	{AnnotationReadBPS, "max_read_bps", true, false,
 		func(s AnnotationSettings) uint64 { return s.MaxReadBPS }, func(l *IOLimits) *uint64 { return &l.ReadBPS }},
-	{AnnotationWriteBPS, "max_write_bps", true,
+	{AnnotationWriteBPS, "max_write_bps", true, false,
 		func(s AnnotationSettings) uint64 { return s.MaxWriteBPS }, func(l *IOLimits) *uint64 { return &l.WriteBPS }},
-	{AnnotationReadIOPS, "max_read_iops", false,
+	{AnnotationReadIOPS, "max_read_iops", false, false,
 		func(s AnnotationSettings) uint64 { return s.MaxReadIOPS }, func(l *IOLimits) *uint64 { return &l.ReadIOPS }},
-	{AnnotationWriteIOPS, "max_write_iops", false,
+	{AnnotationWriteIOPS, "max_write_iops", false, false,
 		func(s AnnotationSettings) uint64 { return s.MaxWriteIOPS }, func(l *IOLimits) *uint64 { return &l.WriteIOPS }},
+	{AnnotationIOWeight, "", false, true,
+		func(AnnotationSettings) uint64 { return 0 }, func(l *IOLimits) *uint64 { return &l.Weight }},
 }
 
 // asks is what a workload's annotations validly ask for, container level over pod level.
@@ -207,12 +211,18 @@ func (p *Policy) annotationNumber(k numericKey, key, value string) (uint64, *Ign
 	if k.isBytes {
 		parse, what = ParseBytes, "a byte quantity above 0 such as 100MiB"
 	}
+	if k.weight {
+		what = fmt.Sprintf("a whole weight from %d to %d", MinWeight, MaxWeight)
+	}
 	if len(value) > maxAnnotationValue {
 		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredInvalid, Detail: "longer than any " + what}
 	}
 	n, err := parse(value)
 	if err != nil || n == 0 {
 		// 0 would read as "no limit": it is never a way to lift one.
+		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredInvalid, Detail: "not " + what}
+	}
+	if k.weight && n > MaxWeight {
 		return 0, &Ignored{Key: key, Value: value, Reason: IgnoredInvalid, Detail: "not " + what}
 	}
 	if problem := kernelBound(n, k.isBytes); problem != "" {
@@ -235,6 +245,19 @@ func (p *Policy) applyNumbers(io []IOLimits, a asks, ignored *[]Ignored) ([]IOLi
 	idx := slices.IndexFunc(io, func(l IOLimits) bool { return l.Device == device })
 	for _, i := range slices.Sorted(maps.Keys(a.numbers)) {
 		k, asked := numericKeys[i], a.numbers[i]
+		if k.weight {
+			// allow_loosen is about caps: a weight is only ever lowered, below what the
+			// rule gives there or, where it gives none, the default every cgroup has.
+			bound := DefaultWeight
+			if idx >= 0 && io[idx].Weight != 0 {
+				bound = io[idx].Weight
+			}
+			if asked.n > bound {
+				*ignored = append(*ignored, Ignored{Key: asked.key, Value: asked.value, Reason: IgnoredLooserThanRule,
+					Detail: fmt.Sprintf("above weight %d, which this pod already gets: an annotation may only lower a weight", bound)})
+				continue
+			}
+		}
 		if p.Annotations.AllowLoosen && idx >= 0 {
 			*k.field(&io[idx]) = asked.n
 			used = append(used, asked.key+"="+quoteValue(asked.value))

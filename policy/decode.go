@@ -24,6 +24,7 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "device"}, {Name: "volumes"},
 			{Name: "read_bps"}, {Name: "write_bps"}, {Name: "read_iops"}, {Name: "write_iops"},
+			{Name: "weight"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "burst"}},
 	}
@@ -236,6 +237,12 @@ func (d *decoder) decodeIO(b *hcl.Block) (IOLimits, bool) {
 		{"write_iops", &limits.WriteIOPS, false},
 	}
 	anySet := false
+	if attr := content.Attributes["weight"]; attr != nil {
+		anySet = true
+		weight, good := d.weightValue(attr, limits)
+		ok = ok && good
+		limits.Weight = weight
+	}
 	for _, f := range fields {
 		attr := content.Attributes[f.name]
 		if attr == nil {
@@ -250,9 +257,9 @@ func (d *decoder) decodeIO(b *hcl.Block) (IOLimits, bool) {
 		ok = false
 	} else if !anySet {
 		d.errorf(b.DefRange, "io block sets no limit",
-			"Set at least one of read_bps, write_bps, read_iops, write_iops, e.g. write_bps = \"40MiB\".")
+			"Set at least one of read_bps, write_bps, read_iops, write_iops, weight, e.g. write_bps = \"40MiB\".")
 		ok = false
-	} else if ok && limits.IsZero() {
+	} else if ok && limits.IsZero() && limits.Weight == 0 {
 		d.errorf(b.DefRange, "io block sets no limit",
 			"Every limit here is 0, which means unlimited; remove the block or set a limit, e.g. write_bps = \"40MiB\".")
 		ok = false

@@ -110,6 +110,7 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 	}
 	d.Resources = ruleResources
 	var used []string
+	ruleIO := slices.Clone(d.IO)
 	if a.class != "" {
 		classIO := p.classIO(a.class)
 		if p.Annotations.AllowLoosen {
@@ -124,6 +125,12 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 		// allow_loosen is about I/O numbers: a tenant never loosens these.
 		d.Resources = d.Resources.Tighten(p.classResources(a.class))
 		used = append(used, a.classKey+"="+quoteValue(w.PodAnnotations[a.classKey]))
+		if !p.Annotations.AllowLoosen {
+			d.IO = tightestPerDevice(d.IO)
+		}
+		for _, why := range capWeights(d.IO, ruleIO) {
+			*ignored = append(*ignored, Ignored{Key: a.classKey, Value: w.PodAnnotations[a.classKey], Reason: IgnoredLooserThanRule, Detail: why})
+		}
 	}
 	if len(a.numbers) > 0 {
 		var numbers []string
@@ -198,6 +205,8 @@ func tightestPerDevice(io []IOLimits) []IOLimits {
 		o.ReadBPS, o.WriteBPS = tightest(o.ReadBPS, l.ReadBPS), tightest(o.WriteBPS, l.WriteBPS)
 		o.ReadIOPS, o.WriteIOPS = tightest(o.ReadIOPS, l.ReadIOPS), tightest(o.WriteIOPS, l.WriteIOPS)
 		o.Burst = tightestBurst(*o, l)
+		// The lower weight: a share given to neighbours is the safe side.
+		o.Weight = tightest(o.Weight, l.Weight)
 	}
 	return out
 }

@@ -24,9 +24,13 @@ type IOLimits struct {
 	WriteIOPS uint64
 	// Burst lets the keys above run faster until a credit is spent (burst.go).
 	Burst IOBurst
+	// Weight is the proportional share on the device, in cgroup v2 io.weight units
+	// (MinWeight–MaxWeight, the kernel's default DefaultWeight); 0: criguard sets none.
+	// It divides the disk between the cgroup and its siblings only (see weight.go).
+	Weight uint64
 }
 
-// IsZero reports whether the block limits nothing.
+// IsZero reports whether the block throttles nothing (a weight is no throttle).
 func (l IOLimits) IsZero() bool {
 	return l.ReadBPS == 0 && l.WriteBPS == 0 && l.ReadIOPS == 0 && l.WriteIOPS == 0
 }

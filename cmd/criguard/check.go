@@ -148,7 +148,7 @@ func checkPolicyOnHost(path string, p *policy.Policy, host hostChecker, stderr i
 		ok = false
 	}
 	summary := fmt.Sprintf("host: %s; devices %s", support, strings.Join(resolved, " "))
-	return summary + checkSelectorsOnHost(path, p, host, stderr), ok
+	return summary + checkSelectorsOnHost(path, p, host, stderr) + checkWeightsOnHost(path, p, host, stderr), ok
 }
 
 type deviceSpec struct{ label, spec string }

@@ -88,6 +88,9 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 	for _, st := range ex.Resources {
 		p("resource", "%s", resourceLine(st))
 	}
+	for _, w := range ex.Weights {
+		p("weight", "%s", weightLine(w))
+	}
 	switch {
 	case ex.RecordMissing != "":
 		// Without the record, a limit in force cannot be told criguard's or another tool's.

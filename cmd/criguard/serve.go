@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -292,7 +293,13 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		return nil, err
 	}
 	log.Info("cgroup hierarchy", "mode", hier.Mode().String(), "io_version", io.Version(), "io_mount", io.Mount())
+	var unitWeights criservice.UnitWeights
+	if cfg.sysRoot == "" && runningSystemd() {
+		// On systemd's own units the weights go through systemd (connected on first use).
+		unitWeights = &cgroup.SystemdUnits{Version: io.Version()}
+	}
 	return criservice.New(criservice.Options{
+		UnitWeights:  unitWeights,
 		Runtime:      rt,
 		IO:           io,
 		Controllers:  hier,
@@ -306,4 +313,11 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		Logger:       log,
 		Metrics:      metrics,
 	})
+}
+
+// runningSystemd reports whether systemd is the init system (sd_booted(3)): then
+// systemd owns the cgroups of its units.
+func runningSystemd() bool {
+	fi, err := os.Lstat("/run/systemd/system")
+	return err == nil && fi.IsDir()
 }

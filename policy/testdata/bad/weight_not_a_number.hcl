@@ -1,0 +1,6 @@
+class "gold" {
+  io {
+    device = "8:0"
+    weight = "heavy"
+  }
+}

@@ -1,0 +1,6 @@
+class "gold" {
+  io {
+    device = "rootfs"
+    weight = 400
+  }
+}

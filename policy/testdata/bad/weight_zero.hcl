@@ -1,0 +1,6 @@
+class "bronze" {
+  io {
+    device = "8:0"
+    weight = 0
+  }
+}
