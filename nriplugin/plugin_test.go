@@ -104,6 +104,22 @@ func (f *fakeEngine) saw(e string) bool {
 	return false
 }
 
+func (f *fakeEngine) eventList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.events...)
+}
+
+func (f *fakeEngine) observedIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for _, c := range f.observed {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
 func newTestPlugin(t *testing.T, e *fakeEngine) *Plugin {
 	t.Helper()
 	p, err := New(Options{Engine: e})

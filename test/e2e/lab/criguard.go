@@ -153,6 +153,8 @@ func (c *CriguardProcess) Start(t testing.TB) {
 		if err := c.WaitLog(mark, "NRI: synchronized", startTimeout); err != nil {
 			t.Fatalf("lab: criguard nri: %v; log:\n%s", err, proc.logTail(40))
 		}
+		// The runtime puts the plugin in its list once the listing is answered.
+		time.Sleep(300 * time.Millisecond)
 		return
 	}
 	if err := waitForSocket(c.Socket, proc, startTimeout); err != nil {
