@@ -6,7 +6,8 @@
 // misses its deadline (2 s by default), skipping it from then on: so every
 // handler answers fast, never fails the runtime's call, and never calls back
 // into the runtime through anything that would reach NRI again. The work after a
-// start, an update or a stop runs after the handler has answered.
+// start, an update or a stop is waited for up to a second, then left to finish
+// after the answer.
 package nriplugin
 
 import (
@@ -250,7 +251,7 @@ func (p *Plugin) StartContainer(ctx context.Context, _ *api.PodSandbox, c *api.C
 }
 
 // PostStartContainer reads back and repairs what the start wrote, and reshares a
-// v1 pod budget, after the runtime has its answer.
+// v1 pod budget.
 func (p *Plugin) PostStartContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
 	id := c.GetId()
 	p.mu.Lock()
@@ -390,28 +391,25 @@ func (p *Plugin) forget(id string, removed bool) {
 // call and filesystem walk on its own, this only keeps a stuck one from piling up.
 const afterTimeout = 30 * time.Second
 
-// after runs the second half of an event once the runtime has its answer.
+// waitBudget is how long an event's call waits for its second half before
+// answering: within it the runtime's reply means the limits are confirmed, as
+// through the proxy; past it the work goes on after the answer, far from the
+// runtime's deadline (2 s by default), which would drop the plugin.
+const waitBudget = time.Second
+
+// after runs the second half of an event, and returns when it is done or after
+// waitBudget, whichever comes first.
 func (p *Plugin) after(f func(context.Context)) {
 	ctx := p.ctx
+	done := make(chan struct{})
 	p.work.Go(func() {
+		defer close(done)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterTimeout)
 		defer cancel()
 		f(ctx)
 	})
+	select {
+	case <-done:
+	case <-time.After(waitBudget):
+	}
 }
-
-// The events the plugin handles: the stub subscribes to those it implements.
-var (
-	_ stub.ConfigureInterface           = (*Plugin)(nil)
-	_ stub.SynchronizeInterface         = (*Plugin)(nil)
-	_ stub.ShutdownInterface            = (*Plugin)(nil)
-	_ stub.RunPodInterface              = (*Plugin)(nil)
-	_ stub.RemovePodInterface           = (*Plugin)(nil)
-	_ stub.CreateContainerInterface     = (*Plugin)(nil)
-	_ stub.StartContainerInterface      = (*Plugin)(nil)
-	_ stub.PostStartContainerInterface  = (*Plugin)(nil)
-	_ stub.UpdateContainerInterface     = (*Plugin)(nil)
-	_ stub.PostUpdateContainerInterface = (*Plugin)(nil)
-	_ stub.StopContainerInterface       = (*Plugin)(nil)
-	_ stub.RemoveContainerInterface     = (*Plugin)(nil)
-)

@@ -57,11 +57,10 @@ func TestNRI(t *testing.T) {
 // adjustment; pids.max written before start on v1), and a reload that tightens the
 // class reaches the running container through NRI's UpdateContainers.
 func nriResources(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
-	ep := cg.Endpoint
-	writePolicy(t, cg.PolicyPath, throttlePolicy(o.dataRoot, "1MiB")+reloadResourcesPolicy(100, "500m", 40))
-	// The suite's policy is another file: point the plugin at this one by a restart.
-	cg.Stop(t, 15*time.Second)
-	cg.Start(t)
+	ep, policyPath := cg.Endpoint, cg.Arg("--policy")
+	mark := logMark(t, cg)
+	writePolicy(t, policyPath, throttlePolicy(o.dataRoot, "1MiB")+reloadResourcesPolicy(100, "500m", 40))
+	waitLog(t, cg, mark, "policy reloaded", 30*time.Second)
 	pod := o.pod(t, "reload", "reload-nri")
 	podID := lab.RunPod(t, ep, pod)
 	id := startWithResources(t, ep, podID, pod, &lab.Container{Name: "reloaded",
@@ -74,8 +73,8 @@ func nriResources(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
 	assertCgroupNumber(t, cg, cpuDir, "cpu.cfs_quota_us", 50000)
 	assertCgroupNumber(t, cg, pidsDir, "pids.max", 40)
 
-	mark := logMark(t, cg)
-	writePolicy(t, cg.PolicyPath, throttlePolicy(o.dataRoot, "1MiB")+reloadResourcesPolicy(20, "250m", 30))
+	mark = logMark(t, cg)
+	writePolicy(t, policyPath, throttlePolicy(o.dataRoot, "1MiB")+reloadResourcesPolicy(20, "250m", 30))
 	waitLog(t, cg, mark, "policy reloaded", 30*time.Second)
 	reloaded := time.Now()
 	waitLog(t, cg, mark, "NRI: running containers updated to the new policy", 30*time.Second)
@@ -87,7 +86,7 @@ func nriResources(t *testing.T, o ociUnderTest, cg *lab.CriguardProcess) {
 
 	// Loosening the class loosens nothing that runs.
 	mark = logMark(t, cg)
-	writePolicy(t, cg.PolicyPath, throttlePolicy(o.dataRoot, "1MiB")+reloadResourcesPolicy(100, "500m", 30))
+	writePolicy(t, policyPath, throttlePolicy(o.dataRoot, "1MiB")+reloadResourcesPolicy(100, "500m", 30))
 	waitLog(t, cg, mark, "policy reloaded", 30*time.Second)
 	waitLog(t, cg, mark, "msg=reconciled", 30*time.Second)
 	assertCgroupNumber(t, cg, cpuDir, "cpu.shares", translate.CPUSharesFromWeight(20))

@@ -162,6 +162,18 @@ func (c *CriguardProcess) Start(t testing.TB) {
 	}
 }
 
+// Arg is the value criguard was started with for flag name ("--policy"), the
+// last one given; empty if none.
+func (c *CriguardProcess) Arg(name string) string {
+	value := ""
+	for i := 0; i+1 < len(c.argv); i++ {
+		if c.argv[i] == name {
+			value = c.argv[i+1]
+		}
+	}
+	return value
+}
+
 // LogSize is where criguard's log ends now: WaitLog's mark.
 func (c *CriguardProcess) LogSize() int64 { return fileSize(c.LogPath) }
 
