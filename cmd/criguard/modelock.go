@@ -54,3 +54,20 @@ func (l *modeLock) release() {
 		l.f.Close()
 	}
 }
+
+// runningMode is what the state dir's lock says of the criguard holding it ("NRI
+// plugin, pid 42"), and false when none holds it now.
+func runningMode(stateDir string) (string, bool) {
+	path := filepath.Join(stateDir, modeLockFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return "", false // nobody holds it: what it says is a past run's
+	}
+	holder, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(holder)), true
+}

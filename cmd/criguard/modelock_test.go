@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestModeLockRefusesASecondCriguardOnOneStateDir(t *testing.T) {
@@ -46,5 +47,23 @@ func TestNRIRefusesFailClosed(t *testing.T) {
 	err := run(t.Context(), []string{"nri", "--fail-closed", "--state-dir", t.TempDir()}, &strings.Builder{}, &stderr)
 	if code := exitCode(err, &stderr); code != 2 || !strings.Contains(stderr.String(), "--fail-closed is the proxy's alone") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+func TestStatusNoteNamesTheRunningNRIPlugin(t *testing.T) {
+	dir := t.TempDir()
+	if note := kubeletNote(dir, time.Now()); !strings.Contains(note, "never been seen") {
+		t.Errorf("no criguard ran: note %q", note)
+	}
+	lock, err := lockMode(dir, "NRI plugin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note := kubeletNote(dir, time.Now()); !strings.Contains(note, "NRI plugin, pid") || !strings.Contains(note, "talks to the runtime directly") {
+		t.Errorf("plugin running: note %q", note)
+	}
+	lock.release()
+	if note := kubeletNote(dir, time.Now()); strings.Contains(note, "NRI plugin") {
+		t.Errorf("plugin gone: note %q still names it", note)
 	}
 }
