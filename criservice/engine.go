@@ -187,3 +187,15 @@ func (s *Service) ioMaxInto(ctx context.Context, res *runtimeapi.LinuxContainerR
 	want, ok := s.wantedIOMax(ctx, t)
 	return ok && s.tightenUnifiedIOMax(res, want, method, t)
 }
+
+// Observe learns pods and containers a front end was handed in a listing (NRI's
+// Synchronize), with what it knows of their cgroups, and applies nothing: the
+// reconcile pass that follows does, without asking the runtime for each one.
+func (s *Service) Observe(pods []Pod, containers []Container) {
+	for _, p := range pods {
+		s.cache.putPod(p)
+	}
+	for _, ct := range containers {
+		s.cache.putContainer(ct)
+	}
+}

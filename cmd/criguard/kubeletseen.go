@@ -70,6 +70,9 @@ func writeHint(path string, data []byte) error {
 
 // kubeletNote says whether kubelet calls through criguard, from the daemon's record.
 func kubeletNote(stateDir string, now time.Time) string {
+	if mode, ok := runningMode(stateDir); ok && strings.HasPrefix(mode, "NRI plugin") {
+		return fmt.Sprintf("criguard runs as the runtime's NRI plugin (%s): kubelet talks to the runtime directly", mode)
+	}
 	b, err := os.ReadFile(filepath.Join(stateDir, kubeletSeenFile))
 	if err != nil {
 		return fmt.Sprintf("kubelet has never been seen calling through criguard (no %s in %s): check its containerRuntimeEndpoint", kubeletSeenFile, stateDir)

@@ -1,4 +1,4 @@
-// Command criguard is a CRI proxy that throttles containers' disk I/O by policy.
+// Command criguard is a CRI proxy (or an NRI plugin) that throttles containers' disk I/O by policy.
 package main
 
 import (
@@ -27,6 +27,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the CRI proxy", runServe},
+		{"nri", "run as an NRI plugin of containerd 2.x or CRI-O (no proxy)", runNRI},
 		{"check", "validate policy files", runCheck},
 		{"explain", "show what the policy gives a container or pod, and why", runExplain},
 		{"status", "show every running container's limits, read back from its cgroup", runStatus},

@@ -110,6 +110,11 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 }
 
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	lock, err := lockMode(cfg.stateDir, "proxy")
+	if err != nil {
+		return err
+	}
+	defer lock.release()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := criservice.NewMetrics(reg)
@@ -133,49 +138,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 	}
 	var svc *criservice.Service // set before the watcher runs
-	var unloaded policyHealth
-	var watcher *policy.Watcher
-	watchOpts := []policy.WatcherOption{policy.WithLogger(log)}
-	if cfg.stateDir != "" {
-		watchOpts = append(watchOpts, policy.WithLastGood(filepath.Join(cfg.stateDir, lastGoodFile)))
+	watcher, unloaded, err := startPolicy(cfg, metrics, log, func() {
+		svc.PolicyChanged()
+		kick()
+	})
+	if err != nil {
+		return err
 	}
-	watcher, err = policy.NewWatcher(cfg.policyPath, func(r policy.ReloadResult) {
-		metrics.PolicyReloaded(r.Err == nil)
-		if r.Err != nil {
-			if watcher.Current() == nil {
-				unloaded.set(r.Err)
-			}
-			log.Error("policy reload refused; the last good policy stays in force", "file", cfg.policyPath, "err", r.Err)
-			return
-		}
-		unloaded.set(nil)
-		metrics.SetPolicyLoaded(r.Policy != nil)
-		if r.Changed {
-			log.Info("policy reloaded", "file", cfg.policyPath, "loaded", r.Policy != nil)
-			svc.PolicyChanged()
-			kick()
-		}
-	}, watchOpts...)
-	var refused *policy.StartError
-	errors.As(err, &refused)
-	switch {
-	case refused != nil && cfg.failClosed:
-		return fmt.Errorf("policy: %w", refused.Err)
-	case refused != nil:
-		// Refusing to start would cut kubelet off the runtime; the watcher runs the
-		// last good policy, or keeps hands off.
-		metrics.PolicyReloaded(false)
-		unloaded.set(err)
-		log.Error("policy refused at start; limits in place are kept until the file is fixed", "file", cfg.policyPath, "err", err, "last_good_err", refused.LastGoodErr)
-	case err != nil:
-		return fmt.Errorf("policy: %w", err)
-	case watcher.Current() == nil:
-		metrics.PolicyReloaded(true)
-		log.Warn("no policy file; hands off (forwarding only, nothing written or reset) until it appears", "file", cfg.policyPath)
-	default:
-		metrics.PolicyReloaded(true)
-	}
-	metrics.SetPolicyLoaded(watcher.Current() != nil)
 
 	rt := runtimeapi.NewRuntimeServiceClient(p.RuntimeConn())
 	svc, err = newService(cfg, rt, func() *policy.Policy { return watcher.Current() }, metrics, log)
@@ -226,7 +195,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {
 		metricsSrv, err = serveMetrics(cfg.metricsAddr, reg, func() error {
-			return ready(probe, &unloaded)
+			return ready(probe, unloaded)
 		}, log)
 		if err != nil {
 			cancel()
@@ -240,7 +209,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	go func() { served <- p.Serve(ln) }()
 	notifier := systemdNotifier{log: log}
 	wg.Go(func() {
-		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, &unloaded) })
+		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, unloaded) })
 	})
 	wg.Go(func() { notifier.watchdog(ctx) })
 	select {
@@ -320,4 +289,53 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 func runningSystemd() bool {
 	fi, err := os.Lstat("/run/systemd/system")
 	return err == nil && fi.IsDir()
+}
+
+// startPolicy loads the policy file (or its last good copy) and builds its watcher,
+// which serve and nri run: changed is called after each reload that changed it.
+// A file refused at start is not fatal unless fail-closed: refusing to start would
+// cut kubelet off the runtime (or leave the runtime without criguard).
+func startPolicy(cfg serveConfig, metrics *criservice.Metrics, log *slog.Logger, changed func()) (*policy.Watcher, *policyHealth, error) {
+	unloaded := &policyHealth{}
+	var watcher *policy.Watcher
+	watchOpts := []policy.WatcherOption{policy.WithLogger(log)}
+	if cfg.stateDir != "" {
+		watchOpts = append(watchOpts, policy.WithLastGood(filepath.Join(cfg.stateDir, lastGoodFile)))
+	}
+	watcher, err := policy.NewWatcher(cfg.policyPath, func(r policy.ReloadResult) {
+		metrics.PolicyReloaded(r.Err == nil)
+		if r.Err != nil {
+			if watcher.Current() == nil {
+				unloaded.set(r.Err)
+			}
+			log.Error("policy reload refused; the last good policy stays in force", "file", cfg.policyPath, "err", r.Err)
+			return
+		}
+		unloaded.set(nil)
+		metrics.SetPolicyLoaded(r.Policy != nil)
+		if r.Changed {
+			log.Info("policy reloaded", "file", cfg.policyPath, "loaded", r.Policy != nil)
+			changed()
+		}
+	}, watchOpts...)
+	var refused *policy.StartError
+	errors.As(err, &refused)
+	switch {
+	case refused != nil && cfg.failClosed:
+		return nil, nil, fmt.Errorf("policy: %w", refused.Err)
+	case refused != nil:
+		// The watcher runs the last good policy, or keeps hands off.
+		metrics.PolicyReloaded(false)
+		unloaded.set(err)
+		log.Error("policy refused at start; limits in place are kept until the file is fixed", "file", cfg.policyPath, "err", err, "last_good_err", refused.LastGoodErr)
+	case err != nil:
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	case watcher.Current() == nil:
+		metrics.PolicyReloaded(true)
+		log.Warn("no policy file; hands off (forwarding only, nothing written or reset) until it appears", "file", cfg.policyPath)
+	default:
+		metrics.PolicyReloaded(true)
+	}
+	metrics.SetPolicyLoaded(watcher.Current() != nil)
+	return watcher, unloaded, nil
 }

@@ -19,17 +19,21 @@ type ociUnderTest struct {
 	// endpoint is the CRI runtime's own socket; dataRoot a directory of its on the
 	// disk containers write to (the policy's device).
 	endpoint, dataRoot string
-	// handler is the runtime handler the pods ask for.
+	// handler is the runtime handler the pods ask for; nil: the runtime's default.
 	handler *lab.OCIRuntime
 	// args are criguard flags for this runtime (serve, explain and status alike).
 	args []string
+	// nriSocket, when set, runs criguard as the runtime's NRI plugin, not a proxy.
+	nriSocket string
 }
 
 // pod is a burstable pod on the runtime handler under test.
 func (o ociUnderTest) pod(t *testing.T, name, ns string) *lab.Pod {
 	t.Helper()
 	p := lab.NewPod(t, name, ns)
-	p.RuntimeHandler = o.handler.Name
+	if o.handler != nil {
+		p.RuntimeHandler = o.handler.Name
+	}
 	return p
 }
 
@@ -38,7 +42,7 @@ func (o ociUnderTest) pod(t *testing.T, name, ns string) *lab.Pod {
 func (o ociUnderTest) startWorker(t *testing.T, endpoint, ns, name string) *worker {
 	t.Helper()
 	w := startWorkerIn(t, endpoint, o.pod(t, name, ns), name)
-	if !o.handler.Created(w.id) {
+	if o.handler != nil && !o.handler.Created(w.id) {
 		t.Fatalf("container %s was not created by %s (%s lists no create of it)", w.id, o.handler.Name, o.handler.CreatedLog)
 	}
 	return w
@@ -72,8 +76,13 @@ func TestContainerdCrun(t *testing.T) {
 func throttleCases(t *testing.T, o ociUnderTest) *lab.CriguardProcess {
 	dev := lab.WholeDisk(t, o.dataRoot)
 	policyPath := newPolicyFile(t, throttlePolicy(o.dataRoot, "1MiB"))
-	cg := lab.Criguard(t, o.endpoint, append([]string{"--policy", policyPath, "--resolver", "auto",
-		"--reconcile-interval", reconcileInterval.String()}, o.args...)...)
+	args := append([]string{"--policy", policyPath, "--resolver", "auto", "--reconcile-interval", reconcileInterval.String()}, o.args...)
+	var cg *lab.CriguardProcess
+	if o.nriSocket != "" {
+		cg = lab.CriguardNRI(t, o.endpoint, o.nriSocket, args...)
+	} else {
+		cg = lab.Criguard(t, o.endpoint, args...)
+	}
 	// explain and status ask the runtime directly and read the daemon's ownership record.
 	flags := append([]string{"--runtime-endpoint", o.endpoint, "--policy", policyPath, "--resolver", "auto",
 		"--state-dir", cg.StateDir}, o.args...)

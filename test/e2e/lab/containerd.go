@@ -27,6 +27,8 @@ type ContainerdInstance struct {
 	Registry *RegistryInstance
 	// Handlers are the extra OCI runtimes of WithRuntimeHandler, by handler name.
 	Handlers map[string]*OCIRuntime
+	// NRISocket is the NRI socket plugins connect to (WithNRI), empty without.
+	NRISocket string
 
 	proc *process
 }
@@ -36,6 +38,7 @@ type containerdOptions struct {
 	cni      *CNIConfig
 	v2       bool
 	handlers []string
+	nri      bool
 }
 
 // ContainerdOption changes how Containerd sets up its instance.
@@ -59,6 +62,12 @@ func WithContainerd2() ContainerdOption {
 // through the lab's wrapper. Pods choose it with Pod.RuntimeHandler.
 func WithRuntimeHandler(name string) ContainerdOption {
 	return func(o *containerdOptions) { o.handlers = append(o.handlers, name) }
+}
+
+// WithNRI enables containerd 2's NRI on a socket of the instance's own (NRISocket),
+// with empty plugin directories: only plugins that connect to it take part.
+func WithNRI() ContainerdOption {
+	return func(o *containerdOptions) { o.nri = true }
 }
 
 // CNIConfig is a bridge network for pods that do not use the host's network.
@@ -185,7 +194,13 @@ oom_score = 0
 [plugins.'io.containerd.grpc.v1.cri']
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
-`))
+{{if .NRISocket}}
+[plugins.'io.containerd.nri.v1.nri']
+  disable = false
+  socket_path = "{{.NRISocket}}"
+  plugin_path = "{{.NRIDir}}/plugins"
+  plugin_config_path = "{{.NRIDir}}/conf.d"
+{{end}}`))
 
 // registryHosts makes containerd resolve host through the lab registry (plain HTTP).
 var registryHosts = template.Must(template.New("hosts.toml").Parse(`server = "http://{{.}}"
@@ -270,9 +285,22 @@ func Containerd(t testing.TB, opts ...ContainerdOption) *ContainerdInstance {
 			writeTemplate(t, registryHosts, filepath.Join(dir, "hosts.toml"), o.registry.Addr)
 		}
 	}
+	nriDir := filepath.Join(runDir, "nri")
+	if o.nri {
+		if !o.v2 {
+			t.Fatalf("lab: WithNRI needs WithContainerd2: containerd 1.6 has only NRI v0.1")
+		}
+		c.NRISocket = filepath.Join(nriDir, "nri.sock")
+		for _, d := range []string{"plugins", "conf.d"} {
+			if err := os.MkdirAll(filepath.Join(nriDir, d), 0o755); err != nil {
+				t.Fatalf("lab: %v", err)
+			}
+		}
+	}
 	data := map[string]any{
 		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": c.PauseImage,
 		"CNIConfDir": cniConfDir, "RegistryHostsDir": hostsDir, "Handlers": handlers,
+		"NRISocket": c.NRISocket, "NRIDir": nriDir,
 	}
 	config, env := containerdConfig, []string(nil)
 	if o.v2 {

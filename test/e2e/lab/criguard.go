@@ -1,17 +1,21 @@
 package lab
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// CriguardProcess is a running `criguard serve` in front of a runtime.
+// CriguardProcess is a running `criguard serve` in front of a runtime, or `criguard
+// nri` beside it (CriguardNRI).
 type CriguardProcess struct {
-	// Endpoint is criguard's CRI endpoint, unix://<Socket>.
+	// Endpoint is the CRI endpoint clients use: criguard's, unix://<Socket>; as an
+	// NRI plugin the runtime's own (Socket is then empty).
 	Endpoint string
 	Socket   string
 	// LogPath collects criguard's output across restarts.
@@ -24,6 +28,8 @@ type CriguardProcess struct {
 
 	argv []string
 	proc *process
+	// nri: Start waits for the plugin's first synchronization, not for a socket.
+	nri bool
 	// Set by CriguardActivated: the socket the lab holds, and criguard's NOTIFY_SOCKET.
 	held       *net.UnixListener
 	heldFile   *os.File
@@ -57,6 +63,40 @@ func CriguardActivated(t testing.TB, runtimeEndpoint string, args ...string) *Cr
 
 func startCriguard(t testing.TB, runtimeEndpoint string, activated bool, args []string) *CriguardProcess {
 	t.Helper()
+	c := newCriguard(t)
+	c.Endpoint = "unix://" + c.Socket
+	// Later flags win: args override these defaults.
+	c.argv = append([]string{c.argv[0], "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint,
+		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath,
+		"--state-dir", c.StateDir}, args...)
+	if activated {
+		c.holdSocket(t, filepath.Dir(c.Socket))
+	}
+	c.Start(t)
+	c.stopOnCleanup(t)
+	return c
+}
+
+// CriguardNRI starts $CRIGUARD_BIN nri as a plugin on the runtime's NRI socket, with
+// runtimeEndpoint (the runtime's own CRI socket) for its lookups, and the defaults
+// and cleanup of Criguard. Start waits until the runtime has handed the plugin its
+// listing. Clients talk to the runtime directly: Endpoint is runtimeEndpoint.
+func CriguardNRI(t testing.TB, runtimeEndpoint, nriSocket string, args ...string) *CriguardProcess {
+	t.Helper()
+	c := newCriguard(t)
+	c.Endpoint, c.Socket, c.nri = runtimeEndpoint, "", true
+	c.argv = append([]string{c.argv[0], "nri", "--nri-socket", nriSocket, "--nri-retry", "200ms",
+		"--runtime-endpoint", runtimeEndpoint, "--log-level", "debug", "--metrics-addr", "",
+		"--policy", c.PolicyPath, "--state-dir", c.StateDir}, args...)
+	c.Start(t)
+	c.stopOnCleanup(t)
+	return c
+}
+
+// newCriguard is a criguard not started yet, in directories of its own; argv holds
+// only the binary.
+func newCriguard(t testing.TB) *CriguardProcess {
+	t.Helper()
 	binary := os.Getenv("CRIGUARD_BIN")
 	if binary == "" {
 		t.Fatalf("lab: CRIGUARD_BIN is not set: run the suite with `make e2e`")
@@ -65,37 +105,35 @@ func startCriguard(t testing.TB, runtimeEndpoint string, activated bool, args []
 		t.Fatalf("lab: CRIGUARD_BIN: %v", err)
 	}
 	runDir, dataDir := instanceDirs(t, "cg")
-	c := &CriguardProcess{
+	return &CriguardProcess{
 		Socket:     filepath.Join(runDir, "criguard.sock"),
 		LogPath:    filepath.Join(dataDir, "criguard.log"),
 		PolicyPath: filepath.Join(dataDir, "policy.hcl"),
 		StateDir:   filepath.Join(dataDir, "state"),
+		argv:       []string{binary},
 	}
-	c.Endpoint = "unix://" + c.Socket
-	// Later flags win: args override these defaults.
-	c.argv = append([]string{binary, "serve", "--listen", c.Endpoint, "--runtime-endpoint", runtimeEndpoint,
-		"--log-level", "debug", "--metrics-addr", "", "--policy", c.PolicyPath,
-		"--state-dir", c.StateDir}, args...)
-	if activated {
-		c.holdSocket(t, runDir)
-	}
-	c.Start(t)
+}
+
+// stopOnCleanup stops criguard when the test ends, and prints its log if it failed.
+func (c *CriguardProcess) stopOnCleanup(t testing.TB) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("lab: criguard log tail (%s):\n%s", c.LogPath, fileTail(c.LogPath, 80))
 		}
 		if c.proc != nil {
+			if c.nri {
+				_ = c.proc.cmd.Process.Signal(syscall.SIGCONT) // a paused plugin cannot stop
+			}
 			if err, killed := c.proc.stop(15 * time.Second); killed {
 				t.Errorf("lab: criguard did not exit within 15s of SIGTERM: killed (%v)", err)
 			}
 		}
 	})
-	return c
 }
 
 // Start starts criguard again with the same flags after Stop or Kill, and waits for
-// its socket (behind a held socket: for its READY=1). Starting a running criguard
-// fails the test.
+// its socket (behind a held socket: for its READY=1; as an NRI plugin: for the
+// runtime's listing). Starting a running criguard fails the test.
 func (c *CriguardProcess) Start(t testing.TB) {
 	t.Helper()
 	if c.proc != nil && !c.proc.exited() {
@@ -105,14 +143,80 @@ func (c *CriguardProcess) Start(t testing.TB) {
 		c.startActivated(t)
 		return
 	}
+	mark := fileSize(c.LogPath)
 	proc, err := startProcess("criguard", c.LogPath, c.argv, nil)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
 	c.proc = proc
+	if c.nri {
+		if err := c.WaitLog(mark, "NRI: synchronized", startTimeout); err != nil {
+			t.Fatalf("lab: criguard nri: %v; log:\n%s", err, proc.logTail(40))
+		}
+		// The runtime puts the plugin in its list once the listing is answered.
+		time.Sleep(300 * time.Millisecond)
+		return
+	}
 	if err := waitForSocket(c.Socket, proc, startTimeout); err != nil {
 		t.Fatalf("lab: criguard: %v", err)
 	}
+}
+
+// Arg is the value criguard was started with for flag name ("--policy"), the
+// last one given; empty if none.
+func (c *CriguardProcess) Arg(name string) string {
+	value := ""
+	for i := 0; i+1 < len(c.argv); i++ {
+		if c.argv[i] == name {
+			value = c.argv[i+1]
+		}
+	}
+	return value
+}
+
+// LogSize is where criguard's log ends now: WaitLog's mark.
+func (c *CriguardProcess) LogSize() int64 { return fileSize(c.LogPath) }
+
+// WaitLog waits until the log written after mark holds want.
+func (c *CriguardProcess) WaitLog(mark int64, want string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		data, _ := os.ReadFile(c.LogPath)
+		if int64(len(data)) > mark && strings.Contains(string(data[mark:]), want) {
+			return nil
+		}
+		if c.proc != nil && c.proc.exited() {
+			return fmt.Errorf("criguard exited (%v) before logging %q", c.proc.waitErr, want)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no %q in criguard's log within %s", want, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Pause stops criguard with SIGSTOP, as a process that hangs; Resume continues it.
+func (c *CriguardProcess) Pause(t testing.TB) {
+	t.Helper()
+	if err := c.proc.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("lab: SIGSTOP criguard: %v", err)
+	}
+}
+
+// Resume continues a criguard stopped by Pause.
+func (c *CriguardProcess) Resume(t testing.TB) {
+	t.Helper()
+	if err := c.proc.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("lab: SIGCONT criguard: %v", err)
+	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 // holdSocket listens on c.Socket for the whole test and receives criguard's

@@ -27,6 +27,8 @@ type CRIOInstance struct {
 	Registry *RegistryInstance
 	// Handlers are the OCI runtimes by runtime handler name.
 	Handlers map[string]*OCIRuntime
+	// NRISocket is the NRI socket plugins connect to (WithCRIONRI), empty without.
+	NRISocket string
 
 	proc *process
 }
@@ -34,6 +36,7 @@ type CRIOInstance struct {
 type crioOptions struct {
 	registry *RegistryInstance
 	cni      *CNIConfig
+	nri      bool
 }
 
 // CRIOOption changes how CRIO sets up its instance.
@@ -48,6 +51,12 @@ func WithCRIORegistry(r *RegistryInstance) CRIOOption {
 // WithCRIOCNI gives pods a network through a bridge, as WithCNI does for containerd.
 func WithCRIOCNI(c CNIConfig) CRIOOption {
 	return func(o *crioOptions) { o.cni = &c }
+}
+
+// WithCRIONRI enables CRI-O's NRI on a socket of the instance's own (NRISocket), with
+// empty plugin directories: only plugins that connect to it take part.
+func WithCRIONRI() CRIOOption {
+	return func(o *crioOptions) { o.nri = true }
 }
 
 // OCIRuntime is an OCI runtime the lab registered with a CRI runtime as a handler,
@@ -184,8 +193,12 @@ plugin_dirs = ["/usr/lib/cni"]
 enable_metrics = false
 
 [crio.nri]
-enable_nri = false
-`))
+{{if .NRISocket}}enable_nri = true
+nri_listen = "{{.NRISocket}}"
+nri_plugin_dir = "{{.RunDir}}/nri/plugins"
+nri_plugin_config_dir = "{{.RunDir}}/nri/conf.d"
+{{else}}enable_nri = false
+{{end}}`))
 
 // crioRegistries sends every mirrored host to the lab registry, over plain HTTP.
 var crioRegistries = template.Must(template.New("registries.conf").Parse(`unqualified-search-registries = []
@@ -253,10 +266,18 @@ func CRIO(t testing.TB, opts ...CRIOOption) *CRIOInstance {
 	if err := os.WriteFile(policy, []byte(`{"default": [{"type": "insecureAcceptAnything"}]}`+"\n"), 0o644); err != nil {
 		t.Fatalf("lab: write %s: %v", policy, err)
 	}
+	if o.nri {
+		c.NRISocket = filepath.Join(runDir, "nri", "nri.sock")
+		for _, d := range []string{"plugins", "conf.d"} {
+			if err := os.MkdirAll(filepath.Join(runDir, "nri", d), 0o755); err != nil {
+				t.Fatalf("lab: %v", err)
+			}
+		}
+	}
 	writeTemplate(t, crioConfig, c.ConfigPath, map[string]any{
 		"Root": c.Root, "RunRoot": c.RunRoot, "RunDir": runDir, "DataDir": dataDir, "Socket": c.Socket,
 		"Pinns": pinns, "Conmon": conmon, "Handlers": handlers, "PauseImage": c.PauseImage,
-		"CNIConfDir": cniConfDir,
+		"CNIConfDir": cniConfDir, "NRISocket": c.NRISocket,
 	})
 
 	// --config-dir and --registries-conf-dir empty: nothing of /etc/crio or
