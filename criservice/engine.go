@@ -101,6 +101,8 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 	var plan Plan
 	var err error
 	if st.planned {
+		// The burst loop may have raised the limit in force since Starting planned.
+		s.burstInForce(&st.plan, false)
 		plan, _, err = s.applyPlan(ctx, st.plan)
 	} else {
 		plan, _, err = s.applyContainer(ctx, id, st.target)

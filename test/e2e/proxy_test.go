@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -298,8 +299,11 @@ func stderrOf(err error) string {
 	if i := strings.Index(after, "err="); i >= 0 {
 		after = after[i:]
 	}
-	return strings.TrimSpace(after)
+	// crictl's fatal line carries its own time, to the second: two runs may differ.
+	return strings.TrimSpace(crictlTime.ReplaceAllString(after, `time="…"`))
 }
+
+var crictlTime = regexp.MustCompile(`time="[^"]*"`)
 
 // TestProxyContainerEvents subscribes to GetContainerEvents through criguard with a Go
 // client and expects the CONTAINER_STARTED event of a container started through it.
