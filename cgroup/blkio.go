@@ -101,25 +101,36 @@ func (blkioV1) Available(string) error { return nil }
 // parseBlkioThrottle parses a blkio.throttle.*_device file ("MAJ:MIN N" lines).
 func parseBlkioThrottle(content string) (map[Device]uint64, error) {
 	values := map[Device]uint64{}
+	err := parseDeviceLines(content, false, "N", func(d Device, v uint64) { values[d] = v })
+	if err != nil {
+		return nil, err
+	}
+	return values, nil
+}
+
+// parseDeviceLines reads the "MAJ:MIN N" lines of a per-device cgroup file, one
+// call of add each; skipDefault skips a weight file's "default N" line. want names
+// the value in the error ("N", "W").
+func parseDeviceLines(content string, skipDefault bool, want string, add func(Device, uint64)) error {
 	for _, line := range strings.Split(content, "\n") {
 		fields := strings.Fields(line)
-		if len(fields) == 0 {
+		if len(fields) == 0 || (skipDefault && fields[0] == "default") {
 			continue
 		}
 		if len(fields) != 2 {
-			return nil, fmt.Errorf("%w: line %q: want \"MAJ:MIN N\"", ErrMalformed, line)
+			return fmt.Errorf("%w: line %q: want \"MAJ:MIN %s\"", ErrMalformed, line, want)
 		}
 		d, err := ParseDevice(fields[0])
 		if err != nil {
-			return nil, fmt.Errorf("%w: line %q: %w", ErrMalformed, line, err)
+			return fmt.Errorf("%w: line %q: %w", ErrMalformed, line, err)
 		}
 		v, err := strconv.ParseUint(fields[1], 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: line %q: %w", ErrMalformed, line, err)
+			return fmt.Errorf("%w: line %q: %w", ErrMalformed, line, err)
 		}
-		values[d] = v
+		add(d, v)
 	}
-	return values, nil
+	return nil
 }
 
 // parseBlkioStat parses blkio.throttle.io_service_bytes / io_serviced:

@@ -256,23 +256,11 @@ func (w Weights) Read(dir string, files []string) ([]WeightLine, error) {
 // parseWeightFile parses "default N" (skipped) and "MAJ:MIN N" lines.
 func parseWeightFile(file, content string) ([]WeightLine, error) {
 	var out []WeightLine
-	for _, line := range strings.Split(content, "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 || fields[0] == "default" {
-			continue
-		}
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("%w: line %q: want \"MAJ:MIN W\"", ErrMalformed, line)
-		}
-		d, err := ParseDevice(fields[0])
-		if err != nil {
-			return nil, fmt.Errorf("%w: line %q: %w", ErrMalformed, line, err)
-		}
-		v, err := strconv.ParseUint(fields[1], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: line %q: %w", ErrMalformed, line, err)
-		}
+	err := parseDeviceLines(content, true, "W", func(d Device, v uint64) {
 		out = append(out, WeightLine{File: file, Device: d, Value: v})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
