@@ -83,8 +83,12 @@ learn() {
 # shellcheck disable=SC1091 # the daemon's environment file, written by start_runtime
 cli() { (set -a && . /etc/default/criguard && /usr/bin/criguard "$@"); }
 
-# iomax DIR [DEV]: DIR's io.max line for DEV (the throttled disk by default), or "none".
-iomax() { grep "^${2:-$DEV} " "$1/io.max" 2>/dev/null || echo none; }
+# iomax DIR [DEV]: DIR's io.max line for DEV (the throttled disk by default), "none", or
+# "no cgroup" once the container is gone.
+iomax() {
+	[[ -d $1 ]] || { echo "no cgroup"; return; }
+	grep "^${2:-$DEV} " "$1/io.max" 2>/dev/null || echo none
+}
 
 # The measuring containers run a loop (pods/*.yaml) that executes each /data/cmd.N
 # handed in through their hostPath and leaves its output in /data/out.N. So the I/O runs
@@ -482,6 +486,19 @@ follow() {
 	id=${ID[throttled]} dir=${DIR[throttled]}
 }
 
+# settled STEP: follow, until the cgroup is there: kubelet replacing the container after
+# a runtime restart still lists the old one as running for a moment after its cgroup went.
+settled() {
+	local i
+	for ((i = 0; i < 10; i++)); do
+		follow "$1" || return 1
+		[[ -d $dir ]] && return 0
+		sleep 3
+	done
+	fail "survive/$1" "the cgroup of the running 'throttled' container is gone: $dir"
+	return 1
+}
+
 # survival ID BASE_MS: after each disturbance, the limit is still in io.max and binds.
 survival() {
 	local id=$1 base=$2 dir=${DIR[throttled]} slice step
@@ -501,7 +518,7 @@ survival() {
 			;;
 		esac
 		sleep 2
-		follow "$step" || continue
+		settled "$step" || continue
 		has_line "survive/$step/io.max" "$dir" "$LIMITED"
 		throttled "survive/$step/direct-write" "$(timed throttled "$DIRECT_WRITE")" 3000 "$base"
 	done
