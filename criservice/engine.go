@@ -51,7 +51,8 @@ type Start struct {
 	id      string
 	target  *target // nil: the lookup failed before the start
 	plan    Plan
-	planned bool // plan was written before the start
+	planned bool   // plan was written before the start
+	dropIn  string // the scope whose pre-start drop-in holds plan (dropin.go)
 }
 
 // Starting writes the container's limits into its cgroup before the runtime starts
@@ -71,8 +72,16 @@ func (s *Service) Starting(ctx context.Context, id string) *Start {
 	if s.wantsOwnLimits(t.Decision) {
 		plan, err := s.planContainer(ctx, &t, planOptions{create: true, starting: true})
 		if err == nil {
-			_, _, err = s.enforcer.apply(plan, "container", id)
-			st.plan, st.planned = plan, err == nil && plan.Unresolved == nil
+			if unit := s.preStart.unitFor(plan); unit != "" {
+				// The scope does not exist yet: systemd makes it with the limits.
+				err = s.preStart.write(unit, plan.Limits)
+				if err == nil {
+					st.dropIn = unit
+				}
+			} else {
+				_, _, err = s.enforcer.apply(plan, "container", id)
+				st.plan, st.planned = plan, err == nil && plan.Unresolved == nil
+			}
 		}
 		if err != nil {
 			s.log.Debug("limits not in place before start; applied after it", "container", id, "err", err)
@@ -93,6 +102,13 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 		st = &Start{id: id}
 	}
 	start := time.Now()
+	if st.dropIn != "" {
+		// Before the read-back: the check for units' own properties must not take
+		// criguard's drop-in for an operator's.
+		if err := s.preStart.remove(st.dropIn); err != nil {
+			s.log.Warn("cannot remove the pre-start drop-in", "unit", st.dropIn, "err", err)
+		}
+	}
 	if st.target == nil { // Starting could not look it up (or did not run): once more now
 		if t, err := s.containerTarget(ctx, id); err == nil {
 			st.target = &t

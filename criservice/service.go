@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"path/filepath"
@@ -51,6 +52,10 @@ type Options struct {
 	SystemdRoot string
 	// UnitWeights sets weights on systemd units through systemd; nil: written to the files.
 	UnitWeights UnitWeights
+	// PreStartDropIns puts a container's limits into its systemd scope as systemd
+	// makes it, through a drop-in written before the start (dropin.go): the node runs
+	// systemd on cgroup v2.
+	PreStartDropIns bool
 	// StateDir holds the record of every limit criguard wrote (OwnershipFile), so
 	// that it resets and repairs only those, across restarts. Empty: in memory.
 	StateDir string
@@ -101,6 +106,8 @@ type Service struct {
 	splitPodBudget bool
 
 	burst atomic.Pointer[bursts] // nil: no burst loop (burst.go)
+
+	preStart preStart
 }
 
 // New returns a Service.
@@ -137,7 +144,16 @@ func New(opts Options) (*Service, error) {
 	enforcer := &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
 		specCarriesLimits: settings.RuntimeTakesUnified()}
 	enforcer.weights = newWeightEnforcer(opts)
+	pre := preStart{enabled: opts.PreStartDropIns && !opts.DryRun, root: opts.SystemdRoot}
+	if pre.enabled {
+		if n, err := pre.removeLeftovers(); err != nil {
+			opts.Logger.Warn("cannot remove the pre-start drop-ins a crash left", "err", err)
+		} else if n > 0 {
+			opts.Logger.Info("removed pre-start drop-ins a crash left", "count", n)
+		}
+	}
 	return &Service{
+		preStart: pre,
 		opts:     opts,
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
@@ -198,11 +214,19 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		if err == nil {
 			err = cgroup.CheckDir(s.opts.IO.Mount(), dir)
 		}
+		toBe := false
+		if errors.Is(err, fs.ErrNotExist) && po.starting && s.preStart.enabled && !translate.IsCgroupfsPath(raw) {
+			// systemd makes the scope at the start (dropin.go); its slice is there.
+			err = cgroup.CheckDir(s.opts.IO.Mount(), filepath.Dir(dir))
+			toBe = err == nil
+		}
 		if err != nil {
 			return plan, fmt.Errorf("container %s: cgroupsPath %q: %w", id, raw, err)
 		}
-		ct.Dir = dir
-		s.cache.setContainerDir(id, raw, dir)
+		ct.CgroupsPath, ct.Dir = raw, dir
+		if !toBe { // a start that fails leaves no scope: nothing to remember
+			s.cache.setContainerDir(id, raw, dir)
+		}
 	}
 	plan.CgroupsPath, plan.Dir = ct.CgroupsPath, ct.Dir
 	s.noteIgnored(plan)

@@ -74,6 +74,9 @@ func unitIOLimits(root, unit string, devices DeviceResolver) ([]cgroup.IOLimit, 
 		dropIns, _ := filepath.Glob(filepath.Join(dir, unit+".d", "*.conf"))
 		files = append(files, dropIns...)
 		for _, file := range files {
+			if filepath.Base(file) == dropInName {
+				continue // criguard's own, until the start it was written for ends
+			}
 			if err := readUnitIO(file, devices, byDevice, from); err != nil {
 				return nil, nil, err
 			}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/criguard/criguard/cgroup"
 )
 
 // A systemd unit property on the same disk as criguard's limit: criguard leaves
@@ -114,5 +116,119 @@ func TestRecheckLoopWakesOnAConflict(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the recheck loop did not end with its context")
+	}
+}
+
+// Under the systemd driver the scope exists only once the container starts: Starting
+// leaves the limits in a drop-in systemd reads as it makes the scope, Started removes
+// it before the read-back, which must not take it for an operator's unit property.
+func TestPreStartDropInCarriesLimitsIntoTheScope(t *testing.T) {
+	root := t.TempDir()
+	e := newTestEnv(t, func(o *Options) { o.SystemdRoot = root })
+	e.host = newFakeHostV2(t)
+	e.svc.useIO(e.host.io)
+	e.svc.preStart = preStart{enabled: true, root: root}
+	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
+	const slice = "kubepods-burstable-podX.slice"
+	e.fake.Mu.Lock()
+	e.fake.Parents["p1"] = slice
+	e.fake.Mu.Unlock()
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Paths["c1"] = slice + ":docker:c1"
+	e.fake.Mu.Unlock()
+	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/docker-c1.scope"
+	e.host.mkdir(t, filepath.Dir(rel))
+
+	ctx := context.Background()
+	st := e.svc.Starting(ctx, "c1")
+	dropIn := filepath.Join(root, "run/systemd/system/docker-c1.scope.d", dropInName)
+	got, err := os.ReadFile(dropIn)
+	if err != nil {
+		t.Fatalf("no drop-in before the start: %v", err)
+	}
+	if !strings.HasSuffix(string(got), "[Scope]\nIOReadBandwidthMax=/dev/block/254:0 2097152\nIOWriteBandwidthMax=/dev/block/254:0 1048576\n") {
+		t.Errorf("drop-in:\n%s\nwant the class's limits on 254:0 in the [Scope] section", got)
+	}
+
+	// The runtime starts the container: systemd makes the scope with the line.
+	e.host.mkdir(t, rel)
+	const line = "254:0 rbps=2097152 wbps=1048576 riops=max wiops=max"
+	e.write(t, rel, "io.max", line)
+	if err := e.svc.Started(ctx, "c1", st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dropIn); !os.IsNotExist(err) {
+		t.Errorf("the drop-in is still there after the start (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Dir(dropIn)); !os.IsNotExist(err) {
+		t.Errorf("its empty directory is still there (%v)", err)
+	}
+	if got := e.host.file(t, rel, "io.max"); got != line {
+		t.Errorf("io.max = %q after the start, want %q", got, line)
+	}
+	if got := testutil.ToFloat64(e.metrics.conflicts.WithLabelValues("systemd")); got != 0 {
+		t.Errorf("criguard's own drop-in counted as %v systemd conflicts", got)
+	}
+	// The line is criguard's: a policy that drops it lifts it.
+	e.policy.Store(mustPolicy(t, `class "x" {
+  io {
+    device    = "8:0"
+    write_bps = 1
+  }
+}`))
+	e.reconcile(t)
+	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=max wbps=max riops=max wiops=max" {
+		t.Errorf("io.max = %q after the policy dropped the class: the adopted line was not lifted", got)
+	}
+}
+
+// A scope that exists already, a cgroupfs path, or a node without systemd on v2
+// gets no drop-in.
+func TestPreStartDropInOnlyForAScopeToBe(t *testing.T) {
+	dir := t.TempDir()
+	limits := []cgroup.IOLimit{{Device: cgroup.Device{Major: 8, Minor: 0}, WriteIOPS: 20}}
+	on := preStart{enabled: true, root: dir}
+	for _, c := range []struct {
+		name string
+		p    preStart
+		plan Plan
+		want string
+	}{
+		{"scope to be", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), Limits: limits}, "docker-c.scope"},
+		{"scope exists", on, Plan{ContainerID: "c", Dir: dir + "/", Limits: limits}, ""},
+		{"cgroupfs", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "kubepods/pod1/c"), Limits: limits}, ""},
+		{"pod slice", on, Plan{Dir: filepath.Join(dir, "kubepods-pod1.slice"), Limits: limits}, ""},
+		{"no limits", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope")}, ""},
+		{"disabled", preStart{root: dir}, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), Limits: limits}, ""},
+	} {
+		if got := c.p.unitFor(c.plan); got != c.want {
+			t.Errorf("%s: unitFor = %q, want %q", c.name, got, c.want)
+		}
+	}
+	if got := string(unitIOProperties(limits)); !strings.HasSuffix(got, "[Scope]\nIOWriteIOPSMax=/dev/block/8:0 20\n") {
+		t.Errorf("properties:\n%s", got)
+	}
+}
+
+// A crash between Starting and Started leaves a drop-in: the next start-up removes
+// it and only it.
+func TestPreStartDropInLeftoversRemovedAtStartUp(t *testing.T) {
+	root := t.TempDir()
+	unitDir := filepath.Join(root, "run/systemd/system/docker-c9.scope.d")
+	if err := os.MkdirAll(unitDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{dropInName, "10-operator.conf"} {
+		if err := os.WriteFile(filepath.Join(unitDir, name), []byte("[Scope]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newTestEnv(t, func(o *Options) { o.SystemdRoot, o.PreStartDropIns = root, true })
+	if _, err := os.Stat(filepath.Join(unitDir, dropInName)); !os.IsNotExist(err) {
+		t.Errorf("the leftover drop-in is still there (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(unitDir, "10-operator.conf")); err != nil {
+		t.Errorf("the operator's drop-in beside it went: %v", err)
 	}
 }

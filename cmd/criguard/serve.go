@@ -263,24 +263,26 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 	}
 	log.Info("cgroup hierarchy", "mode", hier.Mode().String(), "io_version", io.Version(), "io_mount", io.Mount())
 	var unitWeights criservice.UnitWeights
-	if cfg.sysRoot == "" && runningSystemd() {
+	onSystemd := cfg.sysRoot == "" && runningSystemd()
+	if onSystemd {
 		// On systemd's own units the weights go through systemd (connected on first use).
 		unitWeights = &cgroup.SystemdUnits{Version: io.Version()}
 	}
 	return criservice.New(criservice.Options{
-		UnitWeights:  unitWeights,
-		Runtime:      rt,
-		IO:           io,
-		Controllers:  hier,
-		Resolver:     resolver,
-		Devices:      cgroup.DeviceResolver{ProcRoot: cfg.procRoot, SysRoot: cfg.sysRoot},
-		Policy:       current,
-		StateDir:     cfg.stateDir,
-		FailClosed:   cfg.failClosed,
-		DryRun:       cfg.dryRun,
-		ApplyTimeout: cfg.applyTimeout,
-		Logger:       log,
-		Metrics:      metrics,
+		UnitWeights:     unitWeights,
+		PreStartDropIns: onSystemd && io.Version() == 2,
+		Runtime:         rt,
+		IO:              io,
+		Controllers:     hier,
+		Resolver:        resolver,
+		Devices:         cgroup.DeviceResolver{ProcRoot: cfg.procRoot, SysRoot: cfg.sysRoot},
+		Policy:          current,
+		StateDir:        cfg.stateDir,
+		FailClosed:      cfg.failClosed,
+		DryRun:          cfg.dryRun,
+		ApplyTimeout:    cfg.applyTimeout,
+		Logger:          log,
+		Metrics:         metrics,
 	})
 }
 
