@@ -11,7 +11,8 @@ readonly SUITE=bookworm
 readonly MIRROR=${V2NODE_MIRROR:-http://deb.debian.org/debian}
 readonly PACKAGES=(
 	systemd systemd-sysv dbus udev kmod util-linux mount e2fsprogs iproute2 procps
-	coreutils ca-certificates jq containerd runc linux-image-cloud-amd64
+	coreutils ca-certificates jq containerd runc linux-image-cloud-amd64 docker.io
+	conmon crun skopeo
 )
 # Read by the baked unit below: 254:32, the third virtio disk (run.sh's drive order).
 readonly ASSETS_DEV=/dev/vdc

@@ -4,7 +4,8 @@
 # vm/main.sh from an assets disk holding criguard's .deb (make package), crictl, kubelet
 # (kubelet.sh, cached by version), containerd 2 and the local OCI images. Inside, criguard
 # is installed with dpkg -i by README.md's install block, and a standalone kubelet
-# (systemd driver, static pods) talks to it in front of containerd 2.x, then 1.6.
+# (systemd driver, static pods) talks to it in front of containerd 2.x, then 1.6, then
+# dockerd behind cri-dockerd, then CRI-O with crun.
 # The VM prints one line per check on the serial console; any FAIL fails this script.
 set -euo pipefail
 
@@ -73,16 +74,17 @@ install_block() {
 assets() {
 	local dir=$1 kubelet=$2 f
 	mkdir -p "$dir/bin" "$dir/images" "$dir/vm"
-	for f in "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" \
-		"$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar"; do
+	for f in "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$lab/bin/cri-dockerd" \
+		"$lab/bin/crio" "$lab/bin/pinns" "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$lab/images/rootfs.tar"; do
 		[[ -s $f ]] || die "$f missing: run make lab"
 	done
-	cp "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$dir/bin/"
+	cp "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$lab/bin/cri-dockerd" \
+		"$lab/bin/crio" "$lab/bin/pinns" "$dir/bin/"
 	# The restart check's load (test/e2e/load, as the host's restart tests drive it).
 	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/criload" ./test/v2node/criload) ||
 		die "building criload failed"
 	cp "$kubelet" "$dir/bin/kubelet"
-	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$dir/images/"
+	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$lab/images/rootfs.tar" "$dir/images/"
 	cp -r "$here/vm/." "$dir/vm/"
 	echo "RUNTIMES='$RUNTIMES'" >"$dir/vm/env"
 	install_block "$dir"
@@ -130,11 +132,13 @@ main() {
 	log "booting (TCG, timeout ${TIMEOUT_SECONDS} s, runtimes: $RUNTIMES)"
 	local rc=0 boot=$SECONDS
 	# --foreground: qemu stays in our process group, so stopping make stops it too.
+	# apparmor=0: the image has no apparmor_parser, without which dockerd refuses to
+	# start a container on a kernel with AppArmor on (Debian's).
 	timeout --foreground "$TIMEOUT_SECONDS" qemu-system-x86_64 \
 		-accel tcg,thread=multi -cpu max -smp 2 -m 2G -net none \
 		-nographic -no-reboot -serial mon:stdio \
 		-kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
-		-append "root=/dev/vda rw console=ttyS0 quiet loglevel=3 panic=-1 systemd.unified_cgroup_hierarchy=1 systemd.unit=criguard-lab.target systemd.show_status=false" \
+		-append "root=/dev/vda rw console=ttyS0 quiet loglevel=3 panic=-1 apparmor=0 systemd.unified_cgroup_hierarchy=1 systemd.unit=criguard-lab.target systemd.show_status=false" \
 		-drive "file=$image/root.img,if=virtio,format=raw,snapshot=on" \
 		-drive "file=$work/data.img,if=virtio,format=raw" \
 		-drive "file=$work/assets.img,if=virtio,format=raw,readonly=on" \
