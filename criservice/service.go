@@ -100,7 +100,8 @@ type Service struct {
 	// containers, so each running container gets an equal share instead.
 	splitPodBudget bool
 
-	burst atomic.Pointer[bursts] // nil: no burst loop (burst.go)
+	burst      atomic.Pointer[bursts]     // nil: no burst loop (burst.go)
+	protection atomic.Pointer[protection] // nil: no protection loop (protect.go)
 }
 
 // New returns a Service.
@@ -137,7 +138,7 @@ func New(opts Options) (*Service, error) {
 	enforcer := &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
 		specCarriesLimits: settings.RuntimeTakesUnified()}
 	enforcer.weights = newWeightEnforcer(opts)
-	return &Service{
+	s := &Service{
 		opts:     opts,
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
@@ -150,7 +151,9 @@ func New(opts Options) (*Service, error) {
 
 		conflictRecorded: make(chan struct{}, 1),
 		splitPodBudget:   !opts.IO.Hierarchical(),
-	}, nil
+	}
+	enforcer.refresh = s.refreshInForce
+	return s, nil
 }
 
 // Plan is everything criguard decides about one cgroup: who it is, what the
@@ -162,6 +165,9 @@ type Plan struct {
 	Decision    policy.Decision
 	CgroupsPath string
 	Dir         string
+	// ClassLimits are what the policy gives the cgroup; Limits are them with the
+	// burst and protection loops' limits in force laid over (container plans).
+	ClassLimits []cgroup.IOLimit
 	// Limits are what the cgroup at Dir must hold. For a container whose
 	// decision is pod-scoped they are empty on v2, where the pod's cgroup
 	// carries them, and its share of the pod budget on v1.
@@ -222,7 +228,8 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		}
 		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
-	s.burstInForce(&plan, po.starting)
+	plan.ClassLimits = plan.Limits
+	s.inForce(&plan, po.starting)
 	s.planWeights(&plan)
 	s.yieldToUnit(&plan)
 	return plan, nil

@@ -140,7 +140,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 	wg.Go(func() {
 		(&criservice.Reconciler{Passes: svc, Interval: cfg.reconcileInterval, Log: log}).Run(ctx, reconcileNow)
 	})
-	if err := startBurst(ctx, &wg, cfg.serveConfig, svc, reg, log); err != nil {
+	if err := startLoops(ctx, &wg, cfg.serveConfig, svc, reg, log); err != nil {
 		cancel()
 		wg.Wait()
 		return err
