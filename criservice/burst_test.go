@@ -150,3 +150,31 @@ rule "batch" {
 		t.Errorf("after a reconcile pass: %q", got)
 	}
 }
+
+// explain says why a bursting key's limit in force is above the class's: the credit
+// left, from the daemon's burst.json.
+func TestExplainSaysTheCreditLeft(t *testing.T) {
+	stateDir := t.TempDir()
+	e := newTestEnv(t, func(o *Options) { o.StateDir = stateDir })
+	e.policy.Store(mustPolicy(t, burstPolicy))
+	ctl := burst.NewController(nil)
+	e.svc.EnableBurst(ctl)
+	r, err := burst.NewRunner(burst.RunnerOptions{Controller: ctl, Source: e.svc, Enforcer: e.svc, Stats: e.svc.BurstStats,
+		StatePath: filepath.Join(stateDir, burst.StateFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	if _, err := e.startContainer(t, "c1", "p1", "worker"); err != nil {
+		t.Fatal(err)
+	}
+	r.Tick(context.Background(), time.Unix(1e9, 0))
+	ex, err := e.svc.Explain(context.Background(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "write_bps on 254:0: 4MiB/s in force, the class gives 1MiB/s: bursting, credit left 8MiB"
+	if len(ex.InForceNotes) != 1 || ex.InForceNotes[0] != want {
+		t.Errorf("notes = %q, want %q", ex.InForceNotes, want)
+	}
+}

@@ -163,6 +163,7 @@ func (s *Service) inForce(p *Plan, starting bool) {
 	p.Limits = slices.Clone(p.ClassLimits)
 	s.burstInForce(p, starting)
 	s.protectInForce(p)
+	s.noteClassLimits(*p)
 }
 
 // refreshInForce is inForce for the enforcer, under the cgroup's write lock: a plan

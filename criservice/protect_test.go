@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -362,5 +363,72 @@ func TestStalePlanWritesTheLatestLimitInForce(t *testing.T) {
 	if got, want := p.writerWBPS(t), p.runner.InForce(protect.YieldLine{Container: "c2", Device: cgroup.Device{Major: 254},
 		Kind: protect.WriteBPS, Floor: 10 * mib, Ceiling: 160 * mib, Capped: true}); got != want {
 		t.Errorf("after racing passes wbps = %d, the loop holds %d", got, want)
+	}
+}
+
+// explain, status and top, in a process of their own (a service on the daemon's
+// state dir, the loop not running), show the limit in force beside the class's and
+// say why they differ: the writer yields, protecting web/pod-p1.
+func TestVisibilityOfTheLimitInForce(t *testing.T) {
+	p := newProtectEnv(t)
+	p.pressure(t, 80)
+	for range 4 { // 160 → 80 → 40
+		p.tick()
+	}
+	ctx := context.Background()
+	rt, _ := fakeruntime.Serve(t, p.fake)
+	cli, err := New(Options{Runtime: rt, IO: p.host.io, Resolver: criResolver(t, rt), Devices: fakeDevices{},
+		Policy: p.policy.Load, StateDir: p.stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := protect.LoadState(filepath.Join(p.stateDir, protect.StateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.EnableProtectionState(saved); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := cli.Explain(ctx, "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "write_bps on 254:0: 40MiB/s in force, the class gives 160MiB/s: yielding, protecting web/pod-p1 (the loop holds 40MiB/s)"
+	if !slices.Contains(ex.InForceNotes, want) {
+		t.Errorf("explain notes = %q\nwant %q", ex.InForceNotes, want)
+	}
+	if len(ex.Pending) != 0 {
+		t.Errorf("explain would write %v over the limit the loop holds", ex.Pending)
+	}
+	reports, err := cli.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, r := range reports {
+		if r.ID != "c2" {
+			continue
+		}
+		found++
+		if !r.Match || len(r.Class) != 1 || r.Class[0].WriteBPS != 160*mib || len(r.InForceNotes) == 0 {
+			t.Errorf("status row of the writer = %+v, want in sync, the class's 160MiB beside and why", r)
+		}
+	}
+	if err := cli.TrackRunning(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := cli.SampleUsage()
+	time.Sleep(10 * time.Millisecond)
+	for _, r := range Rates(first, cli.SampleUsage()) {
+		if r.ID != "c2" {
+			continue
+		}
+		found++
+		if r.Limit.WriteBPS != 40*mib || r.ClassLimit == nil || r.ClassLimit.WriteBPS != 160*mib {
+			t.Errorf("top row of the writer: limit %+v, class %+v; want 40MiB in force beside the class's 160MiB", r.Limit, r.ClassLimit)
+		}
+	}
+	if found != 2 {
+		t.Errorf("the writer has %d rows in status and top, want one in each", found)
 	}
 }

@@ -100,8 +100,9 @@ type Service struct {
 	// containers, so each running container gets an equal share instead.
 	splitPodBudget bool
 
-	burst      atomic.Pointer[bursts]     // nil: no burst loop (burst.go)
-	protection atomic.Pointer[protection] // nil: no protection loop (protect.go)
+	burst       atomic.Pointer[bursts]     // nil: no burst loop (burst.go)
+	protection  atomic.Pointer[protection] // nil: no protection loop (protect.go)
+	classLimits sync.Map                   // container ID → its plan's ClassLimits (inforce.go)
 }
 
 // New returns a Service.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -59,5 +60,23 @@ func startProtect(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, svc 
 	}
 	svc.EnableProtection(runner)
 	wg.Go(func() { runner.Run(ctx) })
+	return nil
+}
+
+// protectionFromState lays the daemon's protection limits in force (its saved
+// state) over the plans of explain, status and top, which run in their own process:
+// a yielding container held down reads as in sync, not as pending. It returns notes.
+func protectionFromState(cfg serveConfig, svc *criservice.Service) []string {
+	if cfg.stateDir == "" || !svc.HasPressure() {
+		return nil
+	}
+	path := filepath.Join(cfg.stateDir, protect.StateFile)
+	saved, err := protect.LoadState(path)
+	if err == nil {
+		err = svc.EnableProtectionState(saved)
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("protection state unreadable (%v): yielding limits are compared with their caps", err)}
+	}
 	return nil
 }
