@@ -178,3 +178,33 @@ func TestExplainSaysTheCreditLeft(t *testing.T) {
 		t.Errorf("notes = %q, want %q", ex.InForceNotes, want)
 	}
 }
+
+// A reconcile pass that planned a bursting container before the burst loop's tick
+// and writes after it writes the tick's limit (the burst loop vs reconcile race):
+// writes to one cgroup are serialized and the limits in force laid again under the lock.
+func TestStalePlanKeepsTheBurst(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, burstPolicy))
+	ctl := burst.NewController(nil)
+	e.svc.EnableBurst(ctl)
+	r, err := burst.NewRunner(burst.RunnerOptions{Controller: ctl, Source: e.svc, Enforcer: e.svc, Stats: e.svc.BurstStats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := e.plan("c1", planOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Tick(context.Background(), time.Unix(1e9, 0))
+	if _, _, err := e.svc.applyPlan(context.Background(), stale); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 4194304" {
+		t.Errorf("a plan made before the tick wrote %q over the burst rate", got)
+	}
+}
