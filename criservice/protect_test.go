@@ -172,6 +172,9 @@ func TestProtectionTightensToTheFloorAndGivesBack(t *testing.T) {
 			t.Fatalf("a reconcile pass wrote %d over the limit in force %d", again, got)
 		}
 	}
+	if limits, _ := p.host.io.Limits(filepath.Join(p.host.mount, p.writer)); len(limits) != 1 || limits[0].ReadBPS != 10*mib {
+		t.Errorf("io.max under pressure = %+v, want the uncapped read_bps held at its floor too", limits)
+	}
 	want := []uint64{160 * mib, 80 * mib, 40 * mib, 20 * mib, 10 * mib}
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("wbps went %v, want halvings to the floor %v", seen, want)
@@ -214,6 +217,12 @@ func TestProtectionTightensToTheFloorAndGivesBack(t *testing.T) {
 	}
 	if got := p.runner.Protecting(cgroup.Device{Major: 254}); len(got) != 0 {
 		t.Errorf("still protecting %v with the writer at its cap", got)
+	}
+	// read_bps, uncapped by the class, yielded from the 400MiB ceiling: given all its
+	// bandwidth back it has no limit again.
+	limits, err := p.host.io.Limits(filepath.Join(p.host.mount, p.writer))
+	if err != nil || len(limits) != 1 || limits[0].ReadBPS != 0 || limits[0].WriteBPS != 160*mib {
+		t.Errorf("io.max after the give-back = %+v (%v), want rbps=max and the class's wbps", limits, err)
 	}
 }
 
