@@ -71,7 +71,7 @@ func (s *Service) burstInForce(p *Plan, starting bool) {
 	}
 	b.targets[p.ContainerID] = t
 	b.mu.Unlock()
-	p.Limits = b.ctl.LimitsInForce(t, p.Limits)
+	p.Limits = b.ctl.LimitsInForce(t, p.ClassLimits)
 }
 
 // burstLines resolves the devices of the decision's bursting keys.

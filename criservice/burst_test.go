@@ -150,3 +150,61 @@ rule "batch" {
 		t.Errorf("after a reconcile pass: %q", got)
 	}
 }
+
+// explain says why a bursting key's limit in force is above the class's: the credit
+// left, from the daemon's burst.json.
+func TestExplainSaysTheCreditLeft(t *testing.T) {
+	stateDir := t.TempDir()
+	e := newTestEnv(t, func(o *Options) { o.StateDir = stateDir })
+	e.policy.Store(mustPolicy(t, burstPolicy))
+	ctl := burst.NewController(nil)
+	e.svc.EnableBurst(ctl)
+	r, err := burst.NewRunner(burst.RunnerOptions{Controller: ctl, Source: e.svc, Enforcer: e.svc, Stats: e.svc.BurstStats,
+		StatePath: filepath.Join(stateDir, burst.StateFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	if _, err := e.startContainer(t, "c1", "p1", "worker"); err != nil {
+		t.Fatal(err)
+	}
+	r.Tick(context.Background(), time.Unix(1e9, 0))
+	ex, err := e.svc.Explain(context.Background(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "write_bps on 254:0: 4MiB/s in force, the class gives 1MiB/s: bursting, credit left 8MiB"
+	if len(ex.InForceNotes) != 1 || ex.InForceNotes[0] != want {
+		t.Errorf("notes = %q, want %q", ex.InForceNotes, want)
+	}
+}
+
+// A reconcile pass that planned a bursting container before the burst loop's tick
+// and writes after it writes the tick's limit (the burst loop vs reconcile race):
+// writes to one cgroup are serialized and the limits in force laid again under the lock.
+func TestStalePlanKeepsTheBurst(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.policy.Store(mustPolicy(t, burstPolicy))
+	ctl := burst.NewController(nil)
+	e.svc.EnableBurst(ctl)
+	r, err := burst.NewRunner(burst.RunnerOptions{Controller: ctl, Source: e.svc, Enforcer: e.svc, Stats: e.svc.BurstStats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := e.plan("c1", planOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Tick(context.Background(), time.Unix(1e9, 0))
+	if _, _, err := e.svc.applyPlan(context.Background(), stale); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 4194304" {
+		t.Errorf("a plan made before the tick wrote %q over the burst rate", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/translate"
@@ -23,6 +24,20 @@ type enforcer struct {
 	specCarriesLimits bool
 	// weights brings the cgroup's weight lines to the plan (weight.go).
 	weights *weightEnforcer
+	// dirLocks serializes the writes to one cgroup (dir → *sync.Mutex): a reconcile
+	// pass, a start and the burst and protection loops each read, decide and write.
+	dirLocks sync.Map
+	// refresh lays the loops' limits in force over a plan again, under its cgroup's
+	// lock: the last writer writes the loops' latest decision, never an older one.
+	refresh func(*Plan)
+}
+
+// lockDir takes dir's write lock and returns its release.
+func (e *enforcer) lockDir(dir string) func() {
+	m, _ := e.dirLocks.LoadOrStore(dir, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // syncResult says what enforce did to one cgroup.
@@ -125,6 +140,12 @@ func writesAttr(writes []cgroup.Write) []string {
 // apply enforces a plan and says so: the one path for containers and pods. Devices
 // that did not resolve are an error after the others are written.
 func (e *enforcer) apply(plan Plan, scope, id string) (Plan, syncResult, error) {
+	if plan.Dir != "" {
+		defer e.lockDir(plan.Dir)()
+		if e.refresh != nil {
+			e.refresh(&plan)
+		}
+	}
 	result, writes, err := e.enforce(plan)
 	if err != nil {
 		return plan, "", fmt.Errorf("%s %s: %w", scope, id, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/policy"
@@ -25,10 +26,14 @@ type Explanation struct {
 	IOVersion   int             `json:"cgroupIOVersion"`
 	// Limits are what the cgroup at Dir must hold; Writes make them true;
 	// Pending are the writes still needed, given what Current holds.
-	Limits  []cgroup.IOLimit `json:"limits"`
-	Writes  []cgroup.Write   `json:"writes"`
-	Current []cgroup.IOLimit `json:"current"`
-	Pending []cgroup.Write   `json:"pending"`
+	Limits []cgroup.IOLimit `json:"limits"`
+	// ClassLimits are the class's limits: Limits differ where the burst or the
+	// protection loop holds a limit in force; InForceNotes say why, key by key.
+	ClassLimits  []cgroup.IOLimit `json:"classLimits,omitempty"`
+	InForceNotes []string         `json:"inForceNotes,omitempty"`
+	Writes       []cgroup.Write   `json:"writes"`
+	Current      []cgroup.IOLimit `json:"current"`
+	Pending      []cgroup.Write   `json:"pending"`
 	// Foreign are limits in Current that criguard did not write: it leaves them alone.
 	Foreign []cgroup.IOLimit `json:"foreign,omitempty"`
 	// RecordMissing says where the record of criguard's limits was looked for and
@@ -97,7 +102,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	}
 	ex := Explanation{Kind: kind, ID: id, PodID: plan.PodID, Workload: plan.Workload, Decision: plan.Decision,
 		Resolver: s.opts.Resolver.Name(), CgroupsPath: plan.CgroupsPath, Dir: plan.Dir,
-		IOVersion: s.opts.IO.Version(), Limits: plan.Limits, Mounts: plan.Mounts}
+		IOVersion: s.opts.IO.Version(), Limits: plan.Limits, ClassLimits: plan.ClassLimits, Mounts: plan.Mounts}
 	if err != nil {
 		ex.Error = err.Error()
 	}
@@ -118,6 +123,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 		}
 		ex.Current = current
 		if readErr == nil {
+			ex.InForceNotes = s.inForceNotes(plan, current)
 			ex.Pending = s.enforcer.pending(plan, current)
 			ex.Foreign = translate.Foreign(current, s.enforcer.owned.get(plan.Dir))
 		}
@@ -151,8 +157,13 @@ type Report struct {
 	Reason    string           `json:"reason"`
 	Dir       string           `json:"cgroupDir"`
 	Want      []cgroup.IOLimit `json:"want"`
-	Have      []cgroup.IOLimit `json:"have"`
-	Foreign   []cgroup.IOLimit `json:"foreign,omitempty"`
+	// Class is the class's limits where Want, with the loops' limits in force, differs.
+	Class        []cgroup.IOLimit `json:"class,omitempty"`
+	InForceNotes []string         `json:"inForceNotes,omitempty"`
+	// Weights are the cgroup's per-device weights and whether they are enforced.
+	Weights []WeightState    `json:"weights,omitempty"`
+	Have    []cgroup.IOLimit `json:"have"`
+	Foreign []cgroup.IOLimit `json:"foreign,omitempty"`
 	// RecordMissing is Explanation.RecordMissing.
 	RecordMissing string          `json:"recordMissing,omitempty"`
 	Conflicts     []string        `json:"conflicts,omitempty"`
@@ -230,6 +241,11 @@ func (s *Service) report(kind string, plan Plan, err error) (Report, error) {
 		return r, err
 	}
 	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
+	if !slices.Equal(plan.ClassLimits, plan.Limits) || !slices.Equal(plan.ClassLimits, r.Have) {
+		r.Class = plan.ClassLimits
+	}
+	r.InForceNotes = s.inForceNotes(plan, r.Have)
+	r.Weights = s.weightStates(plan)
 	r.Match = len(s.enforcer.pending(plan, r.Have)) == 0
 	r.Resources = s.resourceStates(plan)
 	for _, st := range r.Resources {

@@ -105,7 +105,9 @@ type Service struct {
 	// containers, so each running container gets an equal share instead.
 	splitPodBudget bool
 
-	burst atomic.Pointer[bursts] // nil: no burst loop (burst.go)
+	burst       atomic.Pointer[bursts]     // nil: no burst loop (burst.go)
+	protection  atomic.Pointer[protection] // nil: no protection loop (protect.go)
+	classLimits sync.Map                   // container ID → its plan's ClassLimits (inforce.go)
 
 	preStart preStart
 }
@@ -152,7 +154,7 @@ func New(opts Options) (*Service, error) {
 			opts.Logger.Info("removed pre-start drop-ins a crash left", "count", n)
 		}
 	}
-	return &Service{
+	s := &Service{
 		preStart: pre,
 		opts:     opts,
 		log:      opts.Logger,
@@ -166,7 +168,9 @@ func New(opts Options) (*Service, error) {
 
 		conflictRecorded: make(chan struct{}, 1),
 		splitPodBudget:   !opts.IO.Hierarchical(),
-	}, nil
+	}
+	enforcer.refresh = s.refreshInForce
+	return s, nil
 }
 
 // Plan is everything criguard decides about one cgroup: who it is, what the
@@ -178,6 +182,9 @@ type Plan struct {
 	Decision    policy.Decision
 	CgroupsPath string
 	Dir         string
+	// ClassLimits are what the policy gives the cgroup; Limits are them with the
+	// burst and protection loops' limits in force laid over (container plans).
+	ClassLimits []cgroup.IOLimit
 	// Limits are what the cgroup at Dir must hold. For a container whose
 	// decision is pod-scoped they are empty on v2, where the pod's cgroup
 	// carries them, and its share of the pod budget on v1.
@@ -246,7 +253,8 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		}
 		plan.Limits, plan.PodShare = share(plan.Limits, n), n
 	}
-	s.burstInForce(&plan, po.starting)
+	plan.ClassLimits = plan.Limits
+	s.inForce(&plan, po.starting)
 	s.planWeights(&plan)
 	s.yieldToUnit(&plan)
 	return plan, nil

@@ -22,9 +22,12 @@ type Usage struct {
 	Container string           `json:"container,omitempty"`
 	Dir       string           `json:"cgroupDir"`
 	Limits    []cgroup.IOLimit `json:"limits"`
-	Stats     []cgroup.IOStat  `json:"stats"`
-	Pressure  *cgroup.Pressure `json:"pressure,omitempty"`
-	At        time.Time        `json:"at"`
+	// ClassLimits are the class's limits, where the loops' limits in force (Limits)
+	// may differ: a burst raises a key, protection lowers one. Containers only, once planned.
+	ClassLimits []cgroup.IOLimit `json:"classLimits,omitempty"`
+	Stats       []cgroup.IOStat  `json:"stats"`
+	Pressure    *cgroup.Pressure `json:"pressure,omitempty"`
+	At          time.Time        `json:"at"`
 }
 
 // SampleUsage reads the cgroup files of every container in the metadata cache
@@ -36,12 +39,15 @@ func (s *Service) SampleUsage() []Usage {
 	containers, pods := s.cache.snapshot()
 	pressure, _ := s.opts.IO.(cgroup.PressureReader)
 	out := make([]Usage, 0, len(containers))
+	live := make(map[string]bool, len(containers))
 	for _, ct := range containers {
+		live[ct.ID] = true
 		if ct.Dir == "" {
 			continue
 		}
 		pod := pods[ct.PodID]
 		u := Usage{Kind: "container", ID: ct.ID, PodID: ct.PodID, Namespace: pod.Namespace, Pod: pod.Name, Container: ct.Name, Dir: ct.Dir}
+		u.ClassLimits, _ = s.classLimitsOf(ct.ID)
 		if s.readUsage(&u, pressure, false) {
 			out = append(out, u)
 		}
@@ -61,6 +67,7 @@ func (s *Service) SampleUsage() []Usage {
 			}
 		}
 	}
+	s.forgetClassLimits(live)
 	slices.SortFunc(out, func(a, b Usage) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Pod, b.Pod), cmp.Compare(a.Kind, b.Kind),
 			cmp.Compare(a.Container, b.Container), cmp.Compare(a.ID, b.ID))
@@ -147,6 +154,9 @@ type Rate struct {
 	ReadIOPS  float64 `json:"readIops"`
 	WriteIOPS float64 `json:"writeIops"`
 	Limit     Limit   `json:"limit"`
+	// ClassLimit is the class's limit on the device, where Limit, the limit in force,
+	// may differ (burst credit, protection); nil when not known (pod rows, not planned).
+	ClassLimit *Limit `json:"classLimit,omitempty"`
 	// PercentOfLimit is the busiest limited key's rate over its limit, in
 	// percent; nil when the device has no limit.
 	PercentOfLimit *float64 `json:"percentOfLimit"`
@@ -201,6 +211,10 @@ func Rates(prev, cur []Usage) []Rate {
 			}
 			r.ReadBPS, r.WriteBPS = perSecond(now.ReadBytes, then.ReadBytes), perSecond(now.WriteBytes, then.WriteBytes)
 			r.ReadIOPS, r.WriteIOPS = perSecond(now.ReadIOs, then.ReadIOs), perSecond(now.WriteIOs, then.WriteIOs)
+			if u.ClassLimits != nil { // known: planned
+				l, _ := limitOf(u.ClassLimits, d)
+				r.ClassLimit = &Limit{ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS}
+			}
 			if l, ok := limitOf(u.Limits, d); ok {
 				r.Limit = Limit{ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS}
 				r.PercentOfLimit = percentOfLimit(r)

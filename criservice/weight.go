@@ -195,13 +195,22 @@ type WeightState struct {
 
 // explainWeights describes the plan's weights, device by device.
 func (s *Service) explainWeights(ex *Explanation, plan Plan) {
-	w := s.enforcer.weights
-	if w == nil || len(plan.Weights) == 0 {
+	if s.enforcer.weights == nil || len(plan.Weights) == 0 {
 		if plan.ContainerID != "" && plan.Decision.Scope == policy.ScopePod && plan.Decision.HasWeights() {
 			ex.Notes = append(ex.Notes, "pod-scope weight: it is on the pod's cgroup, where the pod competes with its sibling pods")
 		}
 		return
 	}
+	ex.Weights = s.weightStates(plan)
+}
+
+// weightStates reads the plan's weights back, device by device (explain, status).
+func (s *Service) weightStates(plan Plan) []WeightState {
+	w := s.enforcer.weights
+	if w == nil || len(plan.Weights) == 0 {
+		return nil
+	}
+	var states []WeightState
 	var current []cgroup.WeightLine
 	if plan.Dir != "" {
 		current, _ = w.weights.Read(plan.Dir, w.weights.WeightFiles())
@@ -219,8 +228,9 @@ func (s *Service) explainWeights(ex *Explanation, plan Plan) {
 				}
 			}
 		}
-		ex.Weights = append(ex.Weights, st)
+		states = append(states, st)
 	}
+	return states
 }
 
 // maxSiblingsNamed bounds the siblings explain names: a QoS slice holds every pod.

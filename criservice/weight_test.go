@@ -113,6 +113,14 @@ func TestWeightLandsInBFQFileOnV2(t *testing.T) {
 	if want := "the children of " + filepath.Dir(filepath.Join(e.host.mount, rel)); !strings.HasPrefix(ex.Weights[0].Siblings, want) {
 		t.Errorf("siblings = %q, want %q…", ex.Weights[0].Siblings, want)
 	}
+	// status shows the weights too.
+	reports, err := e.svc.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports) != 1 || len(reports[0].Weights) != 1 || reports[0].Weights[0].Have != 181 {
+		t.Errorf("status = %+v, want c1 with its weight, 181 in force", reports)
+	}
 }
 
 func TestWeightNotEnforcedIsSaidNotWritten(t *testing.T) {

@@ -26,7 +26,7 @@ var (
 			{Name: "read_bps"}, {Name: "write_bps"}, {Name: "read_iops"}, {Name: "write_iops"},
 			{Name: "weight"},
 		},
-		Blocks: []hcl.BlockHeaderSchema{{Type: "burst"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "burst"}, {Type: "protect"}, {Type: "yield"}},
 	}
 	ruleSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "class", Required: true}, {Name: "scope"}},
@@ -236,7 +236,10 @@ func (d *decoder) decodeIO(b *hcl.Block) (IOLimits, bool) {
 		{"read_iops", &limits.ReadIOPS, false},
 		{"write_iops", &limits.WriteIOPS, false},
 	}
-	anySet := false
+	protects, yields := content.Blocks.OfType("protect"), content.Blocks.OfType("yield")
+	// Protection alone is a setting: a protected workload may have no cap, and a
+	// yield's ceiling stands for the cap it lacks.
+	anySet := len(protects) > 0 || len(yields) > 0
 	if attr := content.Attributes["weight"]; attr != nil {
 		anySet = true
 		weight, good := d.weightValue(attr, limits)
@@ -259,13 +262,16 @@ func (d *decoder) decodeIO(b *hcl.Block) (IOLimits, bool) {
 		d.errorf(b.DefRange, "io block sets no limit",
 			"Set at least one of read_bps, write_bps, read_iops, write_iops, weight, e.g. write_bps = \"40MiB\".")
 		ok = false
-	} else if ok && limits.IsZero() && limits.Weight == 0 {
+	} else if ok && limits.IsZero() && limits.Weight == 0 && len(protects) == 0 && len(yields) == 0 {
 		d.errorf(b.DefRange, "io block sets no limit",
 			"Every limit here is 0, which means unlimited; remove the block or set a limit, e.g. write_bps = \"40MiB\".")
 		ok = false
 	}
 	if bursts := content.Blocks.OfType("burst"); len(bursts) > 0 && ok {
 		ok = d.decodeBursts(bursts, &limits)
+	}
+	if (len(protects) > 0 || len(yields) > 0) && ok {
+		ok = d.decodeSharing(protects, yields, &limits)
 	}
 	return limits, ok
 }
@@ -304,7 +310,7 @@ func (d *decoder) decodeRule(b *hcl.Block) {
 				"Scope %q is not one of \"container\" (each container its own limits) or \"pod\" (one budget shared by the pod).%s", scope, didYouMean(scope, scopeValues))
 			ok = false
 		}
-		ok = ok && d.checkPodScopeBurst(rule, attr.Expr.Range())
+		ok = ok && d.checkPodScopeBurst(rule, attr.Expr.Range()) && d.checkPodScopeSharing(rule, attr.Expr.Range())
 	}
 	for i, m := range content.Blocks {
 		if i > 0 {

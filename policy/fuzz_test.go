@@ -43,7 +43,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("class %q limits nothing", name)
 			}
 			for _, l := range class.IO {
-				if l.Device == "" || (l.IsZero() && l.Weight == 0) {
+				if l.Device == "" || l.SetsNothing() {
 					t.Fatalf("class %q has an empty io entry %+v", name, l)
 				}
 			}

@@ -143,11 +143,11 @@ func (p *Policy) decide(w Workload, a asks, ignored *[]Ignored) Decision {
 	if !p.Annotations.AllowLoosen {
 		d.IO = tightestPerDevice(d.IO)
 	}
+	var ruleClassIO []IOLimits
 	if rule != nil {
-		d.IO = boundBursts(d.IO, p.classIO(rule.Class))
-	} else {
-		d.IO = boundBursts(d.IO, nil)
+		ruleClassIO = p.classIO(rule.Class)
 	}
+	d.IO = boundSharing(boundBursts(d.IO, ruleClassIO), ruleClassIO)
 	if len(used) > 0 {
 		verb := "tightened by"
 		if p.Annotations.AllowLoosen {
@@ -187,6 +187,8 @@ func overlay(base, over []IOLimits) []IOLimits {
 			// A class's burst only narrows the one in place (boundBursts).
 			o.Burst = tightestBurst(*o, l)
 		}
+		// A class never takes a yield away (boundSharing).
+		o.Yield = tightestYield(o.Yield, l.Yield)
 	}
 	return out
 }
@@ -207,6 +209,10 @@ func tightestPerDevice(io []IOLimits) []IOLimits {
 		o.Burst = tightestBurst(*o, l)
 		// The lower weight: a share given to neighbours is the safe side.
 		o.Weight = tightest(o.Weight, l.Weight)
+		o.Yield = tightestYield(o.Yield, l.Yield)
+		if l.Protect.PressureSomeAvg10 > o.Protect.PressureSomeAvg10 {
+			o.Protect = l.Protect // the looser target asks less of the neighbours; boundSharing has the last word
+		}
 	}
 	return out
 }

@@ -133,7 +133,7 @@ func TestGoodPolicies(t *testing.T) {
 			}
 			for name, class := range p.Classes {
 				for _, limits := range class.IO {
-					if (limits.IsZero() && limits.Weight == 0) || limits.Device == "" {
+					if limits.SetsNothing() || limits.Device == "" {
 						t.Errorf("class %s has an empty io entry %+v", name, limits)
 					}
 				}

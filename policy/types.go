@@ -28,6 +28,10 @@ type IOLimits struct {
 	// (MinWeight–MaxWeight, the kernel's default DefaultWeight); 0: criguard sets none.
 	// It divides the disk between the cgroup and its siblings only (see weight.go).
 	Weight uint64
+	// Protect and Yield share the device by pressure (protect.go): a protected
+	// workload's neighbours that yield give way while its io.pressure is above target.
+	Protect IOProtect
+	Yield   IOYield
 }
 
 // IsZero reports whether the block throttles nothing (a weight is no throttle).

@@ -147,6 +147,9 @@ func checkPolicyOnHost(path string, p *policy.Policy, host hostChecker, stderr i
 	if !checkResourcesOnHost(path, p, host, stderr) {
 		ok = false
 	}
+	if !checkProtectionOnHost(path, p, host, stderr) {
+		ok = false
+	}
 	summary := fmt.Sprintf("host: %s; devices %s", support, strings.Join(resolved, " "))
 	return summary + checkSelectorsOnHost(path, p, host, stderr) + checkWeightsOnHost(path, p, host, stderr), ok
 }

@@ -85,6 +85,12 @@ func writeExplanation(w io.Writer, ex criservice.Explanation, indent string) {
 		p(m.Kind, "%s", formatMountDisk(m, ex.Limits))
 	}
 	p("in force", "%s", formatLimits(ex.Current))
+	if len(ex.InForceNotes) > 0 {
+		p("class gives", "%s", formatLimits(ex.ClassLimits))
+	}
+	for _, n := range ex.InForceNotes {
+		p("why", "%s", n)
+	}
 	for _, st := range ex.Resources {
 		p("resource", "%s", resourceLine(st))
 	}

@@ -17,6 +17,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/criservice/burst"
+	"github.com/criguard/criguard/criservice/protect"
 	"github.com/criguard/criguard/nriplugin"
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/proxy"
@@ -47,6 +49,9 @@ func runNRI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&cfg.failClosed, "fail-closed", false, "refused here: the proxy's alone (see criguard nri -h)")
 	fs.BoolVar(&cfg.dryRun, "dry-run", false, "log the cgroup writes criguard would make, and make none")
 	fs.DurationVar(&cfg.reconcileInterval, "reconcile-interval", 30*time.Second, "how often running containers are compared with the policy and fixed")
+	// The loops as serve's: without these flags they were off (zero intervals).
+	fs.DurationVar(&cfg.burstInterval, "burst-interval", burst.DefaultInterval, "how often the burst loop samples I/O counters and moves limits in force (0: off)")
+	fs.DurationVar(&cfg.protectInterval, "protect-interval", protect.DefaultInterval, "how often the protection loop reads protected pods' io.pressure and moves yielding limits (0: off)")
 	fs.DurationVar(&cfg.applyTimeout, "apply-timeout", time.Second, "longest time one runtime call or lookup may take; keep it under the runtime's NRI request timeout (2s)")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&cfg.metricsWorkloads, "metrics-workloads", false, "export limits, usage and I/O pressure per namespace/pod/container/device (one series set per container)")
@@ -140,7 +145,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 	wg.Go(func() {
 		(&criservice.Reconciler{Passes: svc, Interval: cfg.reconcileInterval, Log: log}).Run(ctx, reconcileNow)
 	})
-	if err := startBurst(ctx, &wg, cfg.serveConfig, svc, reg, log); err != nil {
+	if err := startLoops(ctx, &wg, cfg.serveConfig, svc, reg, log); err != nil {
 		cancel()
 		wg.Wait()
 		return err

@@ -21,6 +21,7 @@ import (
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice"
 	"github.com/criguard/criguard/criservice/burst"
+	"github.com/criguard/criguard/criservice/protect"
 	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/proxy"
@@ -46,6 +47,7 @@ type serveConfig struct {
 	dryRun            bool
 	reconcileInterval time.Duration
 	burstInterval     time.Duration
+	protectInterval   time.Duration
 	applyTimeout      time.Duration
 	metricsAddr       string
 	metricsWorkloads  bool
@@ -82,6 +84,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.dryRun, "dry-run", false, "log the cgroup writes criguard would make, and make none")
 	fs.DurationVar(&cfg.reconcileInterval, "reconcile-interval", 30*time.Second, "how often running containers are compared with the policy and fixed")
 	fs.DurationVar(&cfg.burstInterval, "burst-interval", burst.DefaultInterval, "how often the burst loop samples I/O counters and moves limits in force (0: off)")
+	fs.DurationVar(&cfg.protectInterval, "protect-interval", protect.DefaultInterval, "how often the protection loop reads protected pods' io.pressure and moves yielding limits (0: off; the law counts ticks)")
 	fs.DurationVar(&cfg.applyTimeout, "apply-timeout", 2*time.Second, "longest time spent applying a throttle after StartContainer")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&cfg.metricsWorkloads, "metrics-workloads", false, "export limits, usage and I/O pressure per namespace/pod/container/device (one series set per container)")
@@ -183,7 +186,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if cfg.stateDir != "" {
 		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, calls, 10*time.Second, log) })
 	}
-	if err := startBurst(ctx, &wg, cfg, svc, reg, log); err != nil {
+	if err := startLoops(ctx, &wg, cfg, svc, reg, log); err != nil {
 		cancel()
 		wg.Wait()
 		ln.Close()

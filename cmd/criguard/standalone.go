@@ -92,6 +92,7 @@ func newStandalone(cfg serveConfig) (*standalone, error) {
 		conn.Close()
 		return nil, err
 	}
+	st.notes = append(st.notes, protectionFromState(cfg, st.svc)...)
 	return st, nil
 }
 

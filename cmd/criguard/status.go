@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -102,6 +103,13 @@ var wideStatusColumns = []statusColumn{
 	{header: "WANTED", cell: func(r criservice.Report) string {
 		return withResources(formatLimits(r.Want), r.Resources, true)
 	}},
+	{header: "CLASS (where in force differs)", cell: func(r criservice.Report) string {
+		if r.Class == nil {
+			return "="
+		}
+		return formatLimits(r.Class)
+	}},
+	{header: "WEIGHTS", cell: weightsColumn},
 	{header: "FOREIGN (not criguard's)", cell: foreignColumn},
 	{header: "USAGE", cell: func(r criservice.Report) string { return formatStats(r.Usage) }},
 	{header: "CGROUP", cell: func(r criservice.Report) string { return orDash(r.Dir) }},
@@ -210,6 +218,11 @@ func statusNote(r criservice.Report) string {
 	if len(r.Conflicts) > 0 {
 		flags = append(flags, "systemd")
 	}
+	for _, why := range []string{"yielding", "bursting"} {
+		if slices.ContainsFunc(r.InForceNotes, func(n string) bool { return strings.Contains(n, ": "+why) }) {
+			flags = append(flags, why)
+		}
+	}
 	for _, st := range r.Resources {
 		// A row matches with a setting out of sync only when the host cannot enforce it.
 		if r.Match && !st.InSync {
@@ -228,6 +241,23 @@ func shortID(id string) string {
 		return id[:13]
 	}
 	return id
+}
+
+// weightsColumn is the cgroup's weights: "400 on 254:0 (in force 400)", or
+// "not enforced" where the disk's scheduler ignores them.
+func weightsColumn(r criservice.Report) string {
+	if len(r.Weights) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(r.Weights))
+	for _, w := range r.Weights {
+		if !w.Enforced {
+			parts = append(parts, fmt.Sprintf("%d on %s (not enforced)", w.Weight, w.Device))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%d on %s (%s in force %s)", w.Weight, w.Device, w.File, haveOrNone(w.Have)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // foreignColumn is the limits another tool wrote, or "unknown" without the record

@@ -171,7 +171,7 @@ func TestStatusWideHasEveryColumn(t *testing.T) {
 	}
 	header := tableCells(rowWith(out.String(), "KIND"))
 	wantHeader := []string{"KIND", "ID", "NAMESPACE/POD", "CONTAINER", "MATCH", "IN FORCE (read back)", "WANTED",
-		"FOREIGN (not criguard's)", "USAGE", "CGROUP", "NOTE"}
+		"CLASS (where in force differs)", "WEIGHTS", "FOREIGN (not criguard's)", "USAGE", "CGROUP", "NOTE"}
 	if strings.Join(header, "|") != strings.Join(wantHeader, "|") {
 		t.Errorf("-o wide header = %q, want %q", header, wantHeader)
 	}
@@ -182,7 +182,7 @@ func TestStatusWideHasEveryColumn(t *testing.T) {
 	}
 	loader := tableCells(rowWith(out.String(), "loader"))
 	want := []string{"container", "c1", "batch/etl", "loader", "yes", "254:0 rbps=- wbps=1MiB riops=- wiops=-",
-		"254:0 rbps=- wbps=1MiB riops=- wiops=-", "unknown (no record)", "254:0 read=0B/0 write=3.0MiB/0",
+		"254:0 rbps=- wbps=1MiB riops=- wiops=-", "=", "-", "unknown (no record)", "254:0 read=0B/0 write=3.0MiB/0",
 		filepath.Join(node.blkio, "kubepods", "burstable", "poduid-p1", "c1"), "-"}
 	if strings.Join(loader, "|") != strings.Join(want, "|") {
 		t.Errorf("-o wide loader row =\n%q\nwant\n%q", loader, want)

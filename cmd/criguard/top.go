@@ -171,14 +171,14 @@ func writeTop(w io.Writer, tc topConfig, rates []criservice.Rate, now time.Time,
 		fmt.Fprintf(&b, "%s  %d rows, sorted by %s\n", now.Format(time.RFC3339), len(rates), sortName(tc.sortBy))
 	}
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE/POD\tCONTAINER\tDEVICE\tREAD/s\tWRITE/s\tR-IOPS\tW-IOPS\tLIMIT\t% LIMIT\tPSI SOME/FULL")
+	fmt.Fprintln(tw, "NAMESPACE/POD\tCONTAINER\tDEVICE\tREAD/s\tWRITE/s\tR-IOPS\tW-IOPS\tLIMIT\tCLASS\t% LIMIT\tPSI SOME/FULL")
 	for _, r := range rows {
 		container := r.Container
 		if r.Kind == "pod" {
 			container = "(pod budget)"
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\n", r.Namespace, r.Pod, orDash(container), orDash(r.Device),
-			rateBytes(r.ReadBPS), rateBytes(r.WriteBPS), r.ReadIOPS, r.WriteIOPS, compactLimit(r.Limit), percent(r.PercentOfLimit), pressure(r))
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\n", r.Namespace, r.Pod, orDash(container), orDash(r.Device),
+			rateBytes(r.ReadBPS), rateBytes(r.WriteBPS), r.ReadIOPS, r.WriteIOPS, compactLimit(r.Limit), classLimit(r), percent(r.PercentOfLimit), pressure(r))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -251,6 +251,19 @@ func pressure(r criservice.Rate) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f%%/%.0f%%", *r.PressureSome, *r.PressureFull)
+}
+
+// classLimit is the class's limit beside the one in force: "=" when the same, the
+// class's when a loop holds another (a burst above it, protection below it), "-"
+// when not known.
+func classLimit(r criservice.Rate) string {
+	switch {
+	case r.ClassLimit == nil:
+		return "-"
+	case *r.ClassLimit == r.Limit:
+		return "="
+	}
+	return compactLimit(*r.ClassLimit)
 }
 
 // compactLimit shows only the keys that are limited: "w=1MiB r=2MiB wiops=20".

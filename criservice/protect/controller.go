@@ -1,8 +1,9 @@
-// Package protect is the pure control law of protection: while a protected workload's
+// Package protect is protection: its control law (Controller) and the loop that
+// drives it (Runner). While a protected workload's
 // own I/O pressure stays above its target, the yielding workloads on the same device
 // are tightened step by step toward their floors; once the pressure has stayed under
-// the target for a while they get their bandwidth back step by step. It does no I/O
-// and is not wired yet: a loop feeds it pressure samples and writes its limits.
+// the target for a while they get their bandwidth back step by step. The Controller
+// does no I/O: the Runner feeds it pressure samples and writes its limits.
 //
 // The law (AIMD with a dead band, one Controller per device), each tick:
 //   - hot: some protected workload's pressure is above its target. Every Cooldown
@@ -14,15 +15,18 @@
 //   - between the two (the dead band): nothing changes, and the calm count restarts.
 //   - probe backoff: a give-back that brings the pressure back above its target (a
 //     tightening while giving back) doubles the hold-down, up to MaxHoldDown; it
-//     returns to HoldDown once every protected workload is idle (pressure at or below
-//     Idle times its target: it went quiet).
+//     returns to HoldDown once the yielders are all back at their ceilings, or when
+//     no protected workload is left to sample on the device (it stopped). A low
+//     pressure alone does not reset it: a well protected workload's pressure is low
+//     too, and resetting there would probe every HoldDown ticks, for ever.
 //
 // No flapping: a pressure that wavers around its target inside the band changes
 // nothing, a tightening waits Cooldown ticks for its effect to show in avg10, a
 // give-back starts only after a hold-down of calm ticks, and a busy protected
 // workload's neighbours probe for bandwidth ever more rarely (AIMD's saw-tooth with a
-// period that doubles up to MaxHoldDown). Once the protected workload goes quiet,
-// the yielders are back at their ceilings HoldDown + 1/Increase ticks later.
+// period that doubles up to MaxHoldDown). Once the protected workload stops, the
+// yielders are back at their ceilings HoldDown + 1/Increase ticks later; once it
+// only goes quiet, at most MaxHoldDown + 1/Increase ticks later.
 package protect
 
 import "math"
@@ -32,7 +36,6 @@ type Config struct {
 	Decrease float64 // multiplicative step when hot, in (0, 1)
 	Increase float64 // additive step when calm, a fraction of ceiling - floor, in (0, 1]
 	Band     float64 // calm means pressure <= Band * target, in (0, 1]
-	Idle     float64 // idle means pressure <= Idle * target, in [0, Band]
 	Cooldown int     // ticks between two tightenings, >= 1
 	HoldDown int     // calm ticks before giving back, >= 1
 	// MaxHoldDown bounds the hold-down as failed probes double it.
@@ -41,9 +44,9 @@ type Config struct {
 
 // DefaultConfig is the documented default at one tick a second: halve every 3 s under
 // pressure; after 10 s calm below 80 % of the target give back a tenth of the range
-// per second; a failed probe doubles the 10 s up to 5 min, reset when the protected
-// workload's pressure falls to a tenth of its target.
-var DefaultConfig = Config{Decrease: 0.5, Increase: 0.1, Band: 0.8, Idle: 0.1, Cooldown: 3, HoldDown: 10, MaxHoldDown: 300}
+// per second; a failed probe doubles the 10 s up to 5 min, reset once the yielders
+// are back at their ceilings or the protected workload is gone.
+var DefaultConfig = Config{Decrease: 0.5, Increase: 0.1, Band: 0.8, Cooldown: 3, HoldDown: 10, MaxHoldDown: 300}
 
 // Yielder is one yielding workload's key on the device: its floor and its ceiling
 // (the class's own limit, or the disk's speed for a class without one).
@@ -91,7 +94,7 @@ func (c *Controller) Limit(name string) uint64 { return c.limits[name] }
 
 // Step is one tick.
 func (c *Controller) Step(samples []Pressure) []Change {
-	hot, calm, idle := false, true, true
+	hot, calm := false, true
 	for _, p := range samples {
 		if p.Avg10 > p.Target {
 			hot = true
@@ -99,12 +102,9 @@ func (c *Controller) Step(samples []Pressure) []Change {
 		if p.Avg10 > c.cfg.Band*p.Target {
 			calm = false
 		}
-		if p.Avg10 > c.cfg.Idle*p.Target {
-			idle = false
-		}
 	}
-	if idle {
-		c.holdDown = c.cfg.HoldDown
+	if len(samples) == 0 {
+		c.holdDown = c.cfg.HoldDown // nobody left to protect
 	}
 	c.sinceTighten++
 	var changes []Change
@@ -137,6 +137,9 @@ func (c *Controller) Step(samples []Pressure) []Change {
 			changes = c.set(changes, y.Name, from, to, "give_back")
 		}
 		c.givingBack = len(changes) > 0
+		if c.atCeilings() {
+			c.holdDown, c.givingBack = c.cfg.HoldDown, false
+		}
 	default:
 		c.calm = 0
 	}
@@ -149,4 +152,51 @@ func (c *Controller) set(changes []Change, name string, from, to uint64, reason 
 	}
 	c.limits[name] = to
 	return append(changes, Change{Name: name, From: from, To: to, Reason: reason})
+}
+
+// Sync makes yielders the controller's yielders, as workloads come and go: a new one
+// starts at what start gives for it (a limit restored across a restart) or at its
+// ceiling; one no longer listed is dropped; a limit outside new bounds is brought
+// inside them. The hot and calm counts are the device's and stay.
+func (c *Controller) Sync(yielders []Yielder, start func(name string) (uint64, bool)) []Change {
+	var changes []Change
+	seen := make(map[string]bool, len(yielders))
+	for _, y := range yielders {
+		seen[y.Name] = true
+		from, ok := c.limits[y.Name]
+		if !ok {
+			to := y.Ceiling
+			if restored, ok := start(y.Name); ok {
+				to = min(max(restored, y.Floor), y.Ceiling)
+			}
+			c.limits[y.Name] = to
+			if to != y.Ceiling {
+				changes = append(changes, Change{Name: y.Name, From: y.Ceiling, To: to, Reason: "restored"})
+			}
+			continue
+		}
+		changes = c.set(changes, y.Name, from, min(max(from, y.Floor), y.Ceiling), "bounds_changed")
+	}
+	for name := range c.limits {
+		if !seen[name] {
+			delete(c.limits, name)
+		}
+	}
+	c.yielders = yielders
+	return changes
+}
+
+// Yielders counts the yielders.
+func (c *Controller) Yielders() int { return len(c.yielders) }
+
+func (c *Controller) has(name string) bool { _, ok := c.limits[name]; return ok }
+
+// atCeilings reports whether every yielder has all its bandwidth.
+func (c *Controller) atCeilings() bool {
+	for _, y := range c.yielders {
+		if c.limits[y.Name] < y.Ceiling {
+			return false
+		}
+	}
+	return true
 }

@@ -107,3 +107,39 @@ func TestNoFlappingInTheBand(t *testing.T) {
 		}
 	}
 }
+
+// A reader whose pressure falls to 0 once the writer is held low enough: a low
+// pressure is what protection looks like, so the writer keeps probing ever more
+// rarely instead of every hold-down; once the reader's container is gone (no
+// sample), the backoff resets and the writer is back at its ceiling in 20 ticks.
+func TestLowPressureIsNotQuiet(t *testing.T) {
+	c := New(DefaultConfig, []Yielder{writer})
+	shielded := func(limit uint64) float64 { return max(0, float64(limit)/mib-30) * 0.5 }
+	changes := run(t, c, 1200, 10, shielded)
+	if len(changes) > 40 {
+		t.Errorf("%d changes in 20 minutes of steady load: the writer probes too often", len(changes))
+	}
+	for range 20 {
+		c.Step(nil)
+	}
+	if got := c.Limit(writer.Name); got != writer.Ceiling {
+		t.Errorf("limit %d MiB 20 ticks after the protected workload left, want the ceiling", got/mib)
+	}
+}
+
+// Sync adds yielders at their ceiling or a restored limit (within bounds), drops
+// the ones gone, and brings a limit inside new bounds.
+func TestSync(t *testing.T) {
+	c := New(DefaultConfig, nil)
+	restored := map[string]uint64{"a": 50 * mib, "b": 1}
+	start := func(name string) (uint64, bool) { v, ok := restored[name]; return v, ok }
+	changes := c.Sync([]Yielder{{Name: "a", Floor: 10 * mib, Ceiling: 200 * mib}, {Name: "b", Floor: 10 * mib, Ceiling: 200 * mib},
+		{Name: "c", Floor: 10 * mib, Ceiling: 200 * mib}}, start)
+	if c.Limit("a") != 50*mib || c.Limit("b") != 10*mib || c.Limit("c") != 200*mib || len(changes) != 2 {
+		t.Fatalf("limits a=%d b=%d c=%d, changes %+v; want a restored, b at its floor, c at its ceiling", c.Limit("a"), c.Limit("b"), c.Limit("c"), changes)
+	}
+	changes = c.Sync([]Yielder{{Name: "a", Floor: 10 * mib, Ceiling: 40 * mib}}, start)
+	if c.Limit("a") != 40*mib || len(changes) != 1 || changes[0].Reason != "bounds_changed" || c.Yielders() != 1 {
+		t.Errorf("after a lower cap: a=%d, changes %+v, %d yielders", c.Limit("a"), changes, c.Yielders())
+	}
+}

@@ -1,0 +1,76 @@
+package protect
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/criguard/criguard/cgroup"
+)
+
+type fakeSource struct {
+	protected []Protected
+	lines     []YieldLine
+}
+
+func (f *fakeSource) ProtectTargets() ([]Protected, []YieldLine) { return f.protected, f.lines }
+
+type fakeEnforcer struct {
+	calls, fail int
+}
+
+func (f *fakeEnforcer) EnforceInForce(context.Context, string) error {
+	f.calls++
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("write refused")
+	}
+	return nil
+}
+
+var vda = cgroup.Device{Major: 254}
+
+// An unreadable io.pressure is said once and counts as quiet: a broken file never
+// holds the neighbours down. A write that fails is retried on the next tick.
+func TestRunnerUnreadablePressureAndFailedWrites(t *testing.T) {
+	src := &fakeSource{
+		protected: []Protected{{Container: "c1", Dir: "/cg/c1", Who: "web/db", Device: vda, Target: 10}},
+		lines:     []YieldLine{{Container: "c2", Who: "batch/etl", Device: vda, Kind: WriteBPS, Floor: 10 * mib, Ceiling: 160 * mib, Capped: true}},
+	}
+	enf := &fakeEnforcer{fail: 1}
+	broken := false
+	var logs bytes.Buffer
+	r, err := NewRunner(RunnerOptions{Source: src, Enforcer: enf, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Pressure: func(string) (cgroup.Pressure, error) {
+			if broken {
+				return cgroup.Pressure{}, errors.New("malformed")
+			}
+			return cgroup.Pressure{Some: cgroup.PressureLine{Avg10: 50}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1e9, 0)
+	r.Tick(context.Background(), now)
+	if got := r.InForce(src.lines[0]); got != 80*mib || enf.calls != 1 {
+		t.Fatalf("in force %d, %d writes; want 80MiB and one write (which failed)", got, enf.calls)
+	}
+	r.Tick(context.Background(), now.Add(time.Second))
+	if enf.calls != 2 {
+		t.Errorf("%d writes, want the failed one retried on the next tick", enf.calls)
+	}
+	broken = true
+	for i := range DefaultConfig.HoldDown + 20 {
+		r.Tick(context.Background(), now.Add(time.Duration(i+2)*time.Second))
+	}
+	if n := strings.Count(logs.String(), "cannot read the protected container's io.pressure"); n != 1 {
+		t.Errorf("%d warnings for one broken file, want 1", n)
+	}
+	if got := r.InForce(src.lines[0]); got != 160*mib {
+		t.Errorf("in force %d with the pressure unreadable, want the cap back", got)
+	}
+}

@@ -1,0 +1,8 @@
+class "latency" {
+  io {
+    device = "rootfs"
+    protect {
+      pressure_some_avg10 = 10
+    }
+  }
+}

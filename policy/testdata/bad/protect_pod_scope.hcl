@@ -1,0 +1,13 @@
+class "latency" {
+  io {
+    device = "8:0"
+    protect {
+      pressure_some_avg10 = 10
+    }
+  }
+}
+
+rule "pods" {
+  class = "latency"
+  scope = "pod"
+}

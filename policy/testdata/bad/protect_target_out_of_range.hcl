@@ -1,0 +1,8 @@
+class "latency" {
+  io {
+    device = "8:0"
+    protect {
+      pressure_some_avg10 = 100
+    }
+  }
+}

@@ -1,0 +1,12 @@
+class "batch" {
+  io {
+    device    = "8:0"
+    write_bps = "100MiB"
+    yield {
+      floor = "10MiB"
+    }
+    yield {
+      floor = "20MiB"
+    }
+  }
+}
