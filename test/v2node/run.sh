@@ -10,7 +10,7 @@
 set -euo pipefail
 
 readonly TIMEOUT_SECONDS=${V2NODE_TIMEOUT:-2400}
-readonly RUNTIMES=${V2NODE_RUNTIMES:-c2 c16}
+readonly RUNTIMES=${V2NODE_RUNTIMES:-c2 c16 dk cr}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here="$repo/test/v2node"
 lab="$repo/test/e2e/.cache"
