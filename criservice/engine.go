@@ -98,6 +98,10 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 			st.target = &t
 		}
 	}
+	if st.target != nil {
+		// Running from here for its pod's v1 share, whatever the runtime lists yet.
+		defer s.cache.markStarting(id, st.target.Container.PodID)()
+	}
 	var plan Plan
 	var err error
 	if st.planned {
@@ -160,8 +164,10 @@ func (s *Service) Updated(ctx context.Context, id string, u *Update) {
 }
 
 // Stopped gives a stopped container's share of a v1 pod budget back to the pod's
-// other containers.
+// other containers. From now on the container counts as stopped, whatever the
+// runtime still lists.
 func (s *Service) Stopped(ctx context.Context, id string) {
+	s.cache.markStopped(id) // the event, not the runtime's listing, which may lag
 	if ct, ok := s.cache.container(id); ok {
 		s.reshare(ctx, ct.PodID, id)
 	}

@@ -1,6 +1,7 @@
 package nriplugin
 
 import (
+	"encoding/json"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -43,8 +44,33 @@ func containerFromNRI(c *api.Container) criservice.Container {
 		}
 		mounts = append(mounts, criservice.Mount{ContainerPath: m.GetDestination(), HostPath: m.GetSource()})
 	}
-	return criservice.Container{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: c.GetName(), Image: image,
+	return criservice.Container{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: containerName(c), Image: image,
 		CgroupsPath: c.GetLinux().GetCgroupsPath(), Mounts: mounts, MountsKnown: true}
+}
+
+// crioMetadata is the annotation where CRI-O keeps a container's CRI metadata
+// ({"name":…,"attempt":…}).
+const crioMetadata = "io.kubernetes.cri-o.Metadata"
+
+// containerName is the name in the container's CRI metadata, which policy rules
+// match (as through the proxy). CRI-O 1.34's NRI reads Container.Name from an
+// annotation, io.kubernetes.container.name, that nothing sets: there it is empty,
+// and the name comes from kubelet's label of that name or from CRI-O's copy of the
+// metadata.
+func containerName(c *api.Container) string {
+	if name := c.GetName(); name != "" {
+		return name
+	}
+	if name := c.GetLabels()["io.kubernetes.container.name"]; name != "" {
+		return name
+	}
+	var md struct {
+		Name string `json:"name"`
+	}
+	if raw := c.GetAnnotations()[crioMetadata]; raw != "" && json.Unmarshal([]byte(raw), &md) == nil {
+		return md.Name
+	}
+	return ""
 }
 
 // toCRI is r in CRI's shape, the one the engine tightens: the fields both know.

@@ -365,3 +365,24 @@ func TestDiffAndApply(t *testing.T) {
 		t.Errorf("round trip = %v", got)
 	}
 }
+
+// CRI-O 1.34's NRI gives an empty Container.Name: the name policy rules match comes
+// from kubelet's label, or else from CRI-O's copy of the CRI metadata.
+func TestContainerNameWhereTheRuntimeGivesNone(t *testing.T) {
+	for _, tc := range []struct {
+		what string
+		c    *api.Container
+		want string
+	}{
+		{"containerd's Name", &api.Container{Name: "app", Labels: map[string]string{"io.kubernetes.container.name": "label"}}, "app"},
+		{"kubelet's label", &api.Container{Labels: map[string]string{"io.kubernetes.container.name": "app"},
+			Annotations: map[string]string{crioMetadata: `{"name":"meta"}`}}, "app"},
+		{"CRI-O's metadata", &api.Container{Annotations: map[string]string{crioMetadata: `{"name":"reloaded","attempt":1}`}}, "reloaded"},
+		{"broken metadata", &api.Container{Annotations: map[string]string{crioMetadata: `{"name":`}}, ""},
+		{"nothing", &api.Container{}, ""},
+	} {
+		if got := containerFromNRI(tc.c).Name; got != tc.want {
+			t.Errorf("%s: name %q, want %q", tc.what, got, tc.want)
+		}
+	}
+}
