@@ -139,6 +139,9 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 // before the runtime applies it.
 type Update struct {
 	target *target
+	// PidsMax is the policy's pids limit for the container (0: none), for a front end
+	// whose runtime takes a pids field beside CRI's fields (NRI).
+	PidsMax uint64
 }
 
 // Updating keeps an update of a running container's resources (res) from taking
@@ -148,7 +151,11 @@ func (s *Service) Updating(ctx context.Context, id string, res *runtimeapi.Linux
 	if err != nil {
 		return &Update{}, false
 	}
-	return &Update{target: &t}, s.tightenForRuntime(ctx, res, t, "UpdateContainerResources")
+	u := &Update{target: &t}
+	if !s.opts.DryRun {
+		u.PidsMax = wantedResources(t.Decision).PidsMax
+	}
+	return u, s.tightenForRuntime(ctx, res, t, "UpdateContainerResources")
 }
 
 // Updated brings the container's cgroup back to its plan after the runtime

@@ -3,6 +3,7 @@ package nriplugin
 import (
 	"encoding/json"
 	"maps"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -104,11 +105,28 @@ func toCRI(r *api.LinuxResources) *runtimeapi.LinuxContainerResources {
 type tightening struct {
 	cpuShares, cpuQuota, cpuPeriod *int64
 	memoryLimit                    *int64
+	pidsLimit                      *int64
 	unified                        map[string]string // keys added or changed
 }
 
 func (t tightening) empty() bool {
-	return t.cpuShares == nil && t.cpuQuota == nil && t.cpuPeriod == nil && t.memoryLimit == nil && len(t.unified) == 0
+	return t.cpuShares == nil && t.cpuQuota == nil && t.cpuPeriod == nil && t.memoryLimit == nil && t.pidsLimit == nil && len(t.unified) == 0
+}
+
+// tightenPids brings an update's pids limit to the policy's (max, 0: none) when
+// have's is unset or looser. CRI has no pids field, so the engine leaves it out;
+// but CRI-O applies an update's whole set with runc update, which writes every
+// cgroup file from the set, and the limit the container was created with (-1:
+// max) would replace the pids.max criguard wrote on v1.
+func (t *tightening) tightenPids(have *api.LinuxResources, max uint64) {
+	if max == 0 || max > math.MaxInt64 {
+		return
+	}
+	if limit := have.GetPids().GetLimit(); limit > 0 && uint64(limit) <= max {
+		return
+	}
+	v := int64(max)
+	t.pidsLimit = &v
 }
 
 // diff is what after changes of before. The engine only tightens, so a key it
@@ -151,6 +169,9 @@ func (t tightening) adjustment() *api.ContainerAdjustment {
 	if t.memoryLimit != nil {
 		a.SetLinuxMemoryLimit(*t.memoryLimit)
 	}
+	if t.pidsLimit != nil {
+		a.SetLinuxPidLimits(*t.pidsLimit)
+	}
 	for _, k := range slices.Sorted(maps.Keys(t.unified)) {
 		a.AddLinuxUnified(k, t.unified[k])
 	}
@@ -188,6 +209,9 @@ func (t tightening) applyTo(r *api.LinuxResources) *api.LinuxResources {
 		}
 		out.Memory.Limit = api.Int64(*t.memoryLimit)
 	}
+	if t.pidsLimit != nil {
+		out.Pids = &api.LinuxPids{Limit: *t.pidsLimit}
+	}
 	if len(t.unified) > 0 {
 		if out.Unified == nil {
 			out.Unified = map[string]string{}
@@ -209,6 +233,7 @@ func (t tightening) String() string {
 	add("cpu.quota", t.cpuQuota)
 	add("cpu.period", t.cpuPeriod)
 	add("memory.limit", t.memoryLimit)
+	add("pids.limit", t.pidsLimit)
 	for _, k := range slices.Sorted(maps.Keys(t.unified)) {
 		parts = append(parts, "unified["+k+"]")
 	}
