@@ -123,3 +123,22 @@ func TestPodShareFollowsEventsBeforeTheListing(t *testing.T) {
 		t.Errorf("after Removed the events still count %v", ids)
 	}
 }
+
+// Updating reports the policy's pids limit for a front end whose runtime takes a
+// pids field (CRI has none), and none for a container the policy leaves alone.
+func TestUpdatingReportsThePidsLimit(t *testing.T) {
+	e, _ := newResourcesEnv(t, false)
+	parent := e.runPod(t, "p1", "batch", "burstable", nil)
+	e.runPod(t, "p2", "free", "burstable", nil)
+	ctx := context.Background()
+	for _, c := range []struct{ id, pod string }{{"c1", "p1"}, {"c2", "p2"}} {
+		e.fake.AddContainer(c.id, c.pod, "app")
+		e.svc.Created(ctx, Pod{ID: c.pod}, Container{ID: c.id, PodID: c.pod, Name: "app", CgroupsPath: parent + "/" + c.id})
+	}
+	if u, _ := e.svc.Updating(ctx, "c1", &runtimeapi.LinuxContainerResources{}); u.PidsMax != 20 {
+		t.Errorf("throttled container: PidsMax %d, want the class's 20", u.PidsMax)
+	}
+	if u, _ := e.svc.Updating(ctx, "c2", &runtimeapi.LinuxContainerResources{}); u.PidsMax != 0 {
+		t.Errorf("unmatched container: PidsMax %d, want 0", u.PidsMax)
+	}
+}
