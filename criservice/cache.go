@@ -3,6 +3,7 @@ package criservice
 import (
 	"cmp"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -41,10 +42,18 @@ type cache struct {
 	// stored while that listing was under way.
 	generation uint64
 	podSeen    map[string]uint64
+	// starting and stopped are what a front end's events said of a container before
+	// the runtime's listing may say it: an NRI event comes while the runtime still
+	// lists the container as created (CRI-O's PostStartContainer) or as running
+	// (containerd's StopContainer on exit). starting maps a container to its pod
+	// while its start is handled; a stopped container never runs again.
+	starting map[string]string
+	stopped  map[string]bool
 }
 
 func newCache() *cache {
-	return &cache{pods: map[string]*Pod{}, containers: map[string]*Container{}, podSeen: map[string]uint64{}}
+	return &cache{pods: map[string]*Pod{}, containers: map[string]*Container{}, podSeen: map[string]uint64{},
+		starting: map[string]string{}, stopped: map[string]bool{}}
 }
 
 // pod returns a copy so callers never share mutable state.
@@ -151,6 +160,8 @@ func (c *cache) forgetContainer(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.containers, id)
+	delete(c.starting, id)
+	delete(c.stopped, id)
 }
 
 // forgetPod drops the pod and every container it holds.
@@ -159,7 +170,49 @@ func (c *cache) forgetPod(id string) {
 	defer c.mu.Unlock()
 	delete(c.pods, id)
 	delete(c.podSeen, id)
-	maps.DeleteFunc(c.containers, func(_ string, ct *Container) bool { return ct.PodID == id })
+	maps.DeleteFunc(c.containers, func(ctID string, ct *Container) bool {
+		if ct.PodID == id {
+			delete(c.stopped, ctID)
+			return true
+		}
+		return false
+	})
+	maps.DeleteFunc(c.starting, func(_, podID string) bool { return podID == id })
+}
+
+// markStarting counts a container among its pod's running ones until the
+// returned func is called: while its start is handled.
+func (c *cache) markStarting(id, podID string) (done func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.starting[id] = podID
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.starting, id)
+	}
+}
+
+// markStopped takes a container out of its pod's running ones for good.
+func (c *cache) markStopped(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped[id] = true
+	delete(c.starting, id)
+}
+
+// runningOf corrects a runtime's listing of a pod's running containers with the
+// events seen: without the stopped ones, with those being started.
+func (c *cache) runningOf(podID string, listed []string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ids := slices.DeleteFunc(slices.Clone(listed), func(id string) bool { return c.stopped[id] })
+	for id, pod := range c.starting {
+		if pod == podID && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // startListing begins a listing: what is stored from now on has this generation
@@ -184,6 +237,8 @@ func (c *cache) retain(gen uint64, pods, containers map[string]bool) {
 		return false
 	})
 	maps.DeleteFunc(c.containers, func(id string, ct *Container) bool { return !containers[id] && ct.seen < gen })
+	// A stopped container the runtime no longer lists as live needs no correcting.
+	maps.DeleteFunc(c.stopped, func(id string, _ bool) bool { return !containers[id] })
 }
 
 // isImageDigest reports whether an image is no name at all, only a content address

@@ -114,6 +114,10 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 			st.target = &t
 		}
 	}
+	if st.target != nil {
+		// Running from here for its pod's v1 share, whatever the runtime lists yet.
+		defer s.cache.markStarting(id, st.target.Container.PodID)()
+	}
 	var plan Plan
 	var err error
 	if st.planned {
@@ -151,6 +155,9 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 // before the runtime applies it.
 type Update struct {
 	target *target
+	// PidsMax is the policy's pids limit for the container (0: none), for a front end
+	// whose runtime takes a pids field beside CRI's fields (NRI).
+	PidsMax uint64
 }
 
 // Updating keeps an update of a running container's resources (res) from taking
@@ -160,7 +167,11 @@ func (s *Service) Updating(ctx context.Context, id string, res *runtimeapi.Linux
 	if err != nil {
 		return &Update{}, false
 	}
-	return &Update{target: &t}, s.tightenForRuntime(ctx, res, t, "UpdateContainerResources")
+	u := &Update{target: &t}
+	if !s.opts.DryRun {
+		u.PidsMax = wantedResources(t.Decision).PidsMax
+	}
+	return u, s.tightenForRuntime(ctx, res, t, "UpdateContainerResources")
 }
 
 // Updated brings the container's cgroup back to its plan after the runtime
@@ -176,8 +187,10 @@ func (s *Service) Updated(ctx context.Context, id string, u *Update) {
 }
 
 // Stopped gives a stopped container's share of a v1 pod budget back to the pod's
-// other containers.
+// other containers. From now on the container counts as stopped, whatever the
+// runtime still lists.
 func (s *Service) Stopped(ctx context.Context, id string) {
+	s.cache.markStopped(id) // the event, not the runtime's listing, which may lag
 	if ct, ok := s.cache.container(id); ok {
 		s.reshare(ctx, ct.PodID, id)
 	}

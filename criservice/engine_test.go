@@ -64,3 +64,81 @@ func TestEngineDrivenByValues(t *testing.T) {
 		t.Error("PodRemoved left the pod in the store")
 	}
 }
+
+// On v1 a pod budget is split by the start and stop events themselves: an NRI
+// event comes while the runtime still lists the container in its old state (CRI-O
+// lists a container it is starting as created until its StartContainer returns;
+// containerd lists a stopped one as running until its exit is handled).
+func TestPodShareFollowsEventsBeforeTheListing(t *testing.T) {
+	e := newTestEnv(t, nil)
+	parent := e.runPod(t, "p1", "team", "burstable", nil)
+	ctx := context.Background()
+	pod := Pod{ID: "p1", Namespace: "team", Name: "pod-p1", CgroupParent: parent}
+	setState := func(id string, state runtimeapi.ContainerState) {
+		e.fake.Mu.Lock()
+		defer e.fake.Mu.Unlock()
+		e.fake.Containers[id].State = state
+	}
+	start := func(id, name string, listed runtimeapi.ContainerState) string {
+		e.fake.AddContainer(id, "p1", name)
+		setState(id, listed)
+		e.fake.Mu.Lock()
+		rel := e.fake.Paths[id]
+		e.fake.Mu.Unlock()
+		e.host.mkdir(t, rel)
+		e.svc.Created(ctx, pod, Container{ID: id, PodID: "p1", Name: name, CgroupsPath: rel})
+		if err := e.svc.Started(ctx, id, e.svc.Starting(ctx, id)); err != nil {
+			t.Fatal(err)
+		}
+		return rel
+	}
+	writeBPS := func(rel string) string { return e.host.file(t, rel, "blkio.throttle.write_bps_device") }
+
+	first := start("c1", "app", runtimeapi.ContainerState_CONTAINER_RUNNING)
+	if got := writeBPS(first); got != "254:0 3145728" {
+		t.Fatalf("the pod's only container: write_bps = %q, want the whole 3 MiB/s", got)
+	}
+	// Listed as created while its start is handled.
+	second := start("c2", "sidecar", runtimeapi.ContainerState_CONTAINER_CREATED)
+	for name, rel := range map[string]string{"first": first, "second": second} {
+		if got := writeBPS(rel); got != "254:0 1572864" {
+			t.Errorf("%s container once the second started: write_bps = %q, want half the budget", name, got)
+		}
+	}
+	setState("c2", runtimeapi.ContainerState_CONTAINER_RUNNING)
+
+	// Stopped, and still listed as running.
+	e.svc.Stopped(ctx, "c2")
+	if got := writeBPS(first); got != "254:0 3145728" {
+		t.Errorf("first container after the second stopped: write_bps = %q, want the whole budget back", got)
+	}
+	// A pass while the runtime lists it as running still counts it stopped.
+	e.reconcile(t)
+	if got := writeBPS(first); got != "254:0 3145728" {
+		t.Errorf("after a pass: write_bps = %q, want the whole budget", got)
+	}
+
+	e.svc.Removed("c2")
+	if ids := e.svc.cache.runningOf("p1", nil); len(ids) != 0 {
+		t.Errorf("after Removed the events still count %v", ids)
+	}
+}
+
+// Updating reports the policy's pids limit for a front end whose runtime takes a
+// pids field (CRI has none), and none for a container the policy leaves alone.
+func TestUpdatingReportsThePidsLimit(t *testing.T) {
+	e, _ := newResourcesEnv(t, false)
+	parent := e.runPod(t, "p1", "batch", "burstable", nil)
+	e.runPod(t, "p2", "free", "burstable", nil)
+	ctx := context.Background()
+	for _, c := range []struct{ id, pod string }{{"c1", "p1"}, {"c2", "p2"}} {
+		e.fake.AddContainer(c.id, c.pod, "app")
+		e.svc.Created(ctx, Pod{ID: c.pod}, Container{ID: c.id, PodID: c.pod, Name: "app", CgroupsPath: parent + "/" + c.id})
+	}
+	if u, _ := e.svc.Updating(ctx, "c1", &runtimeapi.LinuxContainerResources{}); u.PidsMax != 20 {
+		t.Errorf("throttled container: PidsMax %d, want the class's 20", u.PidsMax)
+	}
+	if u, _ := e.svc.Updating(ctx, "c2", &runtimeapi.LinuxContainerResources{}); u.PidsMax != 0 {
+		t.Errorf("unmatched container: PidsMax %d, want 0", u.PidsMax)
+	}
+}

@@ -315,6 +315,8 @@ func (s *Service) podScopedRunning(ctx context.Context, podID, self string, star
 	return max(n, 1), nil
 }
 
+// podContainers lists a pod's running containers: the runtime's listing, corrected
+// by the start and stop events it may not show yet.
 func (s *Service) podContainers(ctx context.Context, podID string) ([]string, error) {
 	ctx, cancel := s.callContext(ctx)
 	defer cancel()
@@ -328,7 +330,7 @@ func (s *Service) podContainers(ctx context.Context, podID string) ([]string, er
 	for _, c := range resp.Containers {
 		ids = append(ids, c.Id)
 	}
-	return ids, nil
+	return s.cache.runningOf(podID, ids), nil
 }
 
 // share divides every key of a pod budget among n containers, never below 1

@@ -1,7 +1,9 @@
 package nriplugin
 
 import (
+	"encoding/json"
 	"maps"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -43,8 +45,33 @@ func containerFromNRI(c *api.Container) criservice.Container {
 		}
 		mounts = append(mounts, criservice.Mount{ContainerPath: m.GetDestination(), HostPath: m.GetSource()})
 	}
-	return criservice.Container{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: c.GetName(), Image: image,
+	return criservice.Container{ID: c.GetId(), PodID: c.GetPodSandboxId(), Name: containerName(c), Image: image,
 		CgroupsPath: c.GetLinux().GetCgroupsPath(), Mounts: mounts, MountsKnown: true}
+}
+
+// crioMetadata is the annotation where CRI-O keeps a container's CRI metadata
+// ({"name":…,"attempt":…}).
+const crioMetadata = "io.kubernetes.cri-o.Metadata"
+
+// containerName is the name in the container's CRI metadata, which policy rules
+// match (as through the proxy). CRI-O 1.34's NRI reads Container.Name from an
+// annotation, io.kubernetes.container.name, that nothing sets: there it is empty,
+// and the name comes from kubelet's label of that name or from CRI-O's copy of the
+// metadata.
+func containerName(c *api.Container) string {
+	if name := c.GetName(); name != "" {
+		return name
+	}
+	if name := c.GetLabels()["io.kubernetes.container.name"]; name != "" {
+		return name
+	}
+	var md struct {
+		Name string `json:"name"`
+	}
+	if raw := c.GetAnnotations()[crioMetadata]; raw != "" && json.Unmarshal([]byte(raw), &md) == nil {
+		return md.Name
+	}
+	return ""
 }
 
 // toCRI is r in CRI's shape, the one the engine tightens: the fields both know.
@@ -78,11 +105,28 @@ func toCRI(r *api.LinuxResources) *runtimeapi.LinuxContainerResources {
 type tightening struct {
 	cpuShares, cpuQuota, cpuPeriod *int64
 	memoryLimit                    *int64
+	pidsLimit                      *int64
 	unified                        map[string]string // keys added or changed
 }
 
 func (t tightening) empty() bool {
-	return t.cpuShares == nil && t.cpuQuota == nil && t.cpuPeriod == nil && t.memoryLimit == nil && len(t.unified) == 0
+	return t.cpuShares == nil && t.cpuQuota == nil && t.cpuPeriod == nil && t.memoryLimit == nil && t.pidsLimit == nil && len(t.unified) == 0
+}
+
+// tightenPids brings an update's pids limit to the policy's (max, 0: none) when
+// have's is unset or looser. CRI has no pids field, so the engine leaves it out;
+// but CRI-O applies an update's whole set with runc update, which writes every
+// cgroup file from the set, and the limit the container was created with (-1:
+// max) would replace the pids.max criguard wrote on v1.
+func (t *tightening) tightenPids(have *api.LinuxResources, max uint64) {
+	if max == 0 || max > math.MaxInt64 {
+		return
+	}
+	if limit := have.GetPids().GetLimit(); limit > 0 && uint64(limit) <= max {
+		return
+	}
+	v := int64(max)
+	t.pidsLimit = &v
 }
 
 // diff is what after changes of before. The engine only tightens, so a key it
@@ -125,6 +169,9 @@ func (t tightening) adjustment() *api.ContainerAdjustment {
 	if t.memoryLimit != nil {
 		a.SetLinuxMemoryLimit(*t.memoryLimit)
 	}
+	if t.pidsLimit != nil {
+		a.SetLinuxPidLimits(*t.pidsLimit)
+	}
 	for _, k := range slices.Sorted(maps.Keys(t.unified)) {
 		a.AddLinuxUnified(k, t.unified[k])
 	}
@@ -162,6 +209,9 @@ func (t tightening) applyTo(r *api.LinuxResources) *api.LinuxResources {
 		}
 		out.Memory.Limit = api.Int64(*t.memoryLimit)
 	}
+	if t.pidsLimit != nil {
+		out.Pids = &api.LinuxPids{Limit: *t.pidsLimit}
+	}
 	if len(t.unified) > 0 {
 		if out.Unified == nil {
 			out.Unified = map[string]string{}
@@ -183,6 +233,7 @@ func (t tightening) String() string {
 	add("cpu.quota", t.cpuQuota)
 	add("cpu.period", t.cpuPeriod)
 	add("memory.limit", t.memoryLimit)
+	add("pids.limit", t.pidsLimit)
 	for _, k := range slices.Sorted(maps.Keys(t.unified)) {
 		parts = append(parts, "unified["+k+"]")
 	}

@@ -276,6 +276,9 @@ func (p *Plugin) UpdateContainer(ctx context.Context, _ *api.PodSandbox, c *api.
 	if changed {
 		t = diff(before, res)
 	}
+	if u != nil {
+		t.tightenPids(asked, u.PidsMax)
+	}
 	p.mu.Lock()
 	p.updates[id] = u
 	p.mu.Unlock()
@@ -317,9 +320,10 @@ func (p *Plugin) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api.Co
 // PolicyChanged brings every live container's resources to a new policy through
 // the runtime's own update path (NRI's UpdateContainers). containerd applies the
 // memory, CPU, hugepages and unified of an update (so pids.max travels in unified
-// on v2), CRI-O the whole set; what criguard writes to files itself (blkio and
-// pids.max on v1) is the reconcile pass's. Without a connection the next
-// registration's Synchronize does it.
+// on v2), CRI-O the whole set with runc update, pids limit included (so the
+// update carries the policy's, or runc would write back the creation's); what
+// criguard writes to files itself (blkio and pids.max on v1) is the reconcile
+// pass's. Without a connection the next registration's Synchronize does it.
 func (p *Plugin) PolicyChanged(ctx context.Context) {
 	p.mu.Lock()
 	s := p.stub
@@ -354,10 +358,14 @@ func (p *Plugin) tightenLive(ctx context.Context, why string) []*api.ContainerUp
 	var updates []*api.ContainerUpdate
 	for id, have := range live {
 		before, res := toCRI(have), toCRI(have)
-		if _, changed := p.opts.Engine.Updating(ctx, id, res); !changed {
-			continue
+		u, changed := p.opts.Engine.Updating(ctx, id, res)
+		var t tightening
+		if changed {
+			t = diff(before, res)
 		}
-		t := diff(before, res)
+		if u != nil {
+			t.tightenPids(have, u.PidsMax)
+		}
 		if t.empty() {
 			continue
 		}

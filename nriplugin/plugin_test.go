@@ -22,6 +22,7 @@ type fakeEngine struct {
 	pods     []criservice.Pod
 	created  []criservice.Container
 	started  chan string
+	pidsMax  uint64 // the policy's pids limit, which Updating reports
 }
 
 func (f *fakeEngine) note(e string) {
@@ -85,7 +86,7 @@ func (f *fakeEngine) Started(_ context.Context, id string, st *criservice.Start)
 
 func (f *fakeEngine) Updating(_ context.Context, id string, res *runtimeapi.LinuxContainerResources) (*criservice.Update, bool) {
 	f.note("updating " + id)
-	return &criservice.Update{}, f.tighten(res)
+	return &criservice.Update{PidsMax: f.pidsMax}, f.tighten(res)
 }
 func (f *fakeEngine) Updated(_ context.Context, id string, _ *criservice.Update) {
 	f.note("updated " + id)
@@ -363,5 +364,71 @@ func TestDiffAndApply(t *testing.T) {
 	}
 	if got := toCRI(out); got.CpuShares != 126 || got.CpuQuota != 50000 {
 		t.Errorf("round trip = %v", got)
+	}
+}
+
+// CRI-O 1.34's NRI gives an empty Container.Name: the name policy rules match comes
+// from kubelet's label, or else from CRI-O's copy of the CRI metadata.
+func TestContainerNameWhereTheRuntimeGivesNone(t *testing.T) {
+	for _, tc := range []struct {
+		what string
+		c    *api.Container
+		want string
+	}{
+		{"containerd's Name", &api.Container{Name: "app", Labels: map[string]string{"io.kubernetes.container.name": "label"}}, "app"},
+		{"kubelet's label", &api.Container{Labels: map[string]string{"io.kubernetes.container.name": "app"},
+			Annotations: map[string]string{crioMetadata: `{"name":"meta"}`}}, "app"},
+		{"CRI-O's metadata", &api.Container{Annotations: map[string]string{crioMetadata: `{"name":"reloaded","attempt":1}`}}, "reloaded"},
+		{"broken metadata", &api.Container{Annotations: map[string]string{crioMetadata: `{"name":`}}, ""},
+		{"nothing", &api.Container{}, ""},
+	} {
+		if got := containerFromNRI(tc.c).Name; got != tc.want {
+			t.Errorf("%s: name %q, want %q", tc.what, got, tc.want)
+		}
+	}
+}
+
+// An update carries the policy's pids limit when the one it would carry is unset
+// or looser: CRI-O applies an update's whole set (runc update), and would write
+// back the limit the container was created with over the pids.max criguard wrote.
+func TestUpdatesCarryThePolicysPidsLimit(t *testing.T) {
+	e := &fakeEngine{pidsMax: 30}
+	p := newTestPlugin(t, e)
+	for _, tc := range []struct {
+		what string
+		pids *api.LinuxPids
+		want int64
+	}{
+		{"unset", nil, 30},
+		{"unlimited", &api.LinuxPids{Limit: -1}, 30},
+		{"looser", &api.LinuxPids{Limit: 50}, 30},
+		{"stricter", &api.LinuxPids{Limit: 20}, 20},
+	} {
+		asked := &api.LinuxResources{Cpu: &api.LinuxCPU{Shares: api.UInt64(2048)}, Pids: tc.pids}
+		updates, err := p.UpdateContainer(context.Background(), nriPod(), nriContainer("c1", 1024), asked)
+		if err != nil || len(updates) != 1 {
+			t.Fatalf("%s: updates %v, err %v: want one", tc.what, updates, err)
+		}
+		if got := updates[0].GetLinux().GetResources().GetPids().GetLimit(); got != tc.want {
+			t.Errorf("%s pids in the request: update carries %d, want %d", tc.what, got, tc.want)
+		}
+	}
+
+	// The listing at registration: a container whose cpu and io.max are in force
+	// still gets an update for its pids, and only then.
+	running := nriContainer("c2", 126)
+	running.Linux.Resources.Unified = map[string]string{"io.max": "254:0 wbps=1048576"}
+	running.Linux.Resources.Pids = &api.LinuxPids{Limit: -1}
+	updates, err := p.Synchronize(context.Background(), []*api.PodSandbox{nriPod()}, []*api.Container{running})
+	if err != nil || len(updates) != 1 || updates[0].GetLinux().GetResources().GetPids().GetLimit() != 30 {
+		t.Fatalf("Synchronize: updates %v, err %v: want c2's pids brought to 30", updates, err)
+	}
+	if got := updates[0].GetLinux().GetResources().GetCpu().GetCpus(); got != "0-1" {
+		t.Errorf("the update lost the container's cpuset: %q", got)
+	}
+	e.pidsMax = 0
+	running.Linux.Resources.Pids = nil
+	if updates, _ := p.Synchronize(context.Background(), []*api.PodSandbox{nriPod()}, []*api.Container{running}); len(updates) != 0 {
+		t.Errorf("with no pids in the policy and the rest in force: updates %v, want none", updates)
 	}
 }
