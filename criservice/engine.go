@@ -151,6 +151,17 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 	return nil
 }
 
+// StartRefused ends a start the runtime refused: what Starting left for the scope
+// that was never made goes.
+func (s *Service) StartRefused(st *Start) {
+	if st == nil || st.dropIn == "" {
+		return
+	}
+	if err := s.preStart.remove(st.dropIn); err != nil {
+		s.log.Warn("cannot remove the pre-start drop-in", "unit", st.dropIn, "err", err)
+	}
+}
+
 // Update is a resource update under way: the decision made for the container
 // before the runtime applies it.
 type Update struct {

@@ -47,7 +47,8 @@ type call[Req proto.Message, E any] struct {
 }
 
 // handler is one intercepted method. before may change c.req and reports whether
-// it did; after runs only when the runtime's reply is a success. Both run on a
+// it did; after runs only when the runtime's reply is a success, refused when it is
+// an error (and before ran). They run on a
 // context detached from the caller's, bounded by --apply-timeout: kubelet's cancel
 // must not cut a half-written throttle, and nothing here holds kubelet longer.
 type handler[Req, Resp proto.Message, E any] struct {
@@ -56,6 +57,7 @@ type handler[Req, Resp proto.Message, E any] struct {
 	newResp func() Resp // nil: after does not read the reply
 	before  func(ctx context.Context, c *call[Req, E]) bool
 	after   func(ctx context.Context, c *call[Req, E], resp Resp) error
+	refused func(c *call[Req, E])
 }
 
 // intercept wraps a handler into the proxy's hook: it owns decoding (once per call)
@@ -80,6 +82,9 @@ func intercept[Req, Resp proto.Message, E any](s *Service, h handler[Req, Resp, 
 	if h.after != nil {
 		hook.After = func(ctx context.Context, state any, reqB, respB []byte, callErr error) error {
 			if callErr != nil {
+				if c, ok := state.(*call[Req, E]); ok && h.refused != nil {
+					h.refused(c)
+				}
 				return callErr
 			}
 			c, ok := state.(*call[Req, E])

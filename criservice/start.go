@@ -27,6 +27,7 @@ func (s *Service) startContainer() Hook {
 		after: func(ctx context.Context, c *startCall, _ *runtimeapi.StartContainerResponse) error {
 			return s.Started(ctx, c.req.ContainerId, c.event)
 		},
+		refused: func(c *startCall) { s.StartRefused(c.event) },
 	})
 }
 

@@ -2,6 +2,7 @@ package criservice
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
 )
@@ -123,26 +126,9 @@ func TestRecheckLoopWakesOnAConflict(t *testing.T) {
 // leaves the limits in a drop-in systemd reads as it makes the scope, Started removes
 // it before the read-back, which must not take it for an operator's unit property.
 func TestPreStartDropInCarriesLimitsIntoTheScope(t *testing.T) {
-	root := t.TempDir()
-	e := newTestEnv(t, func(o *Options) { o.SystemdRoot = root })
-	e.host = newFakeHostV2(t)
-	e.svc.useIO(e.host.io)
-	e.svc.preStart = preStart{enabled: true, root: root}
-	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
-	const slice = "kubepods-burstable-podX.slice"
-	e.fake.Mu.Lock()
-	e.fake.Parents["p1"] = slice
-	e.fake.Mu.Unlock()
-	e.fake.AddContainer("c1", "p1", "app")
-	e.fake.Mu.Lock()
-	e.fake.Paths["c1"] = slice + ":docker:c1"
-	e.fake.Mu.Unlock()
-	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/docker-c1.scope"
-	e.host.mkdir(t, filepath.Dir(rel))
-
+	e, rel, dropIn := preStartEnv(t)
 	ctx := context.Background()
 	st := e.svc.Starting(ctx, "c1")
-	dropIn := filepath.Join(root, "run/systemd/system/docker-c1.scope.d", dropInName)
 	got, err := os.ReadFile(dropIn)
 	if err != nil {
 		t.Fatalf("no drop-in before the start: %v", err)
@@ -180,6 +166,52 @@ func TestPreStartDropInCarriesLimitsIntoTheScope(t *testing.T) {
 	e.reconcile(t)
 	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=max wbps=max riops=max wiops=max" {
 		t.Errorf("io.max = %q after the policy dropped the class: the adopted line was not lifted", got)
+	}
+}
+
+// preStartEnv is a v2 host under systemd whose container c1 (pod p1, namespace batch)
+// has a Docker scope still to be made; it returns the scope's path and its drop-in's.
+func preStartEnv(t *testing.T) (*testEnv, string, string) {
+	root := t.TempDir()
+	e := newTestEnv(t, func(o *Options) { o.SystemdRoot = root })
+	e.host = newFakeHostV2(t)
+	e.svc.useIO(e.host.io)
+	e.svc.preStart = preStart{enabled: true, root: root}
+	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
+	const slice = "kubepods-burstable-podX.slice"
+	e.fake.Mu.Lock()
+	e.fake.Parents["p1"] = slice
+	e.fake.Mu.Unlock()
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Paths["c1"] = slice + ":docker:c1"
+	e.fake.Mu.Unlock()
+	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/docker-c1.scope"
+	e.host.mkdir(t, filepath.Dir(rel))
+	return e, rel, filepath.Join(root, "run/systemd/system/docker-c1.scope.d", dropInName)
+}
+
+// A start the runtime refuses makes no scope: its drop-in goes at once.
+func TestPreStartDropInGoesWhenTheStartIsRefused(t *testing.T) {
+	e, _, dropIn := preStartEnv(t)
+	hook := e.hook("StartContainer")
+	req, err := proto.Marshal(&runtimeapi.StartContainerRequest{ContainerId: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, state, err := hook.Before(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dropIn); err != nil {
+		t.Fatalf("no drop-in before the start: %v", err)
+	}
+	refused := errors.New("runtime: start refused")
+	if err := hook.After(context.Background(), state, req, nil, refused); !errors.Is(err, refused) {
+		t.Errorf("After returned %v, want the runtime's error", err)
+	}
+	if _, err := os.Stat(dropIn); !os.IsNotExist(err) {
+		t.Errorf("the drop-in of a refused start is still there (%v)", err)
 	}
 }
 
