@@ -81,7 +81,7 @@ conformance: build lab ## critest directly and through criguard; fails on any re
 test-v2: ## cgroup v2 root tests inside a qemu VM (root)
 	test/v2vm/run.sh
 
-e2e-v2: build lab ## kubelet, criguard, containerd 2.x and 1.6 on a cgroup v2 + systemd node in a qemu VM (root)
+e2e-v2: build lab ## kubelet and criguard in front of containerd 2.x, dockerd + cri-dockerd, CRI-O + crun, and as containerd's NRI plugin, on a cgroup v2 + systemd node in a qemu VM (root)
 	test/v2node/run.sh
 
 bench: build lab ## benchmarks on the real runtime; figures go to docs/BENCHMARKS.md (root)
