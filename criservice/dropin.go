@@ -40,20 +40,26 @@ func (p preStart) path(unit string) string {
 	return filepath.Join(p.root, dropInDir, unit+".d", dropInName)
 }
 
-// unitFor is the scope a plan's limits would go to through a drop-in: the plan's
-// directory must be a systemd scope that does not exist yet.
+// unitFor is the scope a plan's limits would go to through a drop-in: a container's
+// systemd scope the planner found still to be made.
 func (p preStart) unitFor(plan Plan) string {
-	if !p.enabled || len(plan.Limits) == 0 || plan.ContainerID == "" {
+	if !p.enabled || !plan.ScopeToBe || len(plan.Limits) == 0 || plan.ContainerID == "" {
 		return ""
 	}
-	unit := systemdUnit(plan.Dir)
-	if !strings.HasSuffix(unit, ".scope") {
-		return ""
+	if unit := systemdUnit(plan.Dir); strings.HasSuffix(unit, ".scope") {
+		return unit
 	}
-	if _, err := os.Stat(plan.Dir); !os.IsNotExist(err) {
-		return ""
+	return ""
+}
+
+// releaseDropIn removes the drop-in a start left, once the start is over either way.
+func (s *Service) releaseDropIn(st *Start) {
+	if st == nil || st.dropIn == "" {
+		return
 	}
-	return unit
+	if err := s.preStart.remove(st.dropIn); err != nil {
+		s.log.Warn("cannot remove the pre-start drop-in", "unit", st.dropIn, "err", err)
+	}
 }
 
 // write puts plan's limits in the drop-in of unit.

@@ -102,13 +102,9 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 		st = &Start{id: id}
 	}
 	start := time.Now()
-	if st.dropIn != "" {
-		// Before the read-back: the check for units' own properties must not take
-		// criguard's drop-in for an operator's.
-		if err := s.preStart.remove(st.dropIn); err != nil {
-			s.log.Warn("cannot remove the pre-start drop-in", "unit", st.dropIn, "err", err)
-		}
-	}
+	// Before the read-back: the check for units' own properties must not take
+	// criguard's drop-in for an operator's.
+	s.releaseDropIn(st)
 	if st.target == nil { // Starting could not look it up (or did not run): once more now
 		if t, err := s.containerTarget(ctx, id); err == nil {
 			st.target = &t
@@ -153,14 +149,7 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 
 // StartRefused ends a start the runtime refused: what Starting left for the scope
 // that was never made goes.
-func (s *Service) StartRefused(st *Start) {
-	if st == nil || st.dropIn == "" {
-		return
-	}
-	if err := s.preStart.remove(st.dropIn); err != nil {
-		s.log.Warn("cannot remove the pre-start drop-in", "unit", st.dropIn, "err", err)
-	}
-}
+func (s *Service) StartRefused(st *Start) { s.releaseDropIn(st) }
 
 // Update is a resource update under way: the decision made for the container
 // before the runtime applies it.

@@ -200,6 +200,9 @@ type Plan struct {
 	Mounts []MountDisk
 	// Weights are the per-device weights the cgroup at Dir must hold (weight.go).
 	Weights []cgroup.IOWeight
+	// ScopeToBe: Dir is a systemd scope the runtime's start is still to make
+	// (dropin.go).
+	ScopeToBe bool
 }
 
 // planContainer decides what a container's own cgroup must hold, from the
@@ -221,17 +224,16 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		if err == nil {
 			err = cgroup.CheckDir(s.opts.IO.Mount(), dir)
 		}
-		toBe := false
 		if errors.Is(err, fs.ErrNotExist) && po.starting && s.preStart.enabled && !translate.IsCgroupfsPath(raw) {
 			// systemd makes the scope at the start (dropin.go); its slice is there.
 			err = cgroup.CheckDir(s.opts.IO.Mount(), filepath.Dir(dir))
-			toBe = err == nil
+			plan.ScopeToBe = err == nil
 		}
 		if err != nil {
 			return plan, fmt.Errorf("container %s: cgroupsPath %q: %w", id, raw, err)
 		}
 		ct.CgroupsPath, ct.Dir = raw, dir
-		if !toBe { // a start that fails leaves no scope: nothing to remember
+		if !plan.ScopeToBe { // a start that fails leaves no scope: nothing to remember
 			s.cache.setContainerDir(id, raw, dir)
 		}
 	}

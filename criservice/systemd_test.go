@@ -227,12 +227,12 @@ func TestPreStartDropInOnlyForAScopeToBe(t *testing.T) {
 		plan Plan
 		want string
 	}{
-		{"scope to be", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), Limits: limits}, "docker-c.scope"},
-		{"scope exists", on, Plan{ContainerID: "c", Dir: dir + "/", Limits: limits}, ""},
-		{"cgroupfs", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "kubepods/pod1/c"), Limits: limits}, ""},
-		{"pod slice", on, Plan{Dir: filepath.Join(dir, "kubepods-pod1.slice"), Limits: limits}, ""},
-		{"no limits", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope")}, ""},
-		{"disabled", preStart{root: dir}, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), Limits: limits}, ""},
+		{"scope to be", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), Limits: limits, ScopeToBe: true}, "docker-c.scope"},
+		{"scope exists", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), Limits: limits}, ""},
+		{"cgroupfs", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "kubepods/pod1/c"), Limits: limits, ScopeToBe: true}, ""},
+		{"pod slice", on, Plan{Dir: filepath.Join(dir, "kubepods-pod1.slice"), Limits: limits, ScopeToBe: true}, ""},
+		{"no limits", on, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), ScopeToBe: true}, ""},
+		{"disabled", preStart{root: dir}, Plan{ContainerID: "c", Dir: filepath.Join(dir, "x.slice/docker-c.scope"), Limits: limits, ScopeToBe: true}, ""},
 	} {
 		if got := c.p.unitFor(c.plan); got != c.want {
 			t.Errorf("%s: unitFor = %q, want %q", c.name, got, c.want)
