@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,15 +271,7 @@ func (p *Plugin) PostStartContainer(_ context.Context, _ *api.PodSandbox, c *api
 // limits: a tightened update supersedes the one asked for.
 func (p *Plugin) UpdateContainer(ctx context.Context, _ *api.PodSandbox, c *api.Container, asked *api.LinuxResources) ([]*api.ContainerUpdate, error) {
 	id := c.GetId()
-	before, res := toCRI(asked), toCRI(asked)
-	u, changed := p.opts.Engine.Updating(ctx, id, res)
-	var t tightening
-	if changed {
-		t = diff(before, res)
-	}
-	if u != nil {
-		t.tightenPids(asked, u.PidsMax)
-	}
+	u, t := p.updating(ctx, id, asked)
 	p.mu.Lock()
 	p.updates[id] = u
 	p.mu.Unlock()
@@ -350,22 +343,11 @@ func (p *Plugin) PolicyChanged(ctx context.Context) {
 // than the policy.
 func (p *Plugin) tightenLive(ctx context.Context, why string) []*api.ContainerUpdate {
 	p.mu.Lock()
-	live := make(map[string]*api.LinuxResources, len(p.live))
-	for id, r := range p.live {
-		live[id] = r
-	}
+	live := maps.Clone(p.live)
 	p.mu.Unlock()
 	var updates []*api.ContainerUpdate
 	for id, have := range live {
-		before, res := toCRI(have), toCRI(have)
-		u, changed := p.opts.Engine.Updating(ctx, id, res)
-		var t tightening
-		if changed {
-			t = diff(before, res)
-		}
-		if u != nil {
-			t.tightenPids(have, u.PidsMax)
-		}
+		_, t := p.updating(ctx, id, have)
 		if t.empty() {
 			continue
 		}
@@ -375,6 +357,21 @@ func (p *Plugin) tightenLive(ctx context.Context, why string) []*api.ContainerUp
 		updates = append(updates, &api.ContainerUpdate{ContainerId: id, Linux: &api.LinuxContainerUpdate{Resources: given}, IgnoreFailure: true})
 	}
 	return updates
+}
+
+// updating asks the engine what an update of the container to have must become: the
+// engine's event, and the fields it tightened (pids included, which CRI lacks).
+func (p *Plugin) updating(ctx context.Context, id string, have *api.LinuxResources) (*criservice.Update, tightening) {
+	before, res := toCRI(have), toCRI(have)
+	u, changed := p.opts.Engine.Updating(ctx, id, res)
+	var t tightening
+	if changed {
+		t = diff(before, res)
+	}
+	if u != nil {
+		t.tightenPids(have, u.PidsMax)
+	}
+	return u, t
 }
 
 func (p *Plugin) remember(id string, r *api.LinuxResources) {
