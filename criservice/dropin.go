@@ -2,10 +2,13 @@ package criservice
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/internal/atomicfile"
@@ -18,12 +21,20 @@ import (
 // be in the scope before the first instruction. systemd reads a unit's drop-ins when
 // it loads the unit, a transient one included: a drop-in written before the start
 // makes systemd put the limits into the scope as it makes it. Started removes it
-// once criguard's own lines are there, so systemd never rewrites them from a stale
-// copy and the unit carries no property of criguard's afterwards.
+// once criguard's own lines are there.
+//
+// Removing the file does not make systemd forget it: the unit keeps the settings in
+// memory until the next daemon-reload, and an operator's `systemctl set-property` of
+// the same key writes them into systemd's own drop-in, where they outlive the reload.
+// So only a runtime that loses the create request's io.max gets one.
 
 // dropInName marks criguard's drop-ins: the conflict check skips them, and start-up
 // removes what a crash left.
 const dropInName = "50-criguard-prestart.conf"
+
+// runtimesKeepingUnified pass the create request's unified io.max to runc or crun,
+// which write it into the scope before the first instruction: no drop-in needed.
+var runtimesKeepingUnified = map[string]bool{"containerd": true, "cri-o": true}
 
 // dropInDir is where the runtime's transient units look for drop-ins.
 const dropInDir = "/run/systemd/system"
@@ -50,6 +61,30 @@ func (p preStart) unitFor(plan Plan) string {
 		return unit
 	}
 	return ""
+}
+
+// wantsDropIns reports whether starts get pre-start drop-ins: the node runs systemd on
+// v2 and the runtime loses the unified io.max (cri-dockerd names itself "docker").
+// A runtime that does not answer Version gets them, and is asked again next time.
+func (s *Service) wantsDropIns(ctx context.Context) bool {
+	if !s.preStart.enabled {
+		return false
+	}
+	if name := s.runtimeName.Load(); name != nil {
+		return !runtimesKeepingUnified[*name]
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	v, err := s.opts.Runtime.Version(ctx, &runtimeapi.VersionRequest{})
+	if err != nil {
+		return true
+	}
+	name := v.GetRuntimeName()
+	s.runtimeName.Store(&name)
+	if !runtimesKeepingUnified[name] {
+		s.log.Info("the runtime drops the create request's io.max: limits reach systemd scopes through pre-start drop-ins", "runtime", name)
+	}
+	return !runtimesKeepingUnified[name]
 }
 
 // releaseDropIn removes the drop-in a start left, once the start is over either way.

@@ -109,7 +109,8 @@ type Service struct {
 	protection  atomic.Pointer[protection] // nil: no protection loop (protect.go)
 	classLimits sync.Map                   // container ID → its plan's ClassLimits (inforce.go)
 
-	preStart preStart
+	preStart    preStart
+	runtimeName atomic.Pointer[string] // the runtime's Version name, once it answered (wantsDropIns)
 }
 
 // New returns a Service.
@@ -224,7 +225,7 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		if err == nil {
 			err = cgroup.CheckDir(s.opts.IO.Mount(), dir)
 		}
-		if errors.Is(err, fs.ErrNotExist) && po.starting && s.preStart.enabled && !translate.IsCgroupfsPath(raw) {
+		if errors.Is(err, fs.ErrNotExist) && po.starting && !translate.IsCgroupfsPath(raw) && s.wantsDropIns(ctx) {
 			// systemd makes the scope at the start (dropin.go); its slice is there.
 			err = cgroup.CheckDir(s.opts.IO.Mount(), filepath.Dir(dir))
 			plan.ScopeToBe = err == nil

@@ -177,6 +177,7 @@ func preStartEnv(t *testing.T) (*testEnv, string, string) {
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
 	e.svc.preStart = preStart{enabled: true, root: root}
+	e.fake.Name = "docker" // cri-dockerd: the create request's io.max is lost
 	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
 	const slice = "kubepods-burstable-podX.slice"
 	e.fake.Mu.Lock()
@@ -189,6 +190,27 @@ func preStartEnv(t *testing.T) (*testEnv, string, string) {
 	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/docker-c1.scope"
 	e.host.mkdir(t, filepath.Dir(rel))
 	return e, rel, filepath.Join(root, "run/systemd/system/docker-c1.scope.d", dropInName)
+}
+
+// containerd and CRI-O carry the create request's io.max into the scope themselves: a
+// drop-in would only leave criguard's start-time limits in systemd's memory of the unit.
+func TestPreStartDropInOnlyWhereTheRuntimeLosesUnified(t *testing.T) {
+	for _, name := range []string{"containerd", "cri-o"} {
+		e, rel, dropIn := preStartEnv(t)
+		e.fake.Name = name
+		ctx := context.Background()
+		st := e.svc.Starting(ctx, "c1")
+		if _, err := os.Stat(dropIn); !os.IsNotExist(err) {
+			t.Errorf("%s: a drop-in was written (%v)", name, err)
+		}
+		e.host.mkdir(t, rel) // runc made the scope; the line it wrote went with a restart
+		if err := e.svc.Started(ctx, "c1", st); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := e.host.file(t, rel, "io.max"), "254:0 rbps=2097152 wbps=1048576 riops=max wiops=max"; got != want {
+			t.Errorf("%s: io.max = %q after the start, want %q", name, got, want)
+		}
+	}
 }
 
 // A start the runtime refuses makes no scope: its drop-in goes at once.
