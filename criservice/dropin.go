@@ -11,6 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/internal/atomicfile"
 )
 
@@ -32,9 +33,11 @@ import (
 // removes what a crash left.
 const dropInName = "50-criguard-prestart.conf"
 
-// runtimesKeepingUnified pass the create request's unified io.max to runc or crun,
-// which write it into the scope before the first instruction: no drop-in needed.
-var runtimesKeepingUnified = map[string]bool{"containerd": true, "cri-o": true}
+// runtimeKeepsUnified: containerd and CRI-O pass the create request's unified io.max
+// to runc or crun, which write it into the scope before the first instruction.
+func runtimeKeepsUnified(name string) bool {
+	return resolve.RuntimeKind(name) == "containerd" || strings.EqualFold(name, "cri-o")
+}
 
 // dropInDir is where the runtime's transient units look for drop-ins.
 const dropInDir = "/run/systemd/system"
@@ -71,7 +74,7 @@ func (s *Service) wantsDropIns(ctx context.Context) bool {
 		return false
 	}
 	if name := s.runtimeName.Load(); name != nil {
-		return !runtimesKeepingUnified[*name]
+		return !runtimeKeepsUnified(*name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
@@ -81,10 +84,11 @@ func (s *Service) wantsDropIns(ctx context.Context) bool {
 	}
 	name := v.GetRuntimeName()
 	s.runtimeName.Store(&name)
-	if !runtimesKeepingUnified[name] {
+	keeps := runtimeKeepsUnified(name)
+	if !keeps {
 		s.log.Info("the runtime drops the create request's io.max: limits reach systemd scopes through pre-start drop-ins", "runtime", name)
 	}
-	return !runtimesKeepingUnified[name]
+	return !keeps
 }
 
 // releaseDropIn removes the drop-in a start left, once the start is over either way.
