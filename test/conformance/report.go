@@ -157,6 +157,9 @@ func WriteMarkdown(w io.Writer, m Meta, runs []Run) error {
 	fmt.Fprintf(&b, "critest (%s) runs twice against each runtime, once on the runtime's socket and once\n", m.Critest)
 	fmt.Fprintf(&b, "on criguard's in front of it; the run fails if any spec that passed directly does not\n")
 	fmt.Fprintf(&b, "pass through criguard. Skipped on purpose: %s.\n\n", m.Skipped)
+	fmt.Fprintf(&b, "Each direct run records its failures per runtime version in `test/conformance/baseline.json`.\n")
+	fmt.Fprintf(&b, "CI (`CONFORMANCE_BASELINE=1`) runs critest through criguard first, and directly only when\n")
+	fmt.Fprintf(&b, "a spec fails through criguard that the baseline does not list as failing directly.\n\n")
 	fmt.Fprintf(&b, "| runtime | specs run | passed directly | passed through criguard | regressions |\n")
 	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- |\n")
 	for _, r := range runs {
@@ -198,4 +201,39 @@ func firstLine(s string) string {
 		return "(no message)"
 	}
 	return s
+}
+
+// Baseline holds, per runtime and version ("containerd 2.4.2+unknown"), the specs that
+// failed directly on this machine kind in the last run that ran critest directly.
+type Baseline map[string]BaselineEntry
+
+// BaselineEntry is one runtime's direct failures and the day they were seen.
+type BaselineEntry struct {
+	Date         string   `json:"date"`
+	FailDirectly []string `json:"fail_directly"`
+}
+
+// Unexplained returns the specs that did not pass through criguard and are not known
+// to fail directly: only those need the direct run to tell criguard from the machine.
+func (e BaselineEntry) Unexplained(proxied []Spec) []Spec {
+	known := map[string]bool{}
+	for _, name := range e.FailDirectly {
+		known[name] = true
+	}
+	var out []Spec
+	for _, s := range proxied {
+		if s.Outcome == Failed && !known[s.Name] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Record replaces runtime's entry with the direct failures of c.
+func (b Baseline) Record(runtime, date string, c Comparison) {
+	names := make([]string, 0, len(c.DirectFailures))
+	for _, s := range c.DirectFailures {
+		names = append(names, s.Name)
+	}
+	b[runtime] = BaselineEntry{Date: date, FailDirectly: names}
 }

@@ -104,3 +104,30 @@ func TestWriteMarkdown(t *testing.T) {
 		}
 	}
 }
+
+// Through criguard, only a failure the direct runs never showed needs a direct run:
+// a spec that fails directly too says nothing about criguard.
+func TestBaselineUnexplained(t *testing.T) {
+	entry := BaselineEntry{FailDirectly: []string{"digest pull", "execSync timeout"}}
+	proxied := []Spec{
+		{Name: "digest pull", Outcome: Failed},
+		{Name: "create container", Outcome: Passed},
+		{Name: "port mapping", Outcome: Skipped},
+		{Name: "start container", Outcome: Failed, Message: "broken by the proxy"},
+	}
+	got := entry.Unexplained(proxied)
+	if len(got) != 1 || got[0].Name != "start container" {
+		t.Errorf("Unexplained = %+v, want only the start container spec", got)
+	}
+	if got := entry.Unexplained(proxied[:3]); len(got) != 0 {
+		t.Errorf("Unexplained = %+v for failures the baseline knows, want none", got)
+	}
+
+	b := Baseline{}
+	b.Record("containerd 2.4.2", "2026-12-05", Compare(
+		[]Spec{{Name: "a", Outcome: Passed}, {Name: "b", Outcome: Failed}},
+		[]Spec{{Name: "a", Outcome: Passed}, {Name: "b", Outcome: Failed}}))
+	if e := b["containerd 2.4.2"]; e.Date != "2026-12-05" || len(e.FailDirectly) != 1 || e.FailDirectly[0] != "b" {
+		t.Errorf("Record = %+v, want b failing directly on 2026-12-05", e)
+	}
+}
