@@ -372,7 +372,12 @@ func stopRemove(client runtimeapi.RuntimeServiceClient, id string) error {
 // removePods stops and removes every pod the benchmark made, directly on containerd,
 // and their pod cgroups, as kubelet would.
 func (r *rig) removePods(t *testing.T) {
-	client := lab.RuntimeClient(t, r.ctrd.Endpoint)
+	removeAllPods(t, r.ctrd.Endpoint, r.pods)
+}
+
+// removeAllPods stops and removes every pod on endpoint, then the cgroups of pods.
+func removeAllPods(t *testing.T, endpoint string, pods []*lab.Pod) {
+	client := lab.RuntimeClient(t, endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	list, err := client.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
@@ -399,7 +404,7 @@ func (r *rig) removePods(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
-	for _, pod := range r.pods {
+	for _, pod := range pods {
 		lab.RemovePodCgroup(t, pod)
 	}
 }

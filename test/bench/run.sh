@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: criguard's performance figures on a private containerd (issues 2, 5, 6).
+# make bench: criguard's performance figures on private containerds (issues 2, 5, 6, 25).
 # Builds the thin reference forwarder, runs TestBench (build tag bench), and writes
 # _out/bench/results.md: the machine, the command, then the figures. Sizes can be
 # shrunk for a smoke run: BENCH_CONTAINERS, BENCH_CALLS, BENCH_BATCH, BENCH_STARTS,
@@ -33,7 +33,9 @@ cd "$repo"
 CGO_ENABLED=0 go build -trimpath -o "$out/bin/thinproxy" ./test/bench/thinproxy
 export THINPROXY_BIN=$out/bin/thinproxy
 
-cmd=(go test -tags bench -count=1 -run '^TestBench$' -v -timeout 40m ./test/bench/)
+# TestBench: containerd 1.6 (calls, starts, soak); TestFrontends: containerd 2.4, direct,
+# proxy and NRI plugin side by side. BENCH_RUN picks one (a go test -run pattern).
+cmd=(go test -tags bench -count=1 -run "${BENCH_RUN:-^(TestBench|TestFrontends)\$}" -v -timeout 50m ./test/bench/)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 memory=$(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')
@@ -55,7 +57,15 @@ status=0
 	if [[ -s "$BENCH_OUT/results.md" ]]; then
 		cat "$BENCH_OUT/results.md"
 	else
-		echo "(no results: TestBench failed before writing them; see test.log)"
+		echo "(no results: TestBench failed before writing them, or did not run; see test.log)"
+	fi
+	echo
+	echo "## 4. The two front ends: direct, proxy and NRI plugin (issue 25)"
+	echo
+	if [[ -s "$BENCH_OUT/frontends.md" ]]; then
+		cat "$BENCH_OUT/frontends.md"
+	else
+		echo "(not measured: TestFrontends failed or did not run; see test.log)"
 	fi
 } >"$out/results.md"
 echo "bench: results in $out/results.md, test log in $out/test.log"
