@@ -18,7 +18,7 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "Usage: criguard explain [flags] CONTAINER_ID|POD_ID\n\nWhat the policy gives a container or pod, why, and the cgroup writes that make it true.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseStandaloneFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -16,7 +16,7 @@ import (
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg, output := standaloneFlags("status", stderr, "table", "wide", "json")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseStandaloneFlags(fs, args); err != nil {
 		return err
 	}
 	return status(ctx, *cfg, output.value, stdout, stderr)

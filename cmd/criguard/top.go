@@ -41,7 +41,7 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "Usage: criguard top [flags]\n\nLive disk I/O per pod and container: rates, the limit in force, % of it in use, I/O pressure.\nKeys on a terminal: s switches the sort (rate, % of limit), q quits.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseStandaloneFlags(fs, args); err != nil {
 		return err
 	}
 	if tc.sortBy != sortByRate && tc.sortBy != sortByLimit {
