@@ -12,19 +12,6 @@ readonly CRIO_SOCK=/run/crio/crio.sock
 crio_setup() {
 	install -m 0755 "$A/bin/crio" "$A/bin/pinns" /usr/local/bin/
 	mkdir -p /etc/crio /etc/cni/net.d /var/lib/crio
-	# Debian 12's crun 1.8.1 rejects CRI-O 1.34's ociVersion 1.2.x (LAB.md).
-	cat >/usr/local/bin/crun-oci10 <<'SH'
-#!/bin/sh
-prev=
-for arg in "$@"; do
-	if [ "$prev" = "--bundle" ] || [ "$prev" = "-b" ]; then
-		[ -f "$arg/config.json" ] && sed -i 's/"ociVersion":[[:space:]]*"[^"]*"/"ociVersion": "1.0.0"/' "$arg/config.json"
-	fi
-	prev=$arg
-done
-exec /usr/bin/crun "$@"
-SH
-	chmod 0755 /usr/local/bin/crun-oci10
 	echo '{"default": [{"type": "insecureAcceptAnything"}]}' >/etc/crio/policy.json
 	cat >/etc/crio/crio.conf <<CONF
 [crio]
@@ -48,6 +35,7 @@ hooks_dir = []
 default_mounts_file = ""
 irqbalance_config_restore_file = "disable"
 
+# crun-oci10: handlers.sh's wrapper for Debian's crun, installed by setup_node.
 [crio.runtime.runtimes.crun]
 runtime_path = "/usr/local/bin/crun-oci10"
 runtime_type = "oci"

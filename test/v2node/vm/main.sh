@@ -58,6 +58,8 @@ crictl() { /usr/local/bin/crictl "$@"; }
 . "$A/vm/crio.sh"
 # shellcheck source=SCRIPTDIR/nri.sh
 . "$A/vm/nri.sh"
+# shellcheck source=SCRIPTDIR/handlers.sh
+. "$A/vm/handlers.sh"
 
 # cid NAME: the running container named exactly NAME.
 cid() { crictl ps --state running --name "^$1\$" -q 2>/dev/null | head -n 1; }
@@ -277,6 +279,7 @@ setup_node() {
 	install -m 0644 "$A/vm/crictl.yaml" /etc/crictl.yaml
 	install -D -m 0644 "$A/vm/kubelet.yaml" /etc/kubernetes/kubelet.yaml
 	install -m 0644 "$A/vm/containerd2.service" "$A/vm/kubelet.service" /etc/systemd/system/
+	install_crun_wrapper # containerd 2's crun handler and CRI-O's
 	# kubelet as a kubeadm node runs it; install_criguard adds criguard's drop-in.
 	ln -sf /usr/local/bin/kubelet /usr/bin/kubelet
 	install -D -m 0644 "$A/vm/10-kubeadm.conf" /etc/systemd/system/kubelet.service.d/10-kubeadm.conf
@@ -478,6 +481,11 @@ scenarios() {
 	if [[ $run == c2 ]]; then
 		restarts_check
 	fi
+	# Last: kubelet is stopped meanwhile. The other handler beside the phase's default.
+	case $run in
+	c2) handler_check crun "$b_dw" ;;
+	cr) handler_check runc "$b_dw" ;;
+	esac
 }
 
 # first_instruction: the first command printed the limit (where the processes' own
