@@ -24,7 +24,7 @@ func (e *testEnv) reconcile(t *testing.T) {
 	}
 }
 
-func (e *testEnv) write(t *testing.T, rel, file, value string) {
+func (e *testEnv) write(t testing.TB, rel, file, value string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(e.host.mount, rel, file), []byte(value), 0o644); err != nil {
 		t.Fatal(err)

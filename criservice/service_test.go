@@ -110,7 +110,7 @@ func criResolver(t testing.TB, rt runtimeapi.RuntimeServiceClient) Resolver {
 	return r
 }
 
-func marshal(t *testing.T, m proto.Message) []byte {
+func marshal(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := proto.Marshal(m)
 	if err != nil {
@@ -161,7 +161,7 @@ func (e *testEnv) hook(method string) Hook { return e.svc.Hooks()[runtimeService
 
 // runPod creates a pod in the fake runtime and its cgroup, and passes
 // RunPodSandbox through the service's hook as the proxy would.
-func (e *testEnv) runPod(t *testing.T, id, namespace, qos string, annotations map[string]string) string {
+func (e *testEnv) runPod(t testing.TB, id, namespace, qos string, annotations map[string]string) string {
 	t.Helper()
 	cfg := e.fake.AddPod(id, namespace, "pod-"+id, qos, annotations)
 	e.host.mkdir(t, cfg.Linux.CgroupParent)
@@ -175,7 +175,7 @@ func (e *testEnv) runPod(t *testing.T, id, namespace, qos string, annotations ma
 }
 
 // startContainer creates and starts a container through the hooks.
-func (e *testEnv) startContainer(t *testing.T, id, podID, name string) (string, error) {
+func (e *testEnv) startContainer(t testing.TB, id, podID, name string) (string, error) {
 	t.Helper()
 	e.fake.AddContainer(id, podID, name)
 	e.fake.Mu.Lock()
