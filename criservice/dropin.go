@@ -33,12 +33,6 @@ import (
 // removes what a crash left.
 const dropInName = "50-criguard-prestart.conf"
 
-// runtimeKeepsUnified: containerd and CRI-O pass the create request's unified io.max
-// to runc or crun, which write it into the scope before the first instruction.
-func runtimeKeepsUnified(name string) bool {
-	return resolve.RuntimeKind(name) == "containerd" || strings.EqualFold(name, "cri-o")
-}
-
 // dropInDir is where the runtime's transient units look for drop-ins.
 const dropInDir = "/run/systemd/system"
 
@@ -89,6 +83,12 @@ func (s *Service) wantsDropIns(ctx context.Context) bool {
 		s.log.Info("the runtime drops the create request's io.max: limits reach systemd scopes through pre-start drop-ins", "runtime", name)
 	}
 	return !keeps
+}
+
+// runtimeKeepsUnified: containerd and CRI-O pass the create request's unified io.max
+// to runc or crun, which write it into the scope before the first instruction.
+func runtimeKeepsUnified(name string) bool {
+	return resolve.RuntimeKind(name) == "containerd" || strings.EqualFold(name, "cri-o")
 }
 
 // releaseDropIn removes the drop-in a start left, once the start is over either way.

@@ -321,15 +321,23 @@ func (r *rig) startIdle(t *testing.T, n int) []string {
 
 // runPod runs the pod through client and remembers it for cleanup.
 func (r *rig) runPod(client runtimeapi.RuntimeServiceClient, pod *lab.Pod) (string, error) {
+	id, err := runPodSandbox(client, pod)
+	if err != nil {
+		return "", err
+	}
+	r.podsMu.Lock()
+	r.pods = append(r.pods, pod)
+	r.podsMu.Unlock()
+	return id, nil
+}
+
+func runPodSandbox(client runtimeapi.RuntimeServiceClient, pod *lab.Pod) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	resp, err := client.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pod.Config()})
 	if err != nil {
 		return "", fmt.Errorf("RunPodSandbox %s: %w", pod, err)
 	}
-	r.podsMu.Lock()
-	r.pods = append(r.pods, pod)
-	r.podsMu.Unlock()
 	return resp.PodSandboxId, nil
 }
 

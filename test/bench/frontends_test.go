@@ -63,14 +63,12 @@ func TestFrontends(t *testing.T) {
 		out := make([]throttledPod, 2)
 		for i := range out {
 			pod := lab.NewPod(t, fmt.Sprintf("%s-%d", prefix, i), throttledNS)
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			resp, err := client.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pod.Config()})
-			cancel()
+			id, err := runPodSandbox(client, pod)
 			if err != nil {
-				t.Fatalf("RunPodSandbox %s: %v", pod, err)
+				t.Fatal(err)
 			}
 			*into = append(*into, pod)
-			out[i] = throttledPod{pod: pod, id: resp.PodSandboxId}
+			out[i] = throttledPod{pod: pod, id: id}
 		}
 		return out
 	}
