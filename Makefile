@@ -20,7 +20,7 @@ PKG_MAINTAINER ?= criguard maintainers <maintainers@criguard.dev>
 # make e2e-v2 builds the .deb alone (twice: the upgrade test's two versions).
 PKG_FORMATS ?= deb rpm
 
-.PHONY: help build man package test lint tidy fuzz e2e e2e-nri lab conformance test-v2 e2e-v2 bench demo clean
+.PHONY: help build man package test lint tidy fuzz e2e e2e-full e2e-nri lab conformance test-v2 e2e-v2 e2e-v2-full bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ lab: ## install the real runtimes and tools the e2e suite uses (root)
 e2e: build lab ## end-to-end suite on real containerd, CRI-O, runc, crun, dockerd, cri-dockerd, crictl, the NRI plugin included (root)
 	CRIGUARD_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v -timeout 40m ./test/e2e/...
 
+e2e-full: build lab ## make e2e plus the restart comparisons it leaves out (plain bind, SIGKILL), which report figures only (root)
+	E2E_FULL=1 CRIGUARD_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v -timeout 50m ./test/e2e/...
+
 e2e-nri: build lab ## only criguard as an NRI plugin on containerd 2.4 and CRI-O 1.34 (root; part of make e2e)
 	CRIGUARD_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v -timeout 30m -run '^TestNRI$$' ./test/e2e/
 
@@ -83,6 +86,9 @@ test-v2: ## cgroup v2 root tests inside a qemu VM (root)
 
 e2e-v2: build lab ## kubelet and criguard in front of containerd 2.x, dockerd + cri-dockerd, CRI-O + crun, and as containerd's NRI plugin, on a cgroup v2 + systemd node in a qemu VM (root)
 	test/v2node/run.sh
+
+e2e-v2-full: build lab ## make e2e-v2 plus five restarts of criguard under load on containerd 2 (root)
+	V2NODE_FULL=1 test/v2node/run.sh
 
 bench: build lab ## benchmarks on the real runtime; figures go to docs/BENCHMARKS.md (root)
 	test/bench/run.sh

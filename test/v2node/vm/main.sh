@@ -15,7 +15,7 @@ readonly MANIFESTS=/etc/kubernetes/manifests
 readonly LOG=/var/log/v2node.log
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # shellcheck source=/dev/null
-. "$A/vm/env" # RUNTIMES, VERSION and PREVIOUS (the packages'), set by run.sh
+. "$A/vm/env" # RUNTIMES, FULL, VERSION and PREVIOUS (the packages'), set by run.sh
 
 failed=0 phase_failed=0
 run="" # the runtime under test: c2, c16, dk, cr or n2 (containerd 2, criguard its NRI plugin)

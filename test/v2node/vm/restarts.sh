@@ -1,20 +1,18 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # runtime_sock, LIMITED and the helpers are main.sh's
-# Issue 13 on a real systemd (sourced by main.sh, containerd 2 only): `systemctl restart
-# criguard` five times under a kubelet-shaped load (criload: unary calls, an event stream,
-# container starts, each start's io.max read back), with criguard.socket holding the
-# socket; then an upgrade of the package (dpkg -i) under the same load. Then three
-# restarts under the real kubelet, whose journal must show no failed runtime call.
+# Issue 13 on a real systemd (sourced by main.sh, containerd 2 only): an upgrade of the
+# package (dpkg -i, whose postinst restarts criguard) under a kubelet-shaped load
+# (criload: unary calls, an event stream, container starts, each start's io.max read
+# back), with criguard.socket holding the socket; with FULL, first `systemctl restart
+# criguard` five times under the same load. Then three restarts under the real kubelet,
+# whose journal must show no failed runtime call.
 
 # The host's 50 calls/s and a start a second are several times what containerd under
 # TCG answers: calls then time out without any restart. The VM's load is scaled to what
 # the node carries, which criload's baseline (no restarts) proves first.
 readonly LOAD_RATE=10 LOAD_START_EVERY=2s
 
-restarts_check() {
-	# kubelet removes pods it did not make (criload's): it waits while the load runs.
-	quiet systemctl stop kubelet
-	mkdir -p /var/log/criload
+restart_under_load() {
 	local out rc=0 began
 	began=$(date '+%Y-%m-%d %H:%M:%S')
 	out=$(criload --endpoint unix:///run/criguard/criguard.sock --runtime-endpoint "unix://$runtime_sock" \
@@ -32,6 +30,17 @@ restarts_check() {
 			grep -E 'Stopping|Started|shutting|stopped|level=(ERROR|WARN)|Failed|timed out' | tail -n 60 >/dev/console
 	fi
 	info "restart-under-load/$(grep '^row:' <<<"$out")"
+}
+
+restarts_check() {
+	# kubelet removes pods it did not make (criload's): it waits while the load runs.
+	quiet systemctl stop kubelet
+	mkdir -p /var/log/criload
+	if [[ -n $FULL ]]; then
+		restart_under_load
+	else
+		info "restart-under-load: left to make e2e-v2-full (CI: the upgrade below is one restart under the same load)"
+	fi
 	upgrade_check
 
 	quiet systemctl start kubelet
