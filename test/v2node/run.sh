@@ -76,6 +76,26 @@ install_block() {
 		die "README.md: no sh block with dpkg -i after the line <!-- v2node: install -->"
 }
 
+# mdadm DIR: Debian's mdadm binary in DIR/bin, for the md volume (volumes.sh). It comes
+# from the .deb (apt-get download, cached outside the clone by version), not from the
+# image: adding it there would rebuild the image. The image has its libudev1 and libc.
+mdadm_binary() {
+	local dir=$1 cache=${CRIGUARD_LAB_SHARED:-/var/cache/criguard-lab}/mdadm version deb
+	version=$(apt-cache show --no-all-versions mdadm 2>/dev/null | sed -n 's/^Version: //p')
+	[[ -n $version ]] || die "apt-cache knows no mdadm: run apt-get update"
+	deb="$cache/mdadm_${version}_amd64.deb"
+	if [[ ! -s $deb ]]; then
+		mkdir -p "$cache/download"
+		rm -f "$cache"/download/mdadm_*.deb
+		(cd "$cache/download" && apt-get download -q "mdadm=$version" >/dev/null 2>&1) ||
+			die "apt-get download mdadm=$version failed"
+		mv "$cache"/download/mdadm_*.deb "$deb"
+	fi
+	dpkg-deb -x "$deb" "$work/mdadm"
+	install -m 0755 "$work/mdadm/sbin/mdadm" "$dir/bin/mdadm"
+	rm -rf "$work/mdadm"
+}
+
 # assets DIR KUBELET: the assets disk's tree (mounted read-only at /assets in the VM).
 assets() {
 	local dir=$1 kubelet=$2 f
@@ -90,6 +110,7 @@ assets() {
 	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/criload" ./test/v2node/criload) ||
 		die "building criload failed"
 	cp "$kubelet" "$dir/bin/kubelet"
+	mdadm_binary "$dir"
 	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$lab/images/rootfs.tar" "$dir/images/"
 	cp -r "$here/vm/." "$dir/vm/"
 	printf "RUNTIMES='%s'\nFULL='%s'\n" "$RUNTIMES" "$FULL" >"$dir/vm/env"

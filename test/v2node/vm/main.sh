@@ -200,10 +200,11 @@ rule "podscope" {
   scope = "pod"
 }
 
-# Issue 12 (volumes.sh): an emptyDir, a dm-linear and a partition volume; the writable layer.
+# Issue 12 (volumes.sh): an emptyDir, a dm-linear, a partition and an md raid1 volume;
+# the writable layer.
 class "volumes" {
   io {
-    volumes   = ["scratch", "/lv", "/part"]
+    volumes   = ["scratch", "/lv", "/part", "/md"]
     write_bps = "1MiB"
   }
 }
