@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -144,6 +145,10 @@ func write(path string, duration time.Duration, bs, depth int) error {
 	var wg sync.WaitGroup
 	for range depth {
 		wg.Go(func() {
+			// One thread per writer goroutine: its own io_context, so one BFQ queue
+			// each, whose requests BFQ can keep in order (with -depth 1, the writer's
+			// only queue: BFQ then serves the writers by their cgroups' weights).
+			runtime.LockOSThread()
 			buf := alignedBuffer(bs)
 			for i := range buf {
 				buf[i] = byte(i*7 + 1)

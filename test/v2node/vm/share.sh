@@ -230,9 +230,10 @@ share_weights() {
 
 	# Both at once for 40 s; the rates are taken over the 20 s in the middle.
 	local t1 t4 r1 r4
-	post w1 "$IOLAT write -file /share/data -for 40s >/data/both.out"
+	# One write in flight per writer: BFQ, not qemu's queue, orders them.
+	post w1 "$IOLAT write -file /share/data -for 40s -depth 1 >/data/both.out"
 	t1=$ticket
-	post w4 "$IOLAT write -file /share/data -for 40s >/data/both.out"
+	post w4 "$IOLAT write -file /share/data -for 40s -depth 1 >/data/both.out"
 	t4=$ticket
 	sleep 10
 	read -r r1 r4 <<<"$(rates "$s1" "$s4" -- 20)"
@@ -249,7 +250,7 @@ share_weights() {
 
 	# The light writer alone for 25 s, measured over 15 s: no cap, it has the disk.
 	local ta alone
-	post w1 "$IOLAT write -file /share/data -for 25s >/data/alone.out"
+	post w1 "$IOLAT write -file /share/data -for 25s -depth 1 >/data/alone.out"
 	ta=$ticket
 	sleep 6
 	alone=$(rates "$s1" -- 15)
