@@ -20,7 +20,7 @@ PKG_MAINTAINER ?= criguard maintainers <maintainers@criguard.dev>
 # make e2e-v2 builds the .deb alone (twice: the upgrade test's two versions).
 PKG_FORMATS ?= deb rpm
 
-.PHONY: help build man package test lint tidy fuzz e2e e2e-full e2e-nri lab conformance test-v2 e2e-v2 e2e-v2-full bench demo clean
+.PHONY: help build man package test lint tidy fuzz e2e e2e-full e2e-nri lab conformance test-v2 e2e-v2 e2e-v2-full e2e-v2-share bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ e2e-v2: build lab ## kubelet and criguard in front of containerd 2.x, dockerd + 
 
 e2e-v2-full: build lab ## make e2e-v2 plus five restarts of criguard under load on containerd 2 (root)
 	V2NODE_FULL=1 test/v2node/run.sh
+
+e2e-v2-share: build lab ## issue 22's weights and protection on the v2 node (a disk slowed by qemu, BFQ): the phase sh, not in CI (root)
+	V2NODE_RUNTIMES=sh test/v2node/run.sh
 
 bench: build lab ## benchmarks on the real runtime; figures go to docs/BENCHMARKS.md (root)
 	test/bench/run.sh

@@ -17,6 +17,8 @@ readonly RUNTIMES=${V2NODE_RUNTIMES:-c2 dk cr n2}
 # restarts of criguard under load on containerd 2 (the upgrade under load, one restart
 # behind the same socket, stays in CI).
 readonly FULL=${V2NODE_FULL:-}
+# The sharing checks' disk (vde), in bytes per second for reads and writes together.
+readonly SHARE_DISK_BPS=4194304
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here="$repo/test/v2node"
 lab="$repo/test/e2e/.cache"
@@ -109,13 +111,31 @@ assets() {
 	# The restart check's load (test/e2e/load, as the host's restart tests drive it).
 	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/criload" ./test/v2node/criload) ||
 		die "building criload failed"
+	# The disk-sharing checks' load (vm/share.sh): O_DIRECT readers and writers.
+	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/iolat" ./test/v2node/iolat) ||
+		die "building iolat failed"
 	cp "$kubelet" "$dir/bin/kubelet"
 	mdadm_binary "$dir"
 	cp "$lab/images/busybox.oci.tar" "$lab/images/pause.oci.tar" "$lab/images/rootfs.tar" "$dir/images/"
 	cp -r "$here/vm/." "$dir/vm/"
-	printf "RUNTIMES='%s'\nFULL='%s'\n" "$RUNTIMES" "$FULL" >"$dir/vm/env"
+	printf "RUNTIMES='%s'\nFULL='%s'\nSHARE_DISK_BPS=%s\n" "$RUNTIMES" "$FULL" "$SHARE_DISK_BPS" >"$dir/vm/env"
 	install_block "$dir"
 	packages "$dir"
+}
+
+# share_disk WORK: the disk of the sharing checks (vm/share.sh), throttled by qemu itself
+# to SHARE_DISK_BPS so that two writers really contend for it under TCG. Its file system
+# is made here, initialised in full (no lazy init writing behind the measurements), with
+# a 16 MiB file of random data per pod (random: mkfs.ext4 -d would leave zeros as holes).
+share_disk() {
+	local tree=$1/share name
+	for name in w1 w4 reader flood; do
+		mkdir -p "$tree/$name"
+		head -c 16M /dev/urandom >"$tree/$name/data"
+	done
+	truncate -s 256M "$1/share.img"
+	mkfs.ext4 -q -F -L v2node-share -E lazy_itable_init=0,lazy_journal_init=0 -d "$tree" "$1/share.img"
+	rm -rf "$tree"
 }
 
 main() {
@@ -153,9 +173,15 @@ main() {
 	# throttled on vdd, the disk blk-throttle accepts.
 	truncate -s 128M "$work/part.img"
 	echo 'start=2048, type=83' | sfdisk -q "$work/part.img" >/dev/null
+	# The slow shared disk only where the sharing phase runs (CI's phases do without it).
+	local share_drive=()
+	if [[ " $RUNTIMES " == *" sh "* ]]; then
+		share_disk "$work"
+		share_drive=(-drive "file=$work/share.img,if=virtio,format=raw,throttling.bps-total=$SHARE_DISK_BPS")
+	fi
 
 	# Drive order fixes the names inside: vda root (254:0), vdb data (254:16), vdc assets,
-	# vdd the partitioned disk (254:48).
+	# vdd the partitioned disk (254:48), vde the slow shared disk (254:64).
 	log "booting (TCG, timeout ${TIMEOUT_SECONDS} s, runtimes: $RUNTIMES)"
 	local rc=0 boot=$SECONDS
 	# --foreground: qemu stays in our process group, so stopping make stops it too.
@@ -170,6 +196,7 @@ main() {
 		-drive "file=$work/data.img,if=virtio,format=raw" \
 		-drive "file=$work/assets.img,if=virtio,format=raw,readonly=on" \
 		-drive "file=$work/part.img,if=virtio,format=raw" \
+		"${share_drive[@]}" \
 		</dev/null >"$work/console.log" 2>&1 || rc=$?
 	tr -d '\r' <"$work/console.log" >"$work/console.txt"
 	cp "$work/console.txt" "${V2NODE_CONSOLE:-/tmp/criguard-v2node-console.txt}"

@@ -60,6 +60,8 @@ crictl() { /usr/local/bin/crictl "$@"; }
 . "$A/vm/nri.sh"
 # shellcheck source=SCRIPTDIR/handlers.sh
 . "$A/vm/handlers.sh"
+# shellcheck source=SCRIPTDIR/share.sh
+. "$A/vm/share.sh" # phase sh (on request): issue 22's weights and protection
 
 # cid NAME: the running container named exactly NAME.
 cid() { crictl ps --state running --name "^$1\$" -q 2>/dev/null | head -n 1; }
@@ -316,7 +318,7 @@ install_criguard() {
 start_runtime() {
 	local unit sock
 	case $1 in
-	c2 | n2) unit=containerd2 sock=/run/containerd2/containerd.sock ;;
+	c2 | n2 | sh) unit=containerd2 sock=/run/containerd2/containerd.sock ;;
 	c16) unit=containerd sock=/run/containerd/containerd.sock ;;
 	dk) unit=cri-dockerd sock=$CRI_DOCKERD_SOCK ;;
 	cr) unit=crio sock=$CRIO_SOCK ;;
@@ -328,7 +330,7 @@ start_runtime() {
 		printf 'CRIGUARD_RUNTIME_ENDPOINT=unix://%s\nCRIGUARD_CONTAINERD_ADDRESS=%s\nCRIGUARD_LOG_FORMAT=text\n' "$sock" "$sock" >/etc/default/criguard
 	fi
 	# Debian's containerd.service (1.6) must stay down while 2.x runs.
-	if [[ $1 == c2 || $1 == n2 ]]; then
+	if [[ $1 == c2 || $1 == n2 || $1 == sh ]]; then
 		quiet systemctl mask --runtime containerd.service
 	else
 		quiet systemctl unmask --runtime containerd.service
@@ -347,7 +349,7 @@ start_runtime() {
 	quiet systemctl start "$unit" || return 1
 	wait_for 60 test -S "$sock" || return 1
 	local image
-	if [[ $1 == c2 || $1 == c16 || $1 == n2 ]]; then
+	if [[ $1 == c2 || $1 == c16 || $1 == n2 || $1 == sh ]]; then
 		for image in busybox pause; do
 			quiet ctr -a "$sock" -n k8s.io images import "$A/images/$image.oci.tar" || return 1
 		done
@@ -400,6 +402,10 @@ dump() {
 # --- scenarios ------------------------------------------------------------------------
 
 scenarios() {
+	[[ $run == sh ]] && {
+		share_scenarios
+		return
+	}
 	local pod pods=(free throttled shared) names=(free throttled first share-a share-b)
 	# containerd 2 (the platform) also runs issues 12, 13 and 16's checks.
 	if [[ $run == c2 ]]; then
