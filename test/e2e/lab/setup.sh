@@ -19,7 +19,7 @@ bin="$cache/bin"
 shared=${CRIGUARD_LAB_SHARED:-/var/cache/criguard-lab}
 mkdir -p "$bin" "$cache/src" "$cache/images" "$shared/bin"
 
-step() { printf '== lab: %s\n' "$*"; }
+step() { printf '== lab: %s (%d s)\n' "$*" "$SECONDS"; }
 
 # --- Debian packages -------------------------------------------------------------------
 packages=(containerd runc docker.io busybox-static containernetworking-plugins iproute2
