@@ -76,7 +76,7 @@ e2e-full: build lab ## make e2e plus the restart comparisons it leaves out (plai
 	E2E_FULL=1 CRIGUARD_BIN=$(CURDIR)/$(BIN) test/e2e/run.sh
 
 e2e-nri: build lab ## only criguard as an NRI plugin on containerd 2.4 and CRI-O 1.34 (root; part of make e2e)
-	CRIGUARD_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v -timeout 30m -run '^TestNRI$$' ./test/e2e/
+	E2E_RUN='^TestNRI$$' CRIGUARD_BIN=$(CURDIR)/$(BIN) test/e2e/run.sh
 
 conformance: build lab ## critest directly and through criguard; fails on any regression (root)
 	test/conformance/run.sh

@@ -402,10 +402,10 @@ dump() {
 # --- scenarios ------------------------------------------------------------------------
 
 scenarios() {
-	[[ $run == sh ]] && {
+	if [[ $run == sh ]]; then
 		share_scenarios
 		return
-	}
+	fi
 	local pod pods=(free throttled shared) names=(free throttled first share-a share-b)
 	# containerd 2 (the platform) also runs issues 12, 13 and 16's checks.
 	if [[ $run == c2 ]]; then
