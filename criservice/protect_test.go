@@ -66,6 +66,8 @@ type protectEnv struct {
 	reg            *prometheus.Registry
 	logs           *bytes.Buffer
 	now            time.Time
+	share          float64       // percent of each tick the reader stalls, from pressure
+	stalled        time.Duration // its io.pressure "some total"
 }
 
 func newProtectEnv(t *testing.T) *protectEnv {
@@ -106,13 +108,23 @@ func (p *protectEnv) startRunner(t *testing.T) {
 	p.svc.EnableProtection(p.runner)
 }
 
-func (p *protectEnv) pressure(t *testing.T, avg10 float64) {
-	t.Helper()
-	p.write(t, p.reader, "io.pressure", fmt.Sprintf("some avg10=%.2f avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", avg10))
+// pressure makes the reader stall share percent of each following tick.
+func (p *protectEnv) pressure(share float64) {
+	p.share = share
+	p.writeStall()
+}
+
+// writeStall writes the reader's io.pressure, unless its cgroup is gone.
+func (p *protectEnv) writeStall() {
+	content := fmt.Sprintf("some avg10=%.2f avg60=0.00 avg300=0.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+		p.share, p.stalled.Microseconds())
+	_ = os.WriteFile(filepath.Join(p.host.mount, p.reader, "io.pressure"), []byte(content), 0o644)
 }
 
 func (p *protectEnv) tick() {
 	p.now = p.now.Add(time.Second)
+	p.stalled += time.Duration(p.share / 100 * float64(time.Second))
+	p.writeStall()
 	p.runner.Tick(context.Background(), p.now)
 }
 
@@ -156,7 +168,7 @@ func TestProtectionTightensToTheFloorAndGivesBack(t *testing.T) {
 	if got := p.writerWBPS(t); got != 160*mib {
 		t.Fatalf("at start wbps = %d, want the class's cap 160MiB", got)
 	}
-	p.pressure(t, 50)
+	p.pressure(50)
 	seen := []uint64{160 * mib}
 	for range 40 {
 		p.tick()
@@ -192,10 +204,11 @@ func TestProtectionTightensToTheFloorAndGivesBack(t *testing.T) {
 	if got := p.runner.Protecting(cgroup.Device{Major: 254}); fmt.Sprint(got) != "[web/pod-p1]" {
 		t.Errorf("Protecting = %v", got)
 	}
-	// The reader goes quiet: nothing for the hold-down, then a tenth of the range
-	// (ceiling 160 - floor 10) per tick up to the cap.
-	p.pressure(t, 0)
-	for i := range protect.DefaultConfig.HoldDown - 1 {
+	// The reader goes quiet: nothing for the hold-down (counted once the quiet ticks
+	// fill the pressure's window of 3), then a tenth of the range (ceiling 160 - floor
+	// 10) per tick up to the cap.
+	p.pressure(0)
+	for i := range protect.DefaultConfig.HoldDown - 1 + 2 {
 		p.tick()
 		if got := p.writerWBPS(t); got != 10*mib {
 			t.Fatalf("gave back %d at quiet tick %d, before the hold-down", got, i+1)
@@ -234,8 +247,9 @@ func TestProtectionDoesNotOscillateUnderSteadyLoad(t *testing.T) {
 	var moves, reversals int
 	last, dir := p.writerWBPS(t), 0
 	for range 600 {
-		// The disk leaves the reader alone while the writer may use 30 MiB/s or less.
-		p.pressure(t, max(0, float64(p.writerWBPS(t))/mib-30)*0.5)
+		// The disk leaves the reader alone while the writer may use 30 MiB/s or less;
+		// busy, it still stalls a little.
+		p.pressure(max(0.1, (float64(p.writerWBPS(t))/mib-30)*0.5))
 		p.tick()
 		got := p.writerWBPS(t)
 		if got == last {
@@ -262,7 +276,7 @@ func TestProtectionDoesNotOscillateUnderSteadyLoad(t *testing.T) {
 // The protected pod goes away: its neighbours get their bandwidth back.
 func TestProtectionRecoversWhenTheProtectedPodGoes(t *testing.T) {
 	p := newProtectEnv(t)
-	p.pressure(t, 80)
+	p.pressure(80)
 	for range 20 {
 		p.tick()
 	}
@@ -289,7 +303,7 @@ func TestProtectionRecoversWhenTheProtectedPodGoes(t *testing.T) {
 // on the same line; the loop goes on from where it was.
 func TestProtectionAcrossARestart(t *testing.T) {
 	p := newProtectEnv(t)
-	p.pressure(t, 80)
+	p.pressure(80)
 	for range 4 { // 160 → 80 → 40
 		p.tick()
 	}
@@ -322,7 +336,7 @@ func TestProtectionAcrossARestart(t *testing.T) {
 	if len(limits) != 1 || limits[0].WriteBPS != 40*mib || limits[0].ReadIOPS != 500 {
 		t.Fatalf("after the restart's first pass io.max = %+v, want wbps 40MiB (not lifted) and the foreign riops=500 kept", limits)
 	}
-	q.pressure(t, 80)
+	q.pressure(80)
 	q.tick()
 	q.tick()
 	q.tick()
@@ -344,7 +358,7 @@ func TestStalePlanWritesTheLatestLimitInForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.pressure(t, 50)
+	p.pressure(50)
 	p.tick()
 	if got := p.writerWBPS(t); got != 80*mib {
 		t.Fatalf("wbps %d after a tightening, want 80MiB", got)
@@ -380,7 +394,7 @@ func TestStalePlanWritesTheLatestLimitInForce(t *testing.T) {
 // say why they differ: the writer yields, protecting web/pod-p1.
 func TestVisibilityOfTheLimitInForce(t *testing.T) {
 	p := newProtectEnv(t)
-	p.pressure(t, 80)
+	p.pressure(80)
 	for range 4 { // 160 → 80 → 40
 		p.tick()
 	}

@@ -20,7 +20,7 @@ import (
 // is not protected.
 type IOProtect struct {
 	// PressureSomeAvg10 is the target, in percent of wall time some task of the
-	// cgroup waited on I/O over the last 10 s (io.pressure "some avg10").
+	// cgroup waited on I/O (io.pressure "some"), measured over the last few seconds.
 	PressureSomeAvg10 float64
 }
 

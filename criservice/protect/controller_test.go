@@ -9,19 +9,23 @@ const mib = 1 << 20
 
 var writer = Yielder{Name: "batch/writer", Floor: 10 * mib, Ceiling: 200 * mib}
 
-// plant is a disk shared by a protected reader and a yielding writer: the reader's
-// pressure grows with what the writer may use above what leaves the reader alone.
+// pressureOf is a disk shared by a protected reader and a yielding writer: the
+// reader's pressure grows with what the writer may use above what leaves the reader
+// alone. Below that it is low but not 0: a workload doing I/O always stalls a little.
 func pressureOf(writerLimit uint64) float64 {
 	free := 40.0 * mib // below this the reader sees no contention
-	return max(0, (float64(writerLimit)-free)/mib) * 0.5
+	return max(busy, (float64(writerLimit)-free)/mib*0.5)
 }
+
+// busy is a busy, well protected workload's pressure.
+const busy = 0.1
 
 func run(t *testing.T, c *Controller, ticks int, target float64, pressure func(limit uint64) float64) []Change {
 	t.Helper()
 	var all []Change
 	for range ticks {
 		l := c.Limit(writer.Name)
-		all = append(all, c.Step([]Pressure{{Name: "web/reader", Avg10: pressure(l), Target: target}})...)
+		all = append(all, c.Step([]Pressure{{Name: "web/reader", Share: pressure(l), Target: target}})...)
 		if l := c.Limit(writer.Name); l < writer.Floor || l > writer.Ceiling {
 			t.Fatalf("limit %d outside [floor %d, ceiling %d]", l, writer.Floor, writer.Ceiling)
 		}
@@ -108,13 +112,13 @@ func TestNoFlappingInTheBand(t *testing.T) {
 	}
 }
 
-// A reader whose pressure falls to 0 once the writer is held low enough: a low
+// A reader whose pressure falls near 0 once the writer is held low enough: a low
 // pressure is what protection looks like, so the writer keeps probing ever more
 // rarely instead of every hold-down; once the reader's container is gone (no
 // sample), the backoff resets and the writer is back at its ceiling in 20 ticks.
 func TestLowPressureIsNotQuiet(t *testing.T) {
 	c := New(DefaultConfig, []Yielder{writer})
-	shielded := func(limit uint64) float64 { return max(0, float64(limit)/mib-30) * 0.5 }
+	shielded := func(limit uint64) float64 { return max(busy, (float64(limit)/mib-30)*0.5) }
 	changes := run(t, c, 1200, 10, shielded)
 	if len(changes) > 40 {
 		t.Errorf("%d changes in 20 minutes of steady load: the writer probes too often", len(changes))
@@ -141,5 +145,31 @@ func TestSync(t *testing.T) {
 	changes = c.Sync([]Yielder{{Name: "a", Floor: 10 * mib, Ceiling: 40 * mib}}, start)
 	if c.Limit("a") != 40*mib || len(changes) != 1 || changes[0].Reason != "bounds_changed" || c.Yielders() != 1 {
 		t.Errorf("after a lower cap: a=%d, changes %+v, %d yielders", c.Limit("a"), changes, c.Yielders())
+	}
+}
+
+// The pressure shows a limit's effect a few ticks late (a disk's queue, the kernel's
+// averaging). Give-back stops at the knee, the limit the last tightening left, and a
+// probe goes one step above it: the writer never gets more than one step above what
+// left the reader calm, where a climb to the ceiling would have run on for the lag.
+func TestProbeGoesOneStepAboveTheKnee(t *testing.T) {
+	const lag = 3
+	c := New(DefaultConfig, []Yielder{writer})
+	past := make([]uint64, 0, lag+1)
+	lagging := func(limit uint64) float64 {
+		past = append(past, limit)
+		if len(past) > lag+1 {
+			past = past[1:]
+		}
+		return pressureOf(past[0])
+	}
+	run(t, c, 10, 10, lagging) // the first tightenings
+	// pressureOf is calm up to 56 MiB; one give-back step is a tenth of 190 MiB.
+	limit := uint64(56*mib) + uint64(0.1*float64(writer.Ceiling-writer.Floor))
+	for i := range 1200 {
+		run(t, c, 1, 10, lagging)
+		if got := c.Limit(writer.Name); got > limit {
+			t.Fatalf("tick %d: the writer may use %d MiB/s, more than a step above what left the reader calm (%d)", i, got/mib, limit/mib)
+		}
 	}
 }

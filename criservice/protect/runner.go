@@ -47,7 +47,7 @@ func ParseKind(s string) (Kind, bool) {
 type Protected struct {
 	Container, Dir, Who string
 	Device              cgroup.Device
-	Target              float64 // io.pressure some avg10, percent
+	Target              float64 // io.pressure some share, percent (the policy's pressure_some_avg10)
 }
 
 // YieldLine is one key of a running container that yields on Device, between Floor
@@ -128,7 +128,18 @@ type Runner struct {
 	ticks       int
 	pending     map[string]bool // containers to enforce: changed, or a write failed
 	readErrors  map[string]bool // containers whose unreadable pressure was logged
+	stalls      map[string][]stall
 }
+
+// stall is a protected container's io.pressure "some total" when read.
+type stall struct {
+	total time.Duration
+	at    time.Time
+}
+
+// shareWindow is how many ticks back the pressure share is measured: long enough to
+// smooth one tick's noise, short enough to see a step's effect within the cool-down.
+const shareWindow = 3
 
 // NewRunner returns a runner.
 func NewRunner(opts RunnerOptions) (*Runner, error) {
@@ -148,7 +159,7 @@ func NewRunner(opts RunnerOptions) (*Runner, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{opts: opts, log: opts.Logger, controllers: map[cgroup.Device]*Controller{},
-		protecting: map[cgroup.Device][]string{}, restored: map[Key]uint64{}, pending: map[string]bool{}, readErrors: map[string]bool{}}
+		protecting: map[cgroup.Device][]string{}, restored: map[Key]uint64{}, pending: map[string]bool{}, readErrors: map[string]bool{}, stalls: map[string][]stall{}}
 	for _, d := range opts.Restored.Devices {
 		r.protecting[d.Device] = d.Protecting
 		for _, y := range d.Yielders {
@@ -213,7 +224,7 @@ func (r *Runner) Run(ctx context.Context) {
 func (r *Runner) Tick(ctx context.Context, now time.Time) {
 	start := time.Now()
 	protected, lines := r.opts.Source.ProtectTargets()
-	samples := r.sample(protected)
+	samples := r.sample(protected, now)
 	r.mu.Lock()
 	if r.started.IsZero() {
 		r.started = now
@@ -232,8 +243,9 @@ func (r *Runner) Tick(ctx context.Context, now time.Time) {
 }
 
 // sample reads each protected container's pressure, by device.
-func (r *Runner) sample(protected []Protected) map[cgroup.Device][]Pressure {
+func (r *Runner) sample(protected []Protected, now time.Time) map[cgroup.Device][]Pressure {
 	out := map[cgroup.Device][]Pressure{}
+	seen := map[string]bool{}
 	for _, p := range protected {
 		psi, err := r.opts.Pressure(p.Dir)
 		if err != nil {
@@ -246,9 +258,41 @@ func (r *Runner) sample(protected []Protected) map[cgroup.Device][]Pressure {
 			continue
 		}
 		delete(r.readErrors, p.Container)
-		out[p.Device] = append(out[p.Device], Pressure{Name: p.Who, Avg10: psi.Some.Avg10, Target: p.Target})
+		if !seen[p.Container] {
+			seen[p.Container] = true
+			r.stalls[p.Container] = r.recordStall(r.stalls[p.Container], stall{total: psi.Some.Total, at: now})
+		}
+		out[p.Device] = append(out[p.Device], Pressure{Name: p.Who, Share: share(r.stalls[p.Container], psi.Some.Avg10), Target: p.Target})
+	}
+	for id := range r.stalls {
+		if !seen[id] {
+			delete(r.stalls, id)
+		}
 	}
 	return out
+}
+
+// recordStall appends s to the container's last readings, keeping shareWindow + 1.
+// A total that went back (a new cgroup under the same name) starts them again.
+func (r *Runner) recordStall(h []stall, s stall) []stall {
+	if n := len(h); n > 0 && (s.total < h[n-1].total || !s.at.After(h[n-1].at)) {
+		h = h[:0]
+	}
+	h = append(h, s)
+	if len(h) > shareWindow+1 {
+		h = append(h[:0], h[len(h)-shareWindow-1:]...)
+	}
+	return h
+}
+
+// share is the percent of wall time with some task stalled over the readings; with one
+// reading, the kernel's avg10.
+func share(h []stall, avg10 float64) float64 {
+	if len(h) < 2 {
+		return avg10
+	}
+	first, last := h[0], h[len(h)-1]
+	return 100 * float64(last.total-first.total) / float64(last.at.Sub(first.at))
 }
 
 // step syncs each device's yielders and steps its controller; it reports whether
@@ -308,7 +352,7 @@ func (r *Runner) step(samples map[cgroup.Device][]Pressure, lines []YieldLine) b
 func hotNames(samples []Pressure) []string {
 	var out []string
 	for _, p := range samples {
-		if p.Avg10 > p.Target && !slices.Contains(out, p.Name) {
+		if p.Share > p.Target && !slices.Contains(out, p.Name) {
 			out = append(out, p.Name)
 		}
 	}

@@ -74,3 +74,43 @@ func TestRunnerUnreadablePressureAndFailedWrites(t *testing.T) {
 		t.Errorf("in force %d with the pressure unreadable, want the cap back", got)
 	}
 }
+
+// The pressure the law sees is the share of the last ticks from io.pressure's "some
+// total", not the kernel's avg10, which shows a change seconds late: a reader stalled
+// half of the last second is hot at once, while its avg10 still reads 0.
+func TestRunnerPressureIsTheShareOfTheLastTicks(t *testing.T) {
+	src := &fakeSource{
+		protected: []Protected{{Container: "c1", Dir: "/cg/c1", Who: "web/db", Device: vda, Target: 10}},
+		lines:     []YieldLine{{Container: "c2", Who: "batch/etl", Device: vda, Kind: WriteBPS, Floor: 10 * mib, Ceiling: 160 * mib, Capped: true}},
+	}
+	var total time.Duration
+	r, err := NewRunner(RunnerOptions{Source: src, Enforcer: &fakeEnforcer{},
+		Pressure: func(string) (cgroup.Pressure, error) {
+			return cgroup.Pressure{Some: cgroup.PressureLine{Avg10: 0, Total: total}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1e9, 0)
+	tick := func(stalled time.Duration) {
+		total += stalled
+		now = now.Add(time.Second)
+		r.Tick(context.Background(), now)
+	}
+	tick(0)
+	tick(50 * time.Millisecond) // 5 %: under the target
+	if got := r.InForce(src.lines[0]); got != 160*mib {
+		t.Fatalf("in force %d MiB at 5 %% stalled, want the cap", got/mib)
+	}
+	tick(500 * time.Millisecond) // (50 + 500) ms over 2 s: 27.5 %
+	if got := r.InForce(src.lines[0]); got != 80*mib {
+		t.Fatalf("in force %d MiB after half a second stalled, want 80 at once", got/mib)
+	}
+	// The window is the last 3 ticks: a stall 4 ticks back no longer counts.
+	for range 3 {
+		tick(10 * time.Millisecond)
+	}
+	if p := r.sample(src.protected, now.Add(time.Second)); len(p[vda]) != 1 || p[vda][0].Share > 1.5 {
+		t.Errorf("share %+v after 3 quiet ticks, want about 1 %%", p[vda])
+	}
+}

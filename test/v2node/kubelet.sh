@@ -32,6 +32,6 @@ if [[ ! -d "$src" ]]; then
 	mv "$src.tmp" "$src"
 fi
 log "building kubelet $VERSION (about 5 min on 2 cores)"
-(cd "$src" && CGO_ENABLED=0 go build -mod=mod -buildvcs=false -trimpath -o "$out.tmp" ./cmd/kubelet)
+(cd "$src" && CGO_ENABLED=0 go build -mod=mod -buildvcs=false -trimpath -ldflags "-s -w" -o "$out.tmp" ./cmd/kubelet)
 mv "$out.tmp" "$out"
 echo "$out"
