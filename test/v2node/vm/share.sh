@@ -325,9 +325,9 @@ share_protection() {
 		fail "protect/p99" "p99 ${off:-?} µs → ${on:-?} µs, want at most half; $detail"
 	fi
 
-	# The reader goes while the writer is held down (at its floor, between two
-	# give-back probes): the writer's limit climbs back to its cap.
-	wait_for 60 bash -c "grep -q 'wbps=$FLOOD_FLOOR ' '$fd/io.max'"
+	# The reader goes while the writer is held down (below its cap, at its knee or
+	# probing one step above it): the writer's limit climbs back to its cap.
+	wait_for 60 bash -c "! grep -q 'wbps=$FLOOD_CAP ' '$fd/io.max'"
 	local held removed gone back
 	held=$(flood_wbps)
 	removed=$(now)
@@ -342,7 +342,7 @@ share_protection() {
 	info "protect/writer-limit (seconds after the protecting policy, write bps in force): $trace"
 	local secs
 	secs=$(awk -v a="$gone" -v b="$back" 'BEGIN { printf "%d", b - a }')
-	detail="the writer's limit is back at its cap ($(flood_wbps)) ${secs} s after the reader's container stopped, $(awk -v a="$removed" -v b="$back" 'BEGIN { printf "%d", b - a }') s after its pod's manifest was removed with the writer held at $held (the law: 10 calm ticks, then 10 steps of a tenth; want ≤ 45 s after the stop)"
+	detail="the writer's limit is back at its cap ($(flood_wbps)) ${secs} s after the reader's container stopped, $(awk -v a="$removed" -v b="$back" 'BEGIN { printf "%d", b - a }') s after its pod's manifest was removed with the writer held at $held (the law: the share's window, 10 calm ticks, then up to 10 steps of a tenth; want ≤ 45 s after the stop)"
 	if [[ $(flood_wbps) == "$FLOOD_CAP" ]] && ((secs <= 45)); then
 		pass "protect/give-back" "$detail"
 	else
