@@ -3,6 +3,7 @@ package cgroup
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -15,12 +16,23 @@ import (
 // in /run/systemd/transient and survives daemon-reload, not a reboot, as the unit
 // itself). systemd then writes io.weight and, on BFQ disks, io.bfq.weight itself.
 
-// deviceWeight is one entry of systemd's IODeviceWeight= / BlockIODeviceWeight=
-// (D-Bus signature a(st)): a device node and its weight.
-type deviceWeight struct {
-	Path   string
-	Weight uint64
+// deviceValue is one entry of systemd's per-device properties (D-Bus signature
+// a(st)): a device node and its weight or limit.
+type deviceValue struct {
+	Path  string
+	Value uint64
 }
+
+// devicePath names dev as criguard does in unit properties: a node udev keeps for
+// every block device, so systemd resolves the same disk criguard did.
+func devicePath(dev Device) string { return "/dev/block/" + dev.String() }
+
+// DevicePath is how criguard names dev in a unit property.
+func DevicePath(dev Device) string { return devicePath(dev) }
+
+// UnitLimitMax is "no limit" in an I/O limit property (systemd's "infinity"): an
+// entry set to it writes "max" and is dropped from the unit's drop-in.
+const UnitLimitMax = math.MaxUint64
 
 // DeviceWeightProperty is the runtime unit property that gives the devices their
 // weights: IODeviceWeight= (io.weight units) on cgroup v2, BlockIODeviceWeight= (CFQ's
@@ -31,15 +43,54 @@ func DeviceWeightProperty(version int, weights []IOWeight) sddbus.Property {
 	if version == 1 {
 		name = "BlockIODeviceWeight"
 	}
-	entries := make([]deviceWeight, 0, len(weights))
+	entries := make([]deviceValue, 0, len(weights))
 	for _, w := range weights {
 		value := min(max(w.Weight, 1), weightMax)
 		if version == 1 {
 			value = ScaleWeight(blkioCFQWeightDevice, w.Weight)
 		}
-		entries = append(entries, deviceWeight{Path: "/dev/block/" + w.Device.String(), Weight: value})
+		entries = append(entries, deviceValue{Path: devicePath(w.Device), Value: value})
 	}
 	return sddbus.Property{Name: name, Value: godbus.MakeVariant(entries)}
+}
+
+// UnitIOLimit is io.max keys for one entry of a unit's I/O properties. systemd keeps
+// one entry per device path and writes each entry's whole line (its keys, "max" for
+// the others): keys for a disk the unit already names must go into that entry, under
+// the same Path, or a second spelling of the disk would write over the first.
+type UnitIOLimit struct {
+	Path string
+	IOLimit
+}
+
+// IOLimitProperties are the runtime unit properties that give systemd io.max keys
+// (cgroup v2): IOReadBandwidthMax= and its three siblings, one entry per limit that
+// sets the key (UnitLimitMax lifts it). systemd updates those entries and keeps its
+// others; on every daemon-reload it writes them into io.max itself.
+func IOLimitProperties(limits []UnitIOLimit) []sddbus.Property {
+	keys := []struct {
+		name  string
+		value func(IOLimit) uint64
+	}{
+		{"IOReadBandwidthMax", func(l IOLimit) uint64 { return l.ReadBPS }},
+		{"IOWriteBandwidthMax", func(l IOLimit) uint64 { return l.WriteBPS }},
+		{"IOReadIOPSMax", func(l IOLimit) uint64 { return l.ReadIOPS }},
+		{"IOWriteIOPSMax", func(l IOLimit) uint64 { return l.WriteIOPS }},
+	}
+	var props []sddbus.Property
+	for _, k := range keys {
+		var entries []deviceValue
+		for _, l := range limits {
+			if v := k.value(l.IOLimit); v != 0 {
+				entries = append(entries, deviceValue{Path: l.Path, Value: v})
+			}
+		}
+		// Never an empty list: it would reset every device's entry, the operator's too.
+		if len(entries) > 0 {
+			props = append(props, sddbus.Property{Name: k.name, Value: godbus.MakeVariant(entries)})
+		}
+	}
+	return props
 }
 
 // SystemdUnits sets unit properties through systemd's D-Bus API, connecting on first
@@ -66,6 +117,26 @@ func (s *SystemdUnits) SetDeviceWeights(ctx context.Context, unit string, weight
 			s.drop(conn)
 		}
 		return fmt.Errorf("cgroup: systemd: set weights of %s: %w", unit, err)
+	}
+	return nil
+}
+
+// SetIOLimits hands io.max keys to systemd as the unit's runtime properties (cgroup
+// v2 only: on v1 it does nothing).
+func (s *SystemdUnits) SetIOLimits(ctx context.Context, unit string, limits []UnitIOLimit) error {
+	props := IOLimitProperties(limits)
+	if s.Version != 2 || len(props) == 0 {
+		return nil
+	}
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := conn.SetUnitPropertiesContext(ctx, unit, true, props...); err != nil {
+		if !conn.Connected() {
+			s.drop(conn)
+		}
+		return fmt.Errorf("cgroup: systemd: set I/O limits of %s: %w", unit, err)
 	}
 	return nil
 }

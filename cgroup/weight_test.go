@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -134,13 +135,37 @@ func TestDeviceWeightProperty(t *testing.T) {
 	if v2.Name != "IODeviceWeight" || v2.Value.Signature().String() != "a(st)" {
 		t.Fatalf("v2 property %s %s, want IODeviceWeight a(st)", v2.Name, v2.Value.Signature())
 	}
-	want := []deviceWeight{{"/dev/block/8:0", 400}, {"/dev/block/254:0", 1}}
-	if got, _ := v2.Value.Value().([]deviceWeight); !slices.Equal(got, want) {
+	want := []deviceValue{{"/dev/block/8:0", 400}, {"/dev/block/254:0", 1}}
+	if got, _ := v2.Value.Value().([]deviceValue); !slices.Equal(got, want) {
 		t.Errorf("v2 value %+v, want %+v", v2.Value.Value(), want)
 	}
 	v1 := DeviceWeightProperty(1, weights)
-	want = []deviceWeight{{"/dev/block/8:0", 1000}, {"/dev/block/254:0", 10}}
-	if got, _ := v1.Value.Value().([]deviceWeight); v1.Name != "BlockIODeviceWeight" || !slices.Equal(got, want) {
+	want = []deviceValue{{"/dev/block/8:0", 1000}, {"/dev/block/254:0", 10}}
+	if got, _ := v1.Value.Value().([]deviceValue); v1.Name != "BlockIODeviceWeight" || !slices.Equal(got, want) {
 		t.Errorf("v1 property %s %+v, want BlockIODeviceWeight %+v (CFQ units)", v1.Name, v1.Value.Value(), want)
+	}
+}
+
+// io.max keys go to systemd one property per key, an entry per path that sets it:
+// never an empty list, which would reset the operator's entries too.
+func TestIOLimitProperties(t *testing.T) {
+	props := IOLimitProperties([]UnitIOLimit{{Path: "/dev/sda", IOLimit: IOLimit{Device: sda, ReadBPS: 1 << 20, WriteIOPS: 20}},
+		{Path: "/dev/block/254:0", IOLimit: IOLimit{Device: vda, ReadBPS: UnitLimitMax}}})
+	got := map[string][]deviceValue{}
+	for _, p := range props {
+		if p.Value.Signature().String() != "a(st)" {
+			t.Fatalf("%s has signature %s, want a(st)", p.Name, p.Value.Signature())
+		}
+		got[p.Name], _ = p.Value.Value().([]deviceValue)
+	}
+	want := map[string][]deviceValue{
+		"IOReadBandwidthMax": {{"/dev/sda", 1 << 20}, {"/dev/block/254:0", UnitLimitMax}},
+		"IOWriteIOPSMax":     {{"/dev/sda", 20}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("properties %+v, want %+v", got, want)
+	}
+	if props := IOLimitProperties([]UnitIOLimit{{Path: "/dev/sda", IOLimit: IOLimit{Device: sda}}}); len(props) != 0 {
+		t.Errorf("properties for no key: %+v", props)
 	}
 }

@@ -1,10 +1,12 @@
 package criservice
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/translate"
@@ -30,6 +32,9 @@ type enforcer struct {
 	// refresh lays the loops' limits in force over a plan again, under its cgroup's
 	// lock: the last writer writes the loops' latest decision, never an older one.
 	refresh func(*Plan)
+	// units takes plans' Handover (systemd.go); nil: none is made.
+	units       UnitLimits
+	unitTimeout time.Duration
 }
 
 // lockDir takes dir's write lock and returns its release.
@@ -155,9 +160,29 @@ func (e *enforcer) apply(plan Plan, scope, id string) (Plan, syncResult, error) 
 			"name", plan.Workload.ContainerName, "dir", plan.Dir, "why", plan.Decision.Reason, "writes", writesAttr(writes))
 		e.metrics.throttle(string(result), scope)
 	}
+	if plan.unitEntries != nil && e.units != nil && !e.dryRun {
+		// After refresh: the loops' latest limits, the ones just written.
+		if give := handover(plan.Limits, plan.unitEntries); len(give) > 0 {
+			e.handOver(plan.Dir, give, scope, id)
+		}
+	}
 	weightErr := e.applyWeights(plan, scope, id)
 	if plan.Unresolved != nil {
 		return plan, result, errors.Join(fmt.Errorf("%s %s: %w", scope, id, plan.Unresolved), weightErr)
 	}
 	return plan, result, weightErr
+}
+
+// handOver gives the cgroup's systemd unit criguard's keys as properties (the io.max
+// lines are written already). A failure leaves the 2 s recheck to repair what a
+// daemon-reload erases, as before.
+func (e *enforcer) handOver(dir string, give []cgroup.UnitIOLimit, scope, id string) {
+	unit := systemdUnit(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), e.unitTimeout)
+	defer cancel()
+	if err := e.units.SetIOLimits(ctx, unit, give); err != nil {
+		e.log.Warn("cannot hand criguard's limits to the systemd unit; a daemon-reload erases them until the next recheck", scope, id, "unit", unit, "err", err)
+		return
+	}
+	e.log.Info(scope+" limits handed to systemd", scope, id, "unit", unit, "limits", fmt.Sprint(give))
 }

@@ -52,6 +52,9 @@ type Options struct {
 	SystemdRoot string
 	// UnitWeights sets weights on systemd units through systemd; nil: written to the files.
 	UnitWeights UnitWeights
+	// UnitLimits hands io.max keys to systemd on units that set I/O keys of their
+	// own (systemd.go); nil: written to the files only.
+	UnitLimits UnitLimits
 	// PreStartDropIns puts a container's limits into its systemd scope as systemd
 	// makes it, through a drop-in written before the start (dropin.go): the node runs
 	// systemd on cgroup v2.
@@ -145,7 +148,7 @@ func New(opts Options) (*Service, error) {
 	}
 	settings := cgroup.NewSettings(opts.IO, opts.Controllers)
 	enforcer := &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
-		specCarriesLimits: settings.RuntimeTakesUnified()}
+		specCarriesLimits: settings.RuntimeTakesUnified(), units: opts.UnitLimits, unitTimeout: max(opts.ApplyTimeout, time.Second)}
 	enforcer.weights = newWeightEnforcer(opts)
 	pre := preStart{enabled: opts.PreStartDropIns && !opts.DryRun, root: opts.SystemdRoot}
 	if pre.enabled {
@@ -197,6 +200,9 @@ type Plan struct {
 	Unresolved error
 	// Conflicts are keys the cgroup's own systemd unit sets: left to systemd.
 	Conflicts []string
+	// unitEntries are the I/O entries of the cgroup's systemd unit, when criguard
+	// hands its keys on those disks to the unit too (systemd.go); nil: it does not.
+	unitEntries *unitReader
 	// Mounts are the volumes and writable layers the decision's selectors found.
 	Mounts []MountDisk
 	// Weights are the per-device weights the cgroup at Dir must hold (weight.go).

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/criguard/criguard/cgroup"
@@ -18,6 +21,18 @@ import (
 // criguard's value back would flap against it forever. So criguard leaves the keys a
 // unit property sets to systemd, and says so: one log line, a metric, explain and
 // status.
+
+// A daemon-reload makes systemd write such a device's whole io.max line again: its
+// keys, and "max" for criguard's. So on those devices criguard hands its own keys to
+// systemd as unit properties too (Plan.Handover), into the entry the unit already has
+// for the disk, and the reload writes them with the unit's. An entry's key whose value
+// is the one criguard owns in the cgroup is criguard's, not the unit's: no conflict.
+
+// UnitLimits sets io.max keys on a systemd unit as runtime properties
+// (cgroup.SystemdUnits.SetIOLimits; cgroup.UnitLimitMax lifts a key).
+type UnitLimits interface {
+	SetIOLimits(ctx context.Context, unit string, limits []cgroup.UnitIOLimit) error
+}
 
 // unitIOKeys are systemd's I/O properties, the cgroup v2 ones and the v1 BlockIO*
 // ones, and the key each sets.
@@ -64,10 +79,11 @@ func systemdUnit(dir string) string {
 }
 
 // unitIOLimits reads the I/O limits the unit's own properties set, by device, and
-// where each came from. root replaces / in tests.
-func unitIOLimits(root, unit string, devices DeviceResolver) ([]cgroup.IOLimit, map[cgroup.Device]string, error) {
-	byDevice := map[cgroup.Device]*cgroup.IOLimit{}
-	from := map[cgroup.Device]string{}
+// where each came from; and apart, criguard's entries (ours says which). root
+// replaces / in tests.
+func unitIOLimits(root, unit string, devices DeviceResolver, ours ownEntry) (*unitReader, error) {
+	r := &unitReader{devices: devices, ours: ours, set: map[cgroup.Device]*cgroup.IOLimit{}, handed: map[cgroup.Device]*cgroup.IOLimit{},
+		from: map[cgroup.Device]string{}, paths: map[cgroup.Device]string{}}
 	for _, dir := range unitConfigDirs {
 		dir = filepath.Join(root, dir)
 		files := []string{filepath.Join(dir, unit)}
@@ -77,21 +93,45 @@ func unitIOLimits(root, unit string, devices DeviceResolver) ([]cgroup.IOLimit, 
 			if filepath.Base(file) == dropInName {
 				continue // criguard's own, until the start it was written for ends
 			}
-			if err := readUnitIO(file, devices, byDevice, from); err != nil {
-				return nil, nil, err
+			if err := r.read(file); err != nil {
+				return nil, err
 			}
 		}
 	}
-	var out []cgroup.IOLimit
-	for _, l := range byDevice {
-		if !l.IsZero() {
-			out = append(out, *l)
-		}
-	}
-	return out, from, nil
+	return r, nil
 }
 
-func readUnitIO(file string, devices DeviceResolver, byDevice map[cgroup.Device]*cgroup.IOLimit, from map[cgroup.Device]string) error {
+// ownEntry says whether a key of a unit's I/O entry is one criguard handed to systemd.
+type ownEntry func(property string, dev cgroup.Device, value uint64) bool
+
+// ownedEntries recognizes criguard's keys: the value criguard owns in the cgroup for
+// that key on that disk.
+func ownedEntries(owned []cgroup.IOLimit) ownEntry {
+	return func(property string, dev cgroup.Device, value uint64) bool {
+		field, ok := handedField(property)
+		if !ok || value == 0 {
+			return false
+		}
+		for _, l := range owned {
+			if l.Device == dev && *field(&l) == value {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// unitReader reads a unit's I/O entries: the keys the unit sets itself (set, from
+// which file), criguard's (handed), and the path each disk's entry is named by.
+type unitReader struct {
+	devices     DeviceResolver
+	ours        ownEntry
+	set, handed map[cgroup.Device]*cgroup.IOLimit
+	from        map[cgroup.Device]string
+	paths       map[cgroup.Device]string
+}
+
+func (r *unitReader) read(file string) error {
 	f, err := os.Open(file)
 	if os.IsNotExist(err) {
 		return nil
@@ -103,34 +143,112 @@ func readUnitIO(file string, devices DeviceResolver, byDevice map[cgroup.Device]
 	scanner := bufio.NewScanner(f)
 	for scanner.Scan() {
 		name, value, ok := strings.Cut(strings.TrimSpace(scanner.Text()), "=")
-		field, known := unitIOField(strings.TrimSpace(name))
+		name = strings.TrimSpace(name)
+		field, known := unitIOField(name)
 		if !ok || !known {
 			continue
 		}
 		value = strings.TrimSpace(value)
 		if value == "" {
 			// An empty assignment resets the list given so far.
-			for _, l := range byDevice {
+			for _, l := range r.set {
+				*field(l) = 0
+			}
+			for _, l := range r.handed {
 				*field(l) = 0
 			}
 			continue
 		}
 		// A device node, or a file on the disk's filesystem, as systemd takes it.
-		path, _, _ := strings.Cut(value, " ")
-		dev, err := devices.Resolve(path)
+		path, number, _ := strings.Cut(value, " ")
+		dev, err := r.devices.Resolve(path)
 		if err != nil {
 			continue // a device this node lacks binds nothing
 		}
-		l := byDevice[dev]
-		if l == nil {
-			l = &cgroup.IOLimit{Device: dev}
-			byDevice[dev] = l
+		limit := parseUnitLimit(strings.TrimSpace(number))
+		if r.ours != nil && r.ours(name, dev, limit) {
+			*field(entry(r.handed, dev)) = limit
+			if _, named := r.paths[dev]; !named {
+				r.paths[dev] = path
+			}
+			continue
 		}
+		r.paths[dev] = path // the unit's own entry names the disk
 		// The value itself is systemd's business; any non-zero marks the key as set.
-		*field(l) = 1
-		from[dev] = file
+		*field(entry(r.set, dev)) = 1
+		r.from[dev] = file
 	}
 	return scanner.Err()
+}
+
+// parseUnitLimit reads the value of an entry as systemd writes it, bytes or IOPS; 0
+// for anything else (an operator's own spelling, "4M": not criguard's).
+func parseUnitLimit(s string) uint64 {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+func entry(m map[cgroup.Device]*cgroup.IOLimit, dev cgroup.Device) *cgroup.IOLimit {
+	l := m[dev]
+	if l == nil {
+		l = &cgroup.IOLimit{Device: dev}
+		m[dev] = l
+	}
+	return l
+}
+
+func nonZero(m map[cgroup.Device]*cgroup.IOLimit) []cgroup.IOLimit {
+	var out []cgroup.IOLimit
+	for _, l := range m {
+		if !l.IsZero() {
+			out = append(out, *l)
+		}
+	}
+	slices.SortFunc(out, func(a, b cgroup.IOLimit) int { return strings.Compare(a.Device.String(), b.Device.String()) })
+	return out
+}
+
+// handedField is the key of a cgroup v2 property criguard hands to systemd.
+func handedField(property string) (func(*cgroup.IOLimit) *uint64, bool) {
+	if !strings.HasPrefix(property, "IO") {
+		return nil, false // v1's BlockIO*: never handed
+	}
+	return unitIOField(property)
+}
+
+// handover is what to give systemd so that a daemon-reload writes criguard's keys too:
+// on each disk for which the unit has an entry (r.paths), into that entry, each of
+// criguard's keys now (limits) that systemd does not hold at that value, and
+// UnitLimitMax for one handed before that criguard no longer wants. Nothing when
+// systemd holds them all.
+func handover(limits []cgroup.IOLimit, r *unitReader) []cgroup.UnitIOLimit {
+	var out []cgroup.UnitIOLimit
+	for _, dev := range slices.SortedFunc(maps.Keys(r.paths), func(a, b cgroup.Device) int { return strings.Compare(a.String(), b.String()) }) {
+		want, have := cgroup.IOLimit{Device: dev}, cgroup.IOLimit{Device: dev}
+		if i := slices.IndexFunc(limits, func(l cgroup.IOLimit) bool { return l.Device == dev }); i >= 0 {
+			want = limits[i]
+		}
+		if h := r.handed[dev]; h != nil {
+			have = *h
+		}
+		give := cgroup.IOLimit{Device: dev}
+		for _, k := range unitIOKeys[:4] { // the cgroup v2 properties
+			w, h := *k.field(&want), *k.field(&have)
+			switch {
+			case w != 0 && w != h:
+				*k.field(&give) = w
+			case w == 0 && h != 0:
+				*k.field(&give) = cgroup.UnitLimitMax
+			}
+		}
+		if !give.IsZero() {
+			out = append(out, cgroup.UnitIOLimit{Path: r.paths[dev], IOLimit: give})
+		}
+	}
+	return out
 }
 
 // yieldToSystemd drops from limits the keys the dir's unit sets itself, and
@@ -164,19 +282,32 @@ func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgro
 	return out, conflicts
 }
 
-// yieldToUnit takes out of the plan what the cgroup's own systemd unit sets, and
-// reports each conflict once.
+// yieldToUnit takes out of the plan what the cgroup's own systemd unit sets, reports
+// each conflict once, and plans what to hand to the unit (cgroup v2).
 func (s *Service) yieldToUnit(plan *Plan) {
+	plan.unitEntries = nil
 	unit := systemdUnit(plan.Dir)
-	if unit == "" || len(plan.Limits) == 0 {
+	if unit == "" {
 		return
 	}
-	set, from, err := unitIOLimits(s.opts.SystemdRoot, unit, s.opts.Devices)
+	owned := s.enforcer.owned.held(plan.Dir).Limits
+	if len(plan.Limits) == 0 && len(owned) == 0 {
+		return // nothing of criguard's here, nor to hand over
+	}
+	var ours ownEntry
+	handing := s.opts.UnitLimits != nil && s.opts.IO.Version() == 2 && !plan.ScopeToBe
+	if handing {
+		ours = ownedEntries(owned)
+	}
+	r, err := unitIOLimits(s.opts.SystemdRoot, unit, s.opts.Devices, ours)
 	if err != nil {
 		s.log.Debug("cannot read the unit's I/O properties", "unit", unit, "err", err)
 		return
 	}
-	plan.Limits, plan.Conflicts = yieldToSystemd(plan.Limits, set, unit, from)
+	plan.Limits, plan.Conflicts = yieldToSystemd(plan.Limits, nonZero(r.set), unit, r.from)
+	if handing && !plan.Decision.HandsOff && len(r.paths) > 0 {
+		plan.unitEntries = r
+	}
 	for _, c := range plan.Conflicts {
 		if _, seen := s.conflictsSeen.LoadOrStore(plan.Dir+"\x00"+c, true); !seen {
 			s.log.Warn("limit conflicts with a systemd unit property", "dir", plan.Dir, "conflict", c)

@@ -3,6 +3,7 @@ package criservice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -284,5 +285,137 @@ func TestPreStartDropInLeftoversRemovedAtStartUp(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(unitDir, "10-operator.conf")); err != nil {
 		t.Errorf("the operator's drop-in beside it went: %v", err)
+	}
+}
+
+// recordedUnitLimits records what criguard hands to systemd.
+type recordedUnitLimits struct {
+	calls [][]cgroup.UnitIOLimit
+}
+
+func (r *recordedUnitLimits) SetIOLimits(_ context.Context, unit string, limits []cgroup.UnitIOLimit) error {
+	if unit != "cri-containerd-c1.scope" {
+		return errors.New("unexpected unit " + unit)
+	}
+	r.calls = append(r.calls, limits)
+	return nil
+}
+
+const handoverPolicy = `
+class "batch" {
+  io {
+    device     = "254:0"
+    read_bps   = "2MiB"
+    write_bps  = "1MiB"
+    write_iops = %d
+  }
+}
+rule "batch" {
+  match {
+    namespaces = ["batch"]
+  }
+  class = "batch"
+}
+`
+
+// On a disk for which the container's scope has an I/O property of its own, criguard
+// hands its other keys to systemd too, into the unit's entry for that disk, so that a
+// daemon-reload writes them with the unit's instead of "max". Its own entries are
+// never taken for the operator's; a key the operator sets later is left to them; a key
+// criguard no longer wants is lifted in systemd too.
+func TestLimitsHandedToAUnitWithItsOwnIOProperty(t *testing.T) {
+	root := t.TempDir()
+	units := &recordedUnitLimits{}
+	e := newTestEnv(t, func(o *Options) { o.SystemdRoot, o.UnitLimits = root, units })
+	e.host = newFakeHostV2(t)
+	e.svc.useIO(e.host.io)
+	e.policy.Store(mustPolicy(t, fmt.Sprintf(handoverPolicy, 20)))
+	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
+	const slice = "kubepods-burstable-podX.slice"
+	e.fake.Mu.Lock()
+	e.fake.Parents["p1"] = slice
+	e.fake.Mu.Unlock()
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
+	e.fake.Mu.Unlock()
+	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
+	e.host.mkdir(t, rel)
+	unitDir := filepath.Join(root, "run/systemd/transient/cri-containerd-c1.scope.d")
+	property := func(name, entries string) {
+		t.Helper()
+		if err := os.MkdirAll(unitDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// As systemd writes a set-property: a reset, then every entry it holds.
+		if err := os.WriteFile(filepath.Join(unitDir, "50-"+name+".conf"), []byte("[Scope]\n"+name+"=\n"+entries), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := func() string {
+		if len(units.calls) == 0 {
+			return ""
+		}
+		return fmt.Sprint(units.calls[len(units.calls)-1])
+	}
+
+	// No property of the unit's own: nothing goes to systemd.
+	e.reconcile(t)
+	if len(units.calls) != 0 {
+		t.Fatalf("handed %v to a unit without I/O properties", units.calls)
+	}
+	// The operator sets the write bandwidth on the scope, naming the disk /dev/vdb.
+	property("IOWriteBandwidthMax", "IOWriteBandwidthMax=/dev/vdb 4000000\n")
+	e.write(t, rel, "io.max", "254:0 rbps=max wbps=4000000 riops=max wiops=max")
+	e.reconcile(t)
+	want := fmt.Sprint([]cgroup.UnitIOLimit{{Path: "/dev/vdb", IOLimit: cgroup.IOLimit{Device: cgroup.Device{Major: 254}, ReadBPS: 2 << 20, WriteIOPS: 20}}})
+	if len(units.calls) != 1 || last() != want {
+		t.Fatalf("handed %v, want once %s: criguard's rbps and wiops in the unit's /dev/vdb entry, not the operator's wbps", units.calls, want)
+	}
+	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=2097152 wbps=4000000 riops=max wiops=20" {
+		t.Errorf("io.max = %q", got)
+	}
+	// systemd now holds them (its drop-ins list them): nothing more to hand, and
+	// criguard's own entries are no conflict.
+	property("IOReadBandwidthMax", "IOReadBandwidthMax=/dev/vdb 2097152\n")
+	property("IOWriteIOPSMax", "IOWriteIOPSMax=/dev/vdb 20\n")
+	e.reconcile(t)
+	if len(units.calls) != 1 {
+		t.Errorf("handed again what systemd holds: %v", units.calls)
+	}
+	plan, err := e.plan("c1", planOptions{})
+	if err != nil || len(plan.Conflicts) != 1 || !strings.Contains(plan.Conflicts[0], "IOWriteBandwidthMax") {
+		t.Errorf("conflicts %q (%v), want only the operator's IOWriteBandwidthMax", plan.Conflicts, err)
+	}
+	// A daemon-reload: systemd writes the whole line from its entries, criguard's keys with it.
+	e.write(t, rel, "io.max", "254:0 rbps=2097152 wbps=4000000 riops=max wiops=20")
+	e.reconcile(t)
+	if len(units.calls) != 1 {
+		t.Errorf("a reload with criguard's keys in place handed again: %v", units.calls)
+	}
+	// The policy drops write_iops: lifted in systemd too.
+	e.policy.Store(mustPolicy(t, fmt.Sprintf(handoverPolicy, 30)))
+	e.reconcile(t)
+	want = fmt.Sprint([]cgroup.UnitIOLimit{{Path: "/dev/vdb", IOLimit: cgroup.IOLimit{Device: cgroup.Device{Major: 254}, WriteIOPS: 30}}})
+	if last() != want {
+		t.Errorf("after a policy edit handed %s, want the new wiops %s", last(), want)
+	}
+	property("IOWriteIOPSMax", "IOWriteIOPSMax=/dev/vdb 30\n")
+	e.policy.Store(mustPolicy(t, strings.Replace(fmt.Sprintf(handoverPolicy, 30), "write_iops = 30", "", 1)))
+	e.reconcile(t)
+	want = fmt.Sprint([]cgroup.UnitIOLimit{{Path: "/dev/vdb", IOLimit: cgroup.IOLimit{Device: cgroup.Device{Major: 254}, WriteIOPS: cgroup.UnitLimitMax}}})
+	if last() != want {
+		t.Errorf("with write_iops gone handed %s, want it lifted %s", last(), want)
+	}
+	// The operator sets the read bandwidth too, to another value: theirs from now on.
+	property("IOWriteIOPSMax", "")
+	property("IOReadBandwidthMax", "IOReadBandwidthMax=/dev/vdb 3000000\n")
+	n := len(units.calls)
+	e.reconcile(t)
+	if len(units.calls) != n {
+		t.Errorf("handed %s over the operator's read bandwidth", last())
+	}
+	if plan, _ := e.plan("c1", planOptions{}); len(plan.Conflicts) != 2 {
+		t.Errorf("conflicts %q, want the operator's two keys", plan.Conflicts)
 	}
 }

@@ -266,13 +266,17 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 	}
 	log.Info("cgroup hierarchy", "mode", hier.Mode().String(), "io_version", io.Version(), "io_mount", io.Mount())
 	var unitWeights criservice.UnitWeights
+	var unitLimits criservice.UnitLimits
 	onSystemd := cfg.sysRoot == "" && runningSystemd()
 	if onSystemd {
-		// On systemd's own units the weights go through systemd (connected on first use).
-		unitWeights = &cgroup.SystemdUnits{Version: io.Version()}
+		// On systemd's own units the weights go through systemd, and so do the limits
+		// on a disk a unit sets I/O properties for (connected on first use).
+		units := &cgroup.SystemdUnits{Version: io.Version()}
+		unitWeights, unitLimits = units, units
 	}
 	return criservice.New(criservice.Options{
 		UnitWeights:     unitWeights,
+		UnitLimits:      unitLimits,
 		PreStartDropIns: onSystemd && io.Version() == 2,
 		Runtime:         rt,
 		IO:              io,
