@@ -82,8 +82,8 @@ func systemdUnit(dir string) string {
 // where each came from; and apart, criguard's entries (ours says which). root
 // replaces / in tests.
 func unitIOLimits(root, unit string, devices DeviceResolver, ours ownEntry) (*unitReader, error) {
-	r := &unitReader{devices: devices, ours: ours, set: map[cgroup.Device]*cgroup.IOLimit{}, handed: map[cgroup.Device]*cgroup.IOLimit{},
-		from: map[cgroup.Device]string{}, paths: map[cgroup.Device]string{}}
+	r := &unitReader{devices: devices, ours: ours, set: map[cgroup.Device]*cgroup.IOLimit{}, handed: map[string]*cgroup.IOLimit{},
+		from: map[cgroup.Device]string{}, paths: map[cgroup.Device]string{}, handedPaths: map[cgroup.Device]string{}}
 	for _, dir := range unitConfigDirs {
 		dir = filepath.Join(root, dir)
 		files := []string{filepath.Join(dir, unit)}
@@ -122,13 +122,16 @@ func ownedEntries(owned []cgroup.IOLimit) ownEntry {
 }
 
 // unitReader reads a unit's I/O entries: the keys the unit sets itself (set, from
-// which file), criguard's (handed), and the path each disk's entry is named by.
+// which file, and the path its entry names each disk by) and criguard's (handed, by
+// entry path; handedPaths: the last entry of criguard's for each disk).
 type unitReader struct {
 	devices     DeviceResolver
 	ours        ownEntry
-	set, handed map[cgroup.Device]*cgroup.IOLimit
+	set         map[cgroup.Device]*cgroup.IOLimit
+	handed      map[string]*cgroup.IOLimit
 	from        map[cgroup.Device]string
 	paths       map[cgroup.Device]string
+	handedPaths map[cgroup.Device]string
 }
 
 func (r *unitReader) read(file string) error {
@@ -167,13 +170,16 @@ func (r *unitReader) read(file string) error {
 		}
 		limit := parseUnitLimit(strings.TrimSpace(number))
 		if r.ours != nil && r.ours(name, dev, limit) {
-			*field(entry(r.handed, dev)) = limit
-			if _, named := r.paths[dev]; !named {
-				r.paths[dev] = path
+			l := r.handed[path]
+			if l == nil {
+				l = &cgroup.IOLimit{Device: dev}
+				r.handed[path] = l
 			}
+			*field(l) = limit
+			r.handedPaths[dev] = path
 			continue
 		}
-		r.paths[dev] = path // the unit's own entry names the disk
+		r.paths[dev] = path
 		// The value itself is systemd's business; any non-zero marks the key as set.
 		*field(entry(r.set, dev)) = 1
 		r.from[dev] = file
@@ -219,19 +225,25 @@ func handedField(property string) (func(*cgroup.IOLimit) *uint64, bool) {
 	return unitIOField(property)
 }
 
-// handover is what to give systemd so that a daemon-reload writes criguard's keys too:
-// on each disk for which the unit has an entry (r.paths), into that entry, each of
-// criguard's keys now (limits) that systemd does not hold at that value, and
-// UnitLimitMax for one handed before that criguard no longer wants. Nothing when
-// systemd holds them all.
+// handover is what to give systemd so that a daemon-reload writes criguard's keys too,
+// per disk into one entry: the unit's own for that disk or, where the unit sets none
+// (any more), the one criguard's keys are in. Into it go each of criguard's keys now
+// (limits) that the entry does not hold at that value, and UnitLimitMax for a key of
+// criguard's there that it no longer wants. Other entries are never touched: systemd
+// writes each entry's whole line, and one of them is the operator's. Nothing when
+// the entry holds them all.
 func handover(limits []cgroup.IOLimit, r *unitReader) []cgroup.UnitIOLimit {
+	devices := map[cgroup.Device]string{}
+	maps.Copy(devices, r.handedPaths)
+	maps.Copy(devices, r.paths) // the unit's own entry first
 	var out []cgroup.UnitIOLimit
-	for _, dev := range slices.SortedFunc(maps.Keys(r.paths), func(a, b cgroup.Device) int { return strings.Compare(a.String(), b.String()) }) {
+	for _, dev := range slices.SortedFunc(maps.Keys(devices), func(a, b cgroup.Device) int { return strings.Compare(a.String(), b.String()) }) {
+		path := devices[dev]
 		want, have := cgroup.IOLimit{Device: dev}, cgroup.IOLimit{Device: dev}
 		if i := slices.IndexFunc(limits, func(l cgroup.IOLimit) bool { return l.Device == dev }); i >= 0 {
 			want = limits[i]
 		}
-		if h := r.handed[dev]; h != nil {
+		if h := r.handed[path]; h != nil && h.Device == dev {
 			have = *h
 		}
 		give := cgroup.IOLimit{Device: dev}
@@ -245,7 +257,7 @@ func handover(limits []cgroup.IOLimit, r *unitReader) []cgroup.UnitIOLimit {
 			}
 		}
 		if !give.IsZero() {
-			out = append(out, cgroup.UnitIOLimit{Path: r.paths[dev], IOLimit: give})
+			out = append(out, cgroup.UnitIOLimit{Path: path, IOLimit: give})
 		}
 	}
 	return out
@@ -305,7 +317,7 @@ func (s *Service) yieldToUnit(plan *Plan) {
 		return
 	}
 	plan.Limits, plan.Conflicts = yieldToSystemd(plan.Limits, nonZero(r.set), unit, r.from)
-	if handing && !plan.Decision.HandsOff && len(r.paths) > 0 {
+	if handing && !plan.Decision.HandsOff && (len(r.paths) > 0 || len(r.handedPaths) > 0) {
 		plan.unitEntries = r
 	}
 	for _, c := range plan.Conflicts {

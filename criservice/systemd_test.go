@@ -324,34 +324,7 @@ rule "batch" {
 // never taken for the operator's; a key the operator sets later is left to them; a key
 // criguard no longer wants is lifted in systemd too.
 func TestLimitsHandedToAUnitWithItsOwnIOProperty(t *testing.T) {
-	root := t.TempDir()
-	units := &recordedUnitLimits{}
-	e := newTestEnv(t, func(o *Options) { o.SystemdRoot, o.UnitLimits = root, units })
-	e.host = newFakeHostV2(t)
-	e.svc.useIO(e.host.io)
-	e.policy.Store(mustPolicy(t, fmt.Sprintf(handoverPolicy, 20)))
-	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
-	const slice = "kubepods-burstable-podX.slice"
-	e.fake.Mu.Lock()
-	e.fake.Parents["p1"] = slice
-	e.fake.Mu.Unlock()
-	e.fake.AddContainer("c1", "p1", "app")
-	e.fake.Mu.Lock()
-	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
-	e.fake.Mu.Unlock()
-	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
-	e.host.mkdir(t, rel)
-	unitDir := filepath.Join(root, "run/systemd/transient/cri-containerd-c1.scope.d")
-	property := func(name, entries string) {
-		t.Helper()
-		if err := os.MkdirAll(unitDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		// As systemd writes a set-property: a reset, then every entry it holds.
-		if err := os.WriteFile(filepath.Join(unitDir, "50-"+name+".conf"), []byte("[Scope]\n"+name+"=\n"+entries), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e, units, rel, property := handoverEnv(t)
 	last := func() string {
 		if len(units.calls) == 0 {
 			return ""
@@ -417,5 +390,57 @@ func TestLimitsHandedToAUnitWithItsOwnIOProperty(t *testing.T) {
 	}
 	if plan, _ := e.plan("c1", planOptions{}); len(plan.Conflicts) != 2 {
 		t.Errorf("conflicts %q, want the operator's two keys", plan.Conflicts)
+	}
+}
+
+// handoverEnv is a v2 host whose container c1 runs in a systemd scope, criguard
+// handing to a recorder; property writes one of the scope's transient drop-ins as
+// systemd does.
+func handoverEnv(t *testing.T) (*testEnv, *recordedUnitLimits, string, func(name, entries string)) {
+	t.Helper()
+	root := t.TempDir()
+	units := &recordedUnitLimits{}
+	e := newTestEnv(t, func(o *Options) { o.SystemdRoot, o.UnitLimits = root, units })
+	e.host = newFakeHostV2(t)
+	e.svc.useIO(e.host.io)
+	e.policy.Store(mustPolicy(t, fmt.Sprintf(handoverPolicy, 20)))
+	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
+	const slice = "kubepods-burstable-podX.slice"
+	e.fake.Mu.Lock()
+	e.fake.Parents["p1"] = slice
+	e.fake.Mu.Unlock()
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
+	e.fake.Mu.Unlock()
+	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
+	e.host.mkdir(t, rel)
+	unitDir := filepath.Join(root, "run/systemd/transient/cri-containerd-c1.scope.d")
+	property := func(name, entries string) {
+		t.Helper()
+		if err := os.MkdirAll(unitDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// As systemd writes a set-property: a reset, then every entry it holds.
+		if err := os.WriteFile(filepath.Join(unitDir, "50-"+name+".conf"), []byte("[Scope]\n"+name+"=\n"+entries), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, units, rel, property
+}
+
+// systemd writes each entry's whole line, and an entry of criguard's under another
+// spelling of the disk (Docker's pre-start drop-in, kept in systemd's memory) sits
+// beside the operator's: criguard's keys go into the operator's entry, and nothing is
+// ever set on the other, nor lifted in the operator's.
+func TestHandoverNeverTouchesAnotherEntry(t *testing.T) {
+	e, units, rel, property := handoverEnv(t)
+	e.reconcile(t) // criguard owns rbps, wbps and wiops
+	property("IOWriteBandwidthMax", "IOWriteBandwidthMax=/dev/block/254:0 1048576\nIOWriteBandwidthMax=/dev/vdb 4000000\n")
+	e.write(t, rel, "io.max", "254:0 rbps=max wbps=4000000 riops=max wiops=max")
+	e.reconcile(t)
+	want := fmt.Sprint([][]cgroup.UnitIOLimit{{{Path: "/dev/vdb", IOLimit: cgroup.IOLimit{Device: cgroup.Device{Major: 254}, ReadBPS: 2 << 20, WriteIOPS: 20}}}})
+	if got := fmt.Sprint(units.calls); got != want {
+		t.Errorf("handed %s, want only criguard's rbps and wiops in the operator's /dev/vdb entry: %s", got, want)
 	}
 }
