@@ -113,6 +113,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 		ex.Notes = append(ex.Notes, "hands off: criguard writes nothing to this cgroup and resets nothing")
 	}
 	ex.Notes = append(ex.Notes, plan.Conflicts...)
+	ex.Notes = append(ex.Notes, handoverNotes(plan)...)
 	if len(plan.Limits) > 0 {
 		ex.Writes = s.opts.IO.Writes(plan.Limits)
 	}

@@ -263,6 +263,25 @@ func handover(limits []cgroup.IOLimit, r *unitReader) []cgroup.UnitIOLimit {
 	return out
 }
 
+// handoverNotes say, per disk, whether systemd's entry holds criguard's keys, so that
+// a daemon-reload keeps them.
+func handoverNotes(plan Plan) []string {
+	r := plan.unitEntries
+	if r == nil {
+		return nil
+	}
+	pending := handover(plan.Limits, r)
+	var notes []string
+	for _, dev := range slices.SortedFunc(maps.Keys(r.paths), func(a, b cgroup.Device) int { return strings.Compare(a.String(), b.String()) }) {
+		if slices.ContainsFunc(pending, func(l cgroup.UnitIOLimit) bool { return l.Device == dev }) {
+			notes = append(notes, fmt.Sprintf("systemd unit %s: criguard's keys on %s are not in its entry %s yet; a daemon-reload writes \"max\" for them until the next recheck", systemdUnit(plan.Dir), dev, r.paths[dev]))
+		} else {
+			notes = append(notes, fmt.Sprintf("systemd unit %s: criguard's keys on %s are in its entry %s too, so a daemon-reload keeps them", systemdUnit(plan.Dir), dev, r.paths[dev]))
+		}
+	}
+	return notes
+}
+
 // yieldToSystemd drops from limits the keys the dir's unit sets itself, and
 // describes each conflict.
 func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgroup.Device]string) ([]cgroup.IOLimit, []string) {

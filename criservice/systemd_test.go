@@ -360,6 +360,9 @@ func TestLimitsHandedToAUnitWithItsOwnIOProperty(t *testing.T) {
 	if err != nil || len(plan.Conflicts) != 1 || !strings.Contains(plan.Conflicts[0], "IOWriteBandwidthMax") {
 		t.Errorf("conflicts %q (%v), want only the operator's IOWriteBandwidthMax", plan.Conflicts, err)
 	}
+	if ex, err := e.svc.Explain(context.Background(), "c1"); err != nil || !strings.Contains(strings.Join(ex.Notes, "\n"), "in its entry /dev/vdb too, so a daemon-reload keeps them") {
+		t.Errorf("explain notes %q (%v), want the hand-over said", ex.Notes, err)
+	}
 	// A daemon-reload: systemd writes the whole line from its entries, criguard's keys with it.
 	e.write(t, rel, "io.max", "254:0 rbps=2097152 wbps=4000000 riops=max wiops=20")
 	e.reconcile(t)

@@ -75,6 +75,12 @@ conflict_check() {
 	# the last must see criguard's line in every sample (before, systemd's "max" for
 	# them lasted until criguard's 2 s recheck).
 	info "systemd-conflict/properties: $(systemctl show -P IOReadBandwidthMax "$unit") | $(systemctl show -P IOWriteBandwidthMax "$unit") | $(systemctl show -P IOWriteIOPSMax "$unit")"
+	text=$(cli explain "$id" 2>&1)
+	if grep -q 'daemon-reload keeps them' <<<"$text"; then
+		pass "systemd-conflict/handover-explain" "$(grep 'daemon-reload keeps them' <<<"$text" | sed 's/^ *//' | head -n 1)"
+	else
+		fail "systemd-conflict/handover-explain" "explain does not say criguard's keys are in the unit's entry: $(tr '\n' ';' <<<"$text")"
+	fi
 	local samples=/tmp/io.max.samples
 	(while :; do iomax "$dir"; sleep 0.1; done) >"$samples" 2>/dev/null &
 	local sampler=$! t1=$SECONDS i
