@@ -24,8 +24,8 @@ import (
 
 // A daemon-reload makes systemd write such a device's whole io.max line again: its
 // keys, and "max" for criguard's. So on those devices criguard hands its own keys to
-// systemd as unit properties too (Plan.Handover), into the entry the unit already has
-// for the disk, and the reload writes them with the unit's. An entry's key whose value
+// systemd as unit properties too (handover, after each write of the cgroup), into the
+// entry the unit already has for the disk, and the reload writes them with the unit's. An entry's key whose value
 // is the one criguard owns in the cgroup is criguard's, not the unit's: no conflict.
 
 // UnitLimits sets io.max keys on a systemd unit as runtime properties
