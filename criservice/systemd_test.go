@@ -26,18 +26,7 @@ func TestSystemdUnitPropertyIsLeftToSystemd(t *testing.T) {
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
 	e.svc.splitPodBudget = false
-	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
-	// A systemd pod slice, as kubelet's systemd driver names it.
-	const slice = "kubepods-burstable-podX.slice"
-	e.fake.Mu.Lock()
-	e.fake.Parents["p1"] = slice
-	e.fake.Mu.Unlock()
-	e.fake.AddContainer("c1", "p1", "app")
-	e.fake.Mu.Lock()
-	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
-	e.fake.Mu.Unlock()
-	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
-	e.host.mkdir(t, rel)
+	rel := scopedContainer(t, e)
 	dropIn := filepath.Join(root, "etc/systemd/system.control/cri-containerd-c1.scope.d/50-IOWriteBandwidthMax.conf")
 	if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
 		t.Fatal(err)
@@ -407,17 +396,7 @@ func handoverEnv(t *testing.T) (*testEnv, *recordedUnitLimits, string, func(name
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
 	e.policy.Store(mustPolicy(t, fmt.Sprintf(handoverPolicy, 20)))
-	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
-	const slice = "kubepods-burstable-podX.slice"
-	e.fake.Mu.Lock()
-	e.fake.Parents["p1"] = slice
-	e.fake.Mu.Unlock()
-	e.fake.AddContainer("c1", "p1", "app")
-	e.fake.Mu.Lock()
-	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
-	e.fake.Mu.Unlock()
-	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
-	e.host.mkdir(t, rel)
+	rel := scopedContainer(t, e)
 	unitDir := filepath.Join(root, "run/systemd/transient/cri-containerd-c1.scope.d")
 	property := func(name, entries string) {
 		t.Helper()
@@ -446,4 +425,23 @@ func TestHandoverNeverTouchesAnotherEntry(t *testing.T) {
 	if got := fmt.Sprint(units.calls); got != want {
 		t.Errorf("handed %s, want only criguard's rbps and wiops in the operator's /dev/vdb entry: %s", got, want)
 	}
+}
+
+// scopedContainer runs container c1 of pod p1 (namespace batch) in a systemd scope
+// under the pod's slice, as kubelet's systemd driver and containerd name them, and
+// returns its cgroup.
+func scopedContainer(t *testing.T, e *testEnv) string {
+	t.Helper()
+	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
+	const slice = "kubepods-burstable-podX.slice"
+	e.fake.Mu.Lock()
+	e.fake.Parents["p1"] = slice
+	e.fake.Mu.Unlock()
+	e.fake.AddContainer("c1", "p1", "app")
+	e.fake.Mu.Lock()
+	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
+	e.fake.Mu.Unlock()
+	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
+	e.host.mkdir(t, rel)
+	return rel
 }
