@@ -26,7 +26,8 @@ func TestSystemdUnitPropertyIsLeftToSystemd(t *testing.T) {
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
 	e.svc.splitPodBudget = false
-	rel := scopedContainer(t, e)
+	rel := scopedContainer(t, e, "cri-containerd")
+	e.host.mkdir(t, rel)
 	dropIn := filepath.Join(root, "etc/systemd/system.control/cri-containerd-c1.scope.d/50-IOWriteBandwidthMax.conf")
 	if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
 		t.Fatal(err)
@@ -168,17 +169,8 @@ func preStartEnv(t *testing.T) (*testEnv, string, string) {
 	e.svc.useIO(e.host.io)
 	e.svc.preStart = preStart{enabled: true, root: root}
 	e.fake.Name = "docker" // cri-dockerd: the create request's io.max is lost
-	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
-	const slice = "kubepods-burstable-podX.slice"
-	e.fake.Mu.Lock()
-	e.fake.Parents["p1"] = slice
-	e.fake.Mu.Unlock()
-	e.fake.AddContainer("c1", "p1", "app")
-	e.fake.Mu.Lock()
-	e.fake.Paths["c1"] = slice + ":docker:c1"
-	e.fake.Mu.Unlock()
-	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/docker-c1.scope"
-	e.host.mkdir(t, filepath.Dir(rel))
+	rel := scopedContainer(t, e, "docker")
+	e.host.mkdir(t, filepath.Dir(rel)) // the scope itself is still to be made
 	return e, rel, filepath.Join(root, "run/systemd/system/docker-c1.scope.d", dropInName)
 }
 
@@ -396,7 +388,8 @@ func handoverEnv(t *testing.T) (*testEnv, *recordedUnitLimits, string, func(name
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
 	e.policy.Store(mustPolicy(t, fmt.Sprintf(handoverPolicy, 20)))
-	rel := scopedContainer(t, e)
+	rel := scopedContainer(t, e, "cri-containerd")
+	e.host.mkdir(t, rel)
 	unitDir := filepath.Join(root, "run/systemd/transient/cri-containerd-c1.scope.d")
 	property := func(name, entries string) {
 		t.Helper()
@@ -427,10 +420,10 @@ func TestHandoverNeverTouchesAnotherEntry(t *testing.T) {
 	}
 }
 
-// scopedContainer runs container c1 of pod p1 (namespace batch) in a systemd scope
-// under the pod's slice, as kubelet's systemd driver and containerd name them, and
-// returns its cgroup.
-func scopedContainer(t *testing.T, e *testEnv) string {
+// scopedContainer registers container c1 of pod p1 (namespace batch) in a systemd
+// scope of the runtime's prefix (cri-containerd, docker) under the pod's slice, as
+// kubelet's systemd driver and the runtime name them, and returns the scope's cgroup.
+func scopedContainer(t *testing.T, e *testEnv, prefix string) string {
 	t.Helper()
 	e.fake.AddPod("p1", "batch", "pod-p1", "burstable", nil)
 	const slice = "kubepods-burstable-podX.slice"
@@ -439,9 +432,7 @@ func scopedContainer(t *testing.T, e *testEnv) string {
 	e.fake.Mu.Unlock()
 	e.fake.AddContainer("c1", "p1", "app")
 	e.fake.Mu.Lock()
-	e.fake.Paths["c1"] = slice + ":cri-containerd:c1"
+	e.fake.Paths["c1"] = slice + ":" + prefix + ":c1"
 	e.fake.Mu.Unlock()
-	rel := "/kubepods.slice/kubepods-burstable.slice/" + slice + "/cri-containerd-c1.scope"
-	e.host.mkdir(t, rel)
-	return rel
+	return "/kubepods.slice/kubepods-burstable.slice/" + slice + "/" + prefix + "-c1.scope"
 }
