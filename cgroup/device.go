@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,12 +22,10 @@ func (d Device) String() string {
 	return strconv.FormatUint(uint64(d.Major), 10) + ":" + strconv.FormatUint(uint64(d.Minor), 10)
 }
 
-// less orders devices by major, then minor, so output is stable.
-func (d Device) less(other Device) bool {
-	if d.Major != other.Major {
-		return d.Major < other.Major
-	}
-	return d.Minor < other.Minor
+// Compare orders devices by major, then minor, so output is stable
+// (slices.SortFunc(devices, Device.Compare)).
+func (d Device) Compare(other Device) int {
+	return cmp.Or(cmp.Compare(d.Major, other.Major), cmp.Compare(d.Minor, other.Minor))
 }
 
 // ParseDevice parses "MAJ:MIN".

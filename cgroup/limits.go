@@ -50,7 +50,7 @@ type IO interface {
 
 // sortedLimits drops devices without any limit and sorts the rest by device.
 func sortedLimits(byDevice map[Device]*IOLimit) []IOLimit {
-	devices := slices.SortedFunc(maps.Keys(byDevice), compareDevices)
+	devices := slices.SortedFunc(maps.Keys(byDevice), Device.Compare)
 	limits := make([]IOLimit, 0, len(devices))
 	for _, d := range devices {
 		if l := byDevice[d]; !l.IsZero() {
@@ -61,23 +61,12 @@ func sortedLimits(byDevice map[Device]*IOLimit) []IOLimit {
 }
 
 func sortedStats(byDevice map[Device]*IOStat) []IOStat {
-	devices := slices.SortedFunc(maps.Keys(byDevice), compareDevices)
+	devices := slices.SortedFunc(maps.Keys(byDevice), Device.Compare)
 	stats := make([]IOStat, 0, len(devices))
 	for _, d := range devices {
 		stats = append(stats, *byDevice[d])
 	}
 	return stats
-}
-
-func compareDevices(a, b Device) int {
-	switch {
-	case a.less(b):
-		return -1
-	case b.less(a):
-		return 1
-	default:
-		return 0
-	}
 }
 
 // ThrottlesBufferedWrites reports whether the backend's write limits also

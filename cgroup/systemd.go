@@ -27,9 +27,6 @@ type deviceValue struct {
 // every block device, so systemd resolves the same disk criguard did.
 func devicePath(dev Device) string { return "/dev/block/" + dev.String() }
 
-// DevicePath is how criguard names dev in a unit property.
-func DevicePath(dev Device) string { return devicePath(dev) }
-
 // UnitLimitMax is "no limit" in an I/O limit property (systemd's "infinity"): an
 // entry set to it writes "max" and is dropped from the unit's drop-in.
 const UnitLimitMax = math.MaxUint64
@@ -108,17 +105,7 @@ func (s *SystemdUnits) SetDeviceWeights(ctx context.Context, unit string, weight
 	if len(weights) == 0 {
 		return nil // an empty list would reset every device's weight, not only criguard's
 	}
-	conn, err := s.connect(ctx)
-	if err != nil {
-		return err
-	}
-	if err := conn.SetUnitPropertiesContext(ctx, unit, true, DeviceWeightProperty(s.Version, weights)); err != nil {
-		if !conn.Connected() {
-			s.drop(conn)
-		}
-		return fmt.Errorf("cgroup: systemd: set weights of %s: %w", unit, err)
-	}
-	return nil
+	return s.setRuntime(ctx, unit, "weights", DeviceWeightProperty(s.Version, weights))
 }
 
 // SetIOLimits hands io.max keys to systemd as the unit's runtime properties (cgroup
@@ -128,6 +115,11 @@ func (s *SystemdUnits) SetIOLimits(ctx context.Context, unit string, limits []Un
 	if s.Version != 2 || len(props) == 0 {
 		return nil
 	}
+	return s.setRuntime(ctx, unit, "I/O limits", props...)
+}
+
+// setRuntime sets the unit's runtime properties; what names them in the error.
+func (s *SystemdUnits) setRuntime(ctx context.Context, unit, what string, props ...sddbus.Property) error {
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return err
@@ -136,7 +128,7 @@ func (s *SystemdUnits) SetIOLimits(ctx context.Context, unit string, limits []Un
 		if !conn.Connected() {
 			s.drop(conn)
 		}
-		return fmt.Errorf("cgroup: systemd: set I/O limits of %s: %w", unit, err)
+		return fmt.Errorf("cgroup: systemd: set %s of %s: %w", what, unit, err)
 	}
 	return nil
 }

@@ -277,5 +277,5 @@ func compareWeightLines(a, b WeightLine) int {
 	if c := strings.Compare(a.File, b.File); c != 0 {
 		return c
 	}
-	return compareDevices(a.Device, b.Device)
+	return a.Device.Compare(b.Device)
 }

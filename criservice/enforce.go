@@ -32,7 +32,7 @@ type enforcer struct {
 	// refresh lays the loops' limits in force over a plan again, under its cgroup's
 	// lock: the last writer writes the loops' latest decision, never an older one.
 	refresh func(*Plan)
-	// units takes plans' Handover (systemd.go); nil: none is made.
+	// units takes what handover gives systemd after a write (systemd.go); nil: nothing.
 	units       UnitLimits
 	unitTimeout time.Duration
 }

@@ -213,7 +213,7 @@ func nonZero(m map[cgroup.Device]*cgroup.IOLimit) []cgroup.IOLimit {
 			out = append(out, *l)
 		}
 	}
-	slices.SortFunc(out, func(a, b cgroup.IOLimit) int { return strings.Compare(a.Device.String(), b.Device.String()) })
+	slices.SortFunc(out, func(a, b cgroup.IOLimit) int { return a.Device.Compare(b.Device) })
 	return out
 }
 
@@ -237,7 +237,7 @@ func handover(limits []cgroup.IOLimit, r *unitReader) []cgroup.UnitIOLimit {
 	maps.Copy(devices, r.handedPaths)
 	maps.Copy(devices, r.paths) // the unit's own entry first
 	var out []cgroup.UnitIOLimit
-	for _, dev := range slices.SortedFunc(maps.Keys(devices), func(a, b cgroup.Device) int { return strings.Compare(a.String(), b.String()) }) {
+	for _, dev := range slices.SortedFunc(maps.Keys(devices), cgroup.Device.Compare) {
 		path := devices[dev]
 		want, have := cgroup.IOLimit{Device: dev}, cgroup.IOLimit{Device: dev}
 		if i := slices.IndexFunc(limits, func(l cgroup.IOLimit) bool { return l.Device == dev }); i >= 0 {
@@ -272,7 +272,7 @@ func handoverNotes(plan Plan) []string {
 	}
 	pending := handover(plan.Limits, r)
 	var notes []string
-	for _, dev := range slices.SortedFunc(maps.Keys(r.paths), func(a, b cgroup.Device) int { return strings.Compare(a.String(), b.String()) }) {
+	for _, dev := range slices.SortedFunc(maps.Keys(r.paths), cgroup.Device.Compare) {
 		if slices.ContainsFunc(pending, func(l cgroup.UnitIOLimit) bool { return l.Device == dev }) {
 			notes = append(notes, fmt.Sprintf("systemd unit %s: criguard's keys on %s are not in its entry %s yet; a daemon-reload writes \"max\" for them until the next recheck", systemdUnit(plan.Dir), dev, r.paths[dev]))
 		} else {

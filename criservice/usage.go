@@ -234,9 +234,7 @@ func usageDevices(u Usage) []cgroup.Device {
 	for _, l := range u.Limits {
 		devices = append(devices, l.Device)
 	}
-	slices.SortFunc(devices, func(a, b cgroup.Device) int {
-		return cmp.Or(cmp.Compare(a.Major, b.Major), cmp.Compare(a.Minor, b.Minor))
-	})
+	slices.SortFunc(devices, cgroup.Device.Compare)
 	return slices.Compact(devices)
 }
 

@@ -19,7 +19,7 @@ type Ownership struct {
 func NewOwnership(limits, previous []cgroup.IOLimit) Ownership {
 	own, prev := byDevice(limits), byDevice(previous)
 	var o Ownership
-	for _, d := range slices.SortedFunc(maps.Keys(own), compareDevice) {
+	for _, d := range slices.SortedFunc(maps.Keys(own), cgroup.Device.Compare) {
 		l, p := own[d], prev[d]
 		if l.IsZero() {
 			continue
@@ -87,7 +87,7 @@ const (
 //   - anything else (a limit another tool wrote, or none) stays as it is.
 func OwnedChange(current, desired []cgroup.IOLimit, owned Ownership, equal InPlace) Change {
 	cur, own, prev, want := byDevice(current), byDevice(owned.Limits), byDevice(owned.Previous), byDevice(MergeLimits(desired))
-	devices := slices.SortedFunc(maps.Keys(unionKeys(cur, own, want)), compareDevice)
+	devices := slices.SortedFunc(maps.Keys(unionKeys(cur, own, want)), cgroup.Device.Compare)
 	var ch Change
 	for _, d := range devices {
 		c, o, p, w := cur[d], own[d], prev[d], want[d]

@@ -127,7 +127,7 @@ func weightLines(m map[weightKey]uint64) []cgroup.WeightLine {
 }
 
 func compareWeightKey(a, b weightKey) int {
-	return cmp.Or(cmp.Compare(a.file, b.file), compareDevice(a.device, b.device))
+	return cmp.Or(cmp.Compare(a.file, b.file), a.device.Compare(b.device))
 }
 
 // MergeWeights folds weights for the same disk (two policy devices may resolve to
@@ -140,7 +140,7 @@ func MergeWeights(weights []cgroup.IOWeight) []cgroup.IOWeight {
 		}
 	}
 	out := make([]cgroup.IOWeight, 0, len(byDevice))
-	for _, d := range slices.SortedFunc(maps.Keys(byDevice), compareDevice) {
+	for _, d := range slices.SortedFunc(maps.Keys(byDevice), cgroup.Device.Compare) {
 		out = append(out, cgroup.IOWeight{Device: d, Weight: byDevice[d]})
 	}
 	return out

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/criguard/criguard/cgroup"
@@ -28,7 +27,7 @@ func MergeLimits(limits []cgroup.IOLimit) []cgroup.IOLimit {
 	for _, l := range byDevice {
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b cgroup.IOLimit) int { return compareDevice(a.Device, b.Device) })
+	slices.SortFunc(out, func(a, b cgroup.IOLimit) int { return a.Device.Compare(b.Device) })
 	return out
 }
 
@@ -38,10 +37,6 @@ func tightest(a, b uint64) uint64 {
 		return b
 	}
 	return a
-}
-
-func compareDevice(a, b cgroup.Device) int {
-	return cmp.Or(cmp.Compare(a.Major, b.Major), cmp.Compare(a.Minor, b.Minor))
 }
 
 // TightenIOMax is the limit a v2 runtime must write for want's device, given the

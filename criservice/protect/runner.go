@@ -312,7 +312,7 @@ func (r *Runner) step(samples map[cgroup.Device][]Pressure, lines []YieldLine) b
 		}
 	}
 	changed := false
-	for _, dev := range slices.SortedFunc(maps.Keys(byDevice), compareDevices) {
+	for _, dev := range slices.SortedFunc(maps.Keys(byDevice), cgroup.Device.Compare) {
 		ys := byDevice[dev]
 		slices.SortFunc(ys, func(a, b Yielder) int { return strings.Compare(a.Name, b.Name) })
 		c, ok := r.controllers[dev]
@@ -360,13 +360,6 @@ func hotNames(samples []Pressure) []string {
 	return out
 }
 
-func compareDevices(a, b cgroup.Device) int {
-	if a.Major != b.Major {
-		return int(a.Major) - int(b.Major)
-	}
-	return int(a.Minor) - int(b.Minor)
-}
-
 // enforcePending writes the containers whose limits changed; a failed write is
 // retried on the next tick.
 func (r *Runner) enforcePending(ctx context.Context) {
@@ -403,7 +396,7 @@ func (r *Runner) Snapshot() State {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var st State
-	for _, dev := range slices.SortedFunc(maps.Keys(r.controllers), compareDevices) {
+	for _, dev := range slices.SortedFunc(maps.Keys(r.controllers), cgroup.Device.Compare) {
 		c := r.controllers[dev]
 		d := DeviceState{Device: dev, Protecting: slices.Clone(r.protecting[dev])}
 		for _, y := range c.yielders {
