@@ -27,4 +27,4 @@ rm -rf "$CONFORMANCE_OUT"
 mkdir -p "$CONFORMANCE_OUT"
 
 cd "$repo"
-go test -tags conformance -count=1 -v -timeout 45m -run '^TestConformance$' ./test/conformance/
+CGO_ENABLED=0 go test -trimpath -tags conformance -count=1 -v -timeout 45m -run '^TestConformance$' ./test/conformance/
