@@ -60,31 +60,42 @@ type UnitIOLimit struct {
 	IOLimit
 }
 
+// UnitIOProperty is a systemd unit property that sets an I/O limit key.
+type UnitIOProperty struct {
+	Name string
+	Key  func(*IOLimit) *uint64 // the key it sets
+	V1   bool                   // a cgroup v1 BlockIO* property: read, never set
+}
+
+// UnitIOProperties are systemd's I/O limit properties, the cgroup v2 ones first.
+var UnitIOProperties = []UnitIOProperty{
+	{Name: "IOReadBandwidthMax", Key: func(l *IOLimit) *uint64 { return &l.ReadBPS }},
+	{Name: "IOWriteBandwidthMax", Key: func(l *IOLimit) *uint64 { return &l.WriteBPS }},
+	{Name: "IOReadIOPSMax", Key: func(l *IOLimit) *uint64 { return &l.ReadIOPS }},
+	{Name: "IOWriteIOPSMax", Key: func(l *IOLimit) *uint64 { return &l.WriteIOPS }},
+	{Name: "BlockIOReadBandwidth", Key: func(l *IOLimit) *uint64 { return &l.ReadBPS }, V1: true},
+	{Name: "BlockIOWriteBandwidth", Key: func(l *IOLimit) *uint64 { return &l.WriteBPS }, V1: true},
+}
+
 // IOLimitProperties are the runtime unit properties that give systemd io.max keys
 // (cgroup v2): IOReadBandwidthMax= and its three siblings, one entry per limit that
 // sets the key (UnitLimitMax lifts it). systemd updates those entries and keeps its
 // others; on every daemon-reload it writes them into io.max itself.
 func IOLimitProperties(limits []UnitIOLimit) []sddbus.Property {
-	keys := []struct {
-		name  string
-		value func(IOLimit) uint64
-	}{
-		{"IOReadBandwidthMax", func(l IOLimit) uint64 { return l.ReadBPS }},
-		{"IOWriteBandwidthMax", func(l IOLimit) uint64 { return l.WriteBPS }},
-		{"IOReadIOPSMax", func(l IOLimit) uint64 { return l.ReadIOPS }},
-		{"IOWriteIOPSMax", func(l IOLimit) uint64 { return l.WriteIOPS }},
-	}
 	var props []sddbus.Property
-	for _, k := range keys {
+	for _, p := range UnitIOProperties {
+		if p.V1 {
+			continue
+		}
 		var entries []deviceValue
 		for _, l := range limits {
-			if v := k.value(l.IOLimit); v != 0 {
+			if v := *p.Key(&l.IOLimit); v != 0 {
 				entries = append(entries, deviceValue{Path: l.Path, Value: v})
 			}
 		}
 		// Never an empty list: it would reset every device's entry, the operator's too.
 		if len(entries) > 0 {
-			props = append(props, sddbus.Property{Name: k.name, Value: godbus.MakeVariant(entries)})
+			props = append(props, sddbus.Property{Name: p.Name, Value: godbus.MakeVariant(entries)})
 		}
 	}
 	return props

@@ -34,25 +34,11 @@ type UnitLimits interface {
 	SetIOLimits(ctx context.Context, unit string, limits []cgroup.UnitIOLimit) error
 }
 
-// unitIOKeys are systemd's I/O properties, the cgroup v2 ones and the v1 BlockIO*
-// ones, and the key each sets.
-var unitIOKeys = []struct {
-	name  string
-	field func(*cgroup.IOLimit) *uint64
-}{
-	{"IOReadBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS }},
-	{"IOWriteBandwidthMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS }},
-	{"IOReadIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.ReadIOPS }},
-	{"IOWriteIOPSMax", func(l *cgroup.IOLimit) *uint64 { return &l.WriteIOPS }},
-	{"BlockIOReadBandwidth", func(l *cgroup.IOLimit) *uint64 { return &l.ReadBPS }},
-	{"BlockIOWriteBandwidth", func(l *cgroup.IOLimit) *uint64 { return &l.WriteBPS }},
-}
-
 // unitIOField is the key a unit property sets, if it is an I/O property.
 func unitIOField(name string) (func(*cgroup.IOLimit) *uint64, bool) {
-	for _, k := range unitIOKeys {
-		if k.name == name {
-			return k.field, true
+	for _, p := range cgroup.UnitIOProperties {
+		if p.Name == name {
+			return p.Key, true
 		}
 	}
 	return nil, false
@@ -247,13 +233,16 @@ func handover(limits []cgroup.IOLimit, r *unitReader) []cgroup.UnitIOLimit {
 			have = *h
 		}
 		give := cgroup.IOLimit{Device: dev}
-		for _, k := range unitIOKeys[:4] { // the cgroup v2 properties
-			w, h := *k.field(&want), *k.field(&have)
+		for _, p := range cgroup.UnitIOProperties {
+			if p.V1 {
+				continue
+			}
+			w, h := *p.Key(&want), *p.Key(&have)
 			switch {
 			case w != 0 && w != h:
-				*k.field(&give) = w
+				*p.Key(&give) = w
 			case w == 0 && h != 0:
-				*k.field(&give) = cgroup.UnitLimitMax
+				*p.Key(&give) = cgroup.UnitLimitMax
 			}
 		}
 		if !give.IsZero() {
@@ -300,10 +289,10 @@ func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgro
 			out = append(out, l)
 			continue
 		}
-		for _, k := range unitIOKeys {
-			if *k.field(&u) != 0 && *k.field(&l) != 0 {
-				*k.field(&l) = 0
-				conflicts = append(conflicts, fmt.Sprintf("systemd unit %s sets %s on %s (%s): criguard leaves it to systemd, which rewrites it on every reload", unit, k.name, l.Device, from[l.Device]))
+		for _, p := range cgroup.UnitIOProperties {
+			if *p.Key(&u) != 0 && *p.Key(&l) != 0 {
+				*p.Key(&l) = 0
+				conflicts = append(conflicts, fmt.Sprintf("systemd unit %s sets %s on %s (%s): criguard leaves it to systemd, which rewrites it on every reload", unit, p.Name, l.Device, from[l.Device]))
 			}
 		}
 		if !l.IsZero() {
