@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 
@@ -147,17 +146,6 @@ func (o *ownership) prune() error {
 	return o.saveLocked()
 }
 
-// all returns a copy of the whole record.
-func (o *ownership) all() map[string][]cgroup.IOLimit {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	out := make(map[string][]cgroup.IOLimit, len(o.dirs))
-	for dir, owned := range o.dirs {
-		out[dir] = slices.Clone(owned.Limits)
-	}
-	return out
-}
-
 func (o *ownership) saveLocked() error {
 	if o.path == "" {
 		return nil
@@ -187,10 +175,4 @@ func (o *ownership) saveLocked() error {
 // crash of criguard or a power cut sees the old content or the new one, never half of it.
 func WriteFileAtomic(path string, data []byte) error {
 	return atomicfile.Write(path, data)
-}
-
-// LoadOwnership reads the record under stateDir, for status and explain.
-func LoadOwnership(stateDir string) (map[string][]cgroup.IOLimit, error) {
-	o, err := openOwnership(filepath.Join(stateDir, OwnershipFile))
-	return o.all(), err
 }
