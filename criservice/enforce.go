@@ -185,4 +185,7 @@ func (e *enforcer) handOver(dir string, give []cgroup.UnitIOLimit, scope, id str
 		return
 	}
 	e.log.Info(scope+" limits handed to systemd", scope, id, "unit", unit, "limits", fmt.Sprint(give))
+	if err := e.owned.recordHanded(dir, give); err != nil {
+		e.log.Warn("cannot save the ownership record", "dir", dir, "err", err)
+	}
 }

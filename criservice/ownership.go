@@ -25,17 +25,23 @@ const OwnershipFile = "owned.json"
 // restarts in a file replaced atomically; without a path it lives in memory.
 type ownership struct {
 	path string
-	mu   sync.Mutex // guards dirs and the file; no RPC is ever made under it
+	mu   sync.Mutex // guards dirs, handed and the file; no RPC is ever made under it
 	dirs map[string]translate.Ownership
+	// handed is, per cgroup directory, the values criguard's entries hold in the
+	// directory's systemd unit, as last set there: after a hand-over that failed, the
+	// unit still holds the older ones, which are criguard's, not an operator's.
+	handed map[string][]cgroup.IOLimit
 }
 
 // ownershipVersion 2 adds "previous"; a version 1 record loads as "nothing stood
-// before", and a version 1 reader ignores the field.
+// before", and a version 1 reader ignores the field. "handed" came later, in version
+// 2: a reader without it ignores it.
 const ownershipVersion = 2
 
 type ownershipRecord struct {
 	Version int                      `json:"version"`
 	Dirs    map[string][]ownedDevice `json:"dirs"`
+	Handed  map[string][]ownedDevice `json:"handed,omitempty"`
 }
 
 type ownedDevice struct {
@@ -64,7 +70,7 @@ func (k ownedKeys) limit(d cgroup.Device) cgroup.IOLimit {
 // that cannot be read back is an error: the caller runs with an empty record, so the
 // limits criguard wrote before count as foreign and are never lifted by mistake.
 func openOwnership(path string) (*ownership, error) {
-	o := &ownership{path: path, dirs: map[string]translate.Ownership{}}
+	o := &ownership{path: path, dirs: map[string]translate.Ownership{}, handed: map[string][]cgroup.IOLimit{}}
 	if path == "" {
 		return o, nil
 	}
@@ -96,7 +102,17 @@ func openOwnership(path string) (*ownership, error) {
 			dirs[dir] = owned
 		}
 	}
-	o.dirs = dirs
+	handed := make(map[string][]cgroup.IOLimit, len(rec.Handed))
+	for dir, devices := range rec.Handed {
+		for _, d := range devices {
+			dev, err := cgroup.ParseDevice(d.Device)
+			if err != nil {
+				return o, fmt.Errorf("ownership record %s: handed %s: %w", path, dir, err)
+			}
+			handed[dir] = append(handed[dir], d.ownedKeys.limit(dev))
+		}
+	}
+	o.dirs, o.handed = dirs, handed
 	return o, nil
 }
 
@@ -127,6 +143,51 @@ func (o *ownership) set(dir string, owned translate.Ownership) error {
 	return o.saveLocked()
 }
 
+// handedIn returns the values criguard's entries hold in dir's systemd unit.
+func (o *ownership) handedIn(dir string) []cgroup.IOLimit {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.handed[dir])
+}
+
+// recordHanded notes what systemd took into dir's unit (UnitLimitMax: the key
+// lifted there) and saves the record if it changed.
+func (o *ownership) recordHanded(dir string, given []cgroup.UnitIOLimit) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	was := o.handed[dir]
+	now := slices.Clone(was)
+	for _, g := range given {
+		i := slices.IndexFunc(now, func(l cgroup.IOLimit) bool { return l.Device == g.Device })
+		if i < 0 {
+			now = append(now, cgroup.IOLimit{Device: g.Device})
+			i = len(now) - 1
+		}
+		for _, p := range cgroup.UnitIOProperties {
+			switch v := *p.Key(&g.IOLimit); v {
+			case 0:
+			case cgroup.UnitLimitMax:
+				*p.Key(&now[i]) = 0
+			default:
+				*p.Key(&now[i]) = v
+			}
+		}
+	}
+	now = slices.DeleteFunc(now, cgroup.IOLimit.IsZero)
+	if slices.Equal(was, now) {
+		return nil
+	}
+	if len(now) == 0 {
+		delete(o.handed, dir)
+	} else {
+		if o.handed == nil {
+			o.handed = map[string][]cgroup.IOLimit{}
+		}
+		o.handed[dir] = now
+	}
+	return o.saveLocked()
+}
+
 func cloneOwnership(o translate.Ownership) translate.Ownership {
 	return translate.Ownership{Limits: slices.Clone(o.Limits), Previous: slices.Clone(o.Previous)}
 }
@@ -136,11 +197,14 @@ func (o *ownership) prune() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := len(o.dirs)
-	maps.DeleteFunc(o.dirs, func(dir string, _ translate.Ownership) bool {
+	gone := func(dir string) bool {
 		_, err := os.Stat(dir)
 		return errors.Is(err, fs.ErrNotExist)
-	})
-	if len(o.dirs) == n {
+	}
+	maps.DeleteFunc(o.dirs, func(dir string, _ translate.Ownership) bool { return gone(dir) })
+	h := len(o.handed)
+	maps.DeleteFunc(o.handed, func(dir string, _ []cgroup.IOLimit) bool { return gone(dir) })
+	if len(o.dirs) == n && len(o.handed) == h {
 		return nil
 	}
 	return o.saveLocked()
@@ -162,6 +226,14 @@ func (o *ownership) saveLocked() error {
 				d.Previous = &p
 			}
 			rec.Dirs[dir] = append(rec.Dirs[dir], d)
+		}
+	}
+	if len(o.handed) > 0 {
+		rec.Handed = make(map[string][]ownedDevice, len(o.handed))
+		for dir, limits := range o.handed {
+			for _, l := range limits {
+				rec.Handed[dir] = append(rec.Handed[dir], ownedDevice{Device: l.Device.String(), ownedKeys: keysOf(l)})
+			}
 		}
 	}
 	b, err := json.Marshal(rec)

@@ -550,3 +550,38 @@ func TestIOMaxTheRuntimeWroteForCriguardIsLiftedV2(t *testing.T) {
 		t.Errorf("io.max = %q after the rule went, want criguard's line lifted", got)
 	}
 }
+
+// What systemd was handed survives a restart, a lift takes the key out of it, and it
+// goes with its cgroup.
+func TestHandedValuesSurviveRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), OwnershipFile)
+	dir := t.TempDir()
+	dev := cgroup.Device{Major: 254}
+	o, err := openOwnership(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.recordHanded(dir, []cgroup.UnitIOLimit{{Path: "/dev/vdb", IOLimit: cgroup.IOLimit{Device: dev, ReadBPS: 5 << 20, WriteIOPS: 20}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.recordHanded(dir, []cgroup.UnitIOLimit{{Path: "/dev/vdb", IOLimit: cgroup.IOLimit{Device: dev, WriteIOPS: cgroup.UnitLimitMax}}}); err != nil {
+		t.Fatal(err)
+	}
+	o, err = openOwnership(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []cgroup.IOLimit{{Device: dev, ReadBPS: 5 << 20}}
+	if got := o.handedIn(dir); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after a restart handed = %v, want %v", got, want)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.prune(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = openOwnership(path); err != nil || len(o.handedIn(dir)) != 0 {
+		t.Errorf("handed for a removed cgroup = %v (%v), want none", o.handedIn(dir), err)
+	}
+}

@@ -91,14 +91,15 @@ func unitIOLimits(root, unit string, devices DeviceResolver, ours ownEntry) (*un
 type ownEntry func(property string, dev cgroup.Device, value uint64) bool
 
 // ownedEntries recognizes criguard's keys: the value criguard owns in the cgroup for
-// that key on that disk.
-func ownedEntries(owned []cgroup.IOLimit) ownEntry {
+// that key on that disk, or the one it last handed to the unit (a hand-over after a
+// change may have failed, leaving the older value in systemd).
+func ownedEntries(owned, handed []cgroup.IOLimit) ownEntry {
 	return func(property string, dev cgroup.Device, value uint64) bool {
 		field, ok := handedField(property)
 		if !ok || value == 0 {
 			return false
 		}
-		for _, l := range owned {
+		for _, l := range slices.Concat(owned, handed) {
 			if l.Device == dev && *field(&l) == value {
 				return true
 			}
@@ -311,13 +312,13 @@ func (s *Service) yieldToUnit(plan *Plan) {
 		return
 	}
 	owned := s.enforcer.owned.held(plan.Dir).Limits
-	if len(plan.Limits) == 0 && len(owned) == 0 {
+	if len(plan.Limits) == 0 && len(owned) == 0 && len(s.enforcer.owned.handedIn(plan.Dir)) == 0 {
 		return // nothing of criguard's here, nor to hand over
 	}
 	var ours ownEntry
 	handing := s.opts.UnitLimits != nil && s.opts.IO.Version() == 2 && !plan.ScopeToBe
 	if handing {
-		ours = ownedEntries(owned)
+		ours = ownedEntries(owned, s.enforcer.owned.handedIn(plan.Dir))
 	}
 	r, err := unitIOLimits(s.opts.SystemdRoot, unit, s.opts.Devices, ours)
 	if err != nil {

@@ -272,11 +272,15 @@ func TestPreStartDropInLeftoversRemovedAtStartUp(t *testing.T) {
 // recordedUnitLimits records what criguard hands to systemd.
 type recordedUnitLimits struct {
 	calls [][]cgroup.UnitIOLimit
+	fail  error // systemd does not answer
 }
 
 func (r *recordedUnitLimits) SetIOLimits(_ context.Context, unit string, limits []cgroup.UnitIOLimit) error {
 	if unit != "cri-containerd-c1.scope" {
 		return errors.New("unexpected unit " + unit)
+	}
+	if r.fail != nil {
+		return r.fail
 	}
 	r.calls = append(r.calls, limits)
 	return nil
@@ -374,6 +378,36 @@ func TestLimitsHandedToAUnitWithItsOwnIOProperty(t *testing.T) {
 	}
 	if plan, _ := e.plan("c1", planOptions{}); len(plan.Conflicts) != 2 {
 		t.Errorf("conflicts %q, want the operator's two keys", plan.Conflicts)
+	}
+}
+
+// A hand-over that fails after a policy edit leaves criguard's previous value in the
+// unit's entry. It is still criguard's (the record keeps what systemd was handed): the
+// next pass hands the new value instead of yielding to the stale one as an operator's,
+// which would keep the old limit on every daemon-reload.
+func TestFailedHandoverLeavesNoEntryForTheOperator(t *testing.T) {
+	e, units, rel, property := handoverEnv(t)
+	property("IOWriteBandwidthMax", "IOWriteBandwidthMax=/dev/vdb 4000000\n")
+	e.write(t, rel, "io.max", "254:0 rbps=max wbps=4000000 riops=max wiops=max")
+	e.reconcile(t)
+	property("IOReadBandwidthMax", "IOReadBandwidthMax=/dev/vdb 2097152\n")
+	property("IOWriteIOPSMax", "IOWriteIOPSMax=/dev/vdb 20\n")
+	// write_iops goes to 10 while systemd does not answer: its entry keeps 20.
+	units.fail = errors.New("systemd does not answer")
+	e.policy.Store(mustPolicy(t, fmt.Sprintf(handoverPolicy, 10)))
+	e.reconcile(t)
+	units.fail = nil
+	e.reconcile(t)
+	want := fmt.Sprint([]cgroup.UnitIOLimit{{Path: "/dev/vdb", IOLimit: cgroup.IOLimit{Device: cgroup.Device{Major: 254}, WriteIOPS: 10}}})
+	if len(units.calls) != 2 || fmt.Sprint(units.calls[1]) != want {
+		t.Errorf("handed %v, want the new wiops %s once systemd answers", units.calls, want)
+	}
+	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=2097152 wbps=4000000 riops=max wiops=10" {
+		t.Errorf("io.max = %q, want criguard's new wiops", got)
+	}
+	property("IOWriteIOPSMax", "IOWriteIOPSMax=/dev/vdb 10\n") // systemd took it
+	if plan, err := e.plan("c1", planOptions{}); err != nil || len(plan.Conflicts) != 1 || !strings.Contains(plan.Conflicts[0], "IOWriteBandwidthMax") {
+		t.Errorf("conflicts %q (%v), want only the operator's IOWriteBandwidthMax", plan.Conflicts, err)
 	}
 }
 
