@@ -69,7 +69,7 @@ func systemdUnit(dir string) string {
 // replaces / in tests.
 func unitIOLimits(root, unit string, devices DeviceResolver, ours ownEntry) (*unitReader, error) {
 	r := &unitReader{devices: devices, ours: ours, set: map[cgroup.Device]*cgroup.IOLimit{}, handed: map[string]*cgroup.IOLimit{},
-		from: map[cgroup.Device]string{}, paths: map[cgroup.Device]string{}, handedPaths: map[cgroup.Device]string{}}
+		from: map[cgroup.Device]map[string]string{}, paths: map[cgroup.Device]string{}, handedPaths: map[cgroup.Device]string{}}
 	for _, dir := range unitConfigDirs {
 		dir = filepath.Join(root, dir)
 		files := []string{filepath.Join(dir, unit)}
@@ -116,7 +116,7 @@ type unitReader struct {
 	ours        ownEntry
 	set         map[cgroup.Device]*cgroup.IOLimit
 	handed      map[string]*cgroup.IOLimit
-	from        map[cgroup.Device]string
+	from        map[cgroup.Device]map[string]string // property name → file
 	paths       map[cgroup.Device]string
 	handedPaths map[cgroup.Device]string
 }
@@ -147,6 +147,9 @@ func (r *unitReader) read(file string) error {
 			for _, l := range r.handed {
 				*field(l) = 0
 			}
+			for _, names := range r.from {
+				delete(names, name)
+			}
 			continue
 		}
 		// A device node, or a file on the disk's filesystem, as systemd takes it.
@@ -169,7 +172,10 @@ func (r *unitReader) read(file string) error {
 		r.paths[dev] = path
 		// The value itself is systemd's business; any non-zero marks the key as set.
 		*field(entry(r.set, dev)) = 1
-		r.from[dev] = file
+		if r.from[dev] == nil {
+			r.from[dev] = map[string]string{}
+		}
+		r.from[dev][name] = file
 	}
 	return scanner.Err()
 }
@@ -274,7 +280,7 @@ func handoverNotes(plan Plan) []string {
 
 // yieldToSystemd drops from limits the keys the dir's unit sets itself, and
 // describes each conflict.
-func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgroup.Device]string) ([]cgroup.IOLimit, []string) {
+func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgroup.Device]map[string]string) ([]cgroup.IOLimit, []string) {
 	if len(unitSet) == 0 {
 		return limits, nil
 	}
@@ -293,7 +299,8 @@ func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgro
 		for _, p := range cgroup.UnitIOProperties {
 			if *p.Key(&u) != 0 && *p.Key(&l) != 0 {
 				*p.Key(&l) = 0
-				conflicts = append(conflicts, fmt.Sprintf("systemd unit %s sets %s on %s (%s): criguard leaves it to systemd, which rewrites it on every reload", unit, p.Name, l.Device, from[l.Device]))
+				name, file := setBy(from[l.Device], p)
+				conflicts = append(conflicts, fmt.Sprintf("systemd unit %s sets %s on %s (%s): criguard leaves it to systemd, which rewrites it on every reload", unit, name, l.Device, file))
 			}
 		}
 		if !l.IsZero() {
@@ -301,6 +308,18 @@ func yieldToSystemd(limits, unitSet []cgroup.IOLimit, unit string, from map[cgro
 		}
 	}
 	return out, conflicts
+}
+
+// setBy is the property, of those that set p's key (v2's or v1's name), that the unit
+// sets on a disk, and the file it is in.
+func setBy(from map[string]string, p cgroup.UnitIOProperty) (name, file string) {
+	var probe cgroup.IOLimit
+	for _, q := range cgroup.UnitIOProperties {
+		if f, ok := from[q.Name]; ok && q.Key(&probe) == p.Key(&probe) {
+			return q.Name, f
+		}
+	}
+	return p.Name, ""
 }
 
 // yieldToUnit takes out of the plan what the cgroup's own systemd unit sets, reports

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -376,8 +377,17 @@ func TestLimitsHandedToAUnitWithItsOwnIOProperty(t *testing.T) {
 	if len(units.calls) != n {
 		t.Errorf("handed %s over the operator's read bandwidth", last())
 	}
-	if plan, _ := e.plan("c1", planOptions{}); len(plan.Conflicts) != 2 {
-		t.Errorf("conflicts %q, want the operator's two keys", plan.Conflicts)
+	plan, _ = e.plan("c1", planOptions{})
+	if len(plan.Conflicts) != 2 {
+		t.Fatalf("conflicts %q, want the operator's two keys", plan.Conflicts)
+	}
+	// Each named with the file that sets it.
+	for _, name := range []string{"IOReadBandwidthMax", "IOWriteBandwidthMax"} {
+		if !slices.ContainsFunc(plan.Conflicts, func(c string) bool {
+			return strings.Contains(c, "sets "+name+" on 254:0 (") && strings.Contains(c, "/50-"+name+".conf)")
+		}) {
+			t.Errorf("conflicts %q, want %s from its own file", plan.Conflicts, name)
+		}
 	}
 }
 
@@ -406,8 +416,9 @@ func TestFailedHandoverLeavesNoEntryForTheOperator(t *testing.T) {
 		t.Errorf("io.max = %q, want criguard's new wiops", got)
 	}
 	property("IOWriteIOPSMax", "IOWriteIOPSMax=/dev/vdb 10\n") // systemd took it
-	if plan, err := e.plan("c1", planOptions{}); err != nil || len(plan.Conflicts) != 1 || !strings.Contains(plan.Conflicts[0], "IOWriteBandwidthMax") {
-		t.Errorf("conflicts %q (%v), want only the operator's IOWriteBandwidthMax", plan.Conflicts, err)
+	if plan, err := e.plan("c1", planOptions{}); err != nil || len(plan.Conflicts) != 1 ||
+		!strings.Contains(plan.Conflicts[0], "sets IOWriteBandwidthMax on 254:0 (") || !strings.Contains(plan.Conflicts[0], "/50-IOWriteBandwidthMax.conf)") {
+		t.Errorf("conflicts %q (%v), want only the operator's IOWriteBandwidthMax, from its file", plan.Conflicts, err)
 	}
 }
 
