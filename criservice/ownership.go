@@ -164,6 +164,9 @@ func (o *ownership) recordHanded(dir string, given []cgroup.UnitIOLimit) error {
 			i = len(now) - 1
 		}
 		for _, p := range cgroup.UnitIOProperties {
+			if p.V1 {
+				continue // never handed
+			}
 			switch v := *p.Key(&g.IOLimit); v {
 			case 0:
 			case cgroup.UnitLimitMax:
@@ -180,9 +183,6 @@ func (o *ownership) recordHanded(dir string, given []cgroup.UnitIOLimit) error {
 	if len(now) == 0 {
 		delete(o.handed, dir)
 	} else {
-		if o.handed == nil {
-			o.handed = map[string][]cgroup.IOLimit{}
-		}
 		o.handed[dir] = now
 	}
 	return o.saveLocked()

@@ -25,8 +25,9 @@ import (
 // A daemon-reload makes systemd write such a device's whole io.max line again: its
 // keys, and "max" for criguard's. So on those devices criguard hands its own keys to
 // systemd as unit properties too (handover, after each write of the cgroup), into the
-// entry the unit already has for the disk, and the reload writes them with the unit's. An entry's key whose value
-// is the one criguard owns in the cgroup is criguard's, not the unit's: no conflict.
+// entry the unit already has for the disk, and the reload writes them with the unit's.
+// An entry's key whose value is the one criguard owns in the cgroup, or last handed to
+// the unit, is criguard's, not the unit's: no conflict.
 
 // UnitLimits sets io.max keys on a systemd unit as runtime properties
 // (cgroup.SystemdUnits.SetIOLimits; cgroup.UnitLimitMax lifts a key).
@@ -94,12 +95,13 @@ type ownEntry func(property string, dev cgroup.Device, value uint64) bool
 // that key on that disk, or the one it last handed to the unit (a hand-over after a
 // change may have failed, leaving the older value in systemd).
 func ownedEntries(owned, handed []cgroup.IOLimit) ownEntry {
+	ours := slices.Concat(owned, handed)
 	return func(property string, dev cgroup.Device, value uint64) bool {
 		field, ok := handedField(property)
 		if !ok || value == 0 {
 			return false
 		}
-		for _, l := range slices.Concat(owned, handed) {
+		for _, l := range ours {
 			if l.Device == dev && *field(&l) == value {
 				return true
 			}
@@ -330,14 +332,14 @@ func (s *Service) yieldToUnit(plan *Plan) {
 	if unit == "" {
 		return
 	}
-	owned := s.enforcer.owned.held(plan.Dir).Limits
-	if len(plan.Limits) == 0 && len(owned) == 0 && len(s.enforcer.owned.handedIn(plan.Dir)) == 0 {
+	owned, handed := s.enforcer.owned.held(plan.Dir).Limits, s.enforcer.owned.handedIn(plan.Dir)
+	if len(plan.Limits) == 0 && len(owned) == 0 && len(handed) == 0 {
 		return // nothing of criguard's here, nor to hand over
 	}
 	var ours ownEntry
 	handing := s.opts.UnitLimits != nil && s.opts.IO.Version() == 2 && !plan.ScopeToBe
 	if handing {
-		ours = ownedEntries(owned, s.enforcer.owned.handedIn(plan.Dir))
+		ours = ownedEntries(owned, handed)
 	}
 	r, err := unitIOLimits(s.opts.SystemdRoot, unit, s.opts.Devices, ours)
 	if err != nil {
