@@ -38,7 +38,7 @@ func (s *Service) BurstTargets() []burst.Target {
 	defer b.mu.Unlock()
 	// A container the cache no longer holds is gone (a reconcile pass found it
 	// stopped): its booking goes too.
-	maps.DeleteFunc(b.targets, func(id string, _ burst.Target) bool { _, ok := s.cache.container(id); return !ok })
+	maps.DeleteFunc(b.targets, func(id string, _ burst.Target) bool { _, ok := s.store.container(id); return !ok })
 	return slices.Collect(maps.Values(b.targets))
 }
 

@@ -63,7 +63,7 @@ func (s *Service) createContainer() Hook {
 // createEventOf is the pod and container a CreateContainer request is for, as the
 // policy sees them: the pod from the store, or from the request's sandbox config.
 func (s *Service) createEventOf(req *runtimeapi.CreateContainerRequest) createEvent {
-	pod, known := s.cache.pod(req.PodSandboxId)
+	pod, known := s.store.pod(req.PodSandboxId)
 	if !known && req.SandboxConfig != nil {
 		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
 	}

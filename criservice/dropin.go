@@ -72,7 +72,7 @@ func (s *Service) wantsDropIns(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
-	v, err := s.opts.Runtime.Version(ctx, &runtimeapi.VersionRequest{})
+	v, err := s.store.runtime.Version(ctx, &runtimeapi.VersionRequest{})
 	if err != nil {
 		return true
 	}

@@ -17,14 +17,14 @@ import (
 
 // PodStarted learns a new pod and puts its pod-scope budget on its cgroup.
 func (s *Service) PodStarted(ctx context.Context, pod Pod) {
-	s.cache.putPod(pod)
+	s.store.putPod(pod)
 	if _, _, err := s.ApplyPod(ctx, pod); err != nil {
 		s.failed("pod", pod.ID, err)
 	}
 }
 
 // PodRemoved forgets a pod.
-func (s *Service) PodRemoved(id string) { s.cache.forgetPod(id) }
+func (s *Service) PodRemoved(id string) { s.store.forgetPod(id) }
 
 // Creating decides on a container about to be created and makes res, the resources
 // the runtime writes before the process exists, at least as strict as the policy:
@@ -38,11 +38,11 @@ func (s *Service) Creating(ctx context.Context, pod Pod, ct Container, res *runt
 // set, its pod if not known yet. Its cgroup is learned here, so that the start
 // only writes files before the process runs; unknown yet is fine: the start asks.
 func (s *Service) Created(ctx context.Context, pod Pod, ct Container) {
-	if _, known := s.cache.pod(pod.ID); !known && pod.ID != "" {
-		s.cache.putPod(pod)
+	if _, known := s.store.pod(pod.ID); !known && pod.ID != "" {
+		s.store.putPod(pod)
 	}
-	s.cache.putContainer(ct)
-	_, _ = s.cgroupsPath(ctx, &ct)
+	s.store.putContainer(ct)
+	_, _ = s.store.cgroupsPath(ctx, &ct)
 }
 
 // Start is a container start under way: the decision made before the runtime
@@ -112,7 +112,7 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 	}
 	if st.target != nil {
 		// Running from here for its pod's v1 share, whatever the runtime lists yet.
-		defer s.cache.markStarting(id, st.target.Container.PodID)()
+		defer s.store.markStarting(id, st.target.Container.PodID)()
 	}
 	var plan Plan
 	var err error
@@ -190,14 +190,14 @@ func (s *Service) Updated(ctx context.Context, id string, u *Update) {
 // other containers. From now on the container counts as stopped, whatever the
 // runtime still lists.
 func (s *Service) Stopped(ctx context.Context, id string) {
-	s.cache.markStopped(id) // the event, not the runtime's listing, which may lag
-	if ct, ok := s.cache.container(id); ok {
+	s.store.markStopped(id) // the event, not the runtime's listing, which may lag
+	if ct, ok := s.store.container(id); ok {
 		s.reshare(ctx, ct.PodID, id)
 	}
 }
 
 // Removed forgets a container.
-func (s *Service) Removed(id string) { s.cache.forgetContainer(id) }
+func (s *Service) Removed(id string) { s.store.forgetContainer(id) }
 
 // tightenForRuntime makes res at least as strict as t's decision (the io.max on
 // v2, pids, memory and cpu) and reports whether it changed res.
@@ -224,9 +224,9 @@ func (s *Service) ioMaxInto(ctx context.Context, res *runtimeapi.LinuxContainerR
 // reconcile pass that follows does, without asking the runtime for each one.
 func (s *Service) Observe(pods []Pod, containers []Container) {
 	for _, p := range pods {
-		s.cache.putPod(p)
+		s.store.putPod(p)
 	}
 	for _, ct := range containers {
-		s.cache.putContainer(ct)
+		s.store.putContainer(ct)
 	}
 }

@@ -57,10 +57,10 @@ func TestEngineDrivenByValues(t *testing.T) {
 
 	e.svc.Removed("c1")
 	e.svc.PodRemoved("p1")
-	if _, ok := e.svc.cache.container("c1"); ok {
+	if _, ok := e.svc.store.container("c1"); ok {
 		t.Error("Removed left the container in the store")
 	}
-	if _, ok := e.svc.cache.pod("p1"); ok {
+	if _, ok := e.svc.store.pod("p1"); ok {
 		t.Error("PodRemoved left the pod in the store")
 	}
 }
@@ -119,7 +119,7 @@ func TestPodShareFollowsEventsBeforeTheListing(t *testing.T) {
 	}
 
 	e.svc.Removed("c2")
-	if ids := e.svc.cache.runningOf("p1", nil); len(ids) != 0 {
+	if ids := e.svc.store.runningOf("p1", nil); len(ids) != 0 {
 		t.Errorf("after Removed the events still count %v", ids)
 	}
 }

@@ -114,7 +114,7 @@ func TestReconcileSkipsAStuckContainer(t *testing.T) {
 	}
 	e.fake.AddContainer("c0", "p1", "stuck")
 	restarted := newTestEnvSharing(t, e)
-	restarted.svc.opts.Resolver = stuckResolver{Resolver: restarted.svc.opts.Resolver, stuck: "c0"}
+	restarted.svc.store.resolver = stuckResolver{Resolver: restarted.svc.store.resolver, stuck: "c0"}
 	os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.write_bps_device"), []byte("254:0 0"), 0o644)
 	done := make(chan ReconcileResult, 1)
 	go func() {

@@ -29,7 +29,7 @@ func TestHungVolumesNeverHoldStartContainer(t *testing.T) {
 	noDeadline := make(chan string, 16)
 	e := newVolumesEnv(t, false)
 	e.svc.opts.Chains = hungChains{noDeadline: noDeadline}
-	e.svc.opts.ApplyTimeout = applyTimeout
+	e.svc.opts.ApplyTimeout, e.svc.store.timeout = applyTimeout, applyTimeout
 	e.runPod(t, "p1", "data", "burstable", nil)
 	start := time.Now()
 	e.startWithMounts(t, "c1", "p1", "app", testMounts)

@@ -199,7 +199,7 @@ rule "images" {
 	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
 		t.Errorf("write_bps = %q after three passes, want the image rule's limit", got)
 	}
-	if ct, _ := e.svc.cache.container("c1"); ct.Image != "registry.example.com/app:1" {
+	if ct, _ := e.svc.store.container("c1"); ct.Image != "registry.example.com/app:1" {
 		t.Errorf("cached image = %q", ct.Image)
 	}
 
@@ -214,7 +214,7 @@ rule "images" {
 	if _, err := restarted.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if ct, _ := restarted.cache.container("c1"); ct.Image != "registry.example.com/app:1" {
+	if ct, _ := restarted.store.container("c1"); ct.Image != "registry.example.com/app:1" {
 		t.Errorf("after a restart the image is %q, want the name from the container's status", ct.Image)
 	}
 	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 1048576" {
@@ -315,7 +315,7 @@ func TestPassBetweenCreateAndStartKeepsTheContainer(t *testing.T) {
 			Image: &runtimeapi.ImageSpec{Image: "sha256:" + sixtyFour, UserSpecifiedImage: "registry.example.com/app:1"}}}),
 		marshal(t, &runtimeapi.CreateContainerResponse{ContainerId: "c1"}), nil)
 	e.reconcile(t)
-	if ct, ok := e.svc.cache.container("c1"); !ok || ct.Image != "registry.example.com/app:1" {
+	if ct, ok := e.svc.store.container("c1"); !ok || ct.Image != "registry.example.com/app:1" {
 		t.Errorf("after a pass between create and start the cache holds %+v (%v), want the image name kept", ct, ok)
 	}
 	// Exited and removed: gone from the cache.
@@ -323,7 +323,7 @@ func TestPassBetweenCreateAndStartKeepsTheContainer(t *testing.T) {
 	delete(e.fake.Containers, "c1")
 	e.fake.Mu.Unlock()
 	e.reconcile(t)
-	if _, ok := e.svc.cache.container("c1"); ok {
+	if _, ok := e.svc.store.container("c1"); ok {
 		t.Error("a container the runtime no longer has is still cached")
 	}
 }

@@ -27,7 +27,7 @@ func (s *Service) answerListPodSandboxStats(ctx context.Context, reqB []byte, ca
 	defer cancel()
 	filter := &runtimeapi.PodSandboxFilter{Id: req.GetFilter().GetId(), LabelSelector: req.GetFilter().GetLabelSelector(),
 		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}
-	pods, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: filter})
+	pods, err := s.store.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: filter})
 	if err != nil {
 		return nil, false
 	}
@@ -47,7 +47,7 @@ func (s *Service) answerPodSandboxStats(ctx context.Context, reqB []byte, callEr
 	}
 	ctx, cancel := s.detached(ctx)
 	defer cancel()
-	pods, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: req.PodSandboxId}})
+	pods, err := s.store.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: req.PodSandboxId}})
 	if err != nil || len(pods.Items) == 0 {
 		return nil, false // the runtime's own answer stands
 	}
@@ -62,14 +62,14 @@ func (s *Service) podStats(ctx context.Context, p *runtimeapi.PodSandbox) *runti
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: p.Id, Metadata: p.Metadata, Labels: p.Labels, Annotations: p.Annotations},
 		Linux:      &runtimeapi.LinuxPodSandboxStats{},
 	}
-	pod, err := s.lookupPod(ctx, p.Id)
+	pod, err := s.store.lookupPod(ctx, p.Id)
 	if err == nil && pod.CgroupParent == "" {
-		pod.CgroupParent = s.podParentFromContainers(ctx, p.Id)
+		pod.CgroupParent = s.store.podParentFromContainers(ctx, p.Id)
 	}
 	if err == nil && pod.CgroupParent != "" {
 		s.fillPodUsage(stats.Linux, pod.CgroupParent, time.Now().UnixNano())
 	}
-	if cs, err := s.opts.Runtime.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{
+	if cs, err := s.store.runtime.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{
 		Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: p.Id}}); err == nil {
 		stats.Linux.Containers = cs.Stats
 	}

@@ -37,7 +37,7 @@ func (s *Service) ProtectTargets() ([]protect.Protected, []protect.YieldLine) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	gone := func(id string) bool { _, ok := s.cache.container(id); return !ok }
+	gone := func(id string) bool { _, ok := s.store.container(id); return !ok }
 	maps.DeleteFunc(p.protected, func(id string, _ []protect.Protected) bool { return gone(id) })
 	maps.DeleteFunc(p.yields, func(id string, _ []protect.YieldLine) bool { return gone(id) })
 	var protected []protect.Protected

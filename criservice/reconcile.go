@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // ReconcileResult counts what one pass did.
@@ -27,8 +25,8 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	// a new MAJ:MIN: each pass resolves the policy's devices again.
 	s.forgetDevices()
 	resync := s.resourcesStale.Swap(false)
-	gen := s.cache.startListing()
-	pods, containers, created, err := s.listRunning(ctx)
+	gen := s.store.startListing()
+	pods, containers, created, err := s.store.listRunning(ctx)
 	if err != nil {
 		s.metrics.reconcileRun("error", 0)
 		return res, fmt.Errorf("reconcile: %w", err)
@@ -60,7 +58,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	}
 	// Stopped containers and pods stay listable until removed; keep their
 	// metadata only while the runtime still has them running or ready.
-	s.cache.retain(gen, livePods, liveContainers)
+	s.store.retain(gen, livePods, liveContainers)
 	s.enforcer.weights.owned.prune()
 	if err := s.enforcer.owned.prune(); err != nil {
 		s.log.Error("cannot save the record of criguard's limits", "err", err)
@@ -68,60 +66,12 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	res.Elapsed = time.Since(start)
 	if s.metrics != nil {
 		s.metrics.drift.Add(float64(res.Fixed))
-		np, nc := s.cache.size()
+		np, nc := s.store.size()
 		s.metrics.cachedEntities.WithLabelValues("pod").Set(float64(np))
 		s.metrics.cachedEntities.WithLabelValues("container").Set(float64(nc))
 	}
 	s.metrics.reconcileRun("ok", res.Elapsed)
 	return res, nil
-}
-
-// listTimeoutFactor bounds one listing of the whole node: a few times what a single
-// call may take.
-const listTimeoutFactor = 5
-
-// listRunning lists ready pods and running containers and puts them in the
-// cache: the metadata reconcile and status work from. A pod's cgroup_parent,
-// which lists do not carry, comes from the cache or else the resolvers. created
-// holds the containers made but not started yet: their metadata, learned at
-// CreateContainer, must outlive a pass that runs between create and start.
-func (s *Service) listRunning(ctx context.Context) (pods []Pod, running []string, created map[string]bool, err error) {
-	listCtx, cancel := context.WithTimeout(ctx, listTimeoutFactor*s.opts.ApplyTimeout)
-	defer cancel()
-	podList, err := s.opts.Runtime.ListPodSandbox(listCtx, &runtimeapi.ListPodSandboxRequest{
-		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("list pods: %w", err)
-	}
-	// One unfiltered list: running containers are reconciled, created ones kept.
-	containerList, err := s.opts.Runtime.ListContainers(listCtx, &runtimeapi.ListContainersRequest{})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("list containers: %w", err)
-	}
-	pods = make([]Pod, 0, len(podList.Items))
-	for _, p := range podList.Items {
-		pod := podFromCRI(p)
-		if cached, ok := s.cache.pod(p.Id); ok {
-			pod.CgroupParent = cached.CgroupParent
-		} else {
-			s.fillCgroupParent(ctx, &pod)
-		}
-		s.cache.putPod(pod)
-		pods = append(pods, pod)
-	}
-	running = make([]string, 0, len(containerList.Containers))
-	created = map[string]bool{}
-	for _, c := range containerList.Containers {
-		switch c.GetState() {
-		case runtimeapi.ContainerState_CONTAINER_RUNNING:
-			s.putListedContainer(ctx, containerFromCRI(c))
-			running = append(running, c.Id)
-		case runtimeapi.ContainerState_CONTAINER_CREATED:
-			created[c.Id] = true
-		}
-	}
-	return pods, running, created, nil
 }
 
 func (s *Service) count(res *ReconcileResult, scope, id string, result syncResult, err error) {

@@ -58,7 +58,7 @@ type Explanation struct {
 func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
 	plan, err := s.planContainerID(ctx, id)
 	if errors.Is(err, ErrUnknownContainer) && plan.PodID == "" {
-		pod, podErr := s.lookupPod(ctx, id)
+		pod, podErr := s.store.lookupPod(ctx, id)
 		if podErr != nil {
 			return Explanation{}, fmt.Errorf("%q is neither a container nor a pod the runtime knows: %w", id, err)
 		}
@@ -67,7 +67,7 @@ func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
 	}
 	ex := s.explanation("container", plan, err)
 	if plan.Decision.Scope == policy.ScopePod && plan.PodID != "" {
-		if pod, podErr := s.lookupPod(ctx, plan.PodID); podErr == nil {
+		if pod, podErr := s.store.lookupPod(ctx, plan.PodID); podErr == nil {
 			podPlan, podErr := s.planPod(ctx, pod)
 			podEx := s.explanation("pod", podPlan, podErr)
 			ex.Pod = &podEx
@@ -101,7 +101,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 		id = plan.PodID
 	}
 	ex := Explanation{Kind: kind, ID: id, PodID: plan.PodID, Workload: plan.Workload, Decision: plan.Decision,
-		Resolver: s.opts.Resolver.Name(), CgroupsPath: plan.CgroupsPath, Dir: plan.Dir,
+		Resolver: s.store.resolver.Name(), CgroupsPath: plan.CgroupsPath, Dir: plan.Dir,
 		IOVersion: s.opts.IO.Version(), Limits: plan.Limits, ClassLimits: plan.ClassLimits, Mounts: plan.Mounts}
 	if err != nil {
 		ex.Error = err.Error()
@@ -177,7 +177,7 @@ type Report struct {
 // Status reads back every running container's (and pod budget's) limits and
 // usage from the cgroup files, and says whether they match the policy.
 func (s *Service) Status(ctx context.Context) ([]Report, error) {
-	pods, containers, _, err := s.listRunning(ctx)
+	pods, containers, _, err := s.store.listRunning(ctx)
 	if err != nil {
 		return nil, err
 	}

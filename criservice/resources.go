@@ -91,9 +91,9 @@ func (s *Service) resyncResources(ctx context.Context, t *target) {
 		return
 	}
 	id := t.Container.ID
-	ctx, cancel := s.callContext(ctx)
+	ctx, cancel := s.store.callContext(ctx)
 	defer cancel()
-	st, err := s.opts.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	st, err := s.store.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
 	if err != nil {
 		s.log.Debug("cannot read the container's resources; the new policy reaches them at kubelet's next update", "container", id, "err", err)
 		return
@@ -108,7 +108,7 @@ func (s *Service) resyncResources(ctx context.Context, t *target) {
 		return
 	}
 	s.ioMaxInto(ctx, res, *t, "policy reload") // the update carries io.max too: the policy's, not a stale one
-	if _, err := s.opts.Runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
+	if _, err := s.store.runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
 		s.failed("container", id, s.tornDown(ctx, "container", id, fmt.Errorf("update resources to the new policy: %w", err)))
 	}
 }
@@ -134,7 +134,7 @@ func (s *Service) enforcePidsFile(ctx context.Context, t *target, create bool) e
 	if want == 0 || s.settings.RuntimeTakesUnified() {
 		return nil
 	}
-	raw, err := s.cgroupsPath(ctx, &t.Container)
+	raw, err := s.store.cgroupsPath(ctx, &t.Container)
 	if err != nil {
 		return err
 	}

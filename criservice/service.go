@@ -79,7 +79,7 @@ type Service struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *Metrics
-	cache   *cache
+	store   *store
 	// enforcer is the one writer of limits and keeper of the ownership record.
 	enforcer *enforcer
 	// settings reads and writes pids, cpu and memory files, for this host's cgroups.
@@ -163,7 +163,7 @@ func New(opts Options) (*Service, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
-		cache:    newCache(),
+		store:    &store{cache: newCache(), runtime: opts.Runtime, resolver: opts.Resolver, timeout: opts.ApplyTimeout, log: opts.Logger},
 		enforcer: enforcer,
 		settings: settings,
 		devices:  map[string]cgroup.Device{},
@@ -218,7 +218,7 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 	ct, id := &t.Container, t.Container.ID
 	plan := Plan{ContainerID: id, PodID: ct.PodID, Workload: workload(t.Pod, ct), Decision: t.Decision}
 	if ct.Dir == "" {
-		raw, err := s.cgroupsPath(ctx, ct)
+		raw, err := s.store.cgroupsPath(ctx, ct)
 		if err != nil {
 			return plan, err
 		}
@@ -241,7 +241,7 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 		}
 		ct.CgroupsPath, ct.Dir = raw, dir
 		if !plan.ScopeToBe { // a start that fails leaves no scope: nothing to remember
-			s.cache.setContainerDir(id, raw, dir)
+			s.store.setContainerDir(id, raw, dir)
 		}
 	}
 	plan.CgroupsPath, plan.Dir = ct.CgroupsPath, ct.Dir
@@ -253,7 +253,7 @@ func (s *Service) planContainer(ctx context.Context, t *target, po planOptions) 
 	case s.splitPodBudget:
 		members := []Container{*ct}
 		if hasSelectors(plan.Decision.IO) {
-			members = s.containersForPod(ctx, ct.PodID, id) // the pod's volumes, not only this container's
+			members = s.store.containersForPod(ctx, ct.PodID, id) // the pod's volumes, not only this container's
 		}
 		s.planLimits(ctx, &plan, members)
 		n, err := s.podScopedRunning(ctx, ct.PodID, id, po.starting)
@@ -287,27 +287,10 @@ type planOptions struct {
 	starting bool
 }
 
-// cgroupsPath is the container's raw cgroup path, asked of the runtime once, with
-// a deadline of its own: a stuck runtime call never holds a hook or a pass.
-func (s *Service) cgroupsPath(ctx context.Context, ct *Container) (string, error) {
-	if ct.CgroupsPath != "" {
-		return ct.CgroupsPath, nil // learned at CreateContainer, when the runtime had it
-	}
-	callCtx, cancel := s.callContext(ctx)
-	defer cancel()
-	raw, err := s.opts.Resolver.CgroupsPath(callCtx, ct.ID)
-	if err != nil {
-		return "", err
-	}
-	ct.CgroupsPath = raw
-	s.cache.setContainerDir(ct.ID, raw, "")
-	return raw, nil
-}
-
 // podScopedRunning counts the pod's running containers whose own decision is the
 // pod budget: on v1 they split it. Containers with a decision of their own do not.
 func (s *Service) podScopedRunning(ctx context.Context, podID, self string, starting bool) (int, error) {
-	ids, err := s.podContainers(ctx, podID)
+	ids, err := s.store.podContainers(ctx, podID)
 	if err != nil {
 		return 1, err
 	}
@@ -322,24 +305,6 @@ func (s *Service) podScopedRunning(ctx context.Context, podID, self string, star
 		}
 	}
 	return max(n, 1), nil
-}
-
-// podContainers lists a pod's running containers: the runtime's listing, corrected
-// by the start and stop events it may not show yet.
-func (s *Service) podContainers(ctx context.Context, podID string) ([]string, error) {
-	ctx, cancel := s.callContext(ctx)
-	defer cancel()
-	resp, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
-		PodSandboxId: podID, State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("list containers of pod %s: %w", podID, err)
-	}
-	ids := make([]string, 0, len(resp.Containers))
-	for _, c := range resp.Containers {
-		ids = append(ids, c.Id)
-	}
-	return s.cache.runningOf(podID, ids), nil
 }
 
 // share divides every key of a pod budget among n containers, never below 1
@@ -361,15 +326,6 @@ func share(limits []cgroup.IOLimit, n int) []cgroup.IOLimit {
 	return out
 }
 
-// callContext bounds one runtime call criguard makes on its own: a hung runtime
-// never holds a hook or a reconcile pass beyond --apply-timeout per call.
-func (s *Service) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, s.opts.ApplyTimeout)
-}
-
 // planPod decides what a pod's own cgroup must hold: a pod-scope budget or nothing.
 func (s *Service) planPod(ctx context.Context, pod Pod) (Plan, error) {
 	plan := Plan{PodID: pod.ID, Workload: workload(pod, nil)}
@@ -382,7 +338,7 @@ func (s *Service) planPod(ctx context.Context, pod Pod) (Plan, error) {
 	// A pod-scope weight is the pod cgroup's on v1 too, where budgets are split.
 	podWeighted := plan.Decision.Scope == policy.ScopePod && plan.Decision.HasWeights()
 	if pod.CgroupParent == "" && (podScoped || podWeighted) {
-		pod.CgroupParent = s.podParentFromContainers(ctx, pod.ID)
+		pod.CgroupParent = s.store.podParentFromContainers(ctx, pod.ID)
 	}
 	if pod.CgroupParent == "" {
 		if podScoped {
@@ -402,42 +358,13 @@ func (s *Service) planPod(ctx context.Context, pod Pod) (Plan, error) {
 	if podScoped {
 		var members []Container
 		if hasSelectors(plan.Decision.IO) {
-			members = s.containersForPod(ctx, pod.ID, "")
+			members = s.store.containersForPod(ctx, pod.ID, "")
 		}
 		s.planLimits(ctx, &plan, members)
 	}
 	s.planWeights(&plan)
 	s.yieldToUnit(&plan)
 	return plan, nil
-}
-
-// podParentFromContainers learns a pod's cgroup parent from one of its containers'
-// cgroup paths, whatever resolver found them: the parent of a container's cgroup is
-// its pod's. It is how a pod budget comes back after a restart on every resolver.
-func (s *Service) podParentFromContainers(ctx context.Context, podID string) string {
-	for _, raw := range s.cache.containerPathsOf(podID) {
-		if parent := translate.ParentOfCgroupsPath(raw); parent != "" {
-			s.cache.setPodParent(podID, parent)
-			return parent
-		}
-	}
-	ids, err := s.podContainers(ctx, podID)
-	if err != nil {
-		return ""
-	}
-	for _, id := range ids {
-		callCtx, cancel := s.callContext(ctx)
-		raw, err := s.opts.Resolver.CgroupsPath(callCtx, id)
-		cancel()
-		if err != nil {
-			continue
-		}
-		if parent := translate.ParentOfCgroupsPath(raw); parent != "" {
-			s.cache.setPodParent(podID, parent)
-			return parent
-		}
-	}
-	return ""
 }
 
 // noteIgnored logs and counts a container's ignored annotations once, not on every
@@ -453,7 +380,7 @@ func (s *Service) noteIgnored(p Plan) {
 		h.Write([]byte(ig.String()))
 		byReason[ig.Reason] = append(byReason[ig.Reason], ig)
 	}
-	if !s.cache.noteIgnored(p.ContainerID, h.Sum64()) {
+	if !s.store.noteIgnored(p.ContainerID, h.Sum64()) {
 		return
 	}
 	for _, reason := range slices.Sorted(maps.Keys(byReason)) {
@@ -565,7 +492,7 @@ func (s *Service) ApplyPod(ctx context.Context, pod Pod) (Plan, syncResult, erro
 
 // Close releases the resolvers' connections.
 func (s *Service) Close() error {
-	if c, ok := s.opts.Resolver.(interface{ Close() error }); ok {
+	if c, ok := s.store.resolver.(interface{ Close() error }); ok {
 		return c.Close()
 	}
 	return nil

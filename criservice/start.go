@@ -36,7 +36,7 @@ func (s *Service) startContainer() Hook {
 func (s *Service) failClosed(ctx context.Context, id string, err error) error {
 	ctx, cancel := s.detached(ctx) // a budget of its own, whatever the apply used
 	defer cancel()
-	if _, stopErr := s.opts.Runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id}); stopErr != nil {
+	if _, stopErr := s.store.runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id}); stopErr != nil {
 		s.log.Error("fail-closed: cannot stop unthrottled container", "container", id, "err", stopErr)
 	}
 	return status.Errorf(codes.FailedPrecondition, "criguard: throttle for container %s not applied (--fail-closed): %v", id, err)
@@ -44,7 +44,7 @@ func (s *Service) failClosed(ctx context.Context, id string, err error) error {
 
 // podBudgetInPlace brings the pod's cgroup to its budget and reports whether it holds.
 func (s *Service) podBudgetInPlace(ctx context.Context, podID string) error {
-	pod, err := s.lookupPod(ctx, podID)
+	pod, err := s.store.lookupPod(ctx, podID)
 	if err != nil {
 		return err
 	}

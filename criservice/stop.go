@@ -41,7 +41,7 @@ func (s *Service) reshare(ctx context.Context, podID, except string) {
 	if !s.splitPodBudget || podID == "" {
 		return
 	}
-	ids, err := s.podContainers(ctx, podID)
+	ids, err := s.store.podContainers(ctx, podID)
 	if err != nil {
 		s.failed("pod", podID, err)
 		return

@@ -36,7 +36,7 @@ type Usage struct {
 // costs file reads only. A cgroup whose files cannot be read (its container
 // is gone) is left out.
 func (s *Service) SampleUsage() []Usage {
-	containers, pods := s.cache.snapshot()
+	containers, pods := s.store.snapshot()
 	pressure, _ := s.opts.IO.(cgroup.PressureReader)
 	out := make([]Usage, 0, len(containers))
 	live := make(map[string]bool, len(containers))
@@ -100,8 +100,8 @@ func (s *Service) readUsage(u *Usage, pressure cgroup.PressureReader, onlyLimite
 // SampleUsage reads next. In the daemon the reconcile loop does this; `criguard
 // top` calls it on every refresh.
 func (s *Service) TrackRunning(ctx context.Context) error {
-	gen := s.cache.startListing()
-	pods, containers, created, err := s.listRunning(ctx)
+	gen := s.store.startListing()
+	pods, containers, created, err := s.store.listRunning(ctx)
 	if err != nil {
 		return err
 	}
@@ -112,14 +112,14 @@ func (s *Service) TrackRunning(ctx context.Context) error {
 	liveContainers := created
 	for _, id := range containers {
 		liveContainers[id] = true
-		if ct, ok := s.cache.container(id); ok && ct.Dir != "" {
+		if ct, ok := s.store.container(id); ok && ct.Dir != "" {
 			continue // a container's cgroup never moves
 		}
 		if _, err := s.planContainerID(ctx, id); err != nil {
 			s.log.Debug("container cgroup not resolved; left out", "container", id, "err", err)
 		}
 	}
-	s.cache.retain(gen, livePods, liveContainers)
+	s.store.retain(gen, livePods, liveContainers)
 	return nil
 }
 

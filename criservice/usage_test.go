@@ -190,8 +190,8 @@ func TestWorkloadMetricsFollowContainers(t *testing.T) {
 	dir := filepath.Join(e.host.mount, rel)
 	v1Usage(t, dir, 4096, 3<<20, 1, 48)
 	// A scrape reads files only: no runtime call on the scrape path.
-	rt := e.svc.opts.Runtime
-	e.svc.opts.Runtime = noRuntime{}
+	rt := e.svc.store.runtime
+	e.svc.store.runtime = noRuntime{}
 	want := `
 # HELP criguard_io_bytes_total Bytes read and written by the cgroup since it was created (v2 io.stat, v1 blkio.throttle.io_service_bytes).
 # TYPE criguard_io_bytes_total counter
@@ -209,7 +209,7 @@ criguard_io_operations_total{container="writer",device="254:0",namespace="batch"
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
-	e.svc.opts.Runtime = rt
+	e.svc.store.runtime = rt
 
 	// The container goes (runc removes its cgroup): its series go with it, at the
 	// next scrape, before any reconcile pass.
@@ -226,7 +226,7 @@ criguard_io_operations_total{container="writer",device="254:0",namespace="batch"
 	if err := e.svc.TrackRunning(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.svc.cache.container("c1"); ok {
+	if _, ok := e.svc.store.container("c1"); ok {
 		t.Error("TrackRunning kept a container the runtime no longer runs")
 	}
 }

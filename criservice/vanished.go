@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 	"github.com/criguard/criguard/cgroup"
 )
 
@@ -54,7 +52,7 @@ func (s *Service) tornDown(ctx context.Context, scope, id string, err error) err
 	}
 	settled := time.Now().Add(exitSettle)
 	for {
-		running, checkErr := s.stillRunning(ctx, scope, id)
+		running, checkErr := s.store.stillRunning(ctx, scope, id)
 		if checkErr == nil && !running {
 			return fmt.Errorf("%w: %s %s: %w", ErrTornDown, scope, id, err)
 		}
@@ -67,22 +65,4 @@ func (s *Service) tornDown(ctx context.Context, scope, id string, err error) err
 		case <-time.After(exitRecheck):
 		}
 	}
-}
-
-// stillRunning asks the runtime whether a container runs, or a pod is ready, now.
-func (s *Service) stillRunning(ctx context.Context, scope, id string) (bool, error) {
-	ctx, cancel := s.callContext(ctx)
-	defer cancel()
-	if scope == "pod" {
-		resp, err := s.opts.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: id}})
-		if err != nil {
-			return false, err
-		}
-		return len(resp.Items) == 1 && resp.Items[0].State == runtimeapi.PodSandboxState_SANDBOX_READY, nil
-	}
-	resp, err := s.opts.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{Id: id}})
-	if err != nil {
-		return false, err
-	}
-	return len(resp.Containers) == 1 && resp.Containers[0].State == runtimeapi.ContainerState_CONTAINER_RUNNING, nil
 }

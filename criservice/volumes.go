@@ -155,7 +155,7 @@ func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, 
 		}
 		for _, ct := range cts {
 			if l.Device == policy.DeviceRootfs {
-				path, err := s.rootfsOf(ctx, ct)
+				path, err := s.store.rootfsOf(ctx, ct)
 				if err != nil {
 					disks = append(disks, MountDisk{Kind: "rootfs", Selector: l.Target(), Error: err.Error()})
 					errs = append(errs, fmt.Errorf("writable layer of %s: %w", ct.ID, err))
@@ -164,7 +164,7 @@ func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, 
 				add(l, MountDisk{Kind: "rootfs", HostPath: path, Selector: l.Target()})
 				continue
 			}
-			mounts, err := s.mountsOf(ctx, ct)
+			mounts, err := s.store.mountsOf(ctx, ct)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -186,61 +186,6 @@ func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, 
 		err = fmt.Errorf("%w: %w", ErrDeviceUnresolved, errors.Join(errs...))
 	}
 	return limits, disks, err
-}
-
-// mountsOf is a container's mounts: from its CreateContainer request, or else (after
-// a restart of criguard) from its status, which every runtime fills.
-func (s *Service) mountsOf(ctx context.Context, ct Container) ([]Mount, error) {
-	if ct.MountsKnown || ct.ID == "" {
-		return ct.Mounts, nil
-	}
-	callCtx, cancel := s.callContext(ctx)
-	defer cancel()
-	resp, err := s.opts.Runtime.ContainerStatus(callCtx, &runtimeapi.ContainerStatusRequest{ContainerId: ct.ID})
-	if err != nil {
-		return nil, fmt.Errorf("mounts of %s: %w", ct.ID, err)
-	}
-	mounts := mountsFromCRI(resp.GetStatus().GetMounts())
-	s.cache.setMounts(ct.ID, mounts)
-	return mounts, nil
-}
-
-// rootfsOf is the host directory of a container's writable layer, asked once.
-func (s *Service) rootfsOf(ctx context.Context, ct Container) (string, error) {
-	if ct.Rootfs != "" {
-		return ct.Rootfs, nil
-	}
-	rr, ok := s.opts.Resolver.(RootfsResolver)
-	if !ok || ct.ID == "" {
-		return "", fmt.Errorf("%w: resolver %s cannot find it", resolve.ErrNoRootfs, s.opts.Resolver.Name())
-	}
-	callCtx, cancel := s.callContext(ctx)
-	defer cancel()
-	path, err := rr.Rootfs(callCtx, ct.ID)
-	if err != nil {
-		return "", err
-	}
-	s.cache.setRootfs(ct.ID, path)
-	return path, nil
-}
-
-// containersForPod lists the running containers of a pod (and the one starting) that
-// a pod budget on their volumes covers.
-func (s *Service) containersForPod(ctx context.Context, podID, starting string) []Container {
-	ids, err := s.podContainers(ctx, podID)
-	if err != nil {
-		ids = s.cache.containerIDsOf(podID)
-	}
-	if starting != "" && !slices.Contains(ids, starting) {
-		ids = append(ids, starting)
-	}
-	var cts []Container
-	for _, id := range ids {
-		if ct, _, err := s.lookup(ctx, id); err == nil {
-			cts = append(cts, ct)
-		}
-	}
-	return cts
 }
 
 func hasSelectors(io []policy.IOLimits) bool {

@@ -269,7 +269,7 @@ func TestVolumesAfterRestart(t *testing.T) {
 	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "253:3 1048576" {
 		t.Errorf("after restart write_bps = %q, want the volumes' disks again", got)
 	}
-	ct, _ := restarted.cache.container("c1")
+	ct, _ := restarted.store.container("c1")
 	if !ct.MountsKnown || len(ct.Mounts) != len(testMounts) {
 		t.Errorf("after restart mounts = %+v, want them from the status", ct.Mounts)
 	}

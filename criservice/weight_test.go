@@ -152,7 +152,7 @@ func TestPodScopeWeightOnPodCgroupV1(t *testing.T) {
 	podRel := e.fake.AddPod("p1", "team", "pod-p1", "burstable", nil).Linux.CgroupParent
 	e.host.mkdir(t, podRel)
 	weightFiles(t, e.host, podRel, "blkio.bfq.weight_device")
-	pod, err := e.svc.lookupPod(context.Background(), "p1")
+	pod, err := e.svc.store.lookupPod(context.Background(), "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestPodScopeWeightFindsPodCgroupWithoutParent(t *testing.T) {
 	weightFiles(t, e.host, podRel, "blkio.bfq.weight_device")
 	e.fake.AddContainer("c1", "p1", "app")
 	e.host.mkdir(t, e.fake.Paths["c1"])
-	pod, err := e.svc.lookupPod(context.Background(), "p1")
+	pod, err := e.svc.store.lookupPod(context.Background(), "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
