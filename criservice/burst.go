@@ -24,13 +24,13 @@ type bursts struct {
 // EnableBurst makes container plans follow ctl's limits in force, and books the
 // containers that burst for BurstTargets. Call it before serving.
 func (s *Service) EnableBurst(ctl *burst.Controller) {
-	s.burst.Store(&bursts{ctl: ctl, targets: map[string]burst.Target{}})
+	s.planner.burst.Store(&bursts{ctl: ctl, targets: map[string]burst.Target{}})
 }
 
 // BurstTargets lists the running containers whose plan bursts, as the last plan of
 // each found them (at start, or a reconcile pass).
 func (s *Service) BurstTargets() []burst.Target {
-	b := s.burst.Load()
+	b := s.planner.burst.Load()
 	if b == nil {
 		return nil
 	}
@@ -46,52 +46,6 @@ func (s *Service) BurstTargets() []burst.Target {
 func (s *Service) EnforceInForce(ctx context.Context, id string) error {
 	_, _, err := s.ApplyContainer(ctx, id)
 	return err
-}
-
-// burstInForce books the plan's bursting keys and lays the limits in force over its
-// limits. Only a container's own cgroup bursts (the policy refuses bursts in
-// pod-scope rules); starting marks a container whose buckets start full.
-func (s *Service) burstInForce(p *Plan, starting bool) {
-	b := s.burst.Load()
-	if b == nil || p.ContainerID == "" || p.Dir == "" {
-		return
-	}
-	t := burst.Target{Container: p.ContainerID, Dir: p.Dir, Fresh: starting}
-	if !p.Decision.HandsOff && p.Decision.Scope != policy.ScopePod {
-		t.Lines = s.burstLines(p.Decision.IO)
-	}
-	b.mu.Lock()
-	if len(t.Lines) == 0 {
-		delete(b.targets, p.ContainerID)
-		b.mu.Unlock()
-		return
-	}
-	if old, ok := b.targets[p.ContainerID]; ok && old.Fresh {
-		t.Fresh = true // kept until the runner made its buckets
-	}
-	b.targets[p.ContainerID] = t
-	b.mu.Unlock()
-	p.Limits = b.ctl.LimitsInForce(t, p.ClassLimits)
-}
-
-// burstLines resolves the devices of the decision's bursting keys.
-func (s *Service) burstLines(io []policy.IOLimits) []burst.Line {
-	var lines []burst.Line
-	for _, l := range io {
-		keys := l.BurstKeys()
-		if len(keys) == 0 {
-			continue
-		}
-		dev, err := s.device(l.Device)
-		if err != nil {
-			continue // reported by the plan's own resolution
-		}
-		for _, k := range keys {
-			lines = append(lines, burst.Line{Device: dev, Kind: burstKind(k.Key),
-				Spec: burst.Spec{Sustained: k.Sustained, Burst: k.Rate, Credit: k.Credit}})
-		}
-	}
-	return lines
 }
 
 func burstKind(k policy.IOKey) burst.Kind {

@@ -98,7 +98,7 @@ func (s *Service) wantedIOMax(ctx context.Context, t target) (cgroup.IOLimit, bo
 	if plan.Decision.HandsOff || plan.Decision.Scope == policy.ScopePod || len(plan.Decision.IO) == 0 {
 		return cgroup.IOLimit{}, false
 	}
-	s.planLimits(ctx, &plan, []Container{t.Container})
+	s.planner.planLimits(ctx, &plan, []Container{t.Container})
 	if len(plan.Limits) == 0 {
 		return cgroup.IOLimit{}, false
 	}

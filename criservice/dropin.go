@@ -2,13 +2,10 @@ package criservice
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice/resolve"
@@ -60,31 +57,6 @@ func (p preStart) unitFor(plan Plan) string {
 	return ""
 }
 
-// wantsDropIns reports whether starts get pre-start drop-ins: the node runs systemd on
-// v2 and the runtime loses the unified io.max (cri-dockerd names itself "docker").
-// A runtime that does not answer Version gets them, and is asked again next time.
-func (s *Service) wantsDropIns(ctx context.Context) bool {
-	if !s.preStart.enabled {
-		return false
-	}
-	if name := s.runtimeName.Load(); name != nil {
-		return !runtimeKeepsUnified(*name)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-	defer cancel()
-	v, err := s.store.runtime.Version(ctx, &runtimeapi.VersionRequest{})
-	if err != nil {
-		return true
-	}
-	name := v.GetRuntimeName()
-	s.runtimeName.Store(&name)
-	keeps := runtimeKeepsUnified(name)
-	if !keeps {
-		s.log.Info("the runtime drops the create request's io.max: limits reach systemd scopes through pre-start drop-ins", "runtime", name)
-	}
-	return !keeps
-}
-
 // runtimeKeepsUnified: containerd and CRI-O pass the create request's unified io.max
 // to runc or crun, which write it into the scope before the first instruction.
 func runtimeKeepsUnified(name string) bool {
@@ -96,7 +68,7 @@ func (s *Service) releaseDropIn(st *Start) {
 	if st == nil || st.dropIn == "" {
 		return
 	}
-	if err := s.preStart.remove(st.dropIn); err != nil {
+	if err := s.planner.preStart.remove(st.dropIn); err != nil {
 		s.log.Warn("cannot remove the pre-start drop-in", "unit", st.dropIn, "err", err)
 	}
 }

@@ -31,7 +31,7 @@ func (s *Service) PodRemoved(id string) { s.store.forgetPod(id) }
 // on cgroup v2 its io.max in unified, and pids, memory and cpu. It reports whether
 // it changed res. ct has no ID yet.
 func (s *Service) Creating(ctx context.Context, pod Pod, ct Container, res *runtimeapi.LinuxContainerResources) bool {
-	return s.tightenForRuntime(ctx, res, s.decideFor(pod, ct), "CreateContainer")
+	return s.tightenForRuntime(ctx, res, s.planner.decideFor(pod, ct), "CreateContainer")
 }
 
 // Created learns a container the runtime made (ct.ID set) and, when pod.ID is
@@ -60,7 +60,7 @@ type Start struct {
 // never fails: what it cannot put in place now, Started applies.
 func (s *Service) Starting(ctx context.Context, id string) *Start {
 	st := &Start{id: id}
-	t, err := s.containerTarget(ctx, id)
+	t, err := s.planner.containerTarget(ctx, id)
 	if err != nil {
 		s.log.Debug("limits not in place before start; applied after it", "container", id, "err", err)
 		return st
@@ -70,11 +70,11 @@ func (s *Service) Starting(ctx context.Context, id string) *Start {
 		return st
 	}
 	if s.wantsOwnLimits(t.Decision) {
-		plan, err := s.planContainer(ctx, &t, planOptions{create: true, starting: true})
+		plan, err := s.planner.planContainer(ctx, &t, planOptions{create: true, starting: true})
 		if err == nil {
-			if unit := s.preStart.unitFor(plan); unit != "" {
+			if unit := s.planner.preStart.unitFor(plan); unit != "" {
 				// The scope does not exist yet: systemd makes it with the limits.
-				err = s.preStart.write(unit, plan.Limits)
+				err = s.planner.preStart.write(unit, plan.Limits)
 				if err == nil {
 					st.dropIn = unit
 				}
@@ -106,7 +106,7 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 	// criguard's drop-in for an operator's.
 	s.releaseDropIn(st)
 	if st.target == nil { // Starting could not look it up (or did not run): once more now
-		if t, err := s.containerTarget(ctx, id); err == nil {
+		if t, err := s.planner.containerTarget(ctx, id); err == nil {
 			st.target = &t
 		}
 	}
@@ -118,12 +118,12 @@ func (s *Service) Started(ctx context.Context, id string, st *Start) error {
 	var err error
 	if st.planned {
 		// The burst loop may have raised the limit in force since Starting planned.
-		s.burstInForce(&st.plan, false)
+		s.planner.burstInForce(&st.plan, false)
 		plan, _, err = s.applyPlan(ctx, st.plan)
 	} else {
 		plan, _, err = s.applyContainer(ctx, id, st.target)
 	}
-	if err == nil && plan.Decision.Scope == policy.ScopePod && !s.splitPodBudget && (s.opts.FailClosed || hasSelectors(plan.Decision.IO)) {
+	if err == nil && plan.Decision.Scope == policy.ScopePod && !s.planner.splitPodBudget && (s.opts.FailClosed || hasSelectors(plan.Decision.IO)) {
 		// The container's limits are its pod's: they must be in place too. A budget on
 		// volumes takes this container's volumes in now.
 		err = s.podBudgetInPlace(ctx, plan.PodID)
@@ -163,7 +163,7 @@ type Update struct {
 // Updating keeps an update of a running container's resources (res) from taking
 // its limits out or loosening them, and reports whether it changed res.
 func (s *Service) Updating(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) (*Update, bool) {
-	t, err := s.containerTarget(ctx, id)
+	t, err := s.planner.containerTarget(ctx, id)
 	if err != nil {
 		return &Update{}, false
 	}

@@ -28,7 +28,7 @@ func TestHungVolumesNeverHoldStartContainer(t *testing.T) {
 	const applyTimeout = 200 * time.Millisecond
 	noDeadline := make(chan string, 16)
 	e := newVolumesEnv(t, false)
-	e.svc.opts.Chains = hungChains{noDeadline: noDeadline}
+	e.svc.planner.chains = hungChains{noDeadline: noDeadline}
 	e.svc.opts.ApplyTimeout, e.svc.store.timeout = applyTimeout, applyTimeout
 	e.runPod(t, "p1", "data", "burstable", nil)
 	start := time.Now()

@@ -16,34 +16,6 @@ import (
 // credit lasts, the protection loop lowers a yielding key while a protected pod is
 // under pressure. top shows both limits; explain and status say why they differ.
 
-// noteClassLimits keeps a container's class limits for SampleUsage, which plans
-// nothing (it costs file reads only).
-func (s *Service) noteClassLimits(p Plan) {
-	if p.ContainerID != "" {
-		// Not nil even when empty: known to have none.
-		s.classLimits.Store(p.ContainerID, append([]cgroup.IOLimit{}, p.ClassLimits...))
-	}
-}
-
-// classLimitsOf is what noteClassLimits kept for a container.
-func (s *Service) classLimitsOf(id string) ([]cgroup.IOLimit, bool) {
-	v, ok := s.classLimits.Load(id)
-	if !ok {
-		return nil, false
-	}
-	return v.([]cgroup.IOLimit), true
-}
-
-// forgetClassLimits drops the class limits of containers not in live.
-func (s *Service) forgetClassLimits(live map[string]bool) {
-	s.classLimits.Range(func(k, _ any) bool {
-		if !live[k.(string)] {
-			s.classLimits.Delete(k)
-		}
-		return true
-	})
-}
-
 // EnableProtectionState makes plans take the protection loop's limits in force from
 // the daemon's saved state, for explain, status and top, which run in their own
 // process: the loop itself does not run.

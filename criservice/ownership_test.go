@@ -275,7 +275,7 @@ func TestFailClosedNeedsThePodBudget(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.FailClosed = true })
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
-	e.svc.splitPodBudget = false
+	e.svc.planner.splitPodBudget = false
 	e.runPod(t, "p1", "team", "burstable", nil)
 	// The pod's io.max cannot be read or written: its budget cannot be in place.
 	e.fake.Mu.Lock()

@@ -288,8 +288,8 @@ func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 // countDecisions counts the service's asks of the policy.
 func countDecisions(svc *Service) *int {
 	n := new(int)
-	decide := svc.decider
-	svc.decider = func(p *policy.Policy, w policy.Workload) policy.Decision { *n++; return decide(p, w) }
+	decide := svc.planner.decider
+	svc.planner.decider = func(p *policy.Policy, w policy.Workload) policy.Decision { *n++; return decide(p, w) }
 	return n
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice/protect"
-	"github.com/criguard/criguard/policy"
 )
 
 // protection ties the planner to the protection loop: every container plan that is
@@ -25,13 +24,13 @@ type protection struct {
 // EnableProtection makes container plans follow r's limits in force, and books the
 // containers that are protected or yield for ProtectTargets. Call it before serving.
 func (s *Service) EnableProtection(r *protect.Runner) {
-	s.protection.Store(&protection{runner: r, protected: map[string][]protect.Protected{}, yields: map[string][]protect.YieldLine{}})
+	s.planner.protection.Store(&protection{runner: r, protected: map[string][]protect.Protected{}, yields: map[string][]protect.YieldLine{}})
 }
 
 // ProtectTargets lists the running containers that are protected and the lines of
 // those that yield, as the last plan of each found them.
 func (s *Service) ProtectTargets() ([]protect.Protected, []protect.YieldLine) {
-	p := s.protection.Load()
+	p := s.planner.protection.Load()
 	if p == nil {
 		return nil, nil
 	}
@@ -67,54 +66,6 @@ func (s *Service) HasPressure() bool {
 }
 
 var errNoPressure = errors.New("cgroup v1 has no io.pressure: protection needs cgroup v2")
-
-// protectionLines resolves the decision's protected devices and yielding keys.
-// Only a container's own cgroup takes part (the policy refuses protection in
-// pod-scope rules).
-func (s *Service) protectionLines(p *Plan) ([]protect.Protected, []protect.YieldLine) {
-	if p.Decision.HandsOff || p.Decision.Scope == policy.ScopePod || p.ContainerID == "" || p.Dir == "" {
-		return nil, nil
-	}
-	who := p.Workload.Namespace + "/" + p.Workload.PodName
-	var protected []protect.Protected
-	var yields []protect.YieldLine
-	for _, l := range p.Decision.IO {
-		if l.Protect.IsZero() && l.Yield.IsZero() {
-			continue
-		}
-		dev, err := s.device(l.Device)
-		if err != nil {
-			continue // reported by the plan's own resolution
-		}
-		if !l.Protect.IsZero() {
-			protected = append(protected, protect.Protected{Container: p.ContainerID, Dir: p.Dir, Who: who, Device: dev, Target: l.Protect.PressureSomeAvg10})
-		}
-		for _, k := range l.YieldKeys() {
-			kind := protect.WriteBPS
-			if k.Key == policy.KeyReadBPS {
-				kind = protect.ReadBPS
-			}
-			yields = append(yields, protect.YieldLine{Container: p.ContainerID, Who: who, Device: dev, Kind: kind,
-				Floor: k.Floor, Ceiling: k.Ceiling, Capped: k.Capped})
-		}
-	}
-	return protected, yields
-}
-
-// protectInForce books the plan's protected devices and yielding lines, and lays
-// the yielding lines' limits in force over its limits.
-func (s *Service) protectInForce(p *Plan) {
-	pr := s.protection.Load()
-	if pr == nil {
-		return
-	}
-	protected, yields := s.protectionLines(p)
-	pr.mu.Lock()
-	setOrDelete(pr.protected, p.ContainerID, protected)
-	setOrDelete(pr.yields, p.ContainerID, yields)
-	pr.mu.Unlock()
-	p.Limits = pr.limitsInForce(yields, p.Limits)
-}
 
 func setOrDelete[T any](m map[string][]T, id string, v []T) {
 	if id == "" {
@@ -153,45 +104,4 @@ func (pr *protection) limitsInForce(yields []protect.YieldLine, limits []cgroup.
 		}
 	}
 	return out
-}
-
-// inForce lays the loops' limits in force over the class's limits (ClassLimits):
-// the burst loop's raised keys, then the protection loop's lowered ones. It starts
-// from ClassLimits each time, so that it may run again under the cgroup's write
-// lock with what the loops decided since the plan was made.
-func (s *Service) inForce(p *Plan, starting bool) {
-	p.Limits = slices.Clone(p.ClassLimits)
-	s.burstInForce(p, starting)
-	s.protectInForce(p)
-	s.noteClassLimits(*p)
-}
-
-// refreshInForce is inForce for the enforcer, under the cgroup's write lock: a plan
-// made before a loop's tick writes that tick's limits, not the ones before it.
-func (s *Service) refreshInForce(p *Plan) {
-	if p.ContainerID == "" || p.Decision.HandsOff || !s.loopsHold(p.ContainerID) {
-		return
-	}
-	s.inForce(p, false)
-	s.yieldToUnit(p) // as planContainer did after it
-}
-
-// loopsHold reports whether the burst or protection loop holds limits in force for
-// the container: only then may they have moved since its plan was made.
-func (s *Service) loopsHold(id string) bool {
-	if b := s.burst.Load(); b != nil {
-		b.mu.Lock()
-		_, ok := b.targets[id]
-		b.mu.Unlock()
-		if ok {
-			return true
-		}
-	}
-	if pr := s.protection.Load(); pr != nil {
-		pr.mu.Lock()
-		_, ok := pr.yields[id]
-		pr.mu.Unlock()
-		return ok
-	}
-	return false
 }

@@ -23,7 +23,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	var res ReconcileResult
 	// A disk re-attached, enumerated anew after a reboot or an LV re-activated has
 	// a new MAJ:MIN: each pass resolves the policy's devices again.
-	s.forgetDevices()
+	s.planner.forgetDevices()
 	resync := s.resourcesStale.Swap(false)
 	gen := s.store.startListing()
 	pods, containers, created, err := s.store.listRunning(ctx)
@@ -36,7 +36,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	for _, id := range containers {
 		liveContainers[id] = true
 		res.Containers++
-		t, err := s.containerTarget(ctx, id)
+		t, err := s.planner.containerTarget(ctx, id)
 		var result syncResult
 		if err == nil {
 			if resync {
@@ -108,6 +108,6 @@ func (s *Service) Conflicted() (bool, <-chan struct{}) {
 // PolicyChanged drops what depended on the old policy (resolved devices), and has
 // the next pass bring running containers' pids, memory and cpu to the new one.
 func (s *Service) PolicyChanged() {
-	s.forgetDevices()
+	s.planner.forgetDevices()
 	s.resourcesStale.Store(true)
 }

@@ -56,19 +56,19 @@ type Explanation struct {
 // Explain tells what applies to a container or pod id and why. Errors in
 // resolving the cgroup are part of the answer, not a failure to answer.
 func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
-	plan, err := s.planContainerID(ctx, id)
+	plan, err := s.planner.planContainerID(ctx, id)
 	if errors.Is(err, ErrUnknownContainer) && plan.PodID == "" {
 		pod, podErr := s.store.lookupPod(ctx, id)
 		if podErr != nil {
 			return Explanation{}, fmt.Errorf("%q is neither a container nor a pod the runtime knows: %w", id, err)
 		}
-		plan, err = s.planPod(ctx, pod)
+		plan, err = s.planner.planPod(ctx, pod)
 		return s.explanation("pod", plan, err), nil
 	}
 	ex := s.explanation("container", plan, err)
 	if plan.Decision.Scope == policy.ScopePod && plan.PodID != "" {
 		if pod, podErr := s.store.lookupPod(ctx, plan.PodID); podErr == nil {
-			podPlan, podErr := s.planPod(ctx, pod)
+			podPlan, podErr := s.planner.planPod(ctx, pod)
 			podEx := s.explanation("pod", podPlan, podErr)
 			ex.Pod = &podEx
 		}
@@ -131,9 +131,9 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	}
 	switch {
 	case plan.Decision.Scope != policy.ScopePod || len(plan.Decision.IO) == 0:
-	case s.splitPodBudget && kind == "container":
+	case s.planner.splitPodBudget && kind == "container":
 		ex.Notes = append(ex.Notes, fmt.Sprintf("pod-scope budget on cgroup v1, where blkio throttles are not hierarchical: split evenly among the pod's %d running container(s); an idle container's share is not lent to the others", plan.PodShare))
-	case s.splitPodBudget:
+	case s.planner.splitPodBudget:
 		ex.Notes = append(ex.Notes, "pod-scope budget on cgroup v1: nothing is written to the pod's cgroup (a v1 limit there binds no container); each running container gets an equal share")
 	case kind == "container":
 		ex.Notes = append(ex.Notes, "pod-scope budget: the limits are on the pod's cgroup, shared by its containers")
@@ -189,7 +189,7 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 		}
 	}
 	for _, pod := range pods {
-		plan, err := s.planPod(ctx, pod)
+		plan, err := s.planner.planPod(ctx, pod)
 		if err == nil && len(plan.Limits) == 0 && !s.hasLimits(plan.Dir) {
 			continue // no budget wanted, none there: not worth a row
 		}
@@ -197,7 +197,7 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 		add("pod", pod.ID, r, err)
 	}
 	for _, id := range containers {
-		plan, err := s.planContainerID(ctx, id)
+		plan, err := s.planner.planContainerID(ctx, id)
 		r, err := s.report("container", plan, err)
 		add("container", id, r, err)
 	}

@@ -59,7 +59,7 @@ func TestExplainPodAndPodScope(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
-	e.svc.splitPodBudget = false
+	e.svc.planner.splitPodBudget = false
 	e.runPod(t, "p1", "team", "guaranteed", nil)
 	if _, err := e.startContainer(t, "c1", "p1", "app"); err != nil {
 		t.Fatal(err)

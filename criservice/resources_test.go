@@ -370,7 +370,7 @@ rule "batch" {
 func TestReadBackAfterStartV2(t *testing.T) {
 	logs := &lockedBuffer{}
 	e, _ := newResourcesEnv(t, true)
-	e.svc.log = slog.New(slog.NewTextHandler(logs, nil))
+	e.svc.useLogger(slog.New(slog.NewTextHandler(logs, nil)))
 	parent := e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.AddContainer("c1", "p1", "app")
 	dir := e.host.mkdir(t, parent+"/c1")

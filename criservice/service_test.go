@@ -121,11 +121,11 @@ func marshal(t testing.TB, m proto.Message) []byte {
 
 // plan decides on a container and plans it, as a call would.
 func (e *testEnv) plan(id string, po planOptions) (Plan, error) {
-	t, err := e.svc.containerTarget(context.Background(), id)
+	t, err := e.svc.planner.containerTarget(context.Background(), id)
 	if err != nil {
 		return Plan{ContainerID: id}, err
 	}
-	return e.svc.planContainer(context.Background(), &t, po)
+	return e.svc.planner.planContainer(context.Background(), &t, po)
 }
 
 // call passes one call through its hook as the proxy does: Before, then After with
@@ -303,7 +303,7 @@ func TestPodScopeOnV2WritesPodCgroupOnly(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) {})
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
-	e.svc.splitPodBudget = false
+	e.svc.planner.splitPodBudget = false
 	podRel := e.runPod(t, "p1", "team", "burstable", nil)
 	if got := e.host.file(t, podRel, "io.max"); got != "254:0 rbps=max wbps=3145728 riops=max wiops=max" {
 		t.Fatalf("pod io.max after RunPodSandbox = %q, want the 3 MiB/s budget", got)
@@ -630,7 +630,7 @@ rule "db" {
 func TestAnnotationFloodIsBounded(t *testing.T) {
 	e := newTestEnv(t, nil)
 	logs := &lockedBuffer{}
-	e.svc.log = slog.New(slog.NewTextHandler(logs, nil))
+	e.svc.useLogger(slog.New(slog.NewTextHandler(logs, nil)))
 	junk := map[string]string{"criguard.io/write-bps": "-1"}
 	for i := range 14059 {
 		junk[fmt.Sprintf("criguard.io/junk-%d", i)] = "x"
@@ -656,10 +656,10 @@ func TestAnnotationFloodIsBounded(t *testing.T) {
 // useIO moves a service to another cgroup hierarchy (a v2 fake host), as New
 // would have set it up there.
 func (s *Service) useIO(io cgroup.IO) {
-	s.opts.IO, s.enforcer.io = io, io
+	s.opts.IO, s.enforcer.io, s.planner.io = io, io, io
 	s.settings = cgroup.NewSettings(io, s.opts.Controllers)
 	s.enforcer.specCarriesLimits = s.settings.RuntimeTakesUnified()
-	s.splitPodBudget = !io.Hierarchical()
+	s.planner.splitPodBudget = !io.Hierarchical()
 }
 
 // movingDevices resolves the policy's disk to whatever MAJ:MIN it has now, as a
@@ -692,4 +692,9 @@ func TestReconcileFollowsADeviceThatMoved(t *testing.T) {
 	if len(limits) != 1 || limits[0] != (cgroup.IOLimit{Device: cgroup.Device{Major: 254, Minor: 16}, ReadBPS: 2 << 20, WriteBPS: 1 << 20}) {
 		t.Errorf("limits after the disk moved = %v, want only 254:16's", limits)
 	}
+}
+
+// useLogger sends every owner's log lines to l, as New would have.
+func (s *Service) useLogger(l *slog.Logger) {
+	s.log, s.store.log, s.planner.log, s.enforcer.log = l, l, l, l
 }

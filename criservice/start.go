@@ -58,5 +58,5 @@ func (s *Service) wantsOwnLimits(d policy.Decision) bool {
 	if d.HandsOff || len(d.IO) == 0 {
 		return false
 	}
-	return d.Scope != policy.ScopePod || s.splitPodBudget
+	return d.Scope != policy.ScopePod || s.planner.splitPodBudget
 }

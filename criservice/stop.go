@@ -9,7 +9,7 @@ import (
 // stopContainer gives a stopped container's share of a v1 pod budget back to the
 // pod's other containers.
 func (s *Service) stopContainer() Hook {
-	if !s.splitPodBudget {
+	if !s.planner.splitPodBudget {
 		return Hook{}
 	}
 	return intercept(s, handler[*runtimeapi.StopContainerRequest, *runtimeapi.StopContainerResponse, struct{}]{
@@ -38,7 +38,7 @@ func (s *Service) removeContainer() Hook {
 // since their share changes when one starts or stops. Containers without a
 // pod-scope decision are unchanged by it.
 func (s *Service) reshare(ctx context.Context, podID, except string) {
-	if !s.splitPodBudget || podID == "" {
+	if !s.planner.splitPodBudget || podID == "" {
 		return
 	}
 	ids, err := s.store.podContainers(ctx, podID)

@@ -26,39 +26,6 @@ type store struct {
 	log      *slog.Logger
 }
 
-// target is a container as the policy sees it, with the one decision made for it
-// per event: a call carries it from before the runtime's reply to after it.
-type target struct {
-	Container Container
-	Pod       Pod
-	Decision  policy.Decision
-}
-
-// containerTarget looks a container up and decides on it. Its cgroup path is
-// learned first when the pod's parent is not known, since the QoS class the policy
-// matches is read from them.
-func (s *Service) containerTarget(ctx context.Context, id string) (target, error) {
-	ct, pod, err := s.store.lookup(ctx, id)
-	if err != nil {
-		return target{Container: Container{ID: id}}, err
-	}
-	if pod.CgroupParent == "" {
-		if _, err := s.store.cgroupsPath(ctx, &ct); err != nil {
-			return target{Container: ct, Pod: pod}, err
-		}
-	}
-	return s.decideFor(pod, ct), nil
-}
-
-func (s *Service) decideFor(pod Pod, ct Container) target {
-	return target{Container: ct, Pod: pod, Decision: s.decide(workload(pod, &ct))}
-}
-
-// decide is the one place the policy in force is asked: counted by tests.
-func (s *Service) decide(w policy.Workload) policy.Decision {
-	return s.decider(s.opts.Policy(), w)
-}
-
 // lookup returns a container and its pod from the cache, asking the runtime
 // for what the cache lacks (after a restart of criguard, or a container
 // created behind its back).

@@ -324,40 +324,6 @@ func setBy(from map[string]string, p cgroup.UnitIOProperty) (name, file string) 
 	return p.Name, ""
 }
 
-// yieldToUnit takes out of the plan what the cgroup's own systemd unit sets, reports
-// each conflict once, and plans what to hand to the unit (cgroup v2).
-func (s *Service) yieldToUnit(plan *Plan) {
-	plan.unitEntries = nil
-	unit := systemdUnit(plan.Dir)
-	if unit == "" {
-		return
-	}
-	owned, handed := s.enforcer.owned.held(plan.Dir).Limits, s.enforcer.owned.handedIn(plan.Dir)
-	if len(plan.Limits) == 0 && len(owned) == 0 && len(handed) == 0 {
-		return // nothing of criguard's here, nor to hand over
-	}
-	var ours ownEntry
-	handing := s.opts.UnitLimits != nil && s.opts.IO.Version() == 2 && !plan.ScopeToBe
-	if handing {
-		ours = ownedEntries(owned, handed)
-	}
-	r, err := unitIOLimits(s.opts.SystemdRoot, unit, s.opts.Devices, ours)
-	if err != nil {
-		s.log.Debug("cannot read the unit's I/O properties", "unit", unit, "err", err)
-		return
-	}
-	plan.Limits, plan.Conflicts = yieldToSystemd(plan.Limits, nonZero(r.set), unit, r.from)
-	if handing && !plan.Decision.HandsOff && (len(r.paths) > 0 || len(r.handedPaths) > 0) {
-		plan.unitEntries = r
-	}
-	for _, c := range plan.Conflicts {
-		if _, seen := s.conflictsSeen.LoadOrStore(plan.Dir+"\x00"+c, true); !seen {
-			s.log.Warn("limit conflicts with a systemd unit property", "dir", plan.Dir, "conflict", c)
-			s.metrics.conflict("systemd")
-		}
-	}
-}
-
 // watchConflicts keeps the cgroups whose unit sets a key criguard yields for
 // RecheckConflicted, and forgets the others.
 func (s *Service) watchConflicts(plan Plan, reapply func(context.Context) error) {

@@ -26,7 +26,7 @@ func TestSystemdUnitPropertyIsLeftToSystemd(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.SystemdRoot = root })
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
-	e.svc.splitPodBudget = false
+	e.svc.planner.splitPodBudget = false
 	rel := scopedContainer(t, e, "cri-containerd")
 	e.host.mkdir(t, rel)
 	dropIn := filepath.Join(root, "etc/systemd/system.control/cri-containerd-c1.scope.d/50-IOWriteBandwidthMax.conf")
@@ -168,7 +168,7 @@ func preStartEnv(t *testing.T) (*testEnv, string, string) {
 	e := newTestEnv(t, func(o *Options) { o.SystemdRoot = root })
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
-	e.svc.preStart = preStart{enabled: true, root: root}
+	e.svc.planner.preStart = preStart{enabled: true, root: root}
 	e.fake.Name = "docker" // cri-dockerd: the create request's io.max is lost
 	rel := scopedContainer(t, e, "docker")
 	e.host.mkdir(t, filepath.Dir(rel)) // the scope itself is still to be made

@@ -47,12 +47,12 @@ func (s *Service) SampleUsage() []Usage {
 		}
 		pod := pods[ct.PodID]
 		u := Usage{Kind: "container", ID: ct.ID, PodID: ct.PodID, Namespace: pod.Namespace, Pod: pod.Name, Container: ct.Name, Dir: ct.Dir}
-		u.ClassLimits, _ = s.classLimitsOf(ct.ID)
+		u.ClassLimits, _ = s.planner.classLimitsOf(ct.ID)
 		if s.readUsage(&u, pressure, false) {
 			out = append(out, u)
 		}
 	}
-	if !s.splitPodBudget {
+	if !s.planner.splitPodBudget {
 		for _, pod := range pods {
 			if pod.CgroupParent == "" {
 				continue
@@ -67,7 +67,7 @@ func (s *Service) SampleUsage() []Usage {
 			}
 		}
 	}
-	s.forgetClassLimits(live)
+	s.planner.forgetClassLimits(live)
 	slices.SortFunc(out, func(a, b Usage) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Pod, b.Pod), cmp.Compare(a.Kind, b.Kind),
 			cmp.Compare(a.Container, b.Container), cmp.Compare(a.ID, b.ID))
@@ -115,7 +115,7 @@ func (s *Service) TrackRunning(ctx context.Context) error {
 		if ct, ok := s.store.container(id); ok && ct.Dir != "" {
 			continue // a container's cgroup never moves
 		}
-		if _, err := s.planContainerID(ctx, id); err != nil {
+		if _, err := s.planner.planContainerID(ctx, id); err != nil {
 			s.log.Debug("container cgroup not resolved; left out", "container", id, "err", err)
 		}
 	}

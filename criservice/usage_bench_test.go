@@ -23,7 +23,7 @@ func busyNode(b *testing.B, v2 bool) *testEnv {
 	if v2 {
 		e.host = newFakeHostV2(b)
 		e.svc.useIO(e.host.io)
-		e.svc.splitPodBudget = false
+		e.svc.planner.splitPodBudget = false
 	}
 	for p := range 100 {
 		podID := fmt.Sprintf("p%03d", p)

@@ -120,7 +120,7 @@ func TestUsageV2PodBudgetAndPressure(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) {})
 	e.host = newFakeHostV2(t)
 	e.svc.useIO(e.host.io)
-	e.svc.splitPodBudget = false
+	e.svc.planner.splitPodBudget = false
 	podRel := e.runPod(t, "p1", "team", "burstable", nil)
 	rel, err := e.startContainer(t, "c1", "p1", "app")
 	if err != nil {

@@ -72,7 +72,7 @@ func newTearingEnv(t *testing.T) (e *testEnv, tearing *tearingRuntime, dir func(
 func TestReconcileCountsTeardownAsVanished(t *testing.T) {
 	e, tearing, dir := newTearingEnv(t)
 	logs := &lockedBuffer{}
-	e.svc.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.svc.useLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	applied := dir("applied") // throttled by an earlier pass: its cgroup dir is cached
 	e.host.mkdir(t, strings.TrimPrefix(applied, e.host.mount))
 	if res, err := e.svc.Reconcile(context.Background()); err != nil || res.Fixed != 1 || res.Failed != 0 {
@@ -224,7 +224,7 @@ func TestExitedAtOnceIsVanished(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newExitEnv(t, tt.v2)
 			logs := &lockedBuffer{}
-			e.svc.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			e.svc.useLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 			e.fake.AddContainer("c1", "p1", "app")
 			e.fake.Mu.Lock()
 			rel := e.fake.Paths["c1"]
@@ -250,7 +250,7 @@ func TestExitedAtOnceIsVanished(t *testing.T) {
 func TestMissingCgroupOfRunningContainerIsAFailure(t *testing.T) {
 	e := newExitEnv(t, true)
 	logs := &lockedBuffer{}
-	e.svc.log = slog.New(slog.NewTextHandler(logs, nil))
+	e.svc.useLogger(slog.New(slog.NewTextHandler(logs, nil)))
 	e.fake.AddContainer("c1", "p1", "app")
 	e.fake.Mu.Lock()
 	rel := e.fake.Paths["c1"]

@@ -2,8 +2,6 @@ package criservice
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -12,7 +10,6 @@ import (
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/criservice/resolve"
 	"github.com/criguard/criguard/policy"
-	"github.com/criguard/criguard/translate"
 )
 
 // ChainResolver follows a host path through its block devices to the one
@@ -88,104 +85,6 @@ func parseKubeletPath(hostPath string) kubeletPath {
 		}
 	}
 	return kubeletPath{}
-}
-
-// planLimits resolves a decision's io blocks into the plan: devices once, selectors
-// for each of cts (the container, or every container of a pod for a pod budget). What
-// does not resolve is reported in plan.Unresolved, and the rest is applied.
-func (s *Service) planLimits(ctx context.Context, plan *Plan, cts []Container) {
-	var fixed, selectors []policy.IOLimits
-	for _, l := range plan.Decision.IO {
-		if l.SelectsMounts() {
-			selectors = append(selectors, l)
-		} else {
-			fixed = append(fixed, l)
-		}
-	}
-	limits, err := s.limits(fixed)
-	if len(selectors) == 0 {
-		plan.Limits, plan.Unresolved = limits, err
-		return
-	}
-	more, disks, selErr := s.mountLimits(ctx, selectors, cts)
-	plan.Mounts = disks
-	if all := append(limits, more...); len(all) > 0 {
-		plan.Limits = translate.MergeLimits(all)
-	}
-	switch {
-	case err != nil && selErr != nil:
-		plan.Unresolved = errors.Join(err, selErr)
-	case err != nil:
-		plan.Unresolved = err
-	case selErr != nil:
-		plan.Unresolved = selErr
-	}
-}
-
-// mountLimits finds the disks the selectors name for each container: its writable
-// layer, its volumes. A filesystem with no block device (tmpfs, NFS, FUSE) is skipped
-// with its reason; a path that cannot be resolved now is an error, retried.
-func (s *Service) mountLimits(ctx context.Context, selectors []policy.IOLimits, cts []Container) ([]cgroup.IOLimit, []MountDisk, error) {
-	var limits []cgroup.IOLimit
-	var disks []MountDisk
-	var errs []error
-	seen := map[string]bool{}
-	add := func(l policy.IOLimits, md MountDisk) {
-		key := md.Selector + "\x00" + md.HostPath
-		if seen[key] {
-			return // a pod's containers share its volumes
-		}
-		seen[key] = true
-		chain, err := s.opts.Chains.Chain(ctx, md.HostPath)
-		switch {
-		case errors.Is(err, cgroup.ErrNoBlockDevice):
-			md.Skipped = err.Error()
-		case err != nil:
-			md.Error = err.Error()
-			errs = append(errs, fmt.Errorf("%s %s: %w", md.Kind, md.HostPath, err))
-		default:
-			md.Chain, md.Device = chain.String(), chain.Disk.String()
-			limits = append(limits, cgroup.IOLimit{Device: chain.Disk, ReadBPS: l.ReadBPS, WriteBPS: l.WriteBPS, ReadIOPS: l.ReadIOPS, WriteIOPS: l.WriteIOPS})
-		}
-		disks = append(disks, md)
-	}
-	for _, l := range selectors {
-		if l.IsZero() {
-			continue
-		}
-		for _, ct := range cts {
-			if l.Device == policy.DeviceRootfs {
-				path, err := s.store.rootfsOf(ctx, ct)
-				if err != nil {
-					disks = append(disks, MountDisk{Kind: "rootfs", Selector: l.Target(), Error: err.Error()})
-					errs = append(errs, fmt.Errorf("writable layer of %s: %w", ct.ID, err))
-					continue
-				}
-				add(l, MountDisk{Kind: "rootfs", HostPath: path, Selector: l.Target()})
-				continue
-			}
-			mounts, err := s.store.mountsOf(ctx, ct)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, m := range mounts {
-				kp := parseKubeletPath(m.HostPath)
-				if kp.plumbing {
-					continue
-				}
-				if _, ok := l.MatchVolume(kp.volume, m.ContainerPath); ok {
-					add(l, MountDisk{Kind: "volume", Volume: kp.volume, Plugin: kp.plugin,
-						ContainerPath: m.ContainerPath, HostPath: m.HostPath, Selector: l.Target()})
-				}
-			}
-		}
-	}
-	var err error
-	if len(errs) > 0 {
-		err = fmt.Errorf("%w: %w", ErrDeviceUnresolved, errors.Join(errs...))
-	}
-	return limits, disks, err
 }
 
 func hasSelectors(io []policy.IOLimits) bool {

@@ -67,34 +67,6 @@ func newWeightEnforcer(opts Options) *weightEnforcer {
 		owned: owned, dryRun: opts.DryRun, timeout: opts.ApplyTimeout, log: opts.Logger}
 }
 
-// planWeights fills plan.Weights from its decision: only on the cgroup the decision's
-// scope names (a pod-scope weight is the pod's, never its containers').
-func (s *Service) planWeights(plan *Plan) {
-	d := plan.Decision
-	if d.HandsOff || plan.Dir == "" || (plan.ContainerID == "") != (d.Scope == policy.ScopePod) {
-		return
-	}
-	var weights []cgroup.IOWeight
-	var errs []error
-	for _, l := range d.IO {
-		if l.Weight == 0 || l.SelectsMounts() {
-			continue
-		}
-		dev, err := s.device(l.Device)
-		if err != nil {
-			if l.IsZero() { // a block with limits reported it already
-				errs = append(errs, err)
-			}
-			continue
-		}
-		weights = append(weights, cgroup.IOWeight{Device: dev, Weight: l.Weight})
-	}
-	plan.Weights = translate.MergeWeights(weights)
-	if len(errs) > 0 {
-		plan.Unresolved = errors.Join(plan.Unresolved, fmt.Errorf("%w: %w", ErrDeviceUnresolved, errors.Join(errs...)))
-	}
-}
-
 // enforce brings the weight lines of plan.Dir to plan.Weights. On a systemd unit the
 // change goes through systemd (runtime unit properties), which writes the files.
 func (w *weightEnforcer) enforce(ctx context.Context, plan Plan, scope, id string) error {

@@ -63,7 +63,7 @@ func weightEnv(t *testing.T, v2 bool, scheduler string) *testEnv {
 		o.StateDir = t.TempDir()
 	})
 	e.host = host
-	e.svc.splitPodBudget = !v2
+	e.svc.planner.splitPodBudget = !v2
 	e.policy.Store(mustPolicy(t, weightPolicy))
 	return e
 }
