@@ -169,7 +169,7 @@ func TestExplainSaysTheCreditLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Tick(context.Background(), time.Unix(1e9, 0))
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}

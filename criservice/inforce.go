@@ -43,17 +43,17 @@ var ioKeys = []struct {
 // inForceNotes says, key by key, why the limit in force (read back from the cgroup)
 // differs from the class's: the protection loop holds it down for a protected pod,
 // or the burst loop holds it up while credit is left (from the daemon's state files).
-func (s *Service) inForceNotes(p Plan, current []cgroup.IOLimit) []string {
+func (s *Reporter) inForceNotes(p Plan, current []cgroup.IOLimit) []string {
 	if p.ContainerID == "" || p.Decision.HandsOff {
 		return nil
 	}
 	var credits []burst.Saved
-	if s.opts.StateDir != "" {
-		credits, _ = burst.LoadState(filepath.Join(s.opts.StateDir, burst.StateFile))
+	if s.stateDir != "" {
+		credits, _ = burst.LoadState(filepath.Join(s.stateDir, burst.StateFile))
 	}
 	var protectState protect.State
-	if s.opts.StateDir != "" {
-		protectState, _ = protect.LoadState(filepath.Join(s.opts.StateDir, protect.StateFile))
+	if s.stateDir != "" {
+		protectState, _ = protect.LoadState(filepath.Join(s.stateDir, protect.StateFile))
 	}
 	var notes []string
 	for _, have := range current {

@@ -47,7 +47,7 @@ func TestForeignLimitSurvivesReconcile(t *testing.T) {
 	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 5242880" {
 		t.Errorf("foreign write_bps = %q after reconcile, want it untouched", got)
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil || len(ex.Foreign) != 1 {
 		t.Errorf("explain shows foreign %v (%v), want the foreign limit", ex.Foreign, err)
 	}
@@ -416,7 +416,7 @@ func TestLoosenedPolicyGivesBackAStricterForeignLimit(t *testing.T) {
 			t.Fatalf("under a %s rule write_bps = %q, want %q", step.policy, got, step.want)
 		}
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil || fmt.Sprint(ex.Foreign) != "[{254:0 0 5242880 0 0}]" {
 		t.Errorf("explain shows foreign %v (%v), want the 5 MiB/s limit as another tool's", ex.Foreign, err)
 	}

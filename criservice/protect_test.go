@@ -412,7 +412,7 @@ func TestVisibilityOfTheLimitInForce(t *testing.T) {
 	if err := cli.EnableProtectionState(saved); err != nil {
 		t.Fatal(err)
 	}
-	ex, err := cli.Explain(ctx, "c2")
+	ex, err := cli.Reporter().Explain(ctx, "c2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestVisibilityOfTheLimitInForce(t *testing.T) {
 	if len(ex.Pending) != 0 {
 		t.Errorf("explain would write %v over the limit the loop holds", ex.Pending)
 	}
-	reports, err := cli.Status(ctx)
+	reports, err := cli.Reporter().Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,12 +437,12 @@ func TestVisibilityOfTheLimitInForce(t *testing.T) {
 			t.Errorf("status row of the writer = %+v, want in sync, the class's 160MiB beside and why", r)
 		}
 	}
-	if err := cli.TrackRunning(ctx); err != nil {
+	if err := cli.Reporter().TrackRunning(ctx); err != nil {
 		t.Fatal(err)
 	}
-	first := cli.SampleUsage()
+	first := cli.Reporter().SampleUsage()
 	time.Sleep(10 * time.Millisecond)
-	for _, r := range Rates(first, cli.SampleUsage()) {
+	for _, r := range Rates(first, cli.Reporter().SampleUsage()) {
 		if r.ID != "c2" {
 			continue
 		}

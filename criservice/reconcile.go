@@ -45,7 +45,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 			_, result, err = s.applyContainer(ctx, id, &t)
 			s.reconcileResources(ctx, &t)
 		} else {
-			err = s.tornDown(ctx, "container", id, err)
+			err = s.store.tornDown(ctx, "container", id, err)
 		}
 		s.count(&res, "container", id, result, err)
 	}

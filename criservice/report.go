@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 
@@ -11,6 +12,19 @@ import (
 	"github.com/criguard/criguard/policy"
 	"github.com/criguard/criguard/translate"
 )
+
+// Reporter answers what operators ask, from the cgroup files as they are now:
+// explain, status, top's samples and the per-workload metrics. It plans with the
+// daemon's planner and compares with the enforcer's record; it writes nothing.
+type Reporter struct {
+	store    *store
+	planner  *planner
+	enforcer *enforcer
+	io       cgroup.IO
+	settings cgroup.Settings
+	stateDir string
+	log      *slog.Logger
+}
 
 // Explanation is everything criguard decides about one container or pod and
 // why, for `criguard explain`.
@@ -55,7 +69,7 @@ type Explanation struct {
 
 // Explain tells what applies to a container or pod id and why. Errors in
 // resolving the cgroup are part of the answer, not a failure to answer.
-func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
+func (s *Reporter) Explain(ctx context.Context, id string) (Explanation, error) {
 	plan, err := s.planner.planContainerID(ctx, id)
 	if errors.Is(err, ErrUnknownContainer) && plan.PodID == "" {
 		pod, podErr := s.store.lookupPod(ctx, id)
@@ -85,7 +99,7 @@ func (s *Service) Explain(ctx context.Context, id string) (Explanation, error) {
 // file to read (status and explain run on another state dir than the daemon's, or
 // before it wrote anything): "" when it is there, or kept in memory only (no state
 // dir), where it holds what this process wrote.
-func (s *Service) recordMissing() string {
+func (s *Reporter) recordMissing() string {
 	if s.enforcer.owned.path == "" {
 		return ""
 	}
@@ -95,14 +109,14 @@ func (s *Service) recordMissing() string {
 	return ""
 }
 
-func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
+func (s *Reporter) explanation(kind string, plan Plan, err error) Explanation {
 	id := plan.ContainerID
 	if kind == "pod" {
 		id = plan.PodID
 	}
 	ex := Explanation{Kind: kind, ID: id, PodID: plan.PodID, Workload: plan.Workload, Decision: plan.Decision,
 		Resolver: s.store.resolver.Name(), CgroupsPath: plan.CgroupsPath, Dir: plan.Dir,
-		IOVersion: s.opts.IO.Version(), Limits: plan.Limits, ClassLimits: plan.ClassLimits, Mounts: plan.Mounts}
+		IOVersion: s.io.Version(), Limits: plan.Limits, ClassLimits: plan.ClassLimits, Mounts: plan.Mounts}
 	if err != nil {
 		ex.Error = err.Error()
 	}
@@ -115,10 +129,10 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	ex.Notes = append(ex.Notes, plan.Conflicts...)
 	ex.Notes = append(ex.Notes, handoverNotes(plan)...)
 	if len(plan.Limits) > 0 {
-		ex.Writes = s.opts.IO.Writes(plan.Limits)
+		ex.Writes = s.io.Writes(plan.Limits)
 	}
 	if plan.Dir != "" {
-		current, readErr := s.opts.IO.Limits(plan.Dir)
+		current, readErr := s.io.Limits(plan.Dir)
 		if readErr != nil && ex.Error == "" {
 			ex.Error = readErr.Error()
 		}
@@ -140,7 +154,7 @@ func (s *Service) explanation(kind string, plan Plan, err error) Explanation {
 	}
 	s.explainResources(&ex, plan)
 	s.explainWeights(&ex, plan)
-	if !cgroup.ThrottlesBufferedWrites(s.opts.IO) && len(plan.Limits) > 0 {
+	if !cgroup.ThrottlesBufferedWrites(s.io) && len(plan.Limits) > 0 {
 		ex.Notes = append(ex.Notes, "cgroup v1: blkio throttles direct I/O only; buffered writes that go through the page cache are not limited")
 	}
 	return ex
@@ -176,7 +190,7 @@ type Report struct {
 
 // Status reads back every running container's (and pod budget's) limits and
 // usage from the cgroup files, and says whether they match the policy.
-func (s *Service) Status(ctx context.Context) ([]Report, error) {
+func (s *Reporter) Status(ctx context.Context) ([]Report, error) {
 	pods, containers, _, err := s.store.listRunning(ctx)
 	if err != nil {
 		return nil, err
@@ -184,7 +198,7 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 	var reports []Report
 	// A container or pod that stopped since the listing, its cgroup gone, gets no row.
 	add := func(scope, id string, r Report, err error) {
-		if !vanished(s.tornDown(ctx, scope, id, err)) {
+		if !vanished(s.store.tornDown(ctx, scope, id, err)) {
 			reports = append(reports, r)
 		}
 	}
@@ -209,16 +223,16 @@ func (s *Service) Status(ctx context.Context) ([]Report, error) {
 	return reports, nil
 }
 
-func (s *Service) hasLimits(dir string) bool {
+func (s *Reporter) hasLimits(dir string) bool {
 	if dir == "" {
 		return false
 	}
-	have, err := s.opts.IO.Limits(dir)
+	have, err := s.io.Limits(dir)
 	return err == nil && len(have) > 0
 }
 
 // report reads a plan back into a row; the error, if any, is also the row's Error.
-func (s *Service) report(kind string, plan Plan, err error) (Report, error) {
+func (s *Reporter) report(kind string, plan Plan, err error) (Report, error) {
 	r := Report{Kind: kind, ID: plan.ContainerID, Namespace: plan.Workload.Namespace, Pod: plan.Workload.PodName,
 		Container: plan.Workload.ContainerName, Source: plan.Decision.Source, Reason: plan.Decision.Reason,
 		Dir: plan.Dir, Want: plan.Limits}
@@ -237,18 +251,18 @@ func (s *Service) report(kind string, plan Plan, err error) (Report, error) {
 		r.Match = len(plan.Limits) == 0
 		return r, nil
 	}
-	if r.Have, err = s.opts.IO.Limits(plan.Dir); err != nil {
+	if r.Have, err = s.io.Limits(plan.Dir); err != nil {
 		r.Error = err.Error()
 		return r, err
 	}
-	r.Usage, _ = s.opts.IO.Stats(plan.Dir)
+	r.Usage, _ = s.io.Stats(plan.Dir)
 	if !slices.Equal(plan.ClassLimits, plan.Limits) || !slices.Equal(plan.ClassLimits, r.Have) {
 		r.Class = plan.ClassLimits
 	}
 	r.InForceNotes = s.inForceNotes(plan, r.Have)
 	r.Weights = s.weightStates(plan)
 	r.Match = len(s.enforcer.pending(plan, r.Have)) == 0
-	r.Resources = s.resourceStates(plan)
+	r.Resources = resourceStates(s.settings, plan)
 	for _, st := range r.Resources {
 		r.Match = r.Match && (st.InSync || st.unenforceable())
 	}

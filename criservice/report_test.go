@@ -18,7 +18,7 @@ func TestExplainContainerSaysWhyAndWhatToWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestExplainPodAndPodScope(t *testing.T) {
 	if _, err := e.startContainer(t, "c1", "p1", "app"); err != nil {
 		t.Fatal(err)
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +74,11 @@ func TestExplainPodAndPodScope(t *testing.T) {
 	if len(ex.Pod.Current) != 1 || ex.Pod.Current[0].WriteBPS != 3<<20 {
 		t.Errorf("pod budget in force = %+v", ex.Pod.Current)
 	}
-	podEx, err := e.svc.Explain(context.Background(), "p1")
+	podEx, err := e.svc.reporter.Explain(context.Background(), "p1")
 	if err != nil || podEx.Kind != "pod" || podEx.Workload.QoS != "guaranteed" {
 		t.Fatalf("explain pod: %+v, %v", podEx, err)
 	}
-	if _, err := e.svc.Explain(context.Background(), "nope"); err == nil {
+	if _, err := e.svc.reporter.Explain(context.Background(), "nope"); err == nil {
 		t.Fatal("explain of an unknown id succeeded")
 	}
 }
@@ -95,7 +95,7 @@ func TestStatusReadsBackAndFlagsMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.io_service_bytes"), []byte("254:0 Read 4096\n254:0 Write 8192\nTotal 12288\n"), 0o644)
-	reports, err := e.svc.Status(context.Background())
+	reports, err := e.svc.reporter.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestStatusReadsBackAndFlagsMismatch(t *testing.T) {
 	}
 	// Drift shows as a mismatch, read from the file rather than from memory.
 	os.WriteFile(filepath.Join(e.host.mount, rel, "blkio.throttle.write_bps_device"), []byte("254:0 0"), 0o644)
-	reports, _ = e.svc.Status(context.Background())
+	reports, _ = e.svc.reporter.Status(context.Background())
 	for _, r := range reports {
 		if r.ID == "c1" && r.Match {
 			t.Errorf("c1 after drift = %+v, want a mismatch", r)

@@ -58,7 +58,7 @@ func (s *Service) tightenResources(res *runtimeapi.LinuxContainerResources, want
 // its pids, memory and cpu.
 func (s *Service) resourcesAfterStart(ctx context.Context, t *target) {
 	if err := s.enforcePidsFile(ctx, t, false); err != nil {
-		s.failed("container", t.Container.ID, s.tornDown(ctx, "container", t.Container.ID, err))
+		s.failed("container", t.Container.ID, s.store.tornDown(ctx, "container", t.Container.ID, err))
 	}
 	s.confirmResources(t)
 }
@@ -71,7 +71,7 @@ func (s *Service) confirmResources(t *target) {
 		return
 	}
 	plan := Plan{ContainerID: id, PodID: ct.PodID, CgroupsPath: ct.CgroupsPath, Dir: ct.Dir, Decision: t.Decision}
-	for _, st := range s.resourceStates(plan) {
+	for _, st := range resourceStates(s.settings, plan) {
 		if st.InSync || st.unenforceable() {
 			continue
 		}
@@ -109,7 +109,7 @@ func (s *Service) resyncResources(ctx context.Context, t *target) {
 	}
 	s.ioMaxInto(ctx, res, *t, "policy reload") // the update carries io.max too: the policy's, not a stale one
 	if _, err := s.store.runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
-		s.failed("container", id, s.tornDown(ctx, "container", id, fmt.Errorf("update resources to the new policy: %w", err)))
+		s.failed("container", id, s.store.tornDown(ctx, "container", id, fmt.Errorf("update resources to the new policy: %w", err)))
 	}
 }
 
@@ -121,7 +121,7 @@ func (s *Service) reconcileResources(ctx context.Context, t *target) {
 		return
 	}
 	if err := s.enforcePidsFile(ctx, t, false); err != nil {
-		s.failed("container", t.Container.ID, s.tornDown(ctx, "container", t.Container.ID, err))
+		s.failed("container", t.Container.ID, s.store.tornDown(ctx, "container", t.Container.ID, err))
 	}
 }
 
@@ -169,7 +169,7 @@ type ResourceState struct {
 func (st ResourceState) unenforceable() bool { return strings.HasPrefix(st.Note, "not enforced") }
 
 // resourceStates reads back a container's non-I/O settings the policy wants.
-func (s *Service) resourceStates(plan Plan) []ResourceState {
+func resourceStates(settings cgroup.Settings, plan Plan) []ResourceState {
 	want := plan.Decision.Resources
 	if plan.ContainerID == "" || plan.Decision.HandsOff || want.IsZero() {
 		return nil
@@ -181,7 +181,7 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 			st.Note = "cgroup not found"
 			return cgroup.Reading{}, st
 		}
-		r, err := s.settings.Read(dirUnder(plan.CgroupsPath), setting)
+		r, err := settings.Read(dirUnder(plan.CgroupsPath), setting)
 		st.File, st.Have = r.File, r.Text
 		if err != nil {
 			st.Note = err.Error()
@@ -201,7 +201,7 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 		atMost(cgroup.PidsMax, want.PidsMax)
 	}
 	if want.CPUWeight != 0 {
-		atMost(cgroup.CPUWeight, s.settings.CPUWeightValue(want.CPUWeight))
+		atMost(cgroup.CPUWeight, settings.CPUWeightValue(want.CPUWeight))
 	}
 	if want.CPUMaxMilli != 0 {
 		r, st := read(cgroup.CPUMax)
@@ -210,14 +210,14 @@ func (s *Service) resourceStates(plan Plan) []ResourceState {
 		out = append(out, st)
 	}
 	if want.MemoryHighSet() {
-		out = append(out, s.memoryHighState(want, read))
+		out = append(out, memoryHighState(settings, want, read))
 	}
 	return out
 }
 
-func (s *Service) memoryHighState(want policy.Resources, read func(cgroup.Setting) (cgroup.Reading, ResourceState)) ResourceState {
+func memoryHighState(settings cgroup.Settings, want policy.Resources, read func(cgroup.Setting) (cgroup.Reading, ResourceState)) ResourceState {
 	st := ResourceState{File: cgroup.MemoryHigh.String(), Want: memoryHighWanted(want)}
-	if !s.settings.HasSoftMemoryCeiling() {
+	if !settings.HasSoftMemoryCeiling() {
 		st.Note = "not enforced: cgroup v1 has no soft memory ceiling (memory.high is v2 only)"
 		return st
 	}
@@ -268,8 +268,8 @@ func ResourceSupport(r policy.Resources, h *cgroup.Hierarchy) []string {
 }
 
 // explainResources adds the non-I/O throttles to an explanation.
-func (s *Service) explainResources(ex *Explanation, plan Plan) {
-	ex.Resources = s.resourceStates(plan)
+func (s *Reporter) explainResources(ex *Explanation, plan Plan) {
+	ex.Resources = resourceStates(s.settings, plan)
 	for _, st := range ex.Resources {
 		if st.unenforceable() {
 			ex.Notes = append(ex.Notes, st.File+": "+st.Note)

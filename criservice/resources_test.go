@@ -242,7 +242,7 @@ func TestPidsMaxInPlaceBeforeStartV1(t *testing.T) {
 	os.WriteFile(filepath.Join(cpuDir, "cpu.shares"), []byte("421\n"), 0o644)
 	os.WriteFile(filepath.Join(cpuDir, "cpu.cfs_quota_us"), []byte("-1\n"), 0o644)
 	os.WriteFile(filepath.Join(cpuDir, "cpu.cfs_period_us"), []byte("100000\n"), 0o644)
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ rule "batch" {
 	writeCgroupFiles(t, pidsDir, map[string]string{"pids.max": "max\n"})
 	row := func() Report {
 		t.Helper()
-		reports, err := e.svc.Status(context.Background())
+		reports, err := e.svc.reporter.Status(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

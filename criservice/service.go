@@ -81,6 +81,8 @@ type Service struct {
 
 	// planner turns a workload and its decision into a plan.
 	planner *planner
+	// reporter answers explain, status, top and the per-workload metrics.
+	reporter *Reporter
 
 	// conflicted holds, by cgroup dir, how to apply again a container or pod whose own
 	// systemd unit shares a disk with criguard's limits (RecheckConflicted).
@@ -154,6 +156,8 @@ func New(opts Options) (*Service, error) {
 
 		conflictRecorded: make(chan struct{}, 1),
 	}
+	s.reporter = &Reporter{store: store, planner: planner, enforcer: enforcer, io: opts.IO, settings: settings,
+		stateDir: opts.StateDir, log: opts.Logger}
 	return s, nil
 }
 
@@ -168,13 +172,13 @@ func (s *Service) applyContainer(ctx context.Context, id string, t *target) (Pla
 	if t == nil {
 		tt, err := s.planner.containerTarget(ctx, id)
 		if err != nil {
-			return Plan{ContainerID: id}, "", s.tornDown(ctx, "container", id, err)
+			return Plan{ContainerID: id}, "", s.store.tornDown(ctx, "container", id, err)
 		}
 		t = &tt
 	}
 	plan, err := s.planner.planContainer(ctx, t, planOptions{})
 	if err != nil {
-		return plan, "", s.tornDown(ctx, "container", id, err)
+		return plan, "", s.store.tornDown(ctx, "container", id, err)
 	}
 	return s.applyPlan(ctx, plan)
 }
@@ -185,19 +189,22 @@ func (s *Service) applyPlan(ctx context.Context, plan Plan) (Plan, syncResult, e
 	id := plan.ContainerID
 	plan, result, err := s.enforcer.apply(plan, "container", id)
 	s.watchConflicts(plan, func(ctx context.Context) error { _, _, err := s.ApplyContainer(ctx, id); return err })
-	return plan, result, s.tornDown(ctx, "container", id, err)
+	return plan, result, s.store.tornDown(ctx, "container", id, err)
 }
 
 // ApplyPod brings a pod's own cgroup to the policy (pod-scope budgets).
 func (s *Service) ApplyPod(ctx context.Context, pod Pod) (Plan, syncResult, error) {
 	plan, err := s.planner.planPod(ctx, pod)
 	if err != nil {
-		return plan, "", s.tornDown(ctx, "pod", pod.ID, err)
+		return plan, "", s.store.tornDown(ctx, "pod", pod.ID, err)
 	}
 	plan, result, err := s.enforcer.apply(plan, "pod", pod.ID)
 	s.watchConflicts(plan, func(ctx context.Context) error { _, _, err := s.ApplyPod(ctx, pod); return err })
-	return plan, result, s.tornDown(ctx, "pod", pod.ID, err)
+	return plan, result, s.store.tornDown(ctx, "pod", pod.ID, err)
 }
+
+// Reporter is what explain, status, top and the per-workload metrics ask.
+func (s *Service) Reporter() *Reporter { return s.reporter }
 
 // Close releases the resolvers' connections.
 func (s *Service) Close() error {

@@ -656,8 +656,9 @@ func TestAnnotationFloodIsBounded(t *testing.T) {
 // useIO moves a service to another cgroup hierarchy (a v2 fake host), as New
 // would have set it up there.
 func (s *Service) useIO(io cgroup.IO) {
-	s.opts.IO, s.enforcer.io, s.planner.io = io, io, io
+	s.opts.IO, s.enforcer.io, s.planner.io, s.reporter.io = io, io, io, io
 	s.settings = cgroup.NewSettings(io, s.opts.Controllers)
+	s.reporter.settings = s.settings
 	s.enforcer.specCarriesLimits = s.settings.RuntimeTakesUnified()
 	s.planner.splitPodBudget = !io.Hierarchical()
 }
@@ -696,5 +697,5 @@ func TestReconcileFollowsADeviceThatMoved(t *testing.T) {
 
 // useLogger sends every owner's log lines to l, as New would have.
 func (s *Service) useLogger(l *slog.Logger) {
-	s.log, s.store.log, s.planner.log, s.enforcer.log = l, l, l, l
+	s.log, s.store.log, s.planner.log, s.enforcer.log, s.reporter.log = l, l, l, l, l
 }

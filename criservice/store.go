@@ -287,24 +287,6 @@ func (s *store) podParentFromContainers(ctx context.Context, podID string) strin
 	return ""
 }
 
-// stillRunning asks the runtime whether a container runs, or a pod is ready, now.
-func (s *store) stillRunning(ctx context.Context, scope, id string) (bool, error) {
-	ctx, cancel := s.callContext(ctx)
-	defer cancel()
-	if scope == "pod" {
-		resp, err := s.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: id}})
-		if err != nil {
-			return false, err
-		}
-		return len(resp.Items) == 1 && resp.Items[0].State == runtimeapi.PodSandboxState_SANDBOX_READY, nil
-	}
-	resp, err := s.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{Id: id}})
-	if err != nil {
-		return false, err
-	}
-	return len(resp.Containers) == 1 && resp.Containers[0].State == runtimeapi.ContainerState_CONTAINER_RUNNING, nil
-}
-
 // mountsOf is a container's mounts: from its CreateContainer request, or else (after
 // a restart of criguard) from its status, which every runtime fills.
 func (s *store) mountsOf(ctx context.Context, ct Container) ([]Mount, error) {

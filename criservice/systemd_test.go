@@ -45,7 +45,7 @@ func TestSystemdUnitPropertyIsLeftToSystemd(t *testing.T) {
 	if got := e.host.file(t, rel, "io.max"); got != "254:0 rbps=2097152 wbps=2000000 riops=max wiops=max" {
 		t.Errorf("io.max = %q, want criguard's rbps beside systemd's wbps", got)
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil || !strings.Contains(strings.Join(ex.Notes, "\n"), "IOWriteBandwidthMax") {
 		t.Errorf("explain notes %q (%v), want the conflict named", ex.Notes, err)
 	}
@@ -346,7 +346,7 @@ func TestLimitsHandedToAUnitWithItsOwnIOProperty(t *testing.T) {
 	if err != nil || len(plan.Conflicts) != 1 || !strings.Contains(plan.Conflicts[0], "IOWriteBandwidthMax") {
 		t.Errorf("conflicts %q (%v), want only the operator's IOWriteBandwidthMax", plan.Conflicts, err)
 	}
-	if ex, err := e.svc.Explain(context.Background(), "c1"); err != nil || !strings.Contains(strings.Join(ex.Notes, "\n"), "in its entry /dev/vdb too, so a daemon-reload keeps them") {
+	if ex, err := e.svc.reporter.Explain(context.Background(), "c1"); err != nil || !strings.Contains(strings.Join(ex.Notes, "\n"), "in its entry /dev/vdb too, so a daemon-reload keeps them") {
 		t.Errorf("explain notes %q (%v), want the hand-over said", ex.Notes, err)
 	}
 	// A daemon-reload: systemd writes the whole line from its entries, criguard's keys with it.

@@ -35,9 +35,9 @@ type Usage struct {
 // budgets; on v1 pod cgroups hold none). It makes no runtime call, so a scrape
 // costs file reads only. A cgroup whose files cannot be read (its container
 // is gone) is left out.
-func (s *Service) SampleUsage() []Usage {
+func (s *Reporter) SampleUsage() []Usage {
 	containers, pods := s.store.snapshot()
-	pressure, _ := s.opts.IO.(cgroup.PressureReader)
+	pressure, _ := s.io.(cgroup.PressureReader)
 	out := make([]Usage, 0, len(containers))
 	live := make(map[string]bool, len(containers))
 	for _, ct := range containers {
@@ -57,7 +57,7 @@ func (s *Service) SampleUsage() []Usage {
 			if pod.CgroupParent == "" {
 				continue
 			}
-			dir, err := translate.PodCgroupDir(s.opts.IO.Mount(), pod.CgroupParent)
+			dir, err := translate.PodCgroupDir(s.io.Mount(), pod.CgroupParent)
 			if err != nil {
 				continue
 			}
@@ -77,12 +77,12 @@ func (s *Service) SampleUsage() []Usage {
 
 // readUsage fills u from u.Dir; false when the cgroup cannot be read, or holds
 // no limit and onlyLimited is set (a pod without a budget: its containers have rows).
-func (s *Service) readUsage(u *Usage, pressure cgroup.PressureReader, onlyLimited bool) bool {
+func (s *Reporter) readUsage(u *Usage, pressure cgroup.PressureReader, onlyLimited bool) bool {
 	var err error
-	if u.Limits, err = s.opts.IO.Limits(u.Dir); err != nil || (onlyLimited && len(u.Limits) == 0) {
+	if u.Limits, err = s.io.Limits(u.Dir); err != nil || (onlyLimited && len(u.Limits) == 0) {
 		return false
 	}
-	if u.Stats, err = s.opts.IO.Stats(u.Dir); err != nil {
+	if u.Stats, err = s.io.Stats(u.Dir); err != nil {
 		return false
 	}
 	if pressure != nil {
@@ -99,7 +99,7 @@ func (s *Service) readUsage(u *Usage, pressure cgroup.PressureReader, onlyLimite
 // forgets those gone and resolves the cgroup of each new container: what
 // SampleUsage reads next. In the daemon the reconcile loop does this; `criguard
 // top` calls it on every refresh.
-func (s *Service) TrackRunning(ctx context.Context) error {
+func (s *Reporter) TrackRunning(ctx context.Context) error {
 	gen := s.store.startListing()
 	pods, containers, created, err := s.store.listRunning(ctx)
 	if err != nil {

@@ -68,7 +68,7 @@ func BenchmarkScrape1000(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			e := busyNode(b, mode.v2)
 			reg := prometheus.NewRegistry()
-			reg.MustRegister(e.svc.WorkloadCollector())
+			reg.MustRegister(e.svc.reporter.WorkloadCollector())
 			handler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			rec := httptest.NewRecorder()
@@ -94,13 +94,13 @@ func BenchmarkScrape1000(b *testing.B) {
 // scrape share.
 func BenchmarkSampleUsage1000(b *testing.B) {
 	e := busyNode(b, false)
-	if n := len(e.svc.SampleUsage()); n != 1000 {
+	if n := len(e.svc.reporter.SampleUsage()); n != 1000 {
 		b.Fatalf("sampled %d cgroups, want 1000", n)
 	}
 	b.ReportAllocs()
 	cpu := cpuTime()
 	for b.Loop() {
-		e.svc.SampleUsage()
+		e.svc.reporter.SampleUsage()
 	}
 	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }

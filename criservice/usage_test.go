@@ -72,11 +72,11 @@ func TestUsageRatesAndPercentOfLimitV1(t *testing.T) {
 	}
 	hotDir := filepath.Join(e.host.mount, hot)
 	v1Usage(t, hotDir, 0, 10<<20, 0, 160)
-	first := e.svc.SampleUsage()
+	first := e.svc.reporter.SampleUsage()
 	// Two seconds later the writer wrote 2 MiB more in 32 writes: 1 MiB/s against
 	// its 1 MiB/s write limit; the other did nothing.
 	v1Usage(t, hotDir, 0, 12<<20, 0, 192)
-	second := e.svc.SampleUsage()
+	second := e.svc.reporter.SampleUsage()
 	spread(first, second, 2)
 	if len(second) != 2 || second[0].Namespace != "batch" || second[0].Container != "writer" || second[1].Namespace != "web" {
 		t.Fatalf("samples = %+v, want batch/pod-p1/writer then web/pod-p2/nginx", second)
@@ -109,7 +109,7 @@ func TestUsageRatesAndPercentOfLimitV1(t *testing.T) {
 		t.Errorf("Rates without a previous sample = %+v", got)
 	}
 	v1Usage(t, hotDir, 0, 1<<20, 0, 1)
-	third := e.svc.SampleUsage()
+	third := e.svc.reporter.SampleUsage()
 	spread(second, third, 1)
 	if r := rateOf(t, Rates(second, third), "c1", "254:0"); r.WriteBPS != 0 || *r.PercentOfLimit != 0 {
 		t.Errorf("after a counter reset: %+v, want 0", r)
@@ -132,7 +132,7 @@ func TestUsageV2PodBudgetAndPressure(t *testing.T) {
 			writeCgroupFile(t, d, "io.stat", "254:0 rbytes=0 wbytes="+wbytes+" rios=0 wios="+wios+" dbytes=0 dios=0\n")
 			writeCgroupFile(t, d, "io.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total="+someUs+"\nfull avg10=0.00 avg60=0.00 avg300=0.00 total="+fullUs+"\n")
 		}
-		return e.svc.SampleUsage()
+		return e.svc.reporter.SampleUsage()
 	}
 	first := sample("0", "0", "0", "0")
 	// 4 s: 6 MiB written (1.5 MiB/s of the pod's 3 MiB/s), 1 s of some stall, 0.4 s full.
@@ -163,7 +163,7 @@ criguard_io_pressure_stalled_seconds_total{container="",kind="some",namespace="t
 criguard_io_pressure_stalled_seconds_total{container="app",kind="full",namespace="team",pod="pod-p1"} 0.4
 criguard_io_pressure_stalled_seconds_total{container="app",kind="some",namespace="team",pod="pod-p1"} 1
 `
-	if err := testutil.CollectAndCompare(e.svc.WorkloadCollector(), strings.NewReader(want), "criguard_io_pressure_stalled_seconds_total"); err != nil {
+	if err := testutil.CollectAndCompare(e.svc.reporter.WorkloadCollector(), strings.NewReader(want), "criguard_io_pressure_stalled_seconds_total"); err != nil {
 		t.Error(err)
 	}
 	// A pod without a budget has no row of its own: its containers have theirs.
@@ -171,7 +171,7 @@ criguard_io_pressure_stalled_seconds_total{container="app",kind="some",namespace
 	if _, err := e.startContainer(t, "c2", "p2", "nginx"); err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range e.svc.SampleUsage() {
+	for _, u := range e.svc.reporter.SampleUsage() {
 		if u.ID == "p2" {
 			t.Errorf("pod without a budget has a row: %+v", u)
 		}
@@ -181,7 +181,7 @@ criguard_io_pressure_stalled_seconds_total{container="app",kind="some",namespace
 func TestWorkloadMetricsFollowContainers(t *testing.T) {
 	e := newTestEnv(t, nil)
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(e.svc.WorkloadCollector())
+	reg.MustRegister(e.svc.reporter.WorkloadCollector())
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	rel, err := e.startContainer(t, "c1", "p1", "writer")
 	if err != nil {
@@ -223,7 +223,7 @@ criguard_io_operations_total{container="writer",device="254:0",namespace="batch"
 	e.fake.Mu.Lock()
 	delete(e.fake.Containers, "c1")
 	e.fake.Mu.Unlock()
-	if err := e.svc.TrackRunning(context.Background()); err != nil {
+	if err := e.svc.reporter.TrackRunning(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.svc.store.container("c1"); ok {
@@ -237,13 +237,13 @@ func TestTrackRunningResolvesNewContainers(t *testing.T) {
 	e.host.mkdir(t, cfg.Linux.CgroupParent)
 	e.fake.AddContainer("c1", "p1", "loader")
 	e.host.mkdir(t, e.fake.Paths["c1"])
-	if got := e.svc.SampleUsage(); len(got) != 0 {
+	if got := e.svc.reporter.SampleUsage(); len(got) != 0 {
 		t.Fatalf("before tracking: %+v, want nothing (the cache is empty)", got)
 	}
-	if err := e.svc.TrackRunning(context.Background()); err != nil {
+	if err := e.svc.reporter.TrackRunning(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := e.svc.SampleUsage()
+	got := e.svc.reporter.SampleUsage()
 	if len(got) != 1 || got[0].ID != "c1" || got[0].Pod != "etl" || got[0].Container != "loader" || got[0].Dir == "" {
 		t.Errorf("after tracking: %+v, want c1 with its pod, name and cgroup", got)
 	}

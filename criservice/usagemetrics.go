@@ -11,17 +11,17 @@ var workloadLabels = []string{"namespace", "pod", "container"}
 // workloadCollector exports SampleUsage on every scrape. It keeps nothing
 // between scrapes, so a container that goes takes its series with it.
 type workloadCollector struct {
-	svc                    *Service
+	reporter               *Reporter
 	limit, bytes, ops, psi *prometheus.Desc
 }
 
 // WorkloadCollector is the per-workload metrics collector (--metrics-workloads):
 // limits read back from each cgroup, bytes and operations done per device, and
 // on v2 the I/O pressure stall time. A scrape reads files only.
-func (s *Service) WorkloadCollector() prometheus.Collector {
+func (s *Reporter) WorkloadCollector() prometheus.Collector {
 	device := append(append([]string{}, workloadLabels...), "device", "op")
 	return &workloadCollector{
-		svc: s,
+		reporter: s,
 		limit: prometheus.NewDesc("criguard_io_limit",
 			"I/O limit in force, read back from the cgroup: bytes/s (read_bps, write_bps) or operations/s (read_iops, write_iops). No series: no limit.",
 			device, nil),
@@ -48,7 +48,7 @@ func (c *workloadCollector) Collect(ch chan<- prometheus.Metric) {
 	// A container restarted by kubelet may briefly sit in the cache next to its
 	// successor under the same names: one series per name, or the scrape fails.
 	seen := map[[3]string]bool{}
-	for _, u := range c.svc.SampleUsage() {
+	for _, u := range c.reporter.SampleUsage() {
 		key := [3]string{u.Namespace, u.Pod, u.Container}
 		if seen[key] {
 			continue

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/criguard/criguard/cgroup"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // vanished reports whether err says the container or pod went away while criguard
@@ -46,13 +47,13 @@ const (
 // removing it is not. The runtime is asked, again for up to exitSettle while it
 // still says running, and only a container no longer running makes err
 // ErrTornDown.
-func (s *Service) tornDown(ctx context.Context, scope, id string, err error) error {
+func (s *store) tornDown(ctx context.Context, scope, id string, err error) error {
 	if err == nil || vanished(err) || !mayHaveExited(err) {
 		return err
 	}
 	settled := time.Now().Add(exitSettle)
 	for {
-		running, checkErr := s.store.stillRunning(ctx, scope, id)
+		running, checkErr := s.stillRunning(ctx, scope, id)
 		if checkErr == nil && !running {
 			return fmt.Errorf("%w: %s %s: %w", ErrTornDown, scope, id, err)
 		}
@@ -65,4 +66,22 @@ func (s *Service) tornDown(ctx context.Context, scope, id string, err error) err
 		case <-time.After(exitRecheck):
 		}
 	}
+}
+
+// stillRunning asks the runtime whether a container runs, or a pod is ready, now.
+func (s *store) stillRunning(ctx context.Context, scope, id string) (bool, error) {
+	ctx, cancel := s.callContext(ctx)
+	defer cancel()
+	if scope == "pod" {
+		resp, err := s.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: id}})
+		if err != nil {
+			return false, err
+		}
+		return len(resp.Items) == 1 && resp.Items[0].State == runtimeapi.PodSandboxState_SANDBOX_READY, nil
+	}
+	resp, err := s.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{Id: id}})
+	if err != nil {
+		return false, err
+	}
+	return len(resp.Containers) == 1 && resp.Containers[0].State == runtimeapi.ContainerState_CONTAINER_RUNNING, nil
 }

@@ -128,11 +128,11 @@ func TestTornDownOnlyWhenTheRuntimeAgrees(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, err := range gone {
-		if got := e.svc.tornDown(ctx, "container", "c1", err); got != err {
+		if got := e.svc.store.tornDown(ctx, "container", "c1", err); got != err {
 			t.Errorf("running container: %v became %v", err, got)
 		}
 	}
-	if err := fmt.Errorf("x: %w", syscall.EACCES); e.svc.tornDown(ctx, "container", "c1", err) != err {
+	if err := fmt.Errorf("x: %w", syscall.EACCES); e.svc.store.tornDown(ctx, "container", "c1", err) != err {
 		t.Errorf("EACCES was taken for teardown")
 	}
 	e.fake.Mu.Lock()
@@ -140,14 +140,14 @@ func TestTornDownOnlyWhenTheRuntimeAgrees(t *testing.T) {
 	e.fake.Pods["p1"].State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
 	e.fake.Mu.Unlock()
 	for _, err := range gone {
-		if got := e.svc.tornDown(ctx, "container", "c1", err); !errors.Is(got, ErrTornDown) || !vanished(got) {
+		if got := e.svc.store.tornDown(ctx, "container", "c1", err); !errors.Is(got, ErrTornDown) || !vanished(got) {
 			t.Errorf("exited container: %v, want ErrTornDown", got)
 		}
-		if got := e.svc.tornDown(ctx, "pod", "p1", err); !errors.Is(got, ErrTornDown) {
+		if got := e.svc.store.tornDown(ctx, "pod", "p1", err); !errors.Is(got, ErrTornDown) {
 			t.Errorf("pod no longer ready: %v, want ErrTornDown", got)
 		}
 	}
-	if got := e.svc.tornDown(ctx, "container", "removed-already", gone[0]); !errors.Is(got, ErrTornDown) {
+	if got := e.svc.store.tornDown(ctx, "container", "removed-already", gone[0]); !errors.Is(got, ErrTornDown) {
 		t.Errorf("container the runtime no longer lists: %v, want ErrTornDown", got)
 	}
 }
@@ -167,7 +167,7 @@ func TestStatusSkipsTornDown(t *testing.T) {
 	tearing.tearDown["stopping"] = stopping
 	tearing.mu.Unlock()
 
-	reports, err := e.svc.Status(context.Background())
+	reports, err := e.svc.reporter.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

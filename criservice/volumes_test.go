@@ -230,7 +230,7 @@ func TestEveryVolumeAndRootfs(t *testing.T) {
 	if got := limitsOf(t, e, "c1"); got != "7:0 wiops=50, 8:16 wiops=50, 253:3 wiops=50, 254:0 wbps=2097152" {
 		t.Errorf("limits = %q, want every volume on a disk and the writable layer's disk", got)
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}

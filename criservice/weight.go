@@ -166,7 +166,7 @@ type WeightState struct {
 }
 
 // explainWeights describes the plan's weights, device by device.
-func (s *Service) explainWeights(ex *Explanation, plan Plan) {
+func (s *Reporter) explainWeights(ex *Explanation, plan Plan) {
 	if s.enforcer.weights == nil || len(plan.Weights) == 0 {
 		if plan.ContainerID != "" && plan.Decision.Scope == policy.ScopePod && plan.Decision.HasWeights() {
 			ex.Notes = append(ex.Notes, "pod-scope weight: it is on the pod's cgroup, where the pod competes with its sibling pods")
@@ -177,7 +177,7 @@ func (s *Service) explainWeights(ex *Explanation, plan Plan) {
 }
 
 // weightStates reads the plan's weights back, device by device (explain, status).
-func (s *Service) weightStates(plan Plan) []WeightState {
+func (s *Reporter) weightStates(plan Plan) []WeightState {
 	w := s.enforcer.weights
 	if w == nil || len(plan.Weights) == 0 {
 		return nil

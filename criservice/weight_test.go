@@ -103,7 +103,7 @@ func TestWeightLandsInBFQFileOnV2(t *testing.T) {
 	if got := e.host.file(t, rel, "io.max"); !strings.Contains(got, "wbps=8388608") {
 		t.Errorf("io.max = %q: the cap beside the weight was lost", got)
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestWeightLandsInBFQFileOnV2(t *testing.T) {
 		t.Errorf("siblings = %q, want %q…", ex.Weights[0].Siblings, want)
 	}
 	// status shows the weights too.
-	reports, err := e.svc.Status(context.Background())
+	reports, err := e.svc.reporter.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestWeightNotEnforcedIsSaidNotWritten(t *testing.T) {
 	if got := e.host.file(t, rel, "io.weight"); got != "default 100" {
 		t.Errorf("io.weight = %q: a device without BFQ or io.cost gets no line", got)
 	}
-	ex, err := e.svc.Explain(context.Background(), "c1")
+	ex, err := e.svc.reporter.Explain(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,8 +58,8 @@ func criguardMetrics() describedNames {
 	names := describedNames{}
 	names.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	criservice.NewMetrics(names)
-	// Describe needs no service: the collector's descriptions are fixed.
-	names.MustRegister((*criservice.Service)(nil).WorkloadCollector())
+	// Describe needs no reporter: the collector's descriptions are fixed.
+	names.MustRegister((*criservice.Reporter)(nil).WorkloadCollector())
 	return names
 }
 

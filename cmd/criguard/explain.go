@@ -34,7 +34,7 @@ func explain(ctx context.Context, cfg serveConfig, id, output string, stdout io.
 		return err
 	}
 	defer st.Close()
-	ex, err := st.svc.Explain(ctx, id)
+	ex, err := st.svc.Reporter().Explain(ctx, id)
 	if err != nil {
 		return err
 	}

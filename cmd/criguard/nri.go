@@ -123,7 +123,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 	}
 	defer svc.Close()
 	if cfg.metricsWorkloads {
-		reg.MustRegister(svc.WorkloadCollector())
+		reg.MustRegister(svc.Reporter().WorkloadCollector())
 	}
 	plugin, err = nriplugin.New(nriplugin.Options{
 		Engine: svc, Socket: cfg.socket, Name: cfg.pluginName, Index: cfg.pluginIndex,

@@ -155,7 +155,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	if cfg.metricsWorkloads {
-		reg.MustRegister(svc.WorkloadCollector())
+		reg.MustRegister(svc.Reporter().WorkloadCollector())
 	}
 	for method, h := range svc.Hooks() {
 		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After, Answer: h.Answer})

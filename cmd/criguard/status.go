@@ -28,7 +28,7 @@ func status(ctx context.Context, cfg serveConfig, output string, stdout, stderr 
 		return err
 	}
 	defer st.Close()
-	reports, err := st.svc.Status(ctx)
+	reports, err := st.svc.Reporter().Status(ctx)
 	if err != nil {
 		return err
 	}

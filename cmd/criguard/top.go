@@ -56,17 +56,17 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // topSampler keeps the previous sample, so each refresh gives rates.
 type topSampler struct {
-	svc  *criservice.Service
-	prev []criservice.Usage
+	reporter *criservice.Reporter
+	prev     []criservice.Usage
 }
 
 // sample lists what runs (new containers get their cgroup resolved once), reads
 // every cgroup and returns the rates since the previous call.
 func (s *topSampler) sample(ctx context.Context) ([]criservice.Rate, error) {
-	if err := s.svc.TrackRunning(ctx); err != nil {
+	if err := s.reporter.TrackRunning(ctx); err != nil {
 		return nil, err
 	}
-	cur := s.svc.SampleUsage()
+	cur := s.reporter.SampleUsage()
 	rates := criservice.Rates(s.prev, cur)
 	s.prev = cur
 	return rates, nil
@@ -81,7 +81,7 @@ func top(ctx context.Context, cfg serveConfig, tc topConfig, stdout, stderr io.W
 	for _, n := range st.notes {
 		fmt.Fprintf(stderr, "note: %s\n", n)
 	}
-	sampler := &topSampler{svc: st.svc}
+	sampler := &topSampler{reporter: st.svc.Reporter()}
 	if _, err := sampler.sample(ctx); err != nil {
 		return err
 	}

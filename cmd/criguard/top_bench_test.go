@@ -59,7 +59,7 @@ func BenchmarkTopRefresh1000(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	sampler := &topSampler{svc: st.svc}
+	sampler := &topSampler{reporter: st.svc.Reporter()}
 	ctx := context.Background()
 	tc := topConfig{sortBy: sortByLimit, output: "table"}
 	refresh := func() int {

@@ -79,7 +79,7 @@ func TestTopSamplesStandalone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	sampler := &topSampler{svc: st.svc}
+	sampler := &topSampler{reporter: st.svc.Reporter()}
 	ctx := context.Background()
 	if _, err := sampler.sample(ctx); err != nil {
 		t.Fatal(err)
