@@ -13,6 +13,8 @@ type Pod struct {
 	ID, Namespace, Name, UID string
 	Labels, Annotations      map[string]string
 	CgroupParent             string // "" when unknown
+	// decided is the pod's own decision and what it was made on (planner.decideOnce).
+	decided *decided
 }
 
 // Container is what criguard knows of a container.
@@ -30,6 +32,8 @@ type Container struct {
 	ignored uint64
 	// seen is the cache generation it was last stored in.
 	seen uint64
+	// decided is its decision and what it was made on (planner.decideOnce).
+	decided *decided
 }
 
 // cache holds pod and container metadata seen in requests or listed from the
@@ -81,8 +85,9 @@ func (c *cache) container(id string) (Container, bool) {
 func (c *cache) putPod(p Pod) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.pods[p.ID]; ok && p.CgroupParent == "" {
-		p.CgroupParent = old.CgroupParent
+	if old, ok := c.pods[p.ID]; ok {
+		p.CgroupParent = cmp.Or(p.CgroupParent, old.CgroupParent)
+		p.decided = cmp.Or(p.decided, old.decided)
 	}
 	c.pods[p.ID] = &p
 	c.podSeen[p.ID] = c.generation
@@ -93,6 +98,22 @@ func (c *cache) setPodParent(id, parent string) {
 	defer c.mu.Unlock()
 	if p, ok := c.pods[id]; ok && p.CgroupParent == "" {
 		p.CgroupParent = parent
+	}
+}
+
+func (c *cache) setPodDecision(id string, d *decided) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.pods[id]; ok {
+		p.decided = d
+	}
+}
+
+func (c *cache) setContainerDecision(id string, d *decided) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ct, ok := c.containers[id]; ok {
+		ct.decided = d
 	}
 }
 
@@ -114,6 +135,7 @@ func (c *cache) putContainer(ct Container) {
 			ct.Image = old.Image
 		}
 		ct.ignored = old.ignored
+		ct.decided = cmp.Or(ct.decided, old.decided)
 	}
 	ct.seen = c.generation
 	c.containers[ct.ID] = &ct

@@ -148,12 +148,39 @@ func (s *planner) containerTarget(ctx context.Context, id string) (target, error
 }
 
 func (s *planner) decideFor(pod Pod, ct Container) target {
-	return target{Container: ct, Pod: pod, Decision: s.decide(workload(pod, &ct))}
+	d := s.decideOnce(ct.decided, workload(pod, &ct), func(d *decided) { s.store.setContainerDecision(ct.ID, d) })
+	return target{Container: ct, Pod: pod, Decision: d}
 }
 
-// decide is the one place the policy in force is asked: counted by tests.
-func (s *planner) decide(w policy.Workload) policy.Decision {
-	return s.decider(s.policy(), w)
+// decided is a decision with the policy and the workload it was made on. Decide is
+// a function of those two alone, and a pod's labels, annotations and cgroup parent,
+// a container's name and image, never change while they run: the decision stands
+// until the policy is reloaded or the workload reads differently (a cgroup parent
+// learned late). So a container start decides once, for the container: its pod's
+// decision, made at RunPodSandbox, and on v1 its siblings', made at their starts,
+// are not made again, nor are the decisions of a reconcile pass that finds nothing new.
+type decided struct {
+	policy   *policy.Policy
+	workload policy.Workload
+	decision policy.Decision
+}
+
+// decideOnce returns the decision known for w under the policy in force, or makes
+// it and has it remembered.
+func (s *planner) decideOnce(known *decided, w policy.Workload, remember func(*decided)) policy.Decision {
+	pol := s.policy()
+	if known != nil && known.policy == pol && sameWorkload(known.workload, w) {
+		return known.decision
+	}
+	d := s.decider(pol, w)
+	remember(&decided{policy: pol, workload: w, decision: d})
+	return d
+}
+
+func sameWorkload(a, b policy.Workload) bool {
+	return a.Namespace == b.Namespace && a.PodName == b.PodName && a.PodUID == b.PodUID && a.QoS == b.QoS &&
+		a.ContainerName == b.ContainerName && a.Image == b.Image &&
+		maps.Equal(a.PodLabels, b.PodLabels) && maps.Equal(a.PodAnnotations, b.PodAnnotations)
 }
 
 // planContainer decides what a container's own cgroup must hold, from the
@@ -246,7 +273,7 @@ func (s *planner) podScopedRunning(ctx context.Context, podID, self string, star
 // planPod decides what a pod's own cgroup must hold: a pod-scope budget or nothing.
 func (s *planner) planPod(ctx context.Context, pod Pod) (Plan, error) {
 	plan := Plan{PodID: pod.ID, Workload: workload(pod, nil)}
-	plan.Decision = s.decide(plan.Workload)
+	plan.Decision = s.decideOnce(pod.decided, plan.Workload, func(d *decided) { s.store.setPodDecision(pod.ID, d) })
 	// On v1 the budget is split among the containers; the pod cgroup holds nothing.
 	podScoped := plan.Decision.Scope == policy.ScopePod && len(plan.Decision.IO) > 0 && !s.splitPodBudget
 	if plan.Decision.HandsOff {

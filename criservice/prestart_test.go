@@ -2,8 +2,10 @@ package criservice
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -233,15 +235,16 @@ func countCodec(svc *Service) (decodes, encodes *int) {
 }
 
 // The io.max rewrite and the resources rewrite share one decode of CreateContainer
-// and UpdateContainerResources and one decision, and one encode only when either
-// changed something.
+// and UpdateContainerResources and at most one decision (none when the container's
+// decision under this policy is known), and one encode only when either changed
+// something.
 func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 	e, _ := newResourcesEnv(t, true)
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.AddContainer("c1", "p1", "app")
 	decodes, encodes := countCodec(e.svc)
 	decisions := countDecisions(e.svc)
-	through := func(method string, req proto.Message) (changed bool) {
+	through := func(method string, req proto.Message, wantDecisions int) (changed bool) {
 		t.Helper()
 		*decodes, *encodes, *decisions = 0, 0, 0
 		in := marshal(t, req)
@@ -254,8 +257,8 @@ func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 		if changed {
 			wantEncodes = 1
 		}
-		if *decodes != 1 || *encodes != wantEncodes || *decisions != 1 {
-			t.Errorf("%s (changed %v): %d decodes, %d encodes and %d decisions, want 1, %d and 1", method, changed, *decodes, *encodes, *decisions, wantEncodes)
+		if *decodes != 1 || *encodes != wantEncodes || *decisions != wantDecisions {
+			t.Errorf("%s (changed %v): %d decodes, %d encodes and %d decisions, want 1, %d and %d", method, changed, *decodes, *encodes, *decisions, wantEncodes, wantDecisions)
 		}
 		return changed
 	}
@@ -265,22 +268,24 @@ func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 				Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuShares: 1024, MemoryLimitInBytes: 1 << 30}}},
 			SandboxConfig: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: namespace}}}
 	}
-	if !through("CreateContainer", create("batch")) {
+	// A creation has no container ID yet: each decides.
+	if !through("CreateContainer", create("batch"), 1) {
 		t.Error("CreateContainer in a throttled namespace was not rewritten")
 	}
-	if through("CreateContainer", create("web")) {
+	if through("CreateContainer", create("web"), 1) {
 		t.Error("CreateContainer no rule matches was rewritten")
 	}
 	update := &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "c1",
 		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 8192, MemoryLimitInBytes: 1 << 30}}
-	if !through("UpdateContainerResources", update) {
+	if !through("UpdateContainerResources", update, 1) {
 		t.Error("a looser UpdateContainerResources was not rewritten")
 	}
 	inPolicy := &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "c1",
 		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 10, CpuQuota: 1000, CpuPeriod: 100000,
 			Unified: map[string]string{"pids.max": "5", "memory.high": "1000", "cpu.weight": "1",
 				"io.max": "254:0 rbps=max wbps=1048576 riops=max wiops=max"}}}
-	if through("UpdateContainerResources", inPolicy) {
+	// c1 was decided at the update before, under the same policy.
+	if through("UpdateContainerResources", inPolicy, 0) {
 		t.Error("an UpdateContainerResources already within the policy was rewritten")
 	}
 }
@@ -294,7 +299,9 @@ func countDecisions(svc *Service) *int {
 }
 
 // A container start is one event: its request is decoded once and the policy asked
-// once, from the lookup before the call to the read-back after it, on v1 and v2.
+// once, from the lookup before the call to the read-back after it, on v1 and v2; a
+// pod budget's start asks nothing more (the pod was decided at RunPodSandbox, and on
+// v1 the siblings that split it at their starts).
 func TestStartDecodesAndDecidesOnce(t *testing.T) {
 	for _, v2 := range []bool{false, true} {
 		t.Run(map[bool]string{false: "v1", true: "v2"}[v2], func(t *testing.T) {
@@ -319,4 +326,78 @@ func TestStartDecodesAndDecidesOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPodBudgetStartDecidesOnce(t *testing.T) {
+	for _, v2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v1", true: "v2"}[v2], func(t *testing.T) {
+			e, _ := newResourcesEnv(t, v2)
+			e.policy.Store(mustPolicy(t, basePolicy)) // rule "team": a pod-scope budget of 3 MiB/s
+			podRel := e.runPod(t, "p1", "team", "burstable", nil)
+			for i, name := range []string{"a", "b"} {
+				id := fmt.Sprintf("c%d", i+1)
+				decisions := countDecisions(e.svc)
+				if _, err := e.startContainer(t, id, "p1", name); err != nil {
+					t.Fatal(err)
+				}
+				// The create decides for the container, the start once more.
+				if *decisions != 2 {
+					t.Errorf("create and start of %s in a pod budget: %d decisions, want 2 (one per event)", id, *decisions)
+				}
+			}
+			file, want := "io.max", "254:0 rbps=max wbps=3145728 riops=max wiops=max"
+			if !v2 {
+				file, want = "blkio.throttle.write_bps_device", ""
+			}
+			if got := e.host.file(t, podRel, file); got != want {
+				t.Errorf("pod %s = %q, want %q", file, got, want)
+			}
+		})
+	}
+}
+
+// A decision stands while the policy and what it matched on do: a pass that finds
+// nothing new decides nothing, a reload decides again, and so does a pod that reads
+// differently (a tighter pod annotation) under the same ID.
+func TestDecisionsStandUntilPolicyOrWorkloadChange(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.host = newFakeHostV2(t)
+	e.svc.useIO(e.host.io)
+	podRel := e.runPod(t, "p1", "team", "burstable", nil)
+	if _, err := e.startContainer(t, "c1", "p1", "app"); err != nil {
+		t.Fatal(err)
+	}
+	budget := func(want string) {
+		t.Helper()
+		if got := e.host.file(t, podRel, "io.max"); got != "254:0 rbps=max wbps="+want+" riops=max wiops=max" {
+			t.Errorf("pod io.max = %q, want wbps=%s", got, want)
+		}
+	}
+	pass := func() int {
+		t.Helper()
+		decisions := countDecisions(e.svc)
+		if _, err := e.svc.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return *decisions
+	}
+	budget("3145728")
+	// The fake lists c1's image by another name than the create request gave: the
+	// first pass decides c1 again on it, the next finds nothing new.
+	pass()
+	if n := pass(); n != 0 {
+		t.Errorf("a pass with nothing new made %d decisions, want 0", n)
+	}
+	e.policy.Store(mustPolicy(t, strings.Replace(basePolicy, `write_bps = "3MiB"`, `write_bps = "2MiB"`, 1)))
+	if n := pass(); n != 2 {
+		t.Errorf("the pass after a reload made %d decisions, want 2 (the pod and c1)", n)
+	}
+	budget("2097152")
+	e.fake.Mu.Lock()
+	e.fake.Pods["p1"].Annotations = map[string]string{"criguard.io/write-bps": "1MiB"}
+	e.fake.Mu.Unlock()
+	if n := pass(); n != 2 {
+		t.Errorf("the pass after the pod read differently made %d decisions, want 2 (the pod and c1, which reads its pod's annotations)", n)
+	}
+	budget("1048576")
 }

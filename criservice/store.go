@@ -193,7 +193,7 @@ func (s *store) listRunning(ctx context.Context) (pods []Pod, running []string, 
 	for _, p := range podList.Items {
 		pod := podFromCRI(p)
 		if cached, ok := s.cache.pod(p.Id); ok {
-			pod.CgroupParent = cached.CgroupParent
+			pod.CgroupParent, pod.decided = cached.CgroupParent, cached.decided
 		} else {
 			s.fillCgroupParent(ctx, &pod)
 		}
