@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
 // RootfsResolver finds the host directory that holds a container's writable layer,
@@ -71,38 +69,22 @@ func specRoot(v verboseInfo) (string, error) {
 // Rootfs is the snapshot's upper dir, known from CreateContainer on (before the
 // container's first instruction).
 func (r *containerdResolver) Rootfs(ctx context.Context, id string) (string, error) {
-	client, err := r.connect(ctx)
+	mounts, err := r.snapshotMounts(ctx, id)
 	if err != nil {
 		return "", err
-	}
-	ctx = namespaces.WithNamespace(ctx, r.namespace)
-	c, err := client.LoadContainer(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return "", err
-	}
-	if info.SnapshotKey == "" {
-		return "", errors.New("container has no snapshot")
-	}
-	mounts, err := client.SnapshotService(info.Snapshotter).Mounts(ctx, info.SnapshotKey)
-	if err != nil {
-		return "", fmt.Errorf("snapshot %s/%s: %w", info.Snapshotter, info.SnapshotKey, err)
 	}
 	for _, m := range mounts {
-		for _, o := range m.Options {
+		for _, o := range m.options {
 			if upper, ok := strings.CutPrefix(o, "upperdir="); ok {
 				return upper, nil
 			}
 		}
 		// A snapshotter without overlay (native, a block device) mounts its source.
-		if m.Type == "bind" || strings.HasPrefix(m.Source, "/dev/") {
-			return m.Source, nil
+		if m.typ == "bind" || strings.HasPrefix(m.source, "/dev/") {
+			return m.source, nil
 		}
 	}
-	return "", fmt.Errorf("snapshot %s/%s has no upper dir", info.Snapshotter, info.SnapshotKey)
+	return "", fmt.Errorf("the snapshot of %s has no upper dir", id)
 }
 
 // Rootfs is GraphDriver's UpperDir (overlay2), known from create on.
