@@ -36,25 +36,25 @@ type createEvent struct {
 // settings into the request, from one decision; encoded again only if either changed
 // it. After the reply it learns the container and its cgroup, so that StartContainer
 // only writes files before it is forwarded.
-func (s *Service) createContainer() Hook {
-	return intercept(s, handler[*runtimeapi.CreateContainerRequest, *runtimeapi.CreateContainerResponse, createEvent]{
+func (f *criFront) createContainer() Hook {
+	return intercept(f, handler[*runtimeapi.CreateContainerRequest, *runtimeapi.CreateContainerResponse, createEvent]{
 		method:  "CreateContainer",
 		newReq:  func() *runtimeapi.CreateContainerRequest { return new(runtimeapi.CreateContainerRequest) },
 		newResp: func() *runtimeapi.CreateContainerResponse { return new(runtimeapi.CreateContainerResponse) },
 		before: func(ctx context.Context, c *createCall) bool {
-			c.event = s.createEventOf(c.req)
+			c.event = f.createEventOf(c.req)
 			if c.req.Config == nil || c.event.pod.ID == "" {
 				return false
 			}
-			return s.Creating(ctx, c.event.pod, c.event.ct, resourcesOf(c.req.Config))
+			return f.engine.Creating(ctx, c.event.pod, c.event.ct, resourcesOf(c.req.Config))
 		},
 		after: func(ctx context.Context, c *createCall, resp *runtimeapi.CreateContainerResponse) error {
 			if c.event.ct.PodID == "" { // Before did not read the request
-				c.event = s.createEventOf(c.req)
+				c.event = f.createEventOf(c.req)
 			}
 			ct := c.event.ct
 			ct.ID = resp.ContainerId
-			s.Created(ctx, c.event.pod, ct)
+			f.engine.Created(ctx, c.event.pod, ct)
 			return nil
 		},
 	})
@@ -62,8 +62,8 @@ func (s *Service) createContainer() Hook {
 
 // createEventOf is the pod and container a CreateContainer request is for, as the
 // policy sees them: the pod from the store, or from the request's sandbox config.
-func (s *Service) createEventOf(req *runtimeapi.CreateContainerRequest) createEvent {
-	pod, known := s.store.pod(req.PodSandboxId)
+func (f *criFront) createEventOf(req *runtimeapi.CreateContainerRequest) createEvent {
+	pod, known := f.store.pod(req.PodSandboxId)
 	if !known && req.SandboxConfig != nil {
 		pod = podFromConfig(req.PodSandboxId, req.SandboxConfig)
 	}

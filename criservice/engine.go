@@ -230,3 +230,21 @@ func (s *Service) Observe(pods []Pod, containers []Container) {
 		s.store.putContainer(ct)
 	}
 }
+
+// detached is the context for criguard's own work around a call: the caller's
+// cancel must not cut a half-written throttle.
+func (s *Service) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.opts.ApplyTimeout)
+}
+
+// failed logs and counts a throttle that could not be applied; the reconcile
+// loop retries it. A container that vanished in the meantime, or was being torn
+// down, is not a failure.
+func (s *Service) failed(scope, id string, err error) {
+	if vanished(err) {
+		s.log.Info(scope+" vanished before its throttle was applied", scope, id, "why", err)
+		return
+	}
+	s.log.Error("throttle not applied; will retry", scope, id, "err", err)
+	s.metrics.throttle("failed", scope)
+}

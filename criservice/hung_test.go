@@ -35,7 +35,7 @@ func TestHungRuntimeNeverHoldsAKubeletCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks := svc.Hooks()
+	hooks := CRIHooks(svc)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range 8 {

@@ -2,7 +2,9 @@ package criservice
 
 import (
 	"context"
+	"log/slog"
 
+	"github.com/criguard/criguard/cgroup"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -15,19 +17,40 @@ type Hook struct {
 
 const runtimeService = "/runtime.v1.RuntimeService/"
 
-// Hooks are the calls criservice decodes, by full method name, one handler each.
-// Every other call passes through the proxy untouched.
-func (s *Service) Hooks() map[string]Hook {
+// criFront is the CRI front end: it decodes the few calls that matter, once each,
+// and drives the engine's events with the pod and container they name. It holds no
+// state of its own between calls.
+type criFront struct {
+	engine      *Service
+	store       *store // the pods a CreateContainer and the stats calls name
+	io          cgroup.IO
+	controllers ControllerMounts
+	codec       protoCodec
+	log         *slog.Logger
+}
+
+// CRIHooks are the calls the CRI front end decodes, by full method name, one
+// handler each, driving engine. Every other call passes through the proxy untouched.
+func CRIHooks(engine *Service) map[string]Hook {
+	return newCRIFront(engine).hooks()
+}
+
+func newCRIFront(engine *Service) *criFront {
+	return &criFront{engine: engine, store: engine.store, io: engine.opts.IO, controllers: engine.opts.Controllers,
+		codec: protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal}, log: engine.log}
+}
+
+func (f *criFront) hooks() map[string]Hook {
 	hooks := map[string]Hook{
-		runtimeService + "RunPodSandbox":            s.runPodSandbox(),
-		runtimeService + "RemovePodSandbox":         s.removePodSandbox(),
-		runtimeService + "CreateContainer":          s.createContainer(),
-		runtimeService + "StartContainer":           s.startContainer(),
-		runtimeService + "UpdateContainerResources": s.updateContainerResources(),
-		runtimeService + "StopContainer":            s.stopContainer(),
-		runtimeService + "RemoveContainer":          s.removeContainer(),
-		runtimeService + "ListPodSandboxStats":      {Answer: s.answerListPodSandboxStats},
-		runtimeService + "PodSandboxStats":          {Answer: s.answerPodSandboxStats},
+		runtimeService + "RunPodSandbox":            f.runPodSandbox(),
+		runtimeService + "RemovePodSandbox":         f.removePodSandbox(),
+		runtimeService + "CreateContainer":          f.createContainer(),
+		runtimeService + "StartContainer":           f.startContainer(),
+		runtimeService + "UpdateContainerResources": f.updateContainerResources(),
+		runtimeService + "StopContainer":            f.stopContainer(),
+		runtimeService + "RemoveContainer":          f.removeContainer(),
+		runtimeService + "ListPodSandboxStats":      {Answer: f.answerListPodSandboxStats},
+		runtimeService + "PodSandboxStats":          {Answer: f.answerPodSandboxStats},
 	}
 	for method, h := range hooks {
 		if h.Before == nil && h.After == nil && h.Answer == nil {
@@ -63,18 +86,18 @@ type handler[Req, Resp proto.Message, E any] struct {
 // intercept wraps a handler into the proxy's hook: it owns decoding (once per call)
 // and encoding, detached contexts, and fail-open: a message it cannot decode is
 // logged and left alone, and the call goes on as it came.
-func intercept[Req, Resp proto.Message, E any](s *Service, h handler[Req, Resp, E]) Hook {
+func intercept[Req, Resp proto.Message, E any](f *criFront, h handler[Req, Resp, E]) Hook {
 	var hook Hook
 	if h.before != nil {
 		hook.Before = func(ctx context.Context, reqB []byte) ([]byte, any, error) {
 			c := &call[Req, E]{req: h.newReq()}
-			if !s.decode(h.method, reqB, c.req) {
+			if !f.decode(h.method, reqB, c.req) {
 				return reqB, nil, nil
 			}
-			ctx, cancel := s.detached(ctx)
+			ctx, cancel := f.engine.detached(ctx)
 			defer cancel()
 			if h.before(ctx, c) {
-				return s.encode(h.method, c.req, reqB), c, nil
+				return f.encode(h.method, c.req, reqB), c, nil
 			}
 			return reqB, c, nil
 		}
@@ -90,18 +113,18 @@ func intercept[Req, Resp proto.Message, E any](s *Service, h handler[Req, Resp, 
 			c, ok := state.(*call[Req, E])
 			if !ok { // no Before, or one that could not decode it
 				c = &call[Req, E]{req: h.newReq()}
-				if !s.decode(h.method, reqB, c.req) {
+				if !f.decode(h.method, reqB, c.req) {
 					return nil
 				}
 			}
 			var resp Resp
 			if h.newResp != nil {
 				resp = h.newResp()
-				if !s.decode(h.method, respB, resp) {
+				if !f.decode(h.method, respB, resp) {
 					return nil
 				}
 			}
-			ctx, cancel := s.detached(ctx)
+			ctx, cancel := f.engine.detached(ctx)
 			defer cancel()
 			return h.after(ctx, c, resp)
 		}
@@ -111,9 +134,9 @@ func intercept[Req, Resp proto.Message, E any](s *Service, h handler[Req, Resp, 
 
 // decode reads what a handler needs; a message it cannot decode is logged and
 // left alone: the call itself already went through unchanged.
-func (s *Service) decode(method string, b []byte, m proto.Message) bool {
-	if err := s.codec.unmarshal(b, m); err != nil {
-		s.log.Warn("cannot decode intercepted CRI message; not acting on it", "method", method, "err", err)
+func (f *criFront) decode(method string, b []byte, m proto.Message) bool {
+	if err := f.codec.unmarshal(b, m); err != nil {
+		f.log.Warn("cannot decode intercepted CRI message; not acting on it", "method", method, "err", err)
 		return false
 	}
 	return true
@@ -121,10 +144,10 @@ func (s *Service) decode(method string, b []byte, m proto.Message) bool {
 
 // encode is a rewritten request; one that cannot be encoded leaves kubelet's,
 // orig, to go on as it came.
-func (s *Service) encode(method string, m proto.Message, orig []byte) []byte {
-	out, err := s.codec.marshal(m)
+func (f *criFront) encode(method string, m proto.Message, orig []byte) []byte {
+	out, err := f.codec.marshal(m)
 	if err != nil {
-		s.log.Warn("cannot encode rewritten CRI message; passing kubelet's", "method", method, "err", err)
+		f.log.Warn("cannot encode rewritten CRI message; passing kubelet's", "method", method, "err", err)
 		return orig
 	}
 	return out
@@ -134,22 +157,4 @@ func (s *Service) encode(method string, m proto.Message, orig []byte) []byte {
 type protoCodec struct {
 	unmarshal func([]byte, proto.Message) error
 	marshal   func(proto.Message) ([]byte, error)
-}
-
-// detached is the context for criguard's own work around a call: the caller's
-// cancel must not cut a half-written throttle.
-func (s *Service) detached(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), s.opts.ApplyTimeout)
-}
-
-// failed logs and counts a throttle that could not be applied; the reconcile
-// loop retries it. A container that vanished in the meantime, or was being torn
-// down, is not a failure.
-func (s *Service) failed(scope, id string, err error) {
-	if vanished(err) {
-		s.log.Info(scope+" vanished before its throttle was applied", scope, id, "why", err)
-		return
-	}
-	s.log.Error("throttle not applied; will retry", scope, id, "err", err)
-	s.metrics.throttle("failed", scope)
 }

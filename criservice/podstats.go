@@ -18,58 +18,58 @@ import (
 // files instead. Every other answer of the runtime, errors included, passes as it is.
 
 // answerListPodSandboxStats answers an Unimplemented ListPodSandboxStats.
-func (s *Service) answerListPodSandboxStats(ctx context.Context, reqB []byte, callErr error) ([]byte, bool) {
+func (f *criFront) answerListPodSandboxStats(ctx context.Context, reqB []byte, callErr error) ([]byte, bool) {
 	var req runtimeapi.ListPodSandboxStatsRequest
-	if status.Code(callErr) != codes.Unimplemented || !s.decode("ListPodSandboxStats", reqB, &req) {
+	if status.Code(callErr) != codes.Unimplemented || !f.decode("ListPodSandboxStats", reqB, &req) {
 		return nil, false
 	}
-	ctx, cancel := s.detached(ctx)
+	ctx, cancel := f.engine.detached(ctx)
 	defer cancel()
 	filter := &runtimeapi.PodSandboxFilter{Id: req.GetFilter().GetId(), LabelSelector: req.GetFilter().GetLabelSelector(),
 		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}
-	pods, err := s.store.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: filter})
+	pods, err := f.store.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: filter})
 	if err != nil {
 		return nil, false
 	}
 	resp := &runtimeapi.ListPodSandboxStatsResponse{Stats: []*runtimeapi.PodSandboxStats{}}
 	for _, p := range pods.Items {
-		resp.Stats = append(resp.Stats, s.podStats(ctx, p))
+		resp.Stats = append(resp.Stats, f.podStats(ctx, p))
 	}
 	out, err := proto.Marshal(resp)
 	return out, err == nil
 }
 
 // answerPodSandboxStats answers an Unimplemented PodSandboxStats.
-func (s *Service) answerPodSandboxStats(ctx context.Context, reqB []byte, callErr error) ([]byte, bool) {
+func (f *criFront) answerPodSandboxStats(ctx context.Context, reqB []byte, callErr error) ([]byte, bool) {
 	var req runtimeapi.PodSandboxStatsRequest
-	if status.Code(callErr) != codes.Unimplemented || !s.decode("PodSandboxStats", reqB, &req) {
+	if status.Code(callErr) != codes.Unimplemented || !f.decode("PodSandboxStats", reqB, &req) {
 		return nil, false
 	}
-	ctx, cancel := s.detached(ctx)
+	ctx, cancel := f.engine.detached(ctx)
 	defer cancel()
-	pods, err := s.store.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: req.PodSandboxId}})
+	pods, err := f.store.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: req.PodSandboxId}})
 	if err != nil || len(pods.Items) == 0 {
 		return nil, false // the runtime's own answer stands
 	}
-	out, err := proto.Marshal(&runtimeapi.PodSandboxStatsResponse{Stats: s.podStats(ctx, pods.Items[0])})
+	out, err := proto.Marshal(&runtimeapi.PodSandboxStatsResponse{Stats: f.podStats(ctx, pods.Items[0])})
 	return out, err == nil
 }
 
 // podStats reads one pod's usage from its cgroup, with its containers' stats as
 // the runtime gives them. What cannot be read is left out, as runtimes do.
-func (s *Service) podStats(ctx context.Context, p *runtimeapi.PodSandbox) *runtimeapi.PodSandboxStats {
+func (f *criFront) podStats(ctx context.Context, p *runtimeapi.PodSandbox) *runtimeapi.PodSandboxStats {
 	stats := &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: p.Id, Metadata: p.Metadata, Labels: p.Labels, Annotations: p.Annotations},
 		Linux:      &runtimeapi.LinuxPodSandboxStats{},
 	}
-	pod, err := s.store.lookupPod(ctx, p.Id)
+	pod, err := f.store.lookupPod(ctx, p.Id)
 	if err == nil && pod.CgroupParent == "" {
-		pod.CgroupParent = s.store.podParentFromContainers(ctx, p.Id)
+		pod.CgroupParent = f.store.podParentFromContainers(ctx, p.Id)
 	}
 	if err == nil && pod.CgroupParent != "" {
-		s.fillPodUsage(stats.Linux, pod.CgroupParent, time.Now().UnixNano())
+		f.fillPodUsage(stats.Linux, pod.CgroupParent, time.Now().UnixNano())
 	}
-	if cs, err := s.store.runtime.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{
+	if cs, err := f.store.runtime.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{
 		Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: p.Id}}); err == nil {
 		stats.Linux.Containers = cs.Stats
 	}
@@ -77,8 +77,8 @@ func (s *Service) podStats(ctx context.Context, p *runtimeapi.PodSandbox) *runti
 }
 
 // fillPodUsage reads cpu, memory and pids (and io pressure on v2) from the pod's cgroup.
-func (s *Service) fillPodUsage(linux *runtimeapi.LinuxPodSandboxStats, parent string, now int64) {
-	u := cgroup.ReadUsage(s.opts.IO, s.opts.Controllers, func(mount string) string {
+func (f *criFront) fillPodUsage(linux *runtimeapi.LinuxPodSandboxStats, parent string, now int64) {
+	u := cgroup.ReadUsage(f.io, f.controllers, func(mount string) string {
 		dir, err := translate.PodCgroupDir(mount, parent)
 		if err != nil || cgroup.CheckDir(mount, dir) != nil {
 			return ""

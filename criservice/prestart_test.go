@@ -225,12 +225,13 @@ func TestPrestartMakesNothingWithoutLimits(t *testing.T) {
 	}
 }
 
-// countCodec counts the service's decodes and encodes of intercepted messages.
-func countCodec(svc *Service) (decodes, encodes *int) {
+// countCodec counts the CRI front end's decodes and encodes of intercepted messages.
+func countCodec(e *testEnv) (decodes, encodes *int) {
 	decodes, encodes = new(int), new(int)
-	unmarshal, marshal := svc.codec.unmarshal, svc.codec.marshal
-	svc.codec.unmarshal = func(b []byte, m proto.Message) error { *decodes++; return unmarshal(b, m) }
-	svc.codec.marshal = func(m proto.Message) ([]byte, error) { *encodes++; return marshal(m) }
+	e.codec = &protoCodec{
+		unmarshal: func(b []byte, m proto.Message) error { *decodes++; return proto.Unmarshal(b, m) },
+		marshal:   func(m proto.Message) ([]byte, error) { *encodes++; return proto.Marshal(m) },
+	}
 	return decodes, encodes
 }
 
@@ -242,7 +243,7 @@ func TestCreateAndUpdateDecodeOnce(t *testing.T) {
 	e, _ := newResourcesEnv(t, true)
 	e.runPod(t, "p1", "batch", "burstable", nil)
 	e.fake.AddContainer("c1", "p1", "app")
-	decodes, encodes := countCodec(e.svc)
+	decodes, encodes := countCodec(e)
 	decisions := countDecisions(e.svc)
 	through := func(method string, req proto.Message, wantDecisions int) (changed bool) {
 		t.Helper()
@@ -312,7 +313,7 @@ func TestStartDecodesAndDecidesOnce(t *testing.T) {
 			rel := e.fake.Paths["c1"]
 			e.fake.Mu.Unlock()
 			e.host.mkdir(t, rel) // with the files the kernel gives a new cgroup
-			decodes, encodes := countCodec(e.svc)
+			decodes, encodes := countCodec(e)
 			decisions := countDecisions(e.svc)
 			if err := e.call(t, "StartContainer", &runtimeapi.StartContainerRequest{ContainerId: "c1"}, &runtimeapi.StartContainerResponse{}); err != nil {
 				t.Fatal(err)

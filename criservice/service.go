@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
@@ -90,7 +89,6 @@ type Service struct {
 	// conflictRecorded wakes the recheck loop, which sleeps while nothing is conflicted.
 	conflictRecorded chan struct{}
 
-	codec protoCodec
 	// resourcesStale is set by a reload until a pass brought running containers'
 	// pids, memory and cpu to the new policy.
 	resourcesStale atomic.Bool
@@ -152,7 +150,6 @@ func New(opts Options) (*Service, error) {
 		planner:  planner,
 		enforcer: enforcer,
 		settings: settings,
-		codec:    protoCodec{unmarshal: proto.Unmarshal, marshal: proto.Marshal},
 
 		conflictRecorded: make(chan struct{}, 1),
 	}

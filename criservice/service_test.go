@@ -69,6 +69,7 @@ annotations {
 
 type testEnv struct {
 	svc     *Service
+	codec   *protoCodec // nil: proto's
 	fake    *fakeruntime.Runtime
 	host    *fakeHost
 	policy  atomic.Pointer[policy.Policy]
@@ -157,7 +158,13 @@ func (e *testEnv) call(t testing.TB, method string, req, resp proto.Message) err
 	return h.After(context.Background(), state, reqB, respB, nil)
 }
 
-func (e *testEnv) hook(method string) Hook { return e.svc.Hooks()[runtimeService+method] }
+func (e *testEnv) hook(method string) Hook {
+	f := newCRIFront(e.svc)
+	if e.codec != nil {
+		f.codec = *e.codec
+	}
+	return f.hooks()[runtimeService+method]
+}
 
 // runPod creates a pod in the fake runtime and its cgroup, and passes
 // RunPodSandbox through the service's hook as the proxy would.

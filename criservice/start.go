@@ -16,18 +16,18 @@ type startCall = call[*runtimeapi.StartContainerRequest, *Start]
 // starts the process (a cgroupfs path, and v1 pids.max), then reads them back after
 // the reply and repairs what is missing: one lookup, one decision and, where the
 // cgroup exists before start, one plan for both (Starting, Started).
-func (s *Service) startContainer() Hook {
-	return intercept(s, handler[*runtimeapi.StartContainerRequest, *runtimeapi.StartContainerResponse, *Start]{
+func (f *criFront) startContainer() Hook {
+	return intercept(f, handler[*runtimeapi.StartContainerRequest, *runtimeapi.StartContainerResponse, *Start]{
 		method: "StartContainer",
 		newReq: func() *runtimeapi.StartContainerRequest { return new(runtimeapi.StartContainerRequest) },
 		before: func(ctx context.Context, c *startCall) bool {
-			c.event = s.Starting(ctx, c.req.ContainerId)
+			c.event = f.engine.Starting(ctx, c.req.ContainerId)
 			return false
 		},
 		after: func(ctx context.Context, c *startCall, _ *runtimeapi.StartContainerResponse) error {
-			return s.Started(ctx, c.req.ContainerId, c.event)
+			return f.engine.Started(ctx, c.req.ContainerId, c.event)
 		},
-		refused: func(c *startCall) { s.StartRefused(c.event) },
+		refused: func(c *startCall) { f.engine.StartRefused(c.event) },
 	})
 }
 

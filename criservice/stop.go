@@ -8,31 +8,35 @@ import (
 
 // stopContainer gives a stopped container's share of a v1 pod budget back to the
 // pod's other containers.
-func (s *Service) stopContainer() Hook {
-	if !s.planner.splitPodBudget {
+func (f *criFront) stopContainer() Hook {
+	if !f.engine.WantsStops() {
 		return Hook{}
 	}
-	return intercept(s, handler[*runtimeapi.StopContainerRequest, *runtimeapi.StopContainerResponse, struct{}]{
+	return intercept(f, handler[*runtimeapi.StopContainerRequest, *runtimeapi.StopContainerResponse, struct{}]{
 		method: "StopContainer",
 		newReq: func() *runtimeapi.StopContainerRequest { return new(runtimeapi.StopContainerRequest) },
 		after: func(ctx context.Context, c *call[*runtimeapi.StopContainerRequest, struct{}], _ *runtimeapi.StopContainerResponse) error {
-			s.Stopped(ctx, c.req.ContainerId)
+			f.engine.Stopped(ctx, c.req.ContainerId)
 			return nil
 		},
 	})
 }
 
 // removeContainer forgets a container.
-func (s *Service) removeContainer() Hook {
-	return intercept(s, handler[*runtimeapi.RemoveContainerRequest, *runtimeapi.RemoveContainerResponse, struct{}]{
+func (f *criFront) removeContainer() Hook {
+	return intercept(f, handler[*runtimeapi.RemoveContainerRequest, *runtimeapi.RemoveContainerResponse, struct{}]{
 		method: "RemoveContainer",
 		newReq: func() *runtimeapi.RemoveContainerRequest { return new(runtimeapi.RemoveContainerRequest) },
 		after: func(_ context.Context, c *call[*runtimeapi.RemoveContainerRequest, struct{}], _ *runtimeapi.RemoveContainerResponse) error {
-			s.Removed(c.req.ContainerId)
+			f.engine.Removed(c.req.ContainerId)
 			return nil
 		},
 	})
 }
+
+// WantsStops reports whether Stopped acts on this host: on cgroup v1 a stopped
+// container's share of a pod budget goes back to the pod's other containers.
+func (s *Service) WantsStops() bool { return s.planner.splitPodBudget }
 
 // reshare re-applies the pod's other containers when its v1 budget is split,
 // since their share changes when one starts or stops. Containers without a

@@ -11,8 +11,8 @@ type updateCall = call[*runtimeapi.UpdateContainerResourcesRequest, *Update]
 // updateContainerResources keeps kubelet's resource updates from taking the limits
 // out of the container's spec, or loosening its pids, memory and cpu: one lookup
 // and one decision serve the rewrite and the read-back after the reply.
-func (s *Service) updateContainerResources() Hook {
-	return intercept(s, handler[*runtimeapi.UpdateContainerResourcesRequest, *runtimeapi.UpdateContainerResourcesResponse, *Update]{
+func (f *criFront) updateContainerResources() Hook {
+	return intercept(f, handler[*runtimeapi.UpdateContainerResourcesRequest, *runtimeapi.UpdateContainerResourcesResponse, *Update]{
 		method: "UpdateContainerResources",
 		newReq: func() *runtimeapi.UpdateContainerResourcesRequest {
 			return new(runtimeapi.UpdateContainerResourcesRequest)
@@ -22,11 +22,11 @@ func (s *Service) updateContainerResources() Hook {
 				return false
 			}
 			var changed bool
-			c.event, changed = s.Updating(ctx, c.req.ContainerId, c.req.Linux)
+			c.event, changed = f.engine.Updating(ctx, c.req.ContainerId, c.req.Linux)
 			return changed
 		},
 		after: func(ctx context.Context, c *updateCall, _ *runtimeapi.UpdateContainerResourcesResponse) error {
-			s.Updated(ctx, c.req.ContainerId, c.event)
+			f.engine.Updated(ctx, c.req.ContainerId, c.event)
 			return nil
 		},
 	})

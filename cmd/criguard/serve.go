@@ -157,7 +157,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if cfg.metricsWorkloads {
 		reg.MustRegister(svc.Reporter().WorkloadCollector())
 	}
-	for method, h := range svc.Hooks() {
+	for method, h := range criservice.CRIHooks(svc) {
 		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After, Answer: h.Answer})
 	}
 
