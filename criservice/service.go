@@ -1,6 +1,8 @@
-// Package criservice is the CRI-aware half of criguard: it decodes the few
-// calls that matter, keeps pod and container metadata, resolves cgroups and
-// brings their I/O limits to what the policy says.
+// Package criservice is criguard's engine and its CRI front end: the front end
+// decodes the few calls that matter (CRIHooks); the engine (Service) keeps pod and
+// container metadata (store), decides and plans (planner), writes the limits and
+// keeps the record of them (enforcer), and answers operators (Reporter).
+// docs/ARCHITECTURE.md draws them.
 package criservice
 
 import (
@@ -67,7 +69,8 @@ type Options struct {
 	Metrics      *Metrics
 }
 
-// Service applies policy to containers.
+// Service is the engine: it takes a front end's events and brings each cgroup to the
+// policy through the store, the planner and the enforcer.
 type Service struct {
 	opts    Options
 	log     *slog.Logger
