@@ -109,7 +109,11 @@ func TestIdleKubelet(t *testing.T) {
 					current = startIdleProxy(t, v, socket, work)
 				}
 				time.Sleep(settle)
-				s := current.measure(t, steady, findPid(t, ctrd.ConfigPath))
+				var perfOut string
+				if os.Getenv("IDLE_PERF") != "" {
+					perfOut = filepath.Join(outDir, fmt.Sprintf("idle-perf-%d-%d-%s", pods, round+1, v.name))
+				}
+				s := current.measure(t, steady, findPid(t, ctrd.ConfigPath), perfOut)
 				waitRunning(t, client, pods, time.Minute) // the swap lost no pod
 				summary[strconv.Itoa(pods)][v.name] = append(summary[strconv.Itoa(pods)][v.name], s)
 				heap, gc, calls := "—", "—", "—"
@@ -268,14 +272,24 @@ func (p *idleProxy) stop(t *testing.T) {
 	}
 }
 
-func (p *idleProxy) measure(t *testing.T, window time.Duration, ctrdPid int) idleSample {
+// measure samples the variant over window; with perfOut set, perf also records it
+// (on-CPU call graphs), and its flat and inclusive reports go to perfOut-*.txt: where
+// an idle proxy's time goes.
+func (p *idleProxy) measure(t *testing.T, window time.Duration, ctrdPid int, perfOut string) idleSample {
 	t.Helper()
 	pid := p.cmd.Process.Pid
+	var stopPerf func()
+	if perfOut != "" {
+		stopPerf = recordPerf(t, pid, perfOut)
+	}
 	gcBefore, callsBefore := p.gcCycles(t), p.calls(t)
 	cpu0 := mustCPU(t, ThreadsCPU, pid)
 	ctrd0 := mustCPU(t, ProcCPU, ctrdPid)
 	began := time.Now()
 	time.Sleep(window)
+	if stopPerf != nil {
+		defer stopPerf() // after the window's figures: perf report takes a while
+	}
 	s := idleSample{
 		cpu:     mustCPU(t, ThreadsCPU, pid) - cpu0,
 		ctrdCPU: mustCPU(t, ProcCPU, ctrdPid) - ctrd0,
@@ -293,6 +307,37 @@ func (p *idleProxy) measure(t *testing.T, window time.Duration, ctrdPid int) idl
 		s.calls = p.calls(t) - callsBefore
 	}
 	return s
+}
+
+// recordPerf starts perf on pid; the returned func stops it and writes the reports.
+func recordPerf(t *testing.T, pid int, out string) (stop func()) {
+	t.Helper()
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		t.Fatalf("IDLE_PERF: %v (run.sh installs linux-perf)", err)
+	}
+	rec := exec.Command(perf, "record", "-q", "-F", "999", "-g", "-p", strconv.Itoa(pid), "-o", out+".data")
+	rec.Stderr = os.Stderr
+	if err := rec.Start(); err != nil {
+		t.Fatalf("perf record: %v", err)
+	}
+	time.Sleep(time.Second) // perf attaches to every thread
+	return func() {
+		_ = rec.Process.Signal(syscall.SIGINT)
+		if err := rec.Wait(); err != nil && !killedByInterrupt(err) {
+			t.Fatalf("perf record on %d: %v", pid, err)
+		}
+		for mode, flag := range map[string]string{"flat": "--no-children", "inclusive": "--children"} {
+			report, err := exec.Command(perf, "report", "-i", out+".data", "--stdio", "--sort", "symbol", "-g", "none",
+				"--percent-limit", "0.5", flag).Output()
+			if err != nil {
+				t.Fatalf("perf report %s: %v", out, err)
+			}
+			if err := os.WriteFile(out+"-"+mode+".txt", report, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 func (p *idleProxy) gcCycles(t *testing.T) float64 {
