@@ -7,6 +7,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/policy"
+	"github.com/criguard/criguard/translate"
 )
 
 // The engine's events. A front end (this package's CRI handlers, or an NRI plugin)
@@ -24,7 +25,13 @@ func (s *Service) PodStarted(ctx context.Context, pod Pod) {
 }
 
 // PodRemoved forgets a pod.
-func (s *Service) PodRemoved(id string) { s.store.forgetPod(id) }
+func (s *Service) PodRemoved(id string) {
+	pod, _ := s.store.pod(id)
+	s.store.forgetPod(id)
+	if dir, err := translate.PodCgroupDir(s.opts.IO.Mount(), pod.CgroupParent); err == nil && pod.CgroupParent != "" {
+		s.planner.forget("", dir)
+	}
+}
 
 // Creating decides on a container about to be created and makes res, the resources
 // the runtime writes before the process exists, at least as strict as the policy:
@@ -197,7 +204,11 @@ func (s *Service) Stopped(ctx context.Context, id string) {
 }
 
 // Removed forgets a container.
-func (s *Service) Removed(id string) { s.store.forgetContainer(id) }
+func (s *Service) Removed(id string) {
+	ct, _ := s.store.container(id)
+	s.store.forgetContainer(id)
+	s.planner.forget(id, ct.Dir)
+}
 
 // tightenForRuntime makes res at least as strict as t's decision (the io.max on
 // v2, pids, memory and cpu) and reports whether it changed res.

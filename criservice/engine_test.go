@@ -3,6 +3,7 @@ package criservice
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -140,5 +141,45 @@ func TestUpdatingReportsThePidsLimit(t *testing.T) {
 	}
 	if u, _ := e.svc.Updating(ctx, "c2", &runtimeapi.LinuxContainerResources{}); u.PidsMax != 0 {
 		t.Errorf("unmatched container: PidsMax %d, want 0", u.PidsMax)
+	}
+}
+
+// The planner's notes on a container go with it: at RemoveContainer, or at the next
+// pass when the runtime removed it behind criguard's back. A node churns containers
+// without end, and a daemon that kept a note per container ever seen would grow with
+// them (the soak's RSS).
+func TestPlannerForgetsRemovedContainers(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	for _, id := range []string{"c1", "c2", "c3"} {
+		if _, err := e.startContainer(t, id, "p1", "app-"+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noted := func() (ids []string) {
+		e.svc.planner.classLimits.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+		slices.Sort(ids)
+		return ids
+	}
+	if got := noted(); !slices.Equal(got, []string{"c1", "c2", "c3"}) {
+		t.Fatalf("class limits noted for %v, want c1, c2, c3", got)
+	}
+	e.fake.Mu.Lock()
+	delete(e.fake.Containers, "c1") // as the runtime does before its reply
+	e.fake.Mu.Unlock()
+	if err := e.call(t, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: "c1"}, &runtimeapi.RemoveContainerResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := noted(); !slices.Equal(got, []string{"c2", "c3"}) {
+		t.Errorf("after RemoveContainer c1: noted for %v, want c2, c3", got)
+	}
+	e.fake.Mu.Lock()
+	delete(e.fake.Containers, "c2") // removed without criguard seeing the call
+	e.fake.Mu.Unlock()
+	if _, err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := noted(); !slices.Equal(got, []string{"c3"}) {
+		t.Errorf("after a pass without c2: noted for %v, want c3", got)
 	}
 }

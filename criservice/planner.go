@@ -10,6 +10,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -728,6 +729,22 @@ func (s *planner) classLimitsOf(id string) ([]cgroup.IOLimit, bool) {
 		return nil, false
 	}
 	return v.([]cgroup.IOLimit), true
+}
+
+// forget drops what the planner noted of a removed container (id) or cgroup (dir):
+// a node starts containers without end, and the notes must not grow with them.
+func (s *planner) forget(id, dir string) {
+	if id != "" {
+		s.classLimits.Delete(id)
+	}
+	if dir != "" {
+		s.conflictsSeen.Range(func(k, _ any) bool {
+			if strings.HasPrefix(k.(string), dir+"\x00") {
+				s.conflictsSeen.Delete(k)
+			}
+			return true
+		})
+	}
 }
 
 // forgetClassLimits drops the class limits of containers not in live.

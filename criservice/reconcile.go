@@ -59,6 +59,8 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	// Stopped containers and pods stay listable until removed; keep their
 	// metadata only while the runtime still has them running or ready.
 	s.store.retain(gen, livePods, liveContainers)
+	// And the planner's notes on containers removed behind criguard's back.
+	s.planner.forgetClassLimits(liveContainers)
 	s.enforcer.weights.owned.prune()
 	if err := s.enforcer.owned.prune(); err != nil {
 		s.log.Error("cannot save the record of criguard's limits", "err", err)
