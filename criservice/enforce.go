@@ -64,6 +64,12 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 	if plan.Dir == "" || plan.Decision.HandsOff {
 		return resultUnchanged, nil, nil
 	}
+	owned := e.owned.held(plan.Dir)
+	if len(plan.Limits) == 0 && owned.IsZero() {
+		// Nothing to write and nothing of criguard's to lift: the files need no read
+		// (most pods' cgroups, on every pass).
+		return resultUnchanged, nil, nil
+	}
 	current, err := e.io.Limits(plan.Dir)
 	if err != nil {
 		// On v2 io.max is missing when the parent does not delegate io: say that.
@@ -72,7 +78,6 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 		}
 		return "", nil, fmt.Errorf("read limits of %s: %w", plan.Dir, err)
 	}
-	owned := e.owned.held(plan.Dir)
 	change := translate.OwnedChange(current, plan.Limits, owned, e.inPlace(plan))
 	if change.InSync() {
 		if !e.dryRun {

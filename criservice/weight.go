@@ -80,11 +80,14 @@ func (w *weightEnforcer) enforce(ctx context.Context, plan Plan, scope, id strin
 			w.log.Warn("weight not enforced on this device", scope, id, "dir", plan.Dir, "device", s.Device.String(), "why", s.Note)
 		}
 	}
+	owned := w.owned.held(plan.Dir)
+	if len(desired) == 0 && owned.IsZero() {
+		return nil // nothing to write, nothing of criguard's to lift: no read
+	}
 	current, err := w.weights.Read(plan.Dir, w.weights.WeightFiles())
 	if err != nil {
 		return fmt.Errorf("read weights of %s: %w", plan.Dir, err)
 	}
-	owned := w.owned.held(plan.Dir)
 	change := translate.OwnedWeightChange(current, desired, owned)
 	if len(change.Target) == 0 {
 		if !w.dryRun {
