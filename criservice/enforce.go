@@ -45,6 +45,18 @@ func (e *enforcer) lockDir(dir string) func() {
 	return mu.Unlock
 }
 
+// forgetLocks drops the write locks of cgroups that are gone: one per cgroup ever
+// written would grow with every container a node starts. A writer still holding a
+// dropped lock works on a cgroup that is no more, and fails like any other.
+func (e *enforcer) forgetLocks(gone func(dir string) bool) {
+	e.dirLocks.Range(func(k, _ any) bool {
+		if gone(k.(string)) {
+			e.dirLocks.Delete(k)
+		}
+		return true
+	})
+}
+
 // syncResult says what enforce did to one cgroup.
 type syncResult string
 

@@ -2,6 +2,7 @@ package criservice
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -144,7 +145,7 @@ func TestUpdatingReportsThePidsLimit(t *testing.T) {
 	}
 }
 
-// The planner's notes on a container go with it: at RemoveContainer, or at the next
+// The planner's notes on a container, and the enforcer's lock on its cgroup, go with it: at RemoveContainer, or at the next
 // pass when the runtime removed it behind criguard's back. A node churns containers
 // without end, and a daemon that kept a note per container ever seen would grow with
 // them (the soak's RSS).
@@ -155,6 +156,13 @@ func TestPlannerForgetsRemovedContainers(t *testing.T) {
 		if _, err := e.startContainer(t, id, "p1", "app-"+id); err != nil {
 			t.Fatal(err)
 		}
+	}
+	locked := func() (dirs []string) {
+		e.svc.enforcer.dirLocks.Range(func(k, _ any) bool { dirs = append(dirs, k.(string)); return true })
+		return dirs
+	}
+	if got := locked(); len(got) != 4 {
+		t.Fatalf("write locks for %v, want the pod's and three containers' cgroups", got)
 	}
 	noted := func() (ids []string) {
 		e.svc.planner.classLimits.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
@@ -173,13 +181,23 @@ func TestPlannerForgetsRemovedContainers(t *testing.T) {
 	if got := noted(); !slices.Equal(got, []string{"c2", "c3"}) {
 		t.Errorf("after RemoveContainer c1: noted for %v, want c2, c3", got)
 	}
+	if got := locked(); len(got) != 3 { // the pod's and c2's and c3's cgroups
+		t.Errorf("after RemoveContainer c1: write locks for %v, want the pod's, c2's and c3's", got)
+	}
 	e.fake.Mu.Lock()
 	delete(e.fake.Containers, "c2") // removed without criguard seeing the call
+	c2 := e.fake.Paths["c2"]
 	e.fake.Mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(e.host.mount, c2)); err != nil { // and its cgroup with it
+		t.Fatal(err)
+	}
 	if _, err := e.svc.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got := noted(); !slices.Equal(got, []string{"c3"}) {
 		t.Errorf("after a pass without c2: noted for %v, want c3", got)
+	}
+	if got := locked(); len(got) != 2 {
+		t.Errorf("after a pass without c2: write locks for %v, want the pod's and c3's", got)
 	}
 }
