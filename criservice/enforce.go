@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -43,6 +45,28 @@ func (e *enforcer) lockDir(dir string) func() {
 	mu := m.(*sync.Mutex)
 	mu.Lock()
 	return mu.Unlock
+}
+
+// forgetCgroup drops what the enforcer keeps of a cgroup that is gone (its container
+// or pod removed): its write lock and its lines in the records of limits and weights.
+// A cgroup the runtime has not removed yet is left to the next pass.
+func (e *enforcer) forgetCgroup(dir string) {
+	if dir == "" || !cgroupGoneAt(dir) {
+		return
+	}
+	e.forgetLocks(func(d string) bool { return d == dir })
+	if err := e.owned.forget(dir); err != nil {
+		e.log.Error("cannot save the record of criguard's limits", "err", err)
+	}
+	if e.weights != nil {
+		_ = e.weights.owned.set(dir, translate.WeightOwnership{})
+	}
+}
+
+// cgroupGoneAt reports whether the cgroup directory dir no longer exists.
+func cgroupGoneAt(dir string) bool {
+	_, err := os.Stat(dir)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // forgetLocks drops the write locks of cgroups that are gone: one per cgroup ever

@@ -30,7 +30,7 @@ func (s *Service) PodRemoved(id string) {
 	s.store.forgetPod(id)
 	if dir, err := translate.PodCgroupDir(s.opts.IO.Mount(), pod.CgroupParent); err == nil && pod.CgroupParent != "" {
 		s.planner.forget("", dir)
-		s.enforcer.forgetLocks(func(d string) bool { return d == dir })
+		s.enforcer.forgetCgroup(dir)
 	}
 }
 
@@ -209,7 +209,7 @@ func (s *Service) Removed(id string) {
 	ct, _ := s.store.container(id)
 	s.store.forgetContainer(id)
 	s.planner.forget(id, ct.Dir)
-	s.enforcer.forgetLocks(func(dir string) bool { return dir == ct.Dir })
+	s.enforcer.forgetCgroup(ct.Dir)
 }
 
 // tightenForRuntime makes res at least as strict as t's decision (the io.max on

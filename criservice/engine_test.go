@@ -2,9 +2,11 @@ package criservice
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -173,8 +175,12 @@ func TestPlannerForgetsRemovedContainers(t *testing.T) {
 		t.Fatalf("class limits noted for %v, want c1, c2, c3", got)
 	}
 	e.fake.Mu.Lock()
-	delete(e.fake.Containers, "c1") // as the runtime does before its reply
+	delete(e.fake.Containers, "c1") // as the runtime does before its reply, with its cgroup
+	c1 := e.fake.Paths["c1"]
 	e.fake.Mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(e.host.mount, c1)); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.call(t, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: "c1"}, &runtimeapi.RemoveContainerResponse{}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +205,48 @@ func TestPlannerForgetsRemovedContainers(t *testing.T) {
 	}
 	if got := locked(); len(got) != 2 {
 		t.Errorf("after a pass without c2: write locks for %v, want the pod's and c3's", got)
+	}
+}
+
+// A node starts and removes containers without end: after any number of them, what
+// criguard keeps is what still runs. Removed with their cgroups, 50 containers leave
+// nothing in the store, the planner's notes, the enforcer's locks or its records (the
+// soak's RSS grew with such leftovers; its figures are docs/BENCHMARKS.md's).
+func TestChurnLeavesNothingBehind(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	for i := range 50 {
+		id := fmt.Sprintf("c%02d", i)
+		if _, err := e.startContainer(t, id, "p1", "app"); err != nil {
+			t.Fatal(err)
+		}
+		e.fake.Mu.Lock()
+		rel := e.fake.Paths[id]
+		delete(e.fake.Containers, id) // the runtime removes the container and its cgroup
+		e.fake.Mu.Unlock()
+		if err := os.RemoveAll(filepath.Join(e.host.mount, rel)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.call(t, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: id}, &runtimeapi.RemoveContainerResponse{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(m *sync.Map) (n int) {
+		m.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	_, containers := e.svc.store.size()
+	e.svc.enforcer.owned.mu.Lock()
+	owned, handed := len(e.svc.enforcer.owned.dirs), len(e.svc.enforcer.owned.handed)
+	e.svc.enforcer.owned.mu.Unlock()
+	for what, n := range map[string]int{
+		"containers in the store":      containers,
+		"class limits noted":           count(&e.svc.planner.classLimits),
+		"write locks beyond the pod's": count(&e.svc.enforcer.dirLocks) - 1,
+		"cgroups in the limits record": owned + handed,
+	} {
+		if n != 0 {
+			t.Errorf("after 50 containers came and went: %d %s, want 0", n, what)
+		}
 	}
 }

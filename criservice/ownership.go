@@ -197,16 +197,27 @@ func (o *ownership) prune() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := len(o.dirs)
-	gone := func(dir string) bool {
-		_, err := os.Stat(dir)
-		return errors.Is(err, fs.ErrNotExist)
-	}
-	maps.DeleteFunc(o.dirs, func(dir string, _ translate.Ownership) bool { return gone(dir) })
+	maps.DeleteFunc(o.dirs, func(dir string, _ translate.Ownership) bool { return cgroupGoneAt(dir) })
 	h := len(o.handed)
-	maps.DeleteFunc(o.handed, func(dir string, _ []cgroup.IOLimit) bool { return gone(dir) })
+	maps.DeleteFunc(o.handed, func(dir string, _ []cgroup.IOLimit) bool { return cgroupGoneAt(dir) })
 	if len(o.dirs) == n && len(o.handed) == h {
 		return nil
 	}
+	return o.saveLocked()
+}
+
+// forget drops dir from the record once the cgroup is gone (RemoveContainer), rather
+// than at the next pass: the record must not grow with a node's churn between passes.
+func (o *ownership) forget(dir string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, owned := o.dirs[dir]
+	_, handed := o.handed[dir]
+	if !owned && !handed {
+		return nil
+	}
+	delete(o.dirs, dir)
+	delete(o.handed, dir)
 	return o.saveLocked()
 }
 

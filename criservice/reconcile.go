@@ -2,10 +2,7 @@ package criservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"time"
 )
 
@@ -64,7 +61,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	s.store.retain(gen, livePods, liveContainers)
 	// And the planner's notes on containers removed behind criguard's back.
 	s.planner.forgetClassLimits(liveContainers)
-	s.enforcer.forgetLocks(func(dir string) bool { _, err := os.Stat(dir); return errors.Is(err, fs.ErrNotExist) })
+	s.enforcer.forgetLocks(cgroupGoneAt)
 	s.enforcer.weights.owned.prune()
 	if err := s.enforcer.owned.prune(); err != nil {
 		s.log.Error("cannot save the record of criguard's limits", "err", err)

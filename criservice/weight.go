@@ -338,7 +338,7 @@ func (r *weightRecord) prune() {
 	r.mu.Lock()
 	var gone []string
 	for dir := range r.dirs {
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if cgroupGoneAt(dir) {
 			gone = append(gone, dir)
 		}
 	}
