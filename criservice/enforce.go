@@ -54,7 +54,7 @@ func (e *enforcer) forgetCgroup(dir string) {
 	if dir == "" || !cgroupGoneAt(dir) {
 		return
 	}
-	e.forgetLocks(func(d string) bool { return d == dir })
+	e.dirLocks.Delete(dir)
 	if err := e.owned.forget(dir); err != nil {
 		e.log.Error("cannot save the record of criguard's limits", "err", err)
 	}
@@ -69,16 +69,31 @@ func cgroupGoneAt(dir string) bool {
 	return errors.Is(err, fs.ErrNotExist)
 }
 
-// forgetLocks drops the write locks of cgroups that are gone: one per cgroup ever
-// written would grow with every container a node starts. A writer still holding a
-// dropped lock works on a cgroup that is no more, and fails like any other.
-func (e *enforcer) forgetLocks(gone func(dir string) bool) {
+// prune drops what the enforcer keeps of cgroups gone behind criguard's back (a
+// pass's work): their write locks, one per cgroup ever written, which would grow
+// with every container a node starts, and their lines in the records of limits and
+// weights. Each directory is looked at once. A writer still holding a dropped lock
+// works on a cgroup that is no more, and fails like any other.
+func (e *enforcer) prune() error {
+	looked := map[string]bool{}
+	gone := func(dir string) bool {
+		g, ok := looked[dir]
+		if !ok {
+			g = cgroupGoneAt(dir)
+			looked[dir] = g
+		}
+		return g
+	}
 	e.dirLocks.Range(func(k, _ any) bool {
 		if gone(k.(string)) {
 			e.dirLocks.Delete(k)
 		}
 		return true
 	})
+	if e.weights != nil {
+		e.weights.owned.prune(gone)
+	}
+	return e.owned.prune(gone)
 }
 
 // syncResult says what enforce did to one cgroup.

@@ -28,7 +28,10 @@ func (s *Service) PodStarted(ctx context.Context, pod Pod) {
 func (s *Service) PodRemoved(id string) {
 	pod, _ := s.store.pod(id)
 	s.store.forgetPod(id)
-	if dir, err := translate.PodCgroupDir(s.opts.IO.Mount(), pod.CgroupParent); err == nil && pod.CgroupParent != "" {
+	if pod.CgroupParent == "" {
+		return
+	}
+	if dir, err := translate.PodCgroupDir(s.opts.IO.Mount(), pod.CgroupParent); err == nil {
 		s.planner.forget("", dir)
 		s.enforcer.forgetCgroup(dir)
 	}

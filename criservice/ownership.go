@@ -192,14 +192,14 @@ func cloneOwnership(o translate.Ownership) translate.Ownership {
 	return translate.Ownership{Limits: slices.Clone(o.Limits), Previous: slices.Clone(o.Previous)}
 }
 
-// prune forgets directories that no longer exist (their cgroups were removed).
-func (o *ownership) prune() error {
+// prune forgets the directories gone says no longer exist (their cgroups removed).
+func (o *ownership) prune(gone func(dir string) bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := len(o.dirs)
-	maps.DeleteFunc(o.dirs, func(dir string, _ translate.Ownership) bool { return cgroupGoneAt(dir) })
+	maps.DeleteFunc(o.dirs, func(dir string, _ translate.Ownership) bool { return gone(dir) })
 	h := len(o.handed)
-	maps.DeleteFunc(o.handed, func(dir string, _ []cgroup.IOLimit) bool { return cgroupGoneAt(dir) })
+	maps.DeleteFunc(o.handed, func(dir string, _ []cgroup.IOLimit) bool { return gone(dir) })
 	if len(o.dirs) == n && len(o.handed) == h {
 		return nil
 	}

@@ -578,7 +578,7 @@ func TestHandedValuesSurviveRestart(t *testing.T) {
 	if err := os.Remove(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.prune(); err != nil {
+	if err := o.prune(cgroupGoneAt); err != nil {
 		t.Fatal(err)
 	}
 	if o, err = openOwnership(path); err != nil || len(o.handedIn(dir)) != 0 {

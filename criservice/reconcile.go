@@ -61,9 +61,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	s.store.retain(gen, livePods, liveContainers)
 	// And the planner's notes on containers removed behind criguard's back.
 	s.planner.forgetClassLimits(liveContainers)
-	s.enforcer.forgetLocks(cgroupGoneAt)
-	s.enforcer.weights.owned.prune()
-	if err := s.enforcer.owned.prune(); err != nil {
+	if err := s.enforcer.prune(); err != nil {
 		s.log.Error("cannot save the record of criguard's limits", "err", err)
 	}
 	res.Elapsed = time.Since(start)

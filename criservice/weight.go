@@ -333,17 +333,17 @@ func (r *weightRecord) set(dir string, owned translate.WeightOwnership) error {
 	return WriteFileAtomic(r.path, b)
 }
 
-// prune forgets directories that no longer exist (their cgroups were removed).
-func (r *weightRecord) prune() {
+// prune forgets the directories gone says no longer exist (their cgroups removed).
+func (r *weightRecord) prune(gone func(dir string) bool) {
 	r.mu.Lock()
-	var gone []string
+	var dropped []string
 	for dir := range r.dirs {
-		if cgroupGoneAt(dir) {
-			gone = append(gone, dir)
+		if gone(dir) {
+			dropped = append(dropped, dir)
 		}
 	}
 	r.mu.Unlock()
-	for _, dir := range gone {
+	for _, dir := range dropped {
 		_ = r.set(dir, translate.WeightOwnership{})
 	}
 }
