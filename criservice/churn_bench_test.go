@@ -1,0 +1,63 @@
+package criservice
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// BenchmarkChurn is one container's whole life through the hooks (create, start,
+// stop, remove, its cgroup removed as the runtime does), and reports how much the
+// live heap grew per container after a GC: what a node's churn leaves behind
+// (docs/BENCHMARKS.md §13, the soak).
+//
+//	go test -run '^$' -bench Churn -benchtime 2000x ./criservice/
+func BenchmarkChurn(b *testing.B) {
+	e := newTestEnv(b, nil)
+	e.runPod(b, "p1", "batch", "burstable", nil)
+	i := 0
+	cycle := func() {
+		id := fmt.Sprintf("c%06d", i)
+		i++
+		if _, err := e.startContainer(b, id, "p1", "app"); err != nil {
+			b.Fatal(err)
+		}
+		e.fake.Mu.Lock()
+		rel := e.fake.Paths[id]
+		delete(e.fake.Containers, id)
+		delete(e.fake.Paths, id)
+		e.fake.Mu.Unlock()
+		if err := e.call(b, "StopContainer", &runtimeapi.StopContainerRequest{ContainerId: id}, &runtimeapi.StopContainerResponse{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(e.host.mount, rel)); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.call(b, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: id}, &runtimeapi.RemoveContainerResponse{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	liveHeap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for range 200 { // the caches and pools fill first
+		cycle()
+	}
+	before := liveHeap()
+	b.ResetTimer()
+	for b.Loop() {
+		cycle()
+	}
+	b.StopTimer()
+	after := liveHeap()
+	runtime.KeepAlive(e) // what the daemon holds stays reachable while the heap is read
+	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "heap-B/container")
+}
