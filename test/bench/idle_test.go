@@ -327,16 +327,7 @@ func recordPerf(t *testing.T, pid int, out string) (stop func()) {
 		if err := rec.Wait(); err != nil && !killedByInterrupt(err) {
 			t.Fatalf("perf record on %d: %v", pid, err)
 		}
-		for mode, flag := range map[string]string{"flat": "--no-children", "inclusive": "--children"} {
-			report, err := exec.Command(perf, "report", "-i", out+".data", "--stdio", "--sort", "symbol", "-g", "none",
-				"--percent-limit", "0.5", flag).Output()
-			if err != nil {
-				t.Fatalf("perf report %s: %v", out, err)
-			}
-			if err := os.WriteFile(out+"-"+mode+".txt", report, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		writePerfReports(t, perf, out)
 	}
 }
 

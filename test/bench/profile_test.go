@@ -71,28 +71,11 @@ func (r *rig) profileProxies(t *testing.T, variants []variant) {
 		if err := rec.Wait(); err != nil && !killedByInterrupt(err) {
 			t.Fatalf("perf record on %s: %v", v.name, err)
 		}
-		data := filepath.Join(r.cfg.outDir, "perf-"+v.name+".data")
-		for _, mode := range []string{"flat", "inclusive"} {
-			args := []string{"report", "-i", data, "--stdio", "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"}
-			if mode == "flat" {
-				args = append(args, "--no-children")
-			} else {
-				args = append(args, "--children")
-			}
-			out, err := exec.Command(perf, args...).Output()
-			if err != nil {
-				t.Fatalf("perf report %s: %v", data, err)
-			}
-			path := filepath.Join(r.cfg.outDir, fmt.Sprintf("perf-%s-%s.txt", v.name, mode))
-			if err := os.WriteFile(path, out, 0o644); err != nil {
-				t.Fatalf("write %s: %v", path, err)
-			}
-			if mode == "inclusive" {
-				shares[v.name] = PerfChildren(out)
-				if sampled[v.name], err = PerfEventCount(out); err != nil {
-					t.Fatalf("%s: %v", path, err)
-				}
-			}
+		prefix := filepath.Join(r.cfg.outDir, "perf-"+v.name)
+		out := writePerfReports(t, perf, prefix)
+		shares[v.name] = PerfChildren(out)
+		if sampled[v.name], err = PerfEventCount(out); err != nil {
+			t.Fatalf("%s-inclusive.txt: %v", prefix, err)
 		}
 	}
 	// A renamed handler would silently read as 0 % and hide the comparison.
@@ -113,6 +96,25 @@ func (r *rig) profileProxies(t *testing.T, variants []variant) {
 		fmt.Fprintf(b, "| `%s` | %.1f %% | %.1f %% | %s | %s |\n", frame, cg, thin, perCall("criguard", cg), perCall("thin", thin))
 	}
 	b.WriteString("\nperf's own sampling inflates the per-call times above the schedstat figures; read their differences.\n")
+}
+
+// writePerfReports writes perf's flat and inclusive symbol reports of prefix.data to
+// prefix-flat.txt and prefix-inclusive.txt, and returns the inclusive one.
+func writePerfReports(t *testing.T, perf, prefix string) (inclusive []byte) {
+	t.Helper()
+	for _, mode := range []string{"flat", "inclusive"} {
+		flag := map[string]string{"flat": "--no-children", "inclusive": "--children"}[mode]
+		out, err := exec.Command(perf, "report", "-i", prefix+".data", "--stdio", "--sort", "symbol", "-g", "none",
+			"--percent-limit", "0.5", flag).Output()
+		if err != nil {
+			t.Fatalf("perf report %s.data: %v", prefix, err)
+		}
+		if err := os.WriteFile(prefix+"-"+mode+".txt", out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		inclusive = out
+	}
+	return inclusive
 }
 
 // The handlers of the two proxies, as perf names them.
