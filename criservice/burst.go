@@ -27,6 +27,10 @@ func (s *Service) EnableBurst(ctl *burst.Controller) {
 	s.planner.burst.Store(&bursts{ctl: ctl, targets: map[string]burst.Target{}})
 }
 
+// BurstBooked is signalled when a container's plan bursts that did not (the burst
+// runner's Wake).
+func (s *Service) BurstBooked() <-chan struct{} { return s.planner.burstBooked }
+
 // BurstTargets lists the running containers whose plan bursts, as the last plan of
 // each found them (at start, or a reconcile pass).
 func (s *Service) BurstTargets() []burst.Target {

@@ -45,9 +45,15 @@ func TestBurstLoopAndReconcilerAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.runPod(t, "p1", "batch", "burstable", nil)
+	if signalled(e.svc.BurstBooked()) {
+		t.Fatal("BurstBooked signalled before any container bursts")
+	}
 	rel, err := e.startContainer(t, "c1", "p1", "worker")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !signalled(e.svc.BurstBooked()) {
+		t.Fatal("BurstBooked not signalled for the bursting container: the sleeping loop would never see it")
 	}
 	wbps := func() string { return e.host.file(t, rel, "blkio.throttle.write_bps_device") }
 	if got := wbps(); got != "254:0 1048576" {
@@ -70,6 +76,9 @@ func TestBurstLoopAndReconcilerAgree(t *testing.T) {
 	}
 	if got := wbps(); got != "254:0 4194304" {
 		t.Fatalf("a reconcile pass wrote %q over the burst: the reconciler fights the loop", got)
+	}
+	if signalled(e.svc.BurstBooked()) {
+		t.Error("BurstBooked signalled again for a container already booked")
 	}
 	// The container writes 4 MiB in a second, then 4 more: 8 MiB of credit, 1 MiB/s
 	// earned, is spent after the second (the third would overdraw).
@@ -206,5 +215,15 @@ func TestStalePlanKeepsTheBurst(t *testing.T) {
 	}
 	if got := e.host.file(t, rel, "blkio.throttle.write_bps_device"); got != "254:0 4194304" {
 		t.Errorf("a plan made before the tick wrote %q over the burst rate", got)
+	}
+}
+
+// signalled receives a pending signal, without waiting.
+func signalled(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

@@ -127,6 +127,9 @@ type planner struct {
 	burst       atomic.Pointer[bursts]     // nil: no burst loop (burst.go)
 	protection  atomic.Pointer[protection] // nil: no protection loop (protect.go)
 	classLimits sync.Map                   // container ID → its plan's ClassLimits (inforce.go)
+	// burstBooked and protectBooked wake the loops, which sleep while they have
+	// nothing to act on: a container is booked that was not.
+	burstBooked, protectBooked chan struct{}
 
 	log     *slog.Logger
 	metrics *Metrics
@@ -637,12 +640,24 @@ func (s *planner) burstInForce(p *Plan, starting bool) {
 		b.mu.Unlock()
 		return
 	}
-	if old, ok := b.targets[p.ContainerID]; ok && old.Fresh {
+	old, booked := b.targets[p.ContainerID]
+	if booked && old.Fresh {
 		t.Fresh = true // kept until the runner made its buckets
 	}
 	b.targets[p.ContainerID] = t
 	b.mu.Unlock()
+	if !booked {
+		signal(s.burstBooked)
+	}
 	p.Limits = b.ctl.LimitsInForce(t, p.ClassLimits)
+}
+
+// signal wakes a loop's Run without blocking: one pending wake-up is enough.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // burstLines resolves the devices of the decision's bursting keys.
@@ -674,9 +689,14 @@ func (s *planner) protectInForce(p *Plan) {
 	}
 	protected, yields := s.protectionLines(p)
 	pr.mu.Lock()
+	_, wasProtected := pr.protected[p.ContainerID]
+	_, yielded := pr.yields[p.ContainerID]
 	setOrDelete(pr.protected, p.ContainerID, protected)
 	setOrDelete(pr.yields, p.ContainerID, yields)
 	pr.mu.Unlock()
+	if (len(protected) > 0 && !wasProtected) || (len(yields) > 0 && !yielded) {
+		signal(s.protectBooked)
+	}
 	p.Limits = pr.limitsInForce(yields, p.Limits)
 }
 

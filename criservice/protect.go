@@ -27,6 +27,10 @@ func (s *Service) EnableProtection(r *protect.Runner) {
 	s.planner.protection.Store(&protection{runner: r, protected: map[string][]protect.Protected{}, yields: map[string][]protect.YieldLine{}})
 }
 
+// ProtectBooked is signalled when a container's plan is protected or yields that
+// was not (the protection runner's Wake).
+func (s *Service) ProtectBooked() <-chan struct{} { return s.planner.protectBooked }
+
 // ProtectTargets lists the running containers that are protected and the lines of
 // those that yield, as the last plan of each found them.
 func (s *Service) ProtectTargets() ([]protect.Protected, []protect.YieldLine) {

@@ -81,9 +81,15 @@ func newProtectEnv(t *testing.T) *protectEnv {
 	p.startRunner(t)
 	e.runPod(t, "p1", "web", "burstable", nil)
 	e.runPod(t, "p2", "batch", "burstable", nil)
+	if signalled(e.svc.ProtectBooked()) {
+		t.Fatal("ProtectBooked signalled before any container is protected or yields")
+	}
 	var err error
 	if p.reader, err = e.startContainer(t, "c1", "p1", "reader"); err != nil {
 		t.Fatal(err)
+	}
+	if !signalled(e.svc.ProtectBooked()) {
+		t.Fatal("ProtectBooked not signalled for the protected container: the sleeping loop would never see it")
 	}
 	if p.writer, err = e.startContainer(t, "c2", "p2", "writer"); err != nil {
 		t.Fatal(err)
@@ -167,6 +173,13 @@ func TestProtectionTightensToTheFloorAndGivesBack(t *testing.T) {
 	p := newProtectEnv(t)
 	if got := p.writerWBPS(t); got != 160*mib {
 		t.Fatalf("at start wbps = %d, want the class's cap 160MiB", got)
+	}
+	if !signalled(p.svc.ProtectBooked()) {
+		t.Fatal("ProtectBooked not signalled for the yielding writer")
+	}
+	p.reconcile(t)
+	if signalled(p.svc.ProtectBooked()) {
+		t.Fatal("ProtectBooked signalled again for containers already booked")
 	}
 	p.pressure(50)
 	seen := []uint64{160 * mib}

@@ -143,7 +143,8 @@ func New(opts Options) (*Service, error) {
 	planner := &planner{store: store, io: opts.IO, devices: opts.Devices, chains: opts.Chains, owned: owned,
 		policy: opts.Policy, decider: (*policy.Policy).Decide, splitPodBudget: !opts.IO.Hierarchical(),
 		systemdRoot: opts.SystemdRoot, unitLimits: opts.UnitLimits, preStart: pre,
-		resolved: map[string]cgroup.Device{}, log: opts.Logger, metrics: opts.Metrics}
+		resolved: map[string]cgroup.Device{}, log: opts.Logger, metrics: opts.Metrics,
+		burstBooked: make(chan struct{}, 1), protectBooked: make(chan struct{}, 1)}
 	enforcer.refresh = planner.refreshInForce
 	s := &Service{
 		opts:     opts,

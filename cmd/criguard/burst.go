@@ -41,6 +41,7 @@ func startBurst(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, svc *c
 		Interval:   cfg.burstInterval,
 		Logger:     log,
 		Metrics:    burst.NewMetrics(reg),
+		Wake:       svc.BurstBooked(),
 	})
 	if err != nil {
 		return err

@@ -54,6 +54,7 @@ func startProtect(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, svc 
 		Interval:  cfg.protectInterval,
 		Logger:    log,
 		Metrics:   protect.NewMetrics(reg),
+		Wake:      svc.ProtectBooked(),
 	})
 	if err != nil {
 		return err

@@ -163,6 +163,13 @@ func (c *Controller) Credit(key Key) (float64, bool) {
 	return b.Credit, true
 }
 
+// empty reports whether the controller holds no bucket and no restored credit.
+func (c *Controller) empty() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.buckets) == 0 && len(c.restored) == 0
+}
+
 // Buckets counts the buckets.
 func (c *Controller) Buckets() int {
 	c.mu.Lock()

@@ -53,7 +53,11 @@ func TestControllerRestartNeverGrantsMore(t *testing.T) {
 	c.Observe(target(true), written(1050*mib), tick) // 40 above sustained: 60 left
 	saved := c.Snapshot()
 	path := filepath.Join(t.TempDir(), StateFile)
-	if err := SaveState(path, saved); err != nil {
+	b, err := encodeState(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	loaded, err := LoadState(path)

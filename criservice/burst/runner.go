@@ -1,6 +1,7 @@
 package burst
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/internal/atomicfile"
 )
 
 // Source lists the running containers whose limits burst.
@@ -52,6 +54,11 @@ type RunnerOptions struct {
 	Interval  time.Duration
 	Logger    *slog.Logger
 	Metrics   *Metrics
+	// Wake is signalled when a container is booked for bursting
+	// (criservice.Service.BurstBooked). With it, a runner that has nothing to do
+	// stops ticking until it is signalled: no target, no bucket, no restored credit,
+	// nothing to retry, and the state on disk current. nil: it ticks on.
+	Wake <-chan struct{}
 }
 
 // Runner is the burst loop: each tick it samples every target's counters, steps
@@ -66,6 +73,10 @@ type Runner struct {
 	// on the next one, a change is checked again recheckAfter ticks later.
 	pending    map[string]int
 	statErrors map[string]bool // containers whose unreadable counters were logged
+	targets    int             // the last tick's
+	// saved is the state last written (nil: none since start); an unchanged state
+	// is not written again, so an idle loop costs no fsync.
+	saved []byte
 }
 
 // NewRunner returns a runner.
@@ -82,12 +93,25 @@ func NewRunner(opts RunnerOptions) (*Runner, error) {
 	return &Runner{opts: opts, log: opts.Logger, pending: map[string]int{}, statErrors: map[string]bool{}}, nil
 }
 
-// Run ticks until ctx is done, then saves the credit left.
+// Run ticks until ctx is done, then saves the credit left. While nothing bursts
+// it sleeps until Wake (each wake-up of an idle daemon costs CPU, issue 20).
 func (r *Runner) Run(ctx context.Context) {
 	ticker := time.NewTicker(r.opts.Interval)
 	defer ticker.Stop()
 	r.Tick(ctx, time.Now())
 	for {
+		if r.idle() {
+			ticker.Stop()
+			select {
+			case <-ctx.Done():
+				return // idle: the state on disk is current
+			case <-r.opts.Wake:
+			}
+			r.last = time.Time{} // the pause earns no bucket anything: none existed
+			ticker.Reset(r.opts.Interval)
+			r.Tick(ctx, time.Now())
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			r.save()
@@ -113,6 +137,7 @@ func (r *Runner) Tick(ctx context.Context, now time.Time) {
 	r.ticks++
 	ctl := r.opts.Controller
 	targets := r.opts.Source.BurstTargets()
+	r.targets = len(targets)
 	live := make(map[string]bool, len(targets))
 	changedAny := false
 	for _, t := range targets {
@@ -177,13 +202,35 @@ func (r *Runner) enforceDue(ctx context.Context) {
 	}
 }
 
-func (r *Runner) save() {
+// idle reports whether the runner may sleep until Wake: nothing to sample, hold,
+// retry or save.
+func (r *Runner) idle() bool {
+	if r.opts.Wake == nil || r.targets > 0 || len(r.pending) > 0 || !r.opts.Controller.empty() {
+		return false
+	}
+	return r.save()
+}
+
+// save writes the credit left unless the file already holds it, and reports
+// whether the file is current.
+func (r *Runner) save() bool {
 	if r.opts.StatePath == "" {
-		return
+		return true
 	}
-	if err := SaveState(r.opts.StatePath, r.opts.Controller.Snapshot()); err != nil {
+	b, err := encodeState(r.opts.Controller.Snapshot())
+	if err == nil && r.saved != nil && bytes.Equal(b, r.saved) {
+		return true
+	}
+	if err == nil {
+		err = atomicfile.Write(r.opts.StatePath, b)
+	}
+	if err != nil {
+		r.saved = nil
 		r.log.Error("burst: cannot save the credit left; a restart will start these buckets empty", "path", r.opts.StatePath, "err", err)
+		return false
 	}
+	r.saved = b
+	return true
 }
 
 func formatLimit(v uint64) string {

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,5 +168,124 @@ func TestRunnerDropsAGoneContainer(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "cannot read") {
 		t.Errorf("a gone cgroup was logged as an error:\n%s", logs)
+	}
+}
+
+// lockedSource is a Source the test changes while Run reads it, counting the reads.
+type lockedSource struct {
+	mu      sync.Mutex
+	targets []Target
+	reads   int
+}
+
+func (s *lockedSource) BurstTargets() []Target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	return slices.Clone(s.targets)
+}
+
+func (s *lockedSource) set(targets ...Target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.targets = targets
+}
+
+func (s *lockedSource) readCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
+}
+
+// fileID tells a rewritten file (atomicfile renames a new inode in) from one left alone.
+func fileID(t *testing.T, path string) uint64 {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino
+}
+
+// With nothing to burst, the loop neither ticks nor rewrites its state file until a
+// container is booked; it bursts that one as before, and sleeps again once it is gone.
+func TestRunnerSleepsWhileNothingBursts(t *testing.T) {
+	ctl := NewController(nil)
+	cg := &fakeCgroup{ctl: ctl, limit: writeSpec.Sustained}
+	src := &lockedSource{}
+	wake := make(chan struct{}, 1)
+	statePath := filepath.Join(t.TempDir(), StateFile)
+	r, err := NewRunner(RunnerOptions{Controller: ctl, Source: src, Enforcer: cg, Stats: func(string) ([]cgroup.IOStat, error) { return written(0), nil },
+		StatePath: statePath, Interval: time.Millisecond, Wake: wake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitFor(t, func() bool { _, err := os.Stat(statePath); return err == nil }, "the empty state saved once")
+	saved := fileID(t, statePath)
+	reads := waitStill(t, src)
+	if fileID(t, statePath) != saved {
+		t.Fatal("the idle loop rewrote its unchanged state file")
+	}
+
+	src.set(target(true))
+	wake <- struct{}{}
+	waitFor(t, func() bool { return ctl.Buckets() == 1 }, "the booked container's bucket")
+	waitFor(t, func() bool { return src.readCount() > reads+5 }, "ticks while a container bursts")
+
+	src.set()
+	waitFor(t, func() bool { return ctl.Buckets() == 0 }, "the bucket gone with its container")
+	waitFor(t, func() bool {
+		b, err := os.ReadFile(statePath)
+		return err == nil && !strings.Contains(string(b), "c1")
+	}, "the state saved without the container")
+	waitStill(t, src)
+}
+
+// waitStill waits until the loop has not read its targets for 50 intervals, and
+// fails if it never stops.
+func waitStill(t *testing.T, src *lockedSource) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		reads := src.readCount()
+		time.Sleep(50 * time.Millisecond)
+		if src.readCount() == reads {
+			return reads
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the loop kept ticking with nothing to burst")
+		}
+	}
+}
+
+// Without Wake the loop ticks on, as before (and as the tests above drive it).
+func TestRunnerWithoutWakeTicksOn(t *testing.T) {
+	src := &lockedSource{}
+	ctl := NewController(nil)
+	r, err := NewRunner(RunnerOptions{Controller: ctl, Source: src, Enforcer: &fakeCgroup{ctl: ctl}, Stats: func(string) ([]cgroup.IOStat, error) { return nil, nil },
+		Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, func() bool { return src.readCount() > 5 }, "ticks with nothing to burst")
+}
+
+func waitFor(t *testing.T, ok func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"github.com/criguard/criguard/cgroup"
-	"github.com/criguard/criguard/internal/atomicfile"
 )
 
 // StateFile is the name, under the state dir, of the credit left in every bucket.
@@ -86,13 +85,4 @@ func encodeState(saved []Saved) ([]byte, error) {
 			Kind: s.Key.Kind.String(), Credit: math.Floor(s.Credit), Counter: s.Counter})
 	}
 	return json.MarshalIndent(rec, "", " ")
-}
-
-// SaveState replaces path with saved, atomically.
-func SaveState(path string, saved []Saved) error {
-	b, err := encodeState(saved)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, b)
 }

@@ -1,6 +1,7 @@
 package protect
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/criguard/criguard/cgroup"
+	"github.com/criguard/criguard/internal/atomicfile"
 )
 
 // Kind is a key that yields: protection moves bandwidth, in bytes per second.
@@ -110,6 +112,12 @@ type RunnerOptions struct {
 	Interval time.Duration
 	Logger   *slog.Logger
 	Metrics  *Metrics
+	// Wake is signalled when a container is booked as protected or yielding
+	// (criservice.Service.ProtectBooked). With it, a runner that has nothing to do
+	// stops ticking until it is signalled: nothing protected or yielding, no limit
+	// held or restored, nothing to retry, and the state on disk current. nil: it
+	// ticks on.
+	Wake <-chan struct{}
 }
 
 // Runner is the protection loop: each tick it reads the protected containers'
@@ -129,6 +137,10 @@ type Runner struct {
 	pending     map[string]bool // containers to enforce: changed, or a write failed
 	readErrors  map[string]bool // containers whose unreadable pressure was logged
 	stalls      map[string][]stall
+	targets     int // protected containers and yielding lines at the last tick
+	// saved is the state last written (nil: none since start); an unchanged state
+	// is not written again, so an idle loop costs no fsync.
+	saved []byte
 }
 
 // stall is a protected container's io.pressure "some total" when read.
@@ -204,12 +216,25 @@ func (r *Runner) Protecting(dev cgroup.Device) []string {
 	return slices.Clone(r.protecting[dev])
 }
 
-// Run ticks until ctx is done, then saves the limits in force.
+// Run ticks until ctx is done, then saves the limits in force. While nothing is
+// protected or yields it sleeps until Wake (each wake-up of an idle daemon costs
+// CPU, issue 20).
 func (r *Runner) Run(ctx context.Context) {
 	ticker := time.NewTicker(r.opts.Interval)
 	defer ticker.Stop()
 	r.Tick(ctx, time.Now())
 	for {
+		if r.idle() {
+			ticker.Stop()
+			select {
+			case <-ctx.Done():
+				return // idle: the state on disk is current
+			case <-r.opts.Wake:
+			}
+			ticker.Reset(r.opts.Interval)
+			r.Tick(ctx, time.Now())
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			r.save()
@@ -226,6 +251,7 @@ func (r *Runner) Tick(ctx context.Context, now time.Time) {
 	protected, lines := r.opts.Source.ProtectTargets()
 	samples := r.sample(protected, now)
 	r.mu.Lock()
+	r.targets = len(protected) + len(lines)
 	if r.started.IsZero() {
 		r.started = now
 	}
@@ -381,13 +407,38 @@ func (r *Runner) enforcePending(ctx context.Context) {
 	}
 }
 
-func (r *Runner) save() {
+// idle reports whether the runner may sleep until Wake: nothing to read, hold,
+// retry or save.
+func (r *Runner) idle() bool {
+	if r.opts.Wake == nil {
+		return false
+	}
+	r.mu.Lock()
+	busy := r.targets > 0 || len(r.controllers) > 0 || len(r.restored) > 0 || len(r.pending) > 0
+	r.mu.Unlock()
+	return !busy && r.save()
+}
+
+// save writes the limits in force unless the file already holds them, and
+// reports whether the file is current.
+func (r *Runner) save() bool {
 	if r.opts.StatePath == "" {
-		return
+		return true
 	}
-	if err := SaveState(r.opts.StatePath, r.Snapshot()); err != nil {
+	b, err := encodeState(r.Snapshot())
+	if err == nil && r.saved != nil && bytes.Equal(b, r.saved) {
+		return true
+	}
+	if err == nil {
+		err = atomicfile.Write(r.opts.StatePath, b)
+	}
+	if err != nil {
+		r.saved = nil
 		r.log.Error("protection: cannot save the limits in force; a restart starts the yielders from what it finds saved before", "path", r.opts.StatePath, "err", err)
+		return false
 	}
+	r.saved = b
+	return true
 }
 
 // Snapshot is the state to save: every device's yielders below or at their ceiling,

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/criguard/criguard/cgroup"
-	"github.com/criguard/criguard/internal/atomicfile"
 )
 
 // StateFile is the name, under the state dir, of the protection loop's limits in
@@ -110,8 +109,8 @@ func LoadState(path string) (State, error) {
 	return st, nil
 }
 
-// SaveState replaces path with st, atomically.
-func SaveState(path string, st State) error {
+// encodeState is st as the state file holds it.
+func encodeState(st State) ([]byte, error) {
 	rec := stateRecord{Version: stateVersion, Devices: []deviceEntry{}}
 	for _, d := range st.Devices {
 		e := deviceEntry{Device: d.Device.String(), Protecting: d.Protecting, Yielders: []yielderJSON{}}
@@ -120,9 +119,5 @@ func SaveState(path string, st State) error {
 		}
 		rec.Devices = append(rec.Devices, e)
 	}
-	b, err := json.MarshalIndent(rec, "", " ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, b)
+	return json.MarshalIndent(rec, "", " ")
 }

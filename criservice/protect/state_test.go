@@ -18,7 +18,11 @@ func TestStateRoundTripAndBadFiles(t *testing.T) {
 	dev := cgroup.Device{Major: 254}
 	want := State{Devices: []DeviceState{{Device: dev, Protecting: []string{"web/db"},
 		Yielders: []YielderState{{Container: "c2", Kind: WriteBPS, Limit: 20 * mib, Ceiling: 160 * mib}}}}}
-	if err := SaveState(path, want); err != nil {
+	b, err := encodeState(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got, err := LoadState(path)
