@@ -2,7 +2,8 @@
 # Idle cost on a node (issue 20): a real standalone kubelet with static pods, criguard
 # and the thin forwarder taking turns on its socket (TestIdleKubelet, build tag bench).
 # Root; run under the lab lock: flock /tmp/criguard-lab.lock test/bench/idle.sh
-# IDLE_PODS (default "30,110"), IDLE_ROUNDS (2), IDLE_SETTLE (20s), IDLE_STEADY (60s);
+# IDLE_PODS (default "30,110"), IDLE_ROUNDS (2), IDLE_WARMUP (60s, once per size, before
+# the first window), IDLE_SETTLE (20s, before each window), IDLE_STEADY (60s);
 # CRIGUARD_OLD_BIN adds an older criguard build as a third variant; IDLE_PERF=1 records
 # each window with perf (idle-perf-PODS-ROUND-VARIANT-{flat,inclusive}.txt beside test.log).
 set -euo pipefail

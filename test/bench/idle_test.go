@@ -27,7 +27,9 @@ import (
 // in front of one private containerd. For each variant: CPU over a steady window
 // (after a settle, once every container runs) and RSS at its end. Run by
 // test/bench/idle.sh; sizes from IDLE_PODS (e.g. "30,110"), IDLE_ROUNDS, IDLE_SETTLE,
-// IDLE_STEADY; KUBELET_BIN is the kubelet, CRIGUARD_OLD_BIN an optional second
+// IDLE_STEADY, IDLE_WARMUP (kubelet's calls after it created the pods, before the
+// first window: its call rate stays high for a while, which the first variant
+// measured would otherwise pay for); KUBELET_BIN is the kubelet, CRIGUARD_OLD_BIN an optional second
 // criguard (an older commit) measured beside the first, named CRIGUARD_OLD_NAME.
 func TestIdleKubelet(t *testing.T) {
 	lab.RequireRoot(t)
@@ -46,6 +48,7 @@ func TestIdleKubelet(t *testing.T) {
 	rounds := envInt(t, "IDLE_ROUNDS", 2)
 	settle := envDuration(t, "IDLE_SETTLE", 20*time.Second)
 	steady := envDuration(t, "IDLE_STEADY", 60*time.Second)
+	warmup := envDuration(t, "IDLE_WARMUP", 60*time.Second)
 	outDir := envString("BENCH_OUT", t.TempDir())
 
 	ctrd := lab.Containerd(t)
@@ -66,11 +69,11 @@ func TestIdleKubelet(t *testing.T) {
 	socket := filepath.Join(runDir, "cri.sock")
 
 	variants := []idleVariant{
-		{name: "criguard", argv: criguardArgv(os.Getenv("CRIGUARD_BIN"), socket, ctrd, policyPath, filepath.Join(work, "state-new")), metrics: true},
-		{name: "thin", argv: []string{os.Getenv("THINPROXY_BIN"), "-listen", socket, "-upstream", ctrd.Endpoint}},
+		{name: "criguard", argv: criguardArgv(os.Getenv("CRIGUARD_BIN"), socket, ctrd, policyPath, filepath.Join(work, "state-new")), goStats: true},
+		{name: "thin", argv: []string{os.Getenv("THINPROXY_BIN"), "-listen", socket, "-upstream", ctrd.Endpoint, "-metrics-addr", "127.0.0.1:0"}},
 	}
 	if old := os.Getenv("CRIGUARD_OLD_BIN"); old != "" {
-		variants = append(variants, idleVariant{name: envString("CRIGUARD_OLD_NAME", "criguard-old"), argv: criguardArgv(old, socket, ctrd, policyPath, filepath.Join(work, "state-old")), metrics: true})
+		variants = append(variants, idleVariant{name: envString("CRIGUARD_OLD_NAME", "criguard-old"), argv: criguardArgv(old, socket, ctrd, policyPath, filepath.Join(work, "state-old")), goStats: true})
 	}
 	for _, v := range variants {
 		if v.argv[0] == "" {
@@ -83,8 +86,8 @@ func TestIdleKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	var table strings.Builder
-	fmt.Fprintf(&table, "| pods | round | variant | CPU in %s | CPU per minute | RSS at the end | RssAnon | RssFile | heap in use | GC cycles | CRI calls | containerd CPU per minute |\n", steady)
-	table.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&table, "| pods | round | variant | CPU in %s | CPU per minute | CRI calls | CPU per call | RSS at the end | RssAnon | RssFile | heap in use | GC cycles | containerd CPU per minute |\n", steady)
+	table.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	summary := map[string]map[string][]idleSample{} // pods → variant → samples
 
 	// The first variant listens before kubelet starts, so kubelet finds a runtime.
@@ -98,8 +101,9 @@ func TestIdleKubelet(t *testing.T) {
 		writeManifests(t, manifests, pods)
 		began := time.Now()
 		waitRunning(t, client, pods, 15*time.Minute)
-		t.Logf("%d pods: all containers running after %s", pods, time.Since(began).Round(time.Second))
-		fmt.Fprintf(&table, "| %d | — | (kubelet started %d containers in %s) | | | | | | | | | |\n", pods, pods, time.Since(began).Round(time.Second))
+		t.Logf("%d pods: all containers running after %s; warming up for %s", pods, time.Since(began).Round(time.Second), warmup)
+		fmt.Fprintf(&table, "| %d | — | (kubelet started %d containers in %s) | | | | | | | | | | |\n", pods, pods, time.Since(began).Round(time.Second))
+		time.Sleep(warmup)
 		summary[strconv.Itoa(pods)] = map[string][]idleSample{}
 		for round := range rounds {
 			for k := range variants {
@@ -116,13 +120,13 @@ func TestIdleKubelet(t *testing.T) {
 				s := current.measure(t, steady, findPid(t, ctrd.ConfigPath), perfOut)
 				waitRunning(t, client, pods, time.Minute) // the swap lost no pod
 				summary[strconv.Itoa(pods)][v.name] = append(summary[strconv.Itoa(pods)][v.name], s)
-				heap, gc, calls := "—", "—", "—"
-				if v.metrics {
-					heap, gc, calls = MiB(s.heapInuse), fmt.Sprintf("%.0f", s.gcCycles), fmt.Sprintf("%.0f", s.calls)
+				heap, gc := "—", "—"
+				if v.goStats {
+					heap, gc = MiB(s.heapInuse), fmt.Sprintf("%.0f", s.gcCycles)
 				}
-				fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pods, round+1, v.name,
-					FormatDuration(s.cpu), FormatDuration(s.perMinute()), MiB(float64(s.rss)), MiB(float64(s.rssAnon)),
-					MiB(float64(s.rssFile)), heap, gc, calls, FormatDuration(s.ctrdPerMinute()))
+				fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", pods, round+1, v.name,
+					FormatDuration(s.cpu), FormatDuration(s.perMinute()), s.calls, FormatDuration(s.perCall()), MiB(float64(s.rss)),
+					MiB(float64(s.rssAnon)), MiB(float64(s.rssFile)), heap, gc, FormatDuration(s.ctrdPerMinute()))
 				t.Logf("%d pods, round %d, %s: CPU %s/min, RSS %s", pods, round+1, v.name, FormatDuration(s.perMinute()), MiB(float64(s.rss)))
 				// So far, in case a later window fails.
 				_ = os.WriteFile(filepath.Join(outDir, "idle-partial.md"), []byte(table.String()), 0o644)
@@ -131,21 +135,23 @@ func TestIdleKubelet(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Standalone kubelet %s, cgroupfs driver, %v static pods (host network, one busybox `sleep` each, namespace %s, all throttled by the policy), containerd 1.6 (lab). Variants take turns on kubelet's socket (order rotated per round); each is measured for %s after a %s settle. CPU is the variant's threads' on-CPU time (`/proc/PID/task/*/schedstat`); RSS from `/proc/PID/status` at the window's end; heap and GC cycles from criguard's `/metrics`.\n\n",
-		filepath.Base(kubelet), podCounts, idleNS, steady, settle)
+	fmt.Fprintf(&b, "Standalone kubelet %s, cgroupfs driver, %v static pods (host network, one busybox `sleep` each, namespace %s, all throttled by the policy), containerd 1.6 (lab). Variants take turns on kubelet's socket (order rotated per round), the first after a %s warm-up once the pods run; each is measured for %s after a %s settle. CPU is the variant's threads' on-CPU time (`/proc/PID/task/*/schedstat`); CRI calls are those the variant forwarded in the window (its own count on `/metrics`: kubelet's rate varies from window to window, so CPU per call is the like-for-like figure); RSS from `/proc/PID/status` at the window's end; heap and GC cycles from criguard's `/metrics`.\n\n",
+		filepath.Base(kubelet), podCounts, idleNS, warmup, steady, settle)
 	b.WriteString(table.String())
-	b.WriteString("\n| pods | variant | CPU per minute (each round) | RSS (each round) | CPU ÷ thin (median round) |\n| --- | --- | --- | --- | --- |\n")
+	b.WriteString("\n| pods | variant | CPU per minute (each round) | CPU per call (each round) | RSS (each round) | CPU ÷ thin (median round) | CPU per call ÷ thin (median round) |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, pods := range podCounts {
 		byVariant := summary[strconv.Itoa(pods)]
-		thin := medianPerMinute(byVariant["thin"])
+		thin, thinPerCall := median(byVariant["thin"], idleSample.perMinute), median(byVariant["thin"], idleSample.perCall)
 		for _, v := range variants {
-			var cpus, rsss []string
+			var cpus, perCall, rsss []string
 			for _, s := range byVariant[v.name] {
 				cpus = append(cpus, FormatDuration(s.perMinute()))
+				perCall = append(perCall, FormatDuration(s.perCall()))
 				rsss = append(rsss, MiB(float64(s.rss)))
 			}
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", pods, v.name, strings.Join(cpus, ", "), strings.Join(rsss, ", "),
-				FormatRatio(Ratio(float64(medianPerMinute(byVariant[v.name])), float64(thin))))
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s |\n", pods, v.name, strings.Join(cpus, ", "), strings.Join(perCall, ", "), strings.Join(rsss, ", "),
+				FormatRatio(Ratio(float64(median(byVariant[v.name], idleSample.perMinute)), float64(thin))),
+				FormatRatio(Ratio(float64(median(byVariant[v.name], idleSample.perCall)), float64(thinPerCall))))
 		}
 	}
 	path := filepath.Join(outDir, "idle.md")
@@ -155,17 +161,28 @@ func TestIdleKubelet(t *testing.T) {
 	t.Logf("idle results in %s:\n%s", path, b.String())
 }
 
+// idleVariant is one forwarder; each serves /metrics (its address in its log) with
+// its call count.
 type idleVariant struct {
 	name    string
 	argv    []string
-	metrics bool // serves /metrics (criguard): its address is in the log
+	goStats bool // its /metrics has the Go runtime's heap and GC figures (criguard)
 }
 
 type idleSample struct {
 	cpu, ctrdCPU, window  time.Duration
 	rss, rssAnon, rssFile uint64
 	heapInuse, gcCycles   float64
-	calls                 float64 // CRI calls criguard forwarded in the window
+	calls                 float64 // CRI calls the variant forwarded in the window
+}
+
+// perCall is the CPU per forwarded call, everything the variant did in the window
+// included; 0 when it forwarded none.
+func (s idleSample) perCall() time.Duration {
+	if s.calls == 0 {
+		return 0
+	}
+	return time.Duration(float64(s.cpu) / s.calls)
 }
 
 func (s idleSample) perMinute() time.Duration {
@@ -176,10 +193,10 @@ func (s idleSample) ctrdPerMinute() time.Duration {
 	return time.Duration(float64(s.ctrdCPU) * float64(time.Minute) / float64(s.window))
 }
 
-func medianPerMinute(samples []idleSample) time.Duration {
+func median(samples []idleSample, figure func(idleSample) time.Duration) time.Duration {
 	var ds []time.Duration
 	for _, s := range samples {
-		ds = append(ds, s.perMinute())
+		ds = append(ds, figure(s))
 	}
 	return Percentile(ds, 50)
 }
@@ -216,7 +233,7 @@ type idleProxy struct {
 	v       idleVariant
 	cmd     *exec.Cmd
 	logPath string
-	metrics string // http://…/metrics, criguard only
+	metrics string // http://…/metrics
 }
 
 func startIdleProxy(t *testing.T, v idleVariant, socket, work string) *idleProxy {
@@ -249,9 +266,7 @@ func startIdleProxy(t *testing.T, v idleVariant, socket, work string) *idleProxy
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if v.metrics {
-		p.metrics = "http://" + waitLogAttr(t, p.logPath, "metrics serving", "addr") + "/metrics"
-	}
+	p.metrics = "http://" + waitLogAttr(t, p.logPath, "metrics serving", "addr") + "/metrics"
 	return p
 }
 
@@ -282,7 +297,7 @@ func (p *idleProxy) measure(t *testing.T, window time.Duration, ctrdPid int, per
 	if perfOut != "" {
 		stopPerf = recordPerf(t, pid, perfOut)
 	}
-	gcBefore, callsBefore := p.gcCycles(t), p.calls(t)
+	before := p.scrape(t)
 	cpu0 := mustCPU(t, ThreadsCPU, pid)
 	ctrd0 := mustCPU(t, ProcCPU, ctrdPid)
 	began := time.Now()
@@ -300,12 +315,13 @@ func (p *idleProxy) measure(t *testing.T, window time.Duration, ctrdPid int, per
 		t.Fatal(err)
 	}
 	s.rssAnon, s.rssFile = statusKB(t, pid, "RssAnon:"), statusKB(t, pid, "RssFile:")
-	if p.metrics != "" {
-		m := p.scrape(t)
-		s.heapInuse = m["go_memstats_heap_inuse_bytes"]
-		s.gcCycles = p.gcCycles(t) - gcBefore
-		s.calls = p.calls(t) - callsBefore
+	after := p.scrape(t)
+	if forwarded(after) == 0 {
+		t.Fatalf("%s: no forwarded-call count on %s (kubelet calls every second)", p.v.name, p.metrics)
 	}
+	s.heapInuse = after["go_memstats_heap_inuse_bytes"]
+	s.gcCycles = after["go_gc_duration_seconds_count"] - before["go_gc_duration_seconds_count"]
+	s.calls = forwarded(after) - forwarded(before)
 	return s
 }
 
@@ -331,20 +347,11 @@ func recordPerf(t *testing.T, pid int, out string) (stop func()) {
 	}
 }
 
-func (p *idleProxy) gcCycles(t *testing.T) float64 {
-	if p.metrics == "" {
-		return 0
-	}
-	return p.scrape(t)["go_gc_duration_seconds_count"]
-}
-
-// calls sums criguard_cri_calls_total over its methods and codes.
-func (p *idleProxy) calls(t *testing.T) float64 {
-	if p.metrics == "" {
-		return 0
-	}
-	var n float64
-	for series, v := range p.scrape(t) {
+// forwarded is the calls a variant's metrics count: criguard_cri_calls_total over its
+// methods and codes, or the thin forwarder's thin_calls_total.
+func forwarded(m Metrics) float64 {
+	n := m["thin_calls_total"]
+	for series, v := range m {
 		if strings.HasPrefix(series, "criguard_cri_calls_total{") {
 			n += v
 		}

@@ -3,15 +3,19 @@
 // hooks, no metrics, no logs). Unary calls only: the benchmark sends nothing else.
 // With -metadata it also passes the caller's metadata upstream and the runtime's
 // headers and trailers back, as a correct CRI proxy must: the reference that tells
-// criguard's own cost from the price of that transparency.
+// criguard's own cost from the price of that transparency. With -metrics-addr it
+// counts the calls it forwarded (thin_calls_total on /metrics), so an idle window
+// under kubelet, whose call rate varies, is compared per call too.
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -38,17 +42,24 @@ func main() {
 	listen := flag.String("listen", "", "unix socket path to serve on")
 	upstream := flag.String("upstream", "", "runtime endpoint, unix:///path")
 	withMetadata := flag.Bool("metadata", false, "forward metadata, headers and trailers")
+	metricsAddr := flag.String("metrics-addr", "", "serve the call count on http://ADDR/metrics (empty: off)")
 	flag.Parse()
-	if err := run(*listen, *upstream, *withMetadata); err != nil {
+	if err := run(*listen, *upstream, *withMetadata, *metricsAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "thinproxy:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream string, withMetadata bool) error {
-	server, err := newServer(upstream, withMetadata)
+func run(listen, upstream string, withMetadata bool, metricsAddr string) error {
+	var calls atomic.Int64
+	server, err := newServer(upstream, withMetadata, &calls)
 	if err != nil {
 		return err
+	}
+	if metricsAddr != "" {
+		if err := serveCalls(metricsAddr, &calls); err != nil {
+			return err
+		}
 	}
 	_ = os.Remove(listen)
 	ln, err := net.Listen("unix", listen)
@@ -58,8 +69,32 @@ func run(listen, upstream string, withMetadata bool) error {
 	return server.Serve(ln)
 }
 
-// newServer returns a gRPC server that forwards every unary call to upstream.
-func newServer(upstream string, withMetadata bool) (*grpc.Server, error) {
+// serveCalls serves the call count and logs its address as criguard does (one JSON
+// line, "metrics serving" with addr), where the benchmark looks for it. The answer is
+// written by hand, not by net/http's server, so that counting touches next to none
+// of the reference's pages (its RSS is a benchmark figure).
+func serveCalls(addr string, calls *atomic.Int64) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Read(make([]byte, 4096)) // the GET; its content does not matter
+			_, _ = fmt.Fprintf(conn, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nthin_calls_total %d\n", calls.Load())
+			conn.Close()
+		}
+	}()
+	return json.NewEncoder(os.Stderr).Encode(map[string]string{"msg": "metrics serving", "addr": ln.Addr().String()})
+}
+
+// newServer returns a gRPC server that forwards every unary call to upstream,
+// counting them in calls.
+func newServer(upstream string, withMetadata bool, calls *atomic.Int64) (*grpc.Server, error) {
 	conn, err := grpc.NewClient("unix:"+strings.TrimPrefix(upstream, "unix://"),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -86,6 +121,7 @@ func newServer(upstream string, withMetadata bool) (*grpc.Server, error) {
 			}
 			ss.SetTrailer(trailer)
 		}
+		calls.Add(1)
 		if err != nil {
 			return err
 		}

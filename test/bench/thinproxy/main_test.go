@@ -28,7 +28,8 @@ func TestForwards(t *testing.T) {
 			rt.AddPod("pod1", "ns", "web", "burstable", nil)
 			rt.AddContainer("c1", "pod1", "app")
 			upstream := serveRuntime(t, rt)
-			client := serveThin(t, upstream, withMetadata)
+			var calls atomic.Int64
+			client := serveThin(t, upstream, withMetadata, &calls)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 
@@ -52,6 +53,9 @@ func TestForwards(t *testing.T) {
 			_, err = client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: "nope"})
 			if status.Code(err) != codes.NotFound {
 				t.Errorf("ContainerStatus of a missing container: err = %v, want NotFound", err)
+			}
+			if n := calls.Load(); n != 3 {
+				t.Errorf("counted %d calls, want 3 (the failed one too)", n)
 			}
 		})
 	}
@@ -86,9 +90,9 @@ func serveRuntime(t *testing.T, rt runtimeapi.RuntimeServiceServer) string {
 }
 
 // serveThin runs the forwarder in front of the runtime socket and returns a client.
-func serveThin(t *testing.T, upstream string, withMetadata bool) runtimeapi.RuntimeServiceClient {
+func serveThin(t *testing.T, upstream string, withMetadata bool, calls *atomic.Int64) runtimeapi.RuntimeServiceClient {
 	t.Helper()
-	server, err := newServer("unix://"+upstream, withMetadata)
+	server, err := newServer("unix://"+upstream, withMetadata, calls)
 	if err != nil {
 		t.Fatal(err)
 	}
