@@ -1,7 +1,6 @@
 package burst
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/internal/atomicfile"
+	"github.com/criguard/criguard/internal/tickloop"
 )
 
 // Source lists the running containers whose limits burst.
@@ -72,11 +72,9 @@ type Runner struct {
 	// pending holds containers to enforce at a tick: a failed write is retried
 	// on the next one, a change is checked again recheckAfter ticks later.
 	pending    map[string]int
-	statErrors map[string]bool // containers whose unreadable counters were logged
-	targets    int             // the last tick's
-	// saved is the state last written (nil: none since start); an unchanged state
-	// is not written again, so an idle loop costs no fsync.
-	saved []byte
+	statErrors map[string]bool  // containers whose unreadable counters were logged
+	targets    int              // the last tick's
+	state      atomicfile.Saver // the credit left, at StatePath
 }
 
 // NewRunner returns a runner.
@@ -90,36 +88,14 @@ func NewRunner(opts RunnerOptions) (*Runner, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{opts: opts, log: opts.Logger, pending: map[string]int{}, statErrors: map[string]bool{}}, nil
+	return &Runner{opts: opts, log: opts.Logger, pending: map[string]int{}, statErrors: map[string]bool{}, state: atomicfile.Saver{Path: opts.StatePath}}, nil
 }
 
 // Run ticks until ctx is done, then saves the credit left. While nothing bursts
-// it sleeps until Wake (each wake-up of an idle daemon costs CPU, issue 20).
+// it sleeps until Wake. The pause is measured by no bucket: none exists while it
+// sleeps, and a new bucket takes no time since the last tick.
 func (r *Runner) Run(ctx context.Context) {
-	ticker := time.NewTicker(r.opts.Interval)
-	defer ticker.Stop()
-	r.Tick(ctx, time.Now())
-	for {
-		if r.idle() {
-			ticker.Stop()
-			select {
-			case <-ctx.Done():
-				return // idle: the state on disk is current
-			case <-r.opts.Wake:
-			}
-			r.last = time.Time{} // the pause earns no bucket anything: none existed
-			ticker.Reset(r.opts.Interval)
-			r.Tick(ctx, time.Now())
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			r.save()
-			return
-		case now := <-ticker.C:
-			r.Tick(ctx, now)
-		}
-	}
+	tickloop.Run(ctx, tickloop.Loop{Interval: r.opts.Interval, Wake: r.opts.Wake, Tick: r.Tick, Idle: r.idle, Stop: func() { r.save() }})
 }
 
 // Tick is one pass: the time since the last one is measured, not assumed, so a
@@ -205,31 +181,26 @@ func (r *Runner) enforceDue(ctx context.Context) {
 // idle reports whether the runner may sleep until Wake: nothing to sample, hold,
 // retry or save.
 func (r *Runner) idle() bool {
-	if r.opts.Wake == nil || r.targets > 0 || len(r.pending) > 0 || !r.opts.Controller.empty() {
+	if r.targets > 0 || len(r.pending) > 0 || !r.opts.Controller.empty() {
 		return false
 	}
 	return r.save()
 }
 
-// save writes the credit left unless the file already holds it, and reports
+// save writes the credit left, unless the file holds it already, and reports
 // whether the file is current.
 func (r *Runner) save() bool {
 	if r.opts.StatePath == "" {
 		return true
 	}
 	b, err := encodeState(r.opts.Controller.Snapshot())
-	if err == nil && r.saved != nil && bytes.Equal(b, r.saved) {
-		return true
-	}
 	if err == nil {
-		err = atomicfile.Write(r.opts.StatePath, b)
+		err = r.state.Save(b)
 	}
 	if err != nil {
-		r.saved = nil
 		r.log.Error("burst: cannot save the credit left; a restart will start these buckets empty", "path", r.opts.StatePath, "err", err)
 		return false
 	}
-	r.saved = b
 	return true
 }
 

@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -171,32 +169,6 @@ func TestRunnerDropsAGoneContainer(t *testing.T) {
 	}
 }
 
-// lockedSource is a Source the test changes while Run reads it, counting the reads.
-type lockedSource struct {
-	mu      sync.Mutex
-	targets []Target
-	reads   int
-}
-
-func (s *lockedSource) BurstTargets() []Target {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reads++
-	return slices.Clone(s.targets)
-}
-
-func (s *lockedSource) set(targets ...Target) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.targets = targets
-}
-
-func (s *lockedSource) readCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.reads
-}
-
 // fileID tells a rewritten file (atomicfile renames a new inode in) from one left alone.
 func fileID(t *testing.T, path string) uint64 {
 	t.Helper()
@@ -207,85 +179,53 @@ func fileID(t *testing.T, path string) uint64 {
 	return info.Sys().(*syscall.Stat_t).Ino
 }
 
-// With nothing to burst, the loop neither ticks nor rewrites its state file until a
-// container is booked; it bursts that one as before, and sleeps again once it is gone.
-func TestRunnerSleepsWhileNothingBursts(t *testing.T) {
+// The loop may sleep only with nothing to act on (no target, no bucket, nothing to
+// retry) and its state on disk current; a state that stands still is not written
+// again. Run's sleeping itself is internal/tickloop's (tested there).
+func TestRunnerIdleOnlyWithNothingToDo(t *testing.T) {
 	ctl := NewController(nil)
 	cg := &fakeCgroup{ctl: ctl, limit: writeSpec.Sustained}
-	src := &lockedSource{}
-	wake := make(chan struct{}, 1)
+	src := &fakeSource{}
 	statePath := filepath.Join(t.TempDir(), StateFile)
-	r, err := NewRunner(RunnerOptions{Controller: ctl, Source: src, Enforcer: cg, Stats: func(string) ([]cgroup.IOStat, error) { return written(0), nil },
-		StatePath: statePath, Interval: time.Millisecond, Wake: wake})
+	r, err := NewRunner(RunnerOptions{Controller: ctl, Source: src, Enforcer: cg, Stats: cg.stats, StatePath: statePath})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	waitFor(t, func() bool { _, err := os.Stat(statePath); return err == nil }, "the empty state saved once")
+	ctx, now := context.Background(), time.Unix(1e9, 0)
+	r.Tick(ctx, now)
+	if !r.idle() {
+		t.Fatal("not idle with nothing to burst")
+	}
 	saved := fileID(t, statePath)
-	reads := waitStill(t, src)
+	for i := range 2 * saveEvery {
+		r.Tick(ctx, now.Add(time.Duration(i+1)*time.Second))
+		if !r.idle() {
+			t.Fatalf("tick %d: not idle with nothing to burst", i+1)
+		}
+	}
 	if fileID(t, statePath) != saved {
-		t.Fatal("the idle loop rewrote its unchanged state file")
+		t.Fatal("the unchanged state file was written again")
 	}
 
-	src.set(target(true))
-	wake <- struct{}{}
-	waitFor(t, func() bool { return ctl.Buckets() == 1 }, "the booked container's bucket")
-	waitFor(t, func() bool { return src.readCount() > reads+5 }, "ticks while a container bursts")
-
-	src.set()
-	waitFor(t, func() bool { return ctl.Buckets() == 0 }, "the bucket gone with its container")
-	waitFor(t, func() bool {
-		b, err := os.ReadFile(statePath)
-		return err == nil && !strings.Contains(string(b), "c1")
-	}, "the state saved without the container")
-	waitStill(t, src)
-}
-
-// waitStill waits until the loop has not read its targets for 50 intervals, and
-// fails if it never stops.
-func waitStill(t *testing.T, src *lockedSource) int {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		reads := src.readCount()
-		time.Sleep(50 * time.Millisecond)
-		if src.readCount() == reads {
-			return reads
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the loop kept ticking with nothing to burst")
-		}
+	src.targets = []Target{target(true)}
+	now = now.Add(time.Minute)
+	r.Tick(ctx, now)
+	if ctl.Buckets() != 1 || r.idle() {
+		t.Fatalf("%d buckets, idle %v with a bursting container; want 1 and busy", ctl.Buckets(), r.idle())
 	}
-}
-
-// Without Wake the loop ticks on, as before (and as the tests above drive it).
-func TestRunnerWithoutWakeTicksOn(t *testing.T) {
-	src := &lockedSource{}
-	ctl := NewController(nil)
-	r, err := NewRunner(RunnerOptions{Controller: ctl, Source: src, Enforcer: &fakeCgroup{ctl: ctl}, Stats: func(string) ([]cgroup.IOStat, error) { return nil, nil },
-		Interval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	src.targets = nil
+	r.Tick(ctx, now.Add(time.Second))
+	if ctl.Buckets() != 0 {
+		t.Fatalf("%d buckets after the container went", ctl.Buckets())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, func() bool { return src.readCount() > 5 }, "ticks with nothing to burst")
-}
-
-func waitFor(t *testing.T, ok func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	// A recheck still pending keeps it busy until done or dropped.
+	for i := 0; !r.idle(); i++ {
+		if i > recheckAfter {
+			t.Fatal("never idle again after the last bursting container went")
 		}
-		time.Sleep(time.Millisecond)
+		r.Tick(ctx, now.Add(time.Duration(i+2)*time.Second))
+	}
+	if b, err := os.ReadFile(statePath); err != nil || strings.Contains(string(b), "c1") {
+		t.Fatalf("state file when idle again = %q, %v; want it without the gone container", b, err)
 	}
 }

@@ -1,7 +1,6 @@
 package protect
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/criguard/criguard/internal/atomicfile"
+	"github.com/criguard/criguard/internal/tickloop"
 )
 
 // Kind is a key that yields: protection moves bandwidth, in bytes per second.
@@ -137,10 +137,8 @@ type Runner struct {
 	pending     map[string]bool // containers to enforce: changed, or a write failed
 	readErrors  map[string]bool // containers whose unreadable pressure was logged
 	stalls      map[string][]stall
-	targets     int // protected containers and yielding lines at the last tick
-	// saved is the state last written (nil: none since start); an unchanged state
-	// is not written again, so an idle loop costs no fsync.
-	saved []byte
+	targets     int              // protected containers and yielding lines at the last tick
+	state       atomicfile.Saver // the limits in force, at StatePath
 }
 
 // stall is a protected container's io.pressure "some total" when read.
@@ -170,7 +168,7 @@ func NewRunner(opts RunnerOptions) (*Runner, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{opts: opts, log: opts.Logger, controllers: map[cgroup.Device]*Controller{},
+	r := &Runner{opts: opts, log: opts.Logger, state: atomicfile.Saver{Path: opts.StatePath}, controllers: map[cgroup.Device]*Controller{},
 		protecting: map[cgroup.Device][]string{}, restored: map[Key]uint64{}, pending: map[string]bool{}, readErrors: map[string]bool{}, stalls: map[string][]stall{}}
 	for _, d := range opts.Restored.Devices {
 		r.protecting[d.Device] = d.Protecting
@@ -217,32 +215,9 @@ func (r *Runner) Protecting(dev cgroup.Device) []string {
 }
 
 // Run ticks until ctx is done, then saves the limits in force. While nothing is
-// protected or yields it sleeps until Wake (each wake-up of an idle daemon costs
-// CPU, issue 20).
+// protected or yields it sleeps until Wake.
 func (r *Runner) Run(ctx context.Context) {
-	ticker := time.NewTicker(r.opts.Interval)
-	defer ticker.Stop()
-	r.Tick(ctx, time.Now())
-	for {
-		if r.idle() {
-			ticker.Stop()
-			select {
-			case <-ctx.Done():
-				return // idle: the state on disk is current
-			case <-r.opts.Wake:
-			}
-			ticker.Reset(r.opts.Interval)
-			r.Tick(ctx, time.Now())
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			r.save()
-			return
-		case now := <-ticker.C:
-			r.Tick(ctx, now)
-		}
-	}
+	tickloop.Run(ctx, tickloop.Loop{Interval: r.opts.Interval, Wake: r.opts.Wake, Tick: r.Tick, Idle: r.idle, Stop: func() { r.save() }})
 }
 
 // Tick is one pass of the loop.
@@ -410,34 +385,26 @@ func (r *Runner) enforcePending(ctx context.Context) {
 // idle reports whether the runner may sleep until Wake: nothing to read, hold,
 // retry or save.
 func (r *Runner) idle() bool {
-	if r.opts.Wake == nil {
-		return false
-	}
 	r.mu.Lock()
 	busy := r.targets > 0 || len(r.controllers) > 0 || len(r.restored) > 0 || len(r.pending) > 0
 	r.mu.Unlock()
 	return !busy && r.save()
 }
 
-// save writes the limits in force unless the file already holds them, and
+// save writes the limits in force, unless the file holds them already, and
 // reports whether the file is current.
 func (r *Runner) save() bool {
 	if r.opts.StatePath == "" {
 		return true
 	}
 	b, err := encodeState(r.Snapshot())
-	if err == nil && r.saved != nil && bytes.Equal(b, r.saved) {
-		return true
-	}
 	if err == nil {
-		err = atomicfile.Write(r.opts.StatePath, b)
+		err = r.state.Save(b)
 	}
 	if err != nil {
-		r.saved = nil
 		r.log.Error("protection: cannot save the limits in force; a restart starts the yielders from what it finds saved before", "path", r.opts.StatePath, "err", err)
 		return false
 	}
-	r.saved = b
 	return true
 }
 

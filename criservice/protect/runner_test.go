@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -120,81 +118,62 @@ func TestRunnerPressureIsTheShareOfTheLastTicks(t *testing.T) {
 	}
 }
 
-// lockedSource is a Source the test changes while Run reads it, counting the reads.
-type lockedSource struct {
-	mu        sync.Mutex
-	protected []Protected
-	lines     []YieldLine
-	reads     int
-}
-
-func (s *lockedSource) ProtectTargets() ([]Protected, []YieldLine) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reads++
-	return slices.Clone(s.protected), slices.Clone(s.lines)
-}
-
-func (s *lockedSource) set(protected []Protected, lines []YieldLine) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.protected, s.lines = protected, lines
-}
-
-func (s *lockedSource) readCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.reads
-}
-
 type nopEnforcer struct{}
 
 func (nopEnforcer) EnforceInForce(context.Context, string) error { return nil }
 
-// With nothing protected or yielding, the loop neither ticks nor rewrites its state
-// file until a container is booked; it protects as before, and sleeps again once
-// the yielder is gone and its limit no longer held.
-func TestRunnerSleepsWhileNothingIsProtected(t *testing.T) {
-	src := &lockedSource{}
-	wake := make(chan struct{}, 1)
+// The loop may sleep only with nothing to act on (nothing protected or yielding, no
+// limit held, nothing to retry) and its state on disk current; a state that stands
+// still is not written again. Run's sleeping itself is internal/tickloop's.
+func TestRunnerIdleOnlyWithNothingToDo(t *testing.T) {
+	src := &fakeSource{}
 	statePath := filepath.Join(t.TempDir(), StateFile)
-	r, err := NewRunner(RunnerOptions{Source: src, Enforcer: nopEnforcer{}, StatePath: statePath, Interval: time.Millisecond, Wake: wake,
+	r, err := NewRunner(RunnerOptions{Source: src, Enforcer: nopEnforcer{}, StatePath: statePath,
 		Pressure: func(string) (cgroup.Pressure, error) {
 			return cgroup.Pressure{Some: cgroup.PressureLine{Avg10: 50}}, nil
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	waitFor(t, func() bool { _, err := os.Stat(statePath); return err == nil }, "the empty state saved once")
+	ctx, now := context.Background(), time.Unix(1e9, 0)
+	r.Tick(ctx, now)
+	if !r.idle() {
+		t.Fatal("not idle with nothing protected")
+	}
 	saved := fileID(t, statePath)
-	waitStill(t, src)
+	for i := range 2 * saveEvery {
+		r.Tick(ctx, now.Add(time.Duration(i+1)*time.Second))
+		if !r.idle() {
+			t.Fatalf("tick %d: not idle with nothing protected", i+1)
+		}
+	}
 	if fileID(t, statePath) != saved {
-		t.Fatal("the idle loop rewrote its unchanged state file")
+		t.Fatal("the unchanged state file was written again")
 	}
 
 	yielder := YieldLine{Container: "c2", Who: "batch/etl", Device: vda, Kind: WriteBPS, Floor: 10 * mib, Ceiling: 160 * mib, Capped: true}
-	src.set([]Protected{{Container: "c1", Dir: "/cg/c1", Who: "web/db", Device: vda, Target: 10}}, []YieldLine{yielder})
-	wake <- struct{}{}
-	waitFor(t, func() bool { return r.InForce(yielder) < 160*mib }, "the yielder tightened for the protected pod")
-
-	src.set(nil, nil)
-	waitFor(t, func() bool {
-		b, err := os.ReadFile(statePath)
-		return err == nil && !strings.Contains(string(b), "c2")
-	}, "the state saved without the yielder")
-	waitStill(t, src)
+	src.protected = []Protected{{Container: "c1", Dir: "/cg/c1", Who: "web/db", Device: vda, Target: 10}}
+	src.lines = []YieldLine{yielder}
+	now = now.Add(time.Minute)
+	r.Tick(ctx, now)
+	if r.InForce(yielder) >= 160*mib || r.idle() {
+		t.Fatalf("in force %d, idle %v under pressure; want tightened and busy", r.InForce(yielder), r.idle())
+	}
+	src.protected, src.lines = nil, nil
+	r.Tick(ctx, now.Add(time.Second))
+	if !r.idle() {
+		t.Fatal("not idle once nothing is protected or yields")
+	}
+	if b, err := os.ReadFile(statePath); err != nil || strings.Contains(string(b), "c2") {
+		t.Fatalf("state file when idle again = %q, %v; want it without the gone yielder", b, err)
+	}
 }
 
 // A limit restored from the last run keeps the loop awake until it is claimed or
 // expires: sleeping would keep it forever.
 func TestRunnerStaysAwakeForRestoredLimits(t *testing.T) {
 	restored := State{Devices: []DeviceState{{Device: vda, Yielders: []YielderState{{Container: "c2", Kind: WriteBPS, Limit: 20 * mib}}}}}
-	r, err := NewRunner(RunnerOptions{Source: &lockedSource{}, Enforcer: nopEnforcer{}, Restored: restored, Wake: make(chan struct{}),
+	r, err := NewRunner(RunnerOptions{Source: &fakeSource{}, Enforcer: nopEnforcer{}, Restored: restored,
 		Pressure: func(string) (cgroup.Pressure, error) { return cgroup.Pressure{}, nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -218,32 +197,4 @@ func fileID(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return info.Sys().(*syscall.Stat_t).Ino
-}
-
-// waitStill waits until the loop has not read its targets for 50 intervals, and
-// fails if it never stops.
-func waitStill(t *testing.T, src *lockedSource) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		reads := src.readCount()
-		time.Sleep(50 * time.Millisecond)
-		if src.readCount() == reads {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the loop kept ticking with nothing to protect")
-		}
-	}
-}
-
-func waitFor(t *testing.T, ok func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -3,6 +3,7 @@
 package atomicfile
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,5 +51,26 @@ func syncDir(dir string) error {
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
+	return nil
+}
+
+// Saver writes one file through Write, skipping a write whose content the file
+// already holds: a loop that saves its state every few seconds costs no write and
+// no fsync while the state stands still.
+type Saver struct {
+	Path string
+	last []byte // what the last successful Save wrote; nil: nothing since start
+}
+
+// Save replaces the file with data unless it was the last data saved.
+func (s *Saver) Save(data []byte) error {
+	if s.last != nil && bytes.Equal(data, s.last) {
+		return nil
+	}
+	if err := Write(s.Path, data); err != nil {
+		s.last = nil
+		return err
+	}
+	s.last = data
 	return nil
 }

@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -55,5 +56,54 @@ func TestWriteFailureLeavesNoTemporaryFile(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 {
 		t.Errorf("a temporary file was left behind: %v", entries)
+	}
+}
+
+// A Saver writes a new content and skips the one the file already holds; after a
+// failed write it writes again.
+func TestSaverSkipsUnchangedContent(t *testing.T) {
+	dir := t.TempDir()
+	s := &Saver{Path: filepath.Join(dir, "state.json")}
+	inode := func() uint64 {
+		t.Helper()
+		info, err := os.Stat(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Sys().(*syscall.Stat_t).Ino // Write renames a new file in
+	}
+	if err := s.Save([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	first := inode()
+	if err := s.Save([]byte("a")); err != nil || inode() != first {
+		t.Fatalf("saving the same content again: err %v, rewritten %v; want neither", err, inode() != first)
+	}
+	if err := s.Save([]byte("b")); err != nil || inode() == first {
+		t.Fatalf("saving new content: err %v, rewritten %v; want a new file", err, inode() != first)
+	}
+	if got, _ := os.ReadFile(s.Path); string(got) != "b" {
+		t.Fatalf("file holds %q, want b", got)
+	}
+	second := inode()
+
+	// The directory turns read-only: the write fails, and is retried next time.
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	if os.Getuid() == 0 {
+		// root writes anyway: make the path's directory a file instead.
+		s.Path = filepath.Join(s.Path, "below-a-file")
+	}
+	if err := s.Save([]byte("c")); err == nil {
+		t.Fatal("a write that cannot succeed reported no error")
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.Path = filepath.Join(dir, "state.json")
+	if err := s.Save([]byte("b")); err != nil || inode() == second {
+		t.Fatalf("after a failed write, saving the content of before it: err %v, rewritten %v; want it written again", err, inode() != second)
 	}
 }
