@@ -40,29 +40,37 @@ func within(root, path string) bool {
 }
 
 // SecureJoin is CleanJoin plus a check that no symlink along the existing
-// part of the path leads out of mount.
+// part of the path leads out of mount. Only a path with a symlink below the mount
+// is resolved: without one it cannot leave the mount, and the common case costs
+// one lstat per component (the reconcile pass checks every container's cgroup).
 func SecureJoin(mount, rel string) (string, error) {
 	joined, err := CleanJoin(mount, rel)
 	if err != nil {
 		return "", err
 	}
-	realMount, err := filepath.EvalSymlinks(filepath.Clean(mount))
-	if err != nil {
-		return "", fmt.Errorf("cgroup: resolve mount %s: %w", mount, err)
-	}
 	existing := filepath.Clean(mount)
+	symlinked := false
 	for _, component := range strings.Split(strings.TrimPrefix(joined, existing), "/") {
 		if component == "" {
 			continue
 		}
 		next := filepath.Join(existing, component)
-		if _, err := os.Lstat(next); err != nil {
+		info, err := os.Lstat(next)
+		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				break // nothing below can be a symlink yet
 			}
 			return "", fmt.Errorf("cgroup: check %s: %w", next, err)
 		}
+		symlinked = symlinked || info.Mode()&fs.ModeSymlink != 0
 		existing = next
+	}
+	if !symlinked {
+		return joined, nil
+	}
+	realMount, err := filepath.EvalSymlinks(filepath.Clean(mount))
+	if err != nil {
+		return "", fmt.Errorf("cgroup: resolve mount %s: %w", mount, err)
 	}
 	realExisting, err := filepath.EvalSymlinks(existing)
 	if err != nil {

@@ -62,6 +62,34 @@ func TestSecureJoinRejectsSymlinkOut(t *testing.T) {
 	}
 }
 
+// A mount reached through a symlink, as v1's cpu -> cpu,cpuacct: paths below it
+// resolve, and a symlink below it that leads out is still refused.
+func TestSecureJoinUnderASymlinkedMount(t *testing.T) {
+	target := t.TempDir()
+	mustMkdir(t, filepath.Join(target, "kubepods", "pod1"))
+	mount := filepath.Join(t.TempDir(), "cpu")
+	if err := os.Symlink(target, mount); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(target, "kubepods", "evil")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(target, "kubepods", "pod1"), filepath.Join(target, "kubepods", "absolute-alias")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := SecureJoin(mount, "/kubepods/pod1"); err != nil || got != filepath.Join(mount, "kubepods/pod1") {
+		t.Errorf("SecureJoin(under a symlinked mount) = %q, %v", got, err)
+	}
+	if _, err := SecureJoin(mount, "/kubepods/absolute-alias"); err != nil {
+		t.Errorf("SecureJoin(absolute symlink to inside the mount) error = %v, want nil", err)
+	}
+	for _, rel := range []string{"/kubepods/evil", "/kubepods/evil/pod1"} {
+		if got, err := SecureJoin(mount, rel); !errors.Is(err, ErrPathEscape) {
+			t.Errorf("SecureJoin(%q) = %q, %v; want ErrPathEscape", rel, got, err)
+		}
+	}
+}
+
 func TestWriteFileNamesFileAndValue(t *testing.T) {
 	dir := t.TempDir()
 	writeFake(t, dir, "io.max", "old content that is longer\n")
