@@ -119,16 +119,12 @@ func (r DeviceResolver) mountInfoPath() string {
 	return filepath.Join(orDefault(r.ProcRoot, "/proc"), "self", "mountinfo")
 }
 
-// readMounts reads the mount table to resolve path.
+// readMounts reads the mount table to resolve path (the last parse while the
+// table stands still: mountTable). The result is shared: read only.
 func (r DeviceResolver) readMounts(path string) ([]mountEntry, error) {
-	f, err := os.Open(r.mountInfoPath())
+	mounts, err := mountTableOf(r.mountInfoPath()).read()
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: resolve device of %s: %w", path, err)
-	}
-	defer f.Close()
-	mounts, err := parseMounts(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.mountInfoPath(), err)
 	}
 	return mounts, nil
 }
