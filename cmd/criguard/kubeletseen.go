@@ -20,8 +20,18 @@ const kubeletSeenFile = "kubelet-last-call"
 // peer process) means kubelet is not using criguard: it relists every second.
 const kubeletStale = time.Minute
 
-// recordKubeletCalls writes the time of kubelet's last call through criguard to the
-// state dir every interval, until ctx ends.
+// kubeletSeenEvery is how often the record is rewritten while kubelet calls (the
+// first call is written at the first look): a record at most this old never reads
+// as stale to status, and an idle node writes a file twice a minute, not six times.
+const kubeletSeenEvery = kubeletStale / 2
+
+// kubeletSeenLook is how often serve looks at kubelet's last call: the first one is
+// on record within it.
+const kubeletSeenLook = 10 * time.Second
+
+// recordKubeletCalls looks every interval at when kubelet last called through
+// criguard and writes it to the state dir: at once the first time, then once it is
+// kubeletSeenEvery newer than the record, until ctx ends.
 func recordKubeletCalls(ctx context.Context, stateDir string, metrics *proxy.CallMetrics, interval time.Duration, log *slog.Logger) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
@@ -33,7 +43,7 @@ func recordKubeletCalls(ctx context.Context, stateDir string, metrics *proxy.Cal
 		case <-ticker.C:
 		}
 		last := metrics.LastKubeletCall()
-		if last.IsZero() || last.Equal(written) {
+		if !recordDue(last, written) {
 			continue
 		}
 		if err := writeHint(filepath.Join(stateDir, kubeletSeenFile), []byte(last.UTC().Format(time.RFC3339)+"\n")); err != nil {
@@ -44,10 +54,16 @@ func recordKubeletCalls(ctx context.Context, stateDir string, metrics *proxy.Cal
 	}
 }
 
+// recordDue reports whether kubelet's last call is to be written over the record
+// last written (zero: none yet).
+func recordDue(last, written time.Time) bool {
+	return !last.IsZero() && (written.IsZero() || last.Sub(written) >= kubeletSeenEvery)
+}
+
 // writeHint replaces path with data through a rename, so a reader sees the old
 // content or the new, without the fsyncs of criservice.WriteFileAtomic: this record
-// is rewritten every 10 s, and two fsyncs each time cost about 1 ms of CPU and a
-// journal commit (issue 20). A power cut may lose the last writes, or empty the file
+// is rewritten every kubeletSeenEvery, and two fsyncs each time cost about 1 ms of
+// CPU and a journal commit (issue 20). A power cut may lose the last writes, or empty the file
 // until the next one: status then says so, and the next write mends it.
 func writeHint(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

@@ -51,6 +51,32 @@ func TestKubeletSeen(t *testing.T) {
 	}
 }
 
+// The record is written at kubelet's first call, then only every kubeletSeenEvery:
+// a live kubelet's record, rewritten that often and looked at every
+// kubeletSeenLook, is never old enough for status to call kubelet gone.
+func TestKubeletRecordIsRewrittenTwiceAMinute(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name          string
+		last, written time.Time
+		want          bool
+	}{
+		{"kubelet never called", time.Time{}, time.Time{}, false},
+		{"its first call", t0, time.Time{}, true},
+		{"no call since the record", t0, t0, false},
+		{"calls for 10 s since", t0.Add(10 * time.Second), t0, false},
+		{"calls for 30 s since", t0.Add(kubeletSeenEvery), t0, true},
+	}
+	for _, tt := range tests {
+		if got := recordDue(tt.last, tt.written); got != tt.want {
+			t.Errorf("%s: recordDue = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if oldest := kubeletSeenEvery + kubeletSeenLook + time.Second; oldest >= kubeletStale {
+		t.Errorf("a live kubelet's record can be %s old, which status reads as stale (%s)", oldest, kubeletStale)
+	}
+}
+
 // writeHint replaces the file whole and leaves no temporary file behind; a state
 // dir it cannot make is an error, not a silent loss.
 func TestWriteHintReplacesWhole(t *testing.T) {

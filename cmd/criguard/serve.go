@@ -184,7 +184,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	})
 	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
 	if cfg.stateDir != "" {
-		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, calls, 10*time.Second, log) })
+		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, calls, kubeletSeenLook, log) })
 	}
 	if err := startLoops(ctx, &wg, cfg, svc, reg, log); err != nil {
 		cancel()
