@@ -652,7 +652,7 @@ func (s *planner) burstInForce(p *Plan, starting bool) {
 	p.Limits = b.ctl.LimitsInForce(t, p.ClassLimits)
 }
 
-// signal wakes a loop's Run without blocking: one pending wake-up is enough.
+// signal wakes a sleeping loop without blocking: one pending wake-up is enough.
 func signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:

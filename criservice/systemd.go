@@ -335,10 +335,7 @@ func (s *Service) watchConflicts(plan Plan, reapply func(context.Context) error)
 		return
 	}
 	s.conflicted.Store(plan.Dir, reapply)
-	select {
-	case s.conflictRecorded <- struct{}{}:
-	default:
-	}
+	signal(s.conflictRecorded)
 }
 
 // RecheckConflicted applies again every cgroup whose own systemd unit sets an I/O key
