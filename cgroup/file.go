@@ -116,6 +116,15 @@ func ReadFile(dir, file string) (string, error) {
 		return "", fmt.Errorf("cgroup: read %s: %w", path, err)
 	}
 	defer unix.Close(fd)
+	content, err := readFD(fd)
+	if err != nil {
+		return "", fmt.Errorf("cgroup: read %s: %w", path, err)
+	}
+	return string(content), nil
+}
+
+// readFD reads fd from its offset to the end with plain read(2) calls.
+func readFD(fd int) ([]byte, error) {
 	buf := make([]byte, 4096)
 	n := 0
 	for {
@@ -124,10 +133,10 @@ func ReadFile(dir, file string) (string, error) {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("cgroup: read %s: %w", path, err)
+			return nil, err
 		}
 		if read == 0 {
-			return string(buf[:n]), nil
+			return buf[:n], nil
 		}
 		if n += read; n == len(buf) {
 			buf = append(buf, make([]byte, len(buf))...)

@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -45,14 +46,14 @@ func (t *mountTable) read() ([]mountEntry, error) {
 		}
 		if !onProcfs(fd) {
 			defer unix.Close(fd)
-			return parseMounts(fdReader(fd))
+			return parseMountsAt(fd)
 		}
 		t.fd = fd
 	} else if _, err := unix.Seek(t.fd, 0, io.SeekStart); err != nil {
 		t.forget()
 		return nil, fmt.Errorf("rewind %s: %w", t.path, err)
 	}
-	mounts, err := parseMounts(fdReader(t.fd))
+	mounts, err := parseMountsAt(t.fd)
 	if err != nil {
 		t.forget()
 		return nil, err
@@ -81,20 +82,11 @@ func onProcfs(fd int) bool {
 	return unix.Fstatfs(fd, &st) == nil && st.Type == unix.PROC_SUPER_MAGIC
 }
 
-// fdReader reads a raw descriptor.
-type fdReader int
-
-func (r fdReader) Read(p []byte) (int, error) {
-	for {
-		n, err := unix.Read(int(r), p)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, err
-		case n == 0 && len(p) > 0:
-			return 0, io.EOF
-		}
-		return n, nil
+// parseMountsAt parses the mountinfo open on fd, from its offset.
+func parseMountsAt(fd int) ([]mountEntry, error) {
+	content, err := readFD(fd)
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
+	return parseMounts(bytes.NewReader(content))
 }
