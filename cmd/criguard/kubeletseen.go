@@ -63,8 +63,9 @@ func recordDue(last, written time.Time) bool {
 // writeHint replaces path with data through a rename, so a reader sees the old
 // content or the new, without the fsyncs of criservice.WriteFileAtomic: this record
 // is rewritten every kubeletSeenEvery, and two fsyncs each time cost about 1 ms of
-// CPU and a journal commit (issue 20). A power cut may lose the last writes, or empty the file
-// until the next one: status then says so, and the next write mends it.
+// CPU and a journal commit (issue 20). A power cut may lose the last writes, or
+// empty the file until the next one: status then says so, and the next write
+// mends it.
 func writeHint(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
