@@ -29,8 +29,9 @@ import (
 // test/bench/idle.sh; sizes from IDLE_PODS (e.g. "30,110"), IDLE_ROUNDS, IDLE_SETTLE,
 // IDLE_STEADY, IDLE_WARMUP (kubelet's calls after it created the pods, before the
 // first window: its call rate stays high for a while, which the first variant
-// measured would otherwise pay for); KUBELET_BIN is the kubelet, CRIGUARD_OLD_BIN an optional second
-// criguard (an older commit) measured beside the first, named CRIGUARD_OLD_NAME.
+// measured would otherwise pay for); KUBELET_BIN is the kubelet, CRIGUARD_OLD_BIN
+// an optional second criguard (an older commit) measured beside the first, named
+// CRIGUARD_OLD_NAME.
 func TestIdleKubelet(t *testing.T) {
 	lab.RequireRoot(t)
 	kubelet := os.Getenv("KUBELET_BIN")
