@@ -83,6 +83,27 @@ func chunkTimes(t *testing.T, out string) []float64 {
 	return secs
 }
 
+// splitBurst splits the seconds each MiB took into the burst and the sustained
+// part. The burst ends with the last MiB faster than 8 MiB/s: a loaded machine can
+// make one MiB of the burst slow, and that MiB must not move the rest of the burst
+// into the sustained part. The sustained part starts one MiB later (the limit
+// drops mid-MiB).
+func splitBurst(secs []float64) (fast int, fastSecs float64, slowMiB int, slowSecs float64) {
+	for i, s := range secs {
+		if s < 1.0/8 {
+			fast = i + 1
+		}
+	}
+	for _, s := range secs[:fast] {
+		fastSecs += s
+	}
+	tail := secs[min(fast+1, len(secs)):]
+	for _, s := range tail {
+		slowSecs += s
+	}
+	return fast, fastSecs, len(tail), slowSecs
+}
+
 // TestBurstContainerd: a container with burst credit writes more than its credit
 // with O_DIRECT. The first part runs at the burst rate, the rest at the sustained
 // rate, measured MiB by MiB in the container; a restart of criguard grants no fresh
@@ -105,20 +126,7 @@ func TestBurstContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("write: %v%s", err, criguardLog(cg))
 	}
-	secs := chunkTimes(t, got.Output)
-	// The fast part: MiB written before the first one slower than 8 MiB/s.
-	fast := 0
-	var fastSecs float64
-	for fast < len(secs) && secs[fast] < 1.0/8 {
-		fastSecs += secs[fast]
-		fast++
-	}
-	// The slow part, after one MiB of transition (the limit drops mid-MiB).
-	var slowSecs float64
-	for _, s := range secs[min(fast+1, len(secs)):] {
-		slowSecs += s
-	}
-	slowMiB := len(secs) - min(fast+1, len(secs))
+	fast, fastSecs, slowMiB, slowSecs := splitBurst(chunkTimes(t, got.Output))
 	t.Logf("%d MiB in %.2fs: the first %d MiB at %.1f MiB/s, the last %d MiB at %.2f MiB/s (sustained 3, burst 24, credit 24)",
 		total, got.Elapsed.Seconds(), fast, float64(fast)/fastSecs, slowMiB, float64(slowMiB)/slowSecs)
 	if fast < 16 || fast > 34 {
@@ -225,17 +233,7 @@ func TestBurstKernel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("write: %v: %s", err, out)
 	}
-	secs := chunkTimes(t, string(out))
-	fast := 0
-	var fastSecs, slowSecs float64
-	for fast < len(secs) && secs[fast] < 1.0/8 {
-		fastSecs += secs[fast]
-		fast++
-	}
-	for _, s := range secs[min(fast+1, len(secs)):] {
-		slowSecs += s
-	}
-	slowMiB := len(secs) - min(fast+1, len(secs))
+	fast, fastSecs, slowMiB, slowSecs := splitBurst(chunkTimes(t, string(out)))
 	t.Logf("36 MiB: the first %d MiB at %.1f MiB/s, the last %d MiB at %.2f MiB/s (sustained 3, burst 24, credit 24)",
 		fast, float64(fast)/fastSecs, slowMiB, float64(slowMiB)/slowSecs)
 	if fast < 16 || fast > 32 || float64(fast)/fastSecs < 10 {
