@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/criguard/criguard/internal/atomicfile"
 	"github.com/criguard/criguard/proxy"
 )
 
@@ -46,7 +47,9 @@ func recordKubeletCalls(ctx context.Context, stateDir string, metrics *proxy.Cal
 		if !recordDue(last, written) {
 			continue
 		}
-		if err := writeHint(filepath.Join(stateDir, kubeletSeenFile), []byte(last.UTC().Format(time.RFC3339)+"\n")); err != nil {
+		// A hint, without fsyncs: status then says the record is missing or old,
+		// and the next write mends it.
+		if err := atomicfile.WriteHint(filepath.Join(stateDir, kubeletSeenFile), []byte(last.UTC().Format(time.RFC3339)+"\n")); err != nil {
 			log.Debug("cannot record kubelet's last call", "err", err)
 			continue
 		}
@@ -58,31 +61,6 @@ func recordKubeletCalls(ctx context.Context, stateDir string, metrics *proxy.Cal
 // last written (zero: none yet).
 func recordDue(last, written time.Time) bool {
 	return !last.IsZero() && (written.IsZero() || last.Sub(written) >= kubeletSeenEvery)
-}
-
-// writeHint replaces path with data through a rename, so a reader sees the old
-// content or the new, without the fsyncs of criservice.WriteFileAtomic: this record
-// is rewritten every kubeletSeenEvery, and two fsyncs each time cost about 1 ms of
-// CPU and a journal commit (issue 20). A power cut may lose the last writes, or
-// empty the file until the next one: status then says so, and the next write
-// mends it.
-func writeHint(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // kubeletNote says whether kubelet calls through criguard, from the daemon's record.

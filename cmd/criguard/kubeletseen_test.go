@@ -76,29 +76,3 @@ func TestKubeletRecordIsRewrittenTwiceAMinute(t *testing.T) {
 		t.Errorf("a live kubelet's record can be %s old, which status reads as stale (%s)", oldest, kubeletStale)
 	}
 }
-
-// writeHint replaces the file whole and leaves no temporary file behind; a state
-// dir it cannot make is an error, not a silent loss.
-func TestWriteHintReplacesWhole(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "state", kubeletSeenFile)
-	for _, data := range []string{"2026-12-05T09:00:00Z\n", "2026-12-05T09:00:10Z\n"} {
-		if err := writeHint(path, []byte(data)); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := os.ReadFile(path); err != nil || string(got) != data {
-			t.Fatalf("after writing %q: read %q, %v", data, got, err)
-		}
-	}
-	entries, err := os.ReadDir(filepath.Dir(path))
-	if err != nil || len(entries) != 1 {
-		t.Errorf("state dir holds %v (%v), want only %s", entries, err, kubeletSeenFile)
-	}
-	blocker := filepath.Join(dir, "file")
-	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeHint(filepath.Join(blocker, kubeletSeenFile), []byte("x")); err == nil {
-		t.Error("writing under a regular file succeeded")
-	}
-}
