@@ -10,13 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/criguard/criguard/criservice"
 	"github.com/criguard/criguard/criservice/burst"
 	"github.com/criguard/criguard/criservice/protect"
 	"github.com/criguard/criguard/nriplugin"
@@ -75,37 +72,22 @@ func runNRI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // dir, reconcile loop, metrics and health as the proxy, driven by the runtime's
 // NRI events instead of kubelet's CRI calls.
 func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
-	lock, err := lockMode(cfg.stateDir, "NRI plugin")
-	if err != nil {
-		return err
-	}
-	defer lock.release()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := criservice.NewMetrics(reg)
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	reconcileNow := make(chan struct{}, 1)
-	kick := func() {
-		select {
-		case reconcileNow <- struct{}{}:
-		default:
-		}
-	}
 	var plugin *nriplugin.Plugin // set before the watcher runs
-	watcher, unloaded, err := startPolicy(cfg.serveConfig, metrics, log, func() {
+	var d *engineHost
+	d, err := startEngineHost(cfg.serveConfig, "NRI plugin", log, func() {
 		// Not svc.PolicyChanged: the runtime's NRI updates carry pids, memory and
 		// cpu; the pass rewrites what criguard writes to files.
 		if plugin != nil {
 			go plugin.PolicyChanged(ctx)
 		}
-		kick()
+		d.kick()
 	})
 	if err != nil {
 		return err
 	}
+	defer d.release()
 
 	target, err := proxy.SocketPath(cfg.runtimeEndpoint)
 	if err != nil {
@@ -117,17 +99,14 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 		return fmt.Errorf("runtime endpoint: %w", err)
 	}
 	defer conn.Close()
-	svc, err := newService(cfg.serveConfig, runtimeapi.NewRuntimeServiceClient(conn), func() *policy.Policy { return watcher.Current() }, metrics, log)
+	svc, err := newService(cfg.serveConfig, runtimeapi.NewRuntimeServiceClient(conn), func() *policy.Policy { return d.watcher.Current() }, d.metrics, log)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	if cfg.metricsWorkloads {
-		reg.MustRegister(svc.Reporter().WorkloadCollector())
-	}
 	plugin, err = nriplugin.New(nriplugin.Options{
 		Engine: svc, Socket: cfg.socket, Name: cfg.pluginName, Index: cfg.pluginIndex,
-		Reconcile: kick, Retry: cfg.retry, Logger: log,
+		Reconcile: d.kick, Retry: cfg.retry, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -136,16 +115,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 		"runtime", cfg.runtimeEndpoint, "policy", cfg.policyPath, "dry_run", cfg.dryRun)
 
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := watcher.Run(ctx); err != nil {
-			log.Error("policy watcher stopped; reload with SIGHUP only", "err", err)
-		}
-	})
-	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
-	wg.Go(func() {
-		(&criservice.Reconciler{Passes: svc, Interval: cfg.reconcileInterval, Log: log}).Run(ctx, reconcileNow)
-	})
-	if err := startLoops(ctx, &wg, cfg.serveConfig, svc, reg, log); err != nil {
+	if err := d.runEngine(ctx, &wg, svc); err != nil {
 		cancel()
 		wg.Wait()
 		return err
@@ -153,7 +123,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 	wg.Go(func() { _ = plugin.Run(ctx) })
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {
-		metricsSrv, err = serveMetrics(cfg.metricsAddr, reg, func() error { return ready(plugin, unloaded) }, log)
+		metricsSrv, err = serveMetrics(cfg.metricsAddr, d.reg, func() error { return ready(plugin, d.unloaded) }, log)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -167,7 +137,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 			if err := plugin.Ready(); err != nil {
 				return false, "waiting for the runtime's NRI socket"
 			}
-			if err := ready(plugin, unloaded); err != nil {
+			if err := ready(plugin, d.unloaded); err != nil {
 				return true, "registered; " + err.Error()
 			}
 			return true, "registered with the runtime"

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
@@ -113,16 +111,17 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 }
 
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	lock, err := lockMode(cfg.stateDir, "proxy")
+	var svc *criservice.Service // set before the watcher runs
+	var d *engineHost
+	d, err := startEngineHost(cfg, "proxy", log, func() {
+		svc.PolicyChanged()
+		d.kick()
+	})
 	if err != nil {
 		return err
 	}
-	defer lock.release()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := criservice.NewMetrics(reg)
-	calls := proxy.NewCallMetrics(reg)
-
+	defer d.release()
+	calls := proxy.NewCallMetrics(d.reg)
 	p, err := proxy.New(proxy.Options{
 		RuntimeEndpoint: cfg.runtimeEndpoint,
 		ImageEndpoint:   cfg.imageEndpoint,
@@ -133,29 +132,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	reconcileNow := make(chan struct{}, 1)
-	kick := func() {
-		select {
-		case reconcileNow <- struct{}{}:
-		default:
-		}
-	}
-	var svc *criservice.Service // set before the watcher runs
-	watcher, unloaded, err := startPolicy(cfg, metrics, log, func() {
-		svc.PolicyChanged()
-		kick()
-	})
-	if err != nil {
-		return err
-	}
-
 	rt := runtimeapi.NewRuntimeServiceClient(p.RuntimeConn())
-	svc, err = newService(cfg, rt, func() *policy.Policy { return watcher.Current() }, metrics, log)
+	svc, err = newService(cfg, rt, func() *policy.Policy { return d.watcher.Current() }, d.metrics, log)
 	if err != nil {
 		return err
-	}
-	if cfg.metricsWorkloads {
-		reg.MustRegister(svc.Reporter().WorkloadCollector())
 	}
 	for method, h := range criservice.CRIHooks(svc) {
 		p.Handle(method, proxy.Hook{Before: h.Before, After: h.After, Answer: h.Answer})
@@ -172,33 +152,24 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	probe := p.Probe(proxy.ProbeOptions{
-		OnHealth:    func(h proxy.Health) { metrics.SetRuntimeUp(h == proxy.RuntimeUp) },
-		OnRecovered: kick, // what happened while the runtime was gone was not seen
+		OnHealth:    func(h proxy.Health) { d.metrics.SetRuntimeUp(h == proxy.RuntimeUp) },
+		OnRecovered: d.kick, // what happened while the runtime was gone was not seen
 		Answered:    calls.RuntimeAnswered,
 	})
 	wg.Go(func() { probe.Run(ctx) })
-	wg.Go(func() {
-		if err := watcher.Run(ctx); err != nil {
-			log.Error("policy watcher stopped; reload with SIGHUP only", "err", err)
-		}
-	})
-	wg.Go(func() { reloadOnSIGHUP(ctx, watcher) })
 	if cfg.stateDir != "" {
 		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, calls, kubeletSeenLook, log) })
 	}
-	if err := startLoops(ctx, &wg, cfg, svc, reg, log); err != nil {
+	if err := d.runEngine(ctx, &wg, svc); err != nil {
 		cancel()
 		wg.Wait()
 		ln.Close()
 		return err
 	}
-	wg.Go(func() {
-		(&criservice.Reconciler{Passes: svc, Interval: cfg.reconcileInterval, Log: log}).Run(ctx, reconcileNow)
-	})
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {
-		metricsSrv, err = serveMetrics(cfg.metricsAddr, reg, func() error {
-			return ready(probe, unloaded)
+		metricsSrv, err = serveMetrics(cfg.metricsAddr, d.reg, func() error {
+			return ready(probe, d.unloaded)
 		}, log)
 		if err != nil {
 			cancel()
@@ -212,7 +183,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	go func() { served <- p.Serve(ln) }()
 	notifier := systemdNotifier{log: log}
 	wg.Go(func() {
-		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, unloaded) })
+		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, d.unloaded) })
 	})
 	wg.Go(func() { notifier.watchdog(ctx) })
 	select {

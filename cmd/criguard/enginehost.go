@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/criguard/criguard/criservice"
+	"github.com/criguard/criguard/policy"
+)
+
+// engineHost is what the proxy (serve) and the NRI plugin (nri) both keep around
+// the engine: the state dir's lock, the metrics, the policy and the reconciler's
+// trigger.
+type engineHost struct {
+	cfg          serveConfig
+	log          *slog.Logger
+	lock         *modeLock
+	reg          *prometheus.Registry
+	metrics      *criservice.Metrics
+	reconcileNow chan struct{}
+	watcher      *policy.Watcher
+	unloaded     *policyHealth
+}
+
+// startEngineHost takes the state dir's lock for mode and loads the policy; changed
+// runs after each reload that changed it. release gives the lock back.
+func startEngineHost(cfg serveConfig, mode string, log *slog.Logger, changed func()) (*engineHost, error) {
+	lock, err := lockMode(cfg.stateDir, mode)
+	if err != nil {
+		return nil, err
+	}
+	d := &engineHost{cfg: cfg, log: log, lock: lock, reg: prometheus.NewRegistry(), reconcileNow: make(chan struct{}, 1)}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = criservice.NewMetrics(d.reg)
+	if d.watcher, d.unloaded, err = startPolicy(cfg, d.metrics, log, changed); err != nil {
+		lock.release()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *engineHost) release() { d.lock.release() }
+
+// kick asks for a reconcile pass; one asked during a pass folds into the next.
+func (d *engineHost) kick() {
+	select {
+	case d.reconcileNow <- struct{}{}:
+	default:
+	}
+}
+
+// runEngine starts in wg what runs beside either front end: the policy watcher, its
+// SIGHUP reload, the burst and protection loops and the reconciler. An error leaves
+// ctx's cancel and wg's wait to the caller.
+func (d *engineHost) runEngine(ctx context.Context, wg *sync.WaitGroup, svc *criservice.Service) error {
+	if d.cfg.metricsWorkloads {
+		d.reg.MustRegister(svc.Reporter().WorkloadCollector())
+	}
+	wg.Go(func() {
+		if err := d.watcher.Run(ctx); err != nil {
+			d.log.Error("policy watcher stopped; reload with SIGHUP only", "err", err)
+		}
+	})
+	wg.Go(func() { reloadOnSIGHUP(ctx, d.watcher) })
+	if err := startLoops(ctx, wg, d.cfg, svc, d.reg, d.log); err != nil {
+		return err
+	}
+	wg.Go(func() {
+		(&criservice.Reconciler{Passes: svc, Interval: d.cfg.reconcileInterval, Log: d.log}).Run(ctx, d.reconcileNow)
+	})
+	return nil
+}
