@@ -139,7 +139,7 @@ func TestIdleKubelet(t *testing.T) {
 	fmt.Fprintf(&b, "Standalone kubelet %s, cgroupfs driver, %v static pods (host network, one busybox `sleep` each, namespace %s, all throttled by the policy), containerd 1.6 (lab). Variants take turns on kubelet's socket (order rotated per round), the first after a %s warm-up once the pods run; each is measured for %s after a %s settle. CPU is the variant's threads' on-CPU time (`/proc/PID/task/*/schedstat`); CRI calls are those the variant forwarded in the window (its own count on `/metrics`: kubelet's rate varies from window to window, so CPU per call is the like-for-like figure); RSS from `/proc/PID/status` at the window's end; heap and GC cycles from criguard's `/metrics`.\n\n",
 		filepath.Base(kubelet), podCounts, idleNS, warmup, steady, settle)
 	b.WriteString(table.String())
-	b.WriteString("\n| pods | variant | CPU per minute (each round) | CPU per call (each round) | RSS (each round) | CPU ÷ thin (median round) | CPU per call ÷ thin (median round) |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("\n| pods | variant | CPU per minute (each round) | CPU per call (each round) | RSS (each round) | CPU ÷ thin (median round) | CPU per call ÷ thin (median round) | CPU ÷ thin, same round (median) | CPU per call ÷ thin, same round (median) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, pods := range podCounts {
 		byVariant := summary[strconv.Itoa(pods)]
 		thin, thinPerCall := median(byVariant["thin"], idleSample.perMinute), median(byVariant["thin"], idleSample.perCall)
@@ -150,9 +150,11 @@ func TestIdleKubelet(t *testing.T) {
 				perCall = append(perCall, FormatDuration(s.perCall()))
 				rsss = append(rsss, MiB(float64(s.rss)))
 			}
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s |\n", pods, v.name, strings.Join(cpus, ", "), strings.Join(perCall, ", "), strings.Join(rsss, ", "),
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", pods, v.name, strings.Join(cpus, ", "), strings.Join(perCall, ", "), strings.Join(rsss, ", "),
 				FormatRatio(Ratio(float64(median(byVariant[v.name], idleSample.perMinute)), float64(thin))),
-				FormatRatio(Ratio(float64(median(byVariant[v.name], idleSample.perCall)), float64(thinPerCall))))
+				FormatRatio(Ratio(float64(median(byVariant[v.name], idleSample.perCall)), float64(thinPerCall))),
+				sameRound(byVariant[v.name], byVariant["thin"], idleSample.perMinute),
+				sameRound(byVariant[v.name], byVariant["thin"], idleSample.perCall))
 		}
 	}
 	path := filepath.Join(outDir, "idle.md")
@@ -192,6 +194,23 @@ func (s idleSample) perMinute() time.Duration {
 
 func (s idleSample) ctrdPerMinute() time.Duration {
 	return time.Duration(float64(s.ctrdCPU) * float64(time.Minute) / float64(s.window))
+}
+
+// sameRound is each round's ratio of a variant's figure to the thin forwarder's, and
+// their median: "1.14, 1.10 (1.12×)".
+func sameRound(variant, thin []idleSample, figure func(idleSample) time.Duration) string {
+	values := func(samples []idleSample) (out []float64) {
+		for _, s := range samples {
+			out = append(out, float64(figure(s)))
+		}
+		return out
+	}
+	ratios, med := PairedRatios(values(variant), values(thin))
+	texts := make([]string, len(ratios))
+	for i, r := range ratios {
+		texts[i] = fmt.Sprintf("%.2f", r)
+	}
+	return fmt.Sprintf("%s (%s)", strings.Join(texts, ", "), FormatRatio(med))
 }
 
 func median(samples []idleSample, figure func(idleSample) time.Duration) time.Duration {

@@ -174,6 +174,26 @@ func Ratio(a, b float64) float64 {
 	return a / b
 }
 
+// PairedRatios are a[i]/b[i] for the rounds both have, and their median (the mean
+// of the two middle ones for an even count): each round's two variants ran minutes
+// apart at most, so the pairs cancel the machine's drift that the medians of each
+// variant's rounds do not.
+func PairedRatios(a, b []float64) (ratios []float64, median float64) {
+	for i := range min(len(a), len(b)) {
+		ratios = append(ratios, Ratio(a[i], b[i]))
+	}
+	if len(ratios) == 0 {
+		return nil, math.NaN()
+	}
+	sorted := slices.Clone(ratios)
+	slices.Sort(sorted)
+	mid := len(sorted) / 2
+	if len(sorted)%2 == 1 {
+		return ratios, sorted[mid]
+	}
+	return ratios, (sorted[mid-1] + sorted[mid]) / 2
+}
+
 // FormatRatio prints a ratio with two decimals and a ×, or n/a.
 func FormatRatio(r float64) string {
 	if math.IsNaN(r) || math.IsInf(r, 0) {

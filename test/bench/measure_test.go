@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +212,23 @@ func TestPerfEventCount(t *testing.T) {
 	}
 	if _, err := PerfEventCount([]byte("# Samples: 0\n")); !errors.Is(err, ErrBenchPerfFormat) {
 		t.Errorf("PerfEventCount without the header: err = %v, want ErrBenchPerfFormat", err)
+	}
+}
+
+// Each round's ratio, in round order, and their median: the middle one, or the mean
+// of the two middle ones; rounds one variant lacks are left out.
+func TestPairedRatios(t *testing.T) {
+	ratios, median := PairedRatios([]float64{110, 100, 300, 120}, []float64{100, 100, 200, 100, 100})
+	if want := []float64{1.1, 1, 1.5, 1.2}; !slices.EqualFunc(ratios, want, func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }) {
+		t.Errorf("ratios %v, want %v", ratios, want)
+	}
+	if math.Abs(median-1.15) > 1e-9 {
+		t.Errorf("median of an even count %v, want 1.15", median)
+	}
+	if _, median := PairedRatios([]float64{3, 1, 2}, []float64{1, 1, 1}); median != 2 {
+		t.Errorf("median of an odd count %v, want 2", median)
+	}
+	if ratios, median := PairedRatios(nil, []float64{1}); ratios != nil || !math.IsNaN(median) {
+		t.Errorf("no pair: %v, %v, want none and NaN", ratios, median)
 	}
 }
