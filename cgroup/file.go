@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -116,19 +117,25 @@ func ReadFile(dir, file string) (string, error) {
 		return "", fmt.Errorf("cgroup: read %s: %w", path, err)
 	}
 	defer unix.Close(fd)
-	content, err := readFD(fd)
+	// Most cgroup files hold a line or none: read them into the stack, and allocate
+	// only the string (a 4 KB buffer a file was most of what a reconcile pass
+	// allocated).
+	var small [512]byte
+	content, err := readFD(fd, small[:0])
 	if err != nil {
 		return "", fmt.Errorf("cgroup: read %s: %w", path, err)
 	}
 	return string(content), nil
 }
 
-// readFD reads fd from its offset to the end with plain read(2) calls.
-func readFD(fd int) ([]byte, error) {
-	buf := make([]byte, 4096)
-	n := 0
+// readFD appends to buf what fd holds from its offset to the end, with plain read(2)
+// calls, growing buf when it is full.
+func readFD(fd int, buf []byte) ([]byte, error) {
 	for {
-		read, err := unix.Read(fd, buf[n:])
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(cap(buf), 4096))
+		}
+		read, err := unix.Read(fd, buf[len(buf):cap(buf)])
 		if err == unix.EINTR {
 			continue
 		}
@@ -136,11 +143,9 @@ func readFD(fd int) ([]byte, error) {
 			return nil, err
 		}
 		if read == 0 {
-			return buf[:n], nil
+			return buf, nil
 		}
-		if n += read; n == len(buf) {
-			buf = append(buf, make([]byte, len(buf))...)
-		}
+		buf = buf[:len(buf)+read]
 	}
 }
 

@@ -84,7 +84,7 @@ func onProcfs(fd int) bool {
 
 // parseMountsAt parses the mountinfo open on fd, from its offset.
 func parseMountsAt(fd int) ([]mountEntry, error) {
-	content, err := readFD(fd)
+	content, err := readFD(fd, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
