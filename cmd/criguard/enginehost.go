@@ -33,22 +33,22 @@ func startEngineHost(cfg serveConfig, mode string, log *slog.Logger, changed fun
 	if err != nil {
 		return nil, err
 	}
-	d := &engineHost{cfg: cfg, log: log, lock: lock, reg: prometheus.NewRegistry(), reconcileNow: make(chan struct{}, 1)}
-	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d.metrics = criservice.NewMetrics(d.reg)
-	if d.watcher, d.unloaded, err = startPolicy(cfg, d.metrics, log, changed); err != nil {
+	h := &engineHost{cfg: cfg, log: log, lock: lock, reg: prometheus.NewRegistry(), reconcileNow: make(chan struct{}, 1)}
+	h.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h.metrics = criservice.NewMetrics(h.reg)
+	if h.watcher, h.unloaded, err = startPolicy(cfg, h.metrics, log, changed); err != nil {
 		lock.release()
 		return nil, err
 	}
-	return d, nil
+	return h, nil
 }
 
-func (d *engineHost) release() { d.lock.release() }
+func (h *engineHost) release() { h.lock.release() }
 
 // kick asks for a reconcile pass; one asked during a pass folds into the next.
-func (d *engineHost) kick() {
+func (h *engineHost) kick() {
 	select {
-	case d.reconcileNow <- struct{}{}:
+	case h.reconcileNow <- struct{}{}:
 	default:
 	}
 }
@@ -56,21 +56,21 @@ func (d *engineHost) kick() {
 // runEngine starts in wg what runs beside either front end: the policy watcher, its
 // SIGHUP reload, the burst and protection loops and the reconciler. An error leaves
 // ctx's cancel and wg's wait to the caller.
-func (d *engineHost) runEngine(ctx context.Context, wg *sync.WaitGroup, svc *criservice.Service) error {
-	if d.cfg.metricsWorkloads {
-		d.reg.MustRegister(svc.Reporter().WorkloadCollector())
+func (h *engineHost) runEngine(ctx context.Context, wg *sync.WaitGroup, svc *criservice.Service) error {
+	if h.cfg.metricsWorkloads {
+		h.reg.MustRegister(svc.Reporter().WorkloadCollector())
 	}
 	wg.Go(func() {
-		if err := d.watcher.Run(ctx); err != nil {
-			d.log.Error("policy watcher stopped; reload with SIGHUP only", "err", err)
+		if err := h.watcher.Run(ctx); err != nil {
+			h.log.Error("policy watcher stopped; reload with SIGHUP only", "err", err)
 		}
 	})
-	wg.Go(func() { reloadOnSIGHUP(ctx, d.watcher) })
-	if err := startLoops(ctx, wg, d.cfg, svc, d.reg, d.log); err != nil {
+	wg.Go(func() { reloadOnSIGHUP(ctx, h.watcher) })
+	if err := startLoops(ctx, wg, h.cfg, svc, h.reg, h.log); err != nil {
 		return err
 	}
 	wg.Go(func() {
-		(&criservice.Reconciler{Passes: svc, Interval: d.cfg.reconcileInterval, Log: d.log}).Run(ctx, d.reconcileNow)
+		(&criservice.Reconciler{Passes: svc, Interval: h.cfg.reconcileInterval, Log: h.log}).Run(ctx, h.reconcileNow)
 	})
 	return nil
 }

@@ -75,19 +75,19 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var plugin *nriplugin.Plugin // set before the watcher runs
-	var d *engineHost
-	d, err := startEngineHost(cfg.serveConfig, "NRI plugin", log, func() {
+	var host *engineHost
+	host, err := startEngineHost(cfg.serveConfig, "NRI plugin", log, func() {
 		// Not svc.PolicyChanged: the runtime's NRI updates carry pids, memory and
 		// cpu; the pass rewrites what criguard writes to files.
 		if plugin != nil {
 			go plugin.PolicyChanged(ctx)
 		}
-		d.kick()
+		host.kick()
 	})
 	if err != nil {
 		return err
 	}
-	defer d.release()
+	defer host.release()
 
 	target, err := proxy.SocketPath(cfg.runtimeEndpoint)
 	if err != nil {
@@ -99,14 +99,14 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 		return fmt.Errorf("runtime endpoint: %w", err)
 	}
 	defer conn.Close()
-	svc, err := newService(cfg.serveConfig, runtimeapi.NewRuntimeServiceClient(conn), func() *policy.Policy { return d.watcher.Current() }, d.metrics, log)
+	svc, err := newService(cfg.serveConfig, runtimeapi.NewRuntimeServiceClient(conn), func() *policy.Policy { return host.watcher.Current() }, host.metrics, log)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
 	plugin, err = nriplugin.New(nriplugin.Options{
 		Engine: svc, Socket: cfg.socket, Name: cfg.pluginName, Index: cfg.pluginIndex,
-		Reconcile: d.kick, Retry: cfg.retry, Logger: log,
+		Reconcile: host.kick, Retry: cfg.retry, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -115,7 +115,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 		"runtime", cfg.runtimeEndpoint, "policy", cfg.policyPath, "dry_run", cfg.dryRun)
 
 	var wg sync.WaitGroup
-	if err := d.runEngine(ctx, &wg, svc); err != nil {
+	if err := host.runEngine(ctx, &wg, svc); err != nil {
 		cancel()
 		wg.Wait()
 		return err
@@ -123,7 +123,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 	wg.Go(func() { _ = plugin.Run(ctx) })
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {
-		metricsSrv, err = serveMetrics(cfg.metricsAddr, d.reg, func() error { return ready(plugin, d.unloaded) }, log)
+		metricsSrv, err = serveMetrics(cfg.metricsAddr, host.reg, func() error { return ready(plugin, host.unloaded) }, log)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -137,7 +137,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 			if err := plugin.Ready(); err != nil {
 				return false, "waiting for the runtime's NRI socket"
 			}
-			if err := ready(plugin, d.unloaded); err != nil {
+			if err := ready(plugin, host.unloaded); err != nil {
 				return true, "registered; " + err.Error()
 			}
 			return true, "registered with the runtime"

@@ -112,16 +112,16 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	var svc *criservice.Service // set before the watcher runs
-	var d *engineHost
-	d, err := startEngineHost(cfg, "proxy", log, func() {
+	var host *engineHost
+	host, err := startEngineHost(cfg, "proxy", log, func() {
 		svc.PolicyChanged()
-		d.kick()
+		host.kick()
 	})
 	if err != nil {
 		return err
 	}
-	defer d.release()
-	calls := proxy.NewCallMetrics(d.reg)
+	defer host.release()
+	calls := proxy.NewCallMetrics(host.reg)
 	p, err := proxy.New(proxy.Options{
 		RuntimeEndpoint: cfg.runtimeEndpoint,
 		ImageEndpoint:   cfg.imageEndpoint,
@@ -133,7 +133,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	rt := runtimeapi.NewRuntimeServiceClient(p.RuntimeConn())
-	svc, err = newService(cfg, rt, func() *policy.Policy { return d.watcher.Current() }, d.metrics, log)
+	svc, err = newService(cfg, rt, func() *policy.Policy { return host.watcher.Current() }, host.metrics, log)
 	if err != nil {
 		return err
 	}
@@ -152,15 +152,15 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	probe := p.Probe(proxy.ProbeOptions{
-		OnHealth:    func(h proxy.Health) { d.metrics.SetRuntimeUp(h == proxy.RuntimeUp) },
-		OnRecovered: d.kick, // what happened while the runtime was gone was not seen
+		OnHealth:    func(h proxy.Health) { host.metrics.SetRuntimeUp(h == proxy.RuntimeUp) },
+		OnRecovered: host.kick, // what happened while the runtime was gone was not seen
 		Answered:    calls.RuntimeAnswered,
 	})
 	wg.Go(func() { probe.Run(ctx) })
 	if cfg.stateDir != "" {
 		wg.Go(func() { recordKubeletCalls(ctx, cfg.stateDir, calls, kubeletSeenLook, log) })
 	}
-	if err := d.runEngine(ctx, &wg, svc); err != nil {
+	if err := host.runEngine(ctx, &wg, svc); err != nil {
 		cancel()
 		wg.Wait()
 		ln.Close()
@@ -168,8 +168,8 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {
-		metricsSrv, err = serveMetrics(cfg.metricsAddr, d.reg, func() error {
-			return ready(probe, d.unloaded)
+		metricsSrv, err = serveMetrics(cfg.metricsAddr, host.reg, func() error {
+			return ready(probe, host.unloaded)
 		}, log)
 		if err != nil {
 			cancel()
@@ -183,7 +183,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	go func() { served <- p.Serve(ln) }()
 	notifier := systemdNotifier{log: log}
 	wg.Go(func() {
-		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, d.unloaded) })
+		notifier.readyWhen(ctx, func() (bool, string) { return readyForSystemd(probe, host.unloaded) })
 	})
 	wg.Go(func() { notifier.watchdog(ctx) })
 	select {
