@@ -18,7 +18,10 @@ import (
 // keeps the record of every line criguard wrote (ownership), so that it lifts and
 // repairs only those. It takes plans, not CRI calls: any front end can drive it.
 type enforcer struct {
-	io      cgroup.IO
+	io cgroup.IO
+	// watch is told around each write of limits, so that criguard's own write is
+	// not taken for another's; nil: the limits are not watched.
+	watch   *cgroup.LimitWatch
 	owned   *ownership
 	dryRun  bool
 	log     *slog.Logger
@@ -153,6 +156,10 @@ func (e *enforcer) enforce(plan Plan) (syncResult, []cgroup.Write, error) {
 	// Record before writing, old and new together: a crash in between leaves
 	// nothing of criguard's unowned, nor what stood before it forgotten.
 	e.saveOwnership(plan.Dir, translate.UnionOwned(owned, change.Owned))
+	if e.watch != nil {
+		e.watch.Writing(plan.Dir)
+		defer e.watch.Wrote(plan.Dir)
+	}
 	if err := cgroup.Apply(plan.Dir, writes); err != nil {
 		return "", nil, err
 	}

@@ -22,14 +22,24 @@ type Passes interface {
 // off a line systemd rewrote (RecheckConflicted).
 const conflictRecheckInterval = 2 * time.Second
 
+// changedGap is the least time between the start of a pass and a pass for limits
+// another wrote: however often a tenant rewrites them, passes stay that far apart.
+const changedGap = time.Second
+
 // Reconciler owns when passes run: at start, on every trigger (a policy reload,
-// the runtime back from an outage), every Interval, and the conflict recheck every
-// Recheck. Triggers that arrive during a pass fold into one more pass.
+// the runtime back from an outage), when limits read back were written by another
+// (Changed), every Interval, and the conflict recheck every Recheck. Triggers that
+// arrive during a pass fold into one more pass.
 type Reconciler struct {
 	Passes   Passes
 	Interval time.Duration
 	Recheck  time.Duration // 0: every 2 s
-	Log      *slog.Logger
+	// Changed is signalled when limits a pass read back were written since
+	// (Service.LimitsChanged); the pass for it starts at least ChangedGap after the
+	// one before. nil: none.
+	Changed    <-chan struct{}
+	ChangedGap time.Duration // 0: one second
+	Log        *slog.Logger
 }
 
 // Run reconciles until ctx ends.
@@ -41,7 +51,9 @@ func (r *Reconciler) Run(ctx context.Context, trigger <-chan struct{}) {
 	ticker := time.NewTicker(r.Interval)
 	defer ticker.Stop()
 	go r.recheckEvery(ctx, cmp.Or(r.Recheck, conflictRecheckInterval))
+	gap := cmp.Or(r.ChangedGap, changedGap)
 	for {
+		started := time.Now()
 		res, err := r.Passes.Reconcile(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -58,7 +70,27 @@ func (r *Reconciler) Run(ctx context.Context, trigger <-chan struct{}) {
 			return
 		case <-ticker.C:
 		case <-trigger:
+		case <-r.Changed:
+			if !sleepUntil(ctx, started.Add(gap)) {
+				return
+			}
 		}
+	}
+}
+
+// sleepUntil waits for t; false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	wait := time.Until(t)
+	if wait <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
 	}
 }
 

@@ -97,3 +97,35 @@ func TestReconcilerRunsOnStartTriggerAndRecheck(t *testing.T) {
 		t.Errorf("passes = %d, want 2 (start, trigger): the hour interval never fired", passes)
 	}
 }
+
+// A write by another to limits read back runs a pass, but never sooner than
+// ChangedGap after the start of the one before, however many writes come.
+func TestReconcilerPassOnChangedLimitsKeepsItsGap(t *testing.T) {
+	p := &countingPasses{passed: make(chan struct{}, 10), recorded: make(chan struct{}, 1)}
+	changed := make(chan struct{}, 1)
+	r := &Reconciler{Passes: p, Interval: time.Hour, Changed: changed, ChangedGap: 300 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, nil)
+
+	<-p.passed // at start
+	first := time.Now()
+	changed <- struct{}{}
+	select {
+	case <-p.passed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pass after limits were changed")
+	}
+	if since := time.Since(first); since < 250*time.Millisecond {
+		t.Fatalf("the pass for the change ran %v after the one before, want at least the 300ms gap", since)
+	}
+	second := time.Now()
+	changed <- struct{}{}
+	<-p.passed
+	if since := time.Since(second); since < 250*time.Millisecond {
+		t.Fatalf("the next pass ran %v after the one before, want at least the gap", since)
+	}
+	if passes, _ := p.counts(); passes != 3 {
+		t.Fatalf("%d passes, want 3", passes)
+	}
+}

@@ -65,8 +65,13 @@ type Options struct {
 	// ApplyTimeout bounds the work done around StartContainer, and each runtime
 	// call criguard makes on its own.
 	ApplyTimeout time.Duration
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// ReadBackMaxAge, when set, has the cgroups' limit files watched with inotify:
+	// a pass reads back only the limits written since the last read or read longer
+	// ago than this (cgroup.LimitWatch), and a write by another lets the reconciler
+	// read them again at once (LimitsChanged). Zero: every pass reads every file.
+	ReadBackMaxAge time.Duration
+	Logger         *slog.Logger
+	Metrics        *Metrics
 }
 
 // Service is the engine: it takes a front end's events and brings each cgroup to the
@@ -95,6 +100,9 @@ type Service struct {
 	// resourcesStale is set by a reload until a pass brought running containers'
 	// pids, memory and cpu to the new policy.
 	resourcesStale atomic.Bool
+
+	// limitWatch keeps the limits read back until they are written; nil: unwatched.
+	limitWatch *cgroup.LimitWatch
 }
 
 // New returns a Service.
@@ -118,6 +126,15 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	var watch *cgroup.LimitWatch
+	if opts.ReadBackMaxAge > 0 {
+		w, err := cgroup.NewLimitWatch(opts.IO, opts.ReadBackMaxAge)
+		if err != nil {
+			opts.Logger.Warn("cannot watch the cgroups' limit files; every pass reads them all", "err", err)
+		} else {
+			watch, opts.IO = w, w
+		}
+	}
 	path := ""
 	if opts.StateDir != "" {
 		path = filepath.Join(opts.StateDir, OwnershipFile)
@@ -128,7 +145,7 @@ func New(opts Options) (*Service, error) {
 		opts.Logger.Error("ownership record unreadable; limits criguard wrote before count as foreign and are kept", "err", err)
 	}
 	settings := cgroup.NewSettings(opts.IO, opts.Controllers)
-	enforcer := &enforcer{io: opts.IO, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
+	enforcer := &enforcer{io: opts.IO, watch: watch, owned: owned, dryRun: opts.DryRun, log: opts.Logger, metrics: opts.Metrics,
 		specCarriesLimits: settings.RuntimeTakesUnified(), units: opts.UnitLimits, unitTimeout: max(opts.ApplyTimeout, time.Second)}
 	enforcer.weights = newWeightEnforcer(opts)
 	pre := preStart{enabled: opts.PreStartDropIns && !opts.DryRun, root: opts.SystemdRoot}
@@ -156,6 +173,7 @@ func New(opts Options) (*Service, error) {
 		settings: settings,
 
 		conflictRecorded: make(chan struct{}, 1),
+		limitWatch:       watch,
 	}
 	s.reporter = &Reporter{store: store, planner: planner, enforcer: enforcer, io: opts.IO, settings: settings,
 		stateDir: opts.StateDir, log: opts.Logger}
@@ -209,8 +227,20 @@ func (s *Service) Reporter() *Reporter { return s.reporter }
 
 // Close releases the resolvers' connections.
 func (s *Service) Close() error {
+	if s.limitWatch != nil {
+		s.limitWatch.Close()
+	}
 	if c, ok := s.store.resolver.(interface{ Close() error }); ok {
 		return c.Close()
 	}
 	return nil
+}
+
+// LimitsChanged is signalled when limits read back were written by another than
+// criguard, so that a pass reads them again now; nil (never) when unwatched.
+func (s *Service) LimitsChanged() <-chan struct{} {
+	if s.limitWatch == nil {
+		return nil
+	}
+	return s.limitWatch.Changed()
 }

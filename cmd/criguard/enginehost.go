@@ -70,7 +70,7 @@ func (h *engineHost) runEngine(ctx context.Context, wg *sync.WaitGroup, svc *cri
 		return err
 	}
 	wg.Go(func() {
-		(&criservice.Reconciler{Passes: svc, Interval: h.cfg.reconcileInterval, Log: h.log}).Run(ctx, h.reconcileNow)
+		(&criservice.Reconciler{Passes: svc, Interval: h.cfg.reconcileInterval, Changed: svc.LimitsChanged(), Log: h.log}).Run(ctx, h.reconcileNow)
 	})
 	return nil
 }

@@ -45,7 +45,7 @@ func runNRI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	addRuntimeFlags(fs, &cfg.serveConfig)
 	fs.BoolVar(&cfg.failClosed, "fail-closed", false, "refused here: the proxy's alone (see criguard nri -h)")
 	fs.BoolVar(&cfg.dryRun, "dry-run", false, "log the cgroup writes criguard would make, and make none")
-	fs.DurationVar(&cfg.reconcileInterval, "reconcile-interval", 30*time.Second, "how often running containers are compared with the policy and fixed")
+	addReconcileFlags(fs, &cfg.serveConfig)
 	// The loops as serve's: without these flags they were off (zero intervals).
 	fs.DurationVar(&cfg.burstInterval, "burst-interval", burst.DefaultInterval, "how often the burst loop samples I/O counters and moves limits in force (0: off)")
 	fs.DurationVar(&cfg.protectInterval, "protect-interval", protect.DefaultInterval, "how often the protection loop reads protected pods' io.pressure and moves yielding limits (0: off)")

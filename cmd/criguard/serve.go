@@ -44,6 +44,7 @@ type serveConfig struct {
 	failClosed        bool
 	dryRun            bool
 	reconcileInterval time.Duration
+	readBackMaxAge    time.Duration
 	burstInterval     time.Duration
 	protectInterval   time.Duration
 	applyTimeout      time.Duration
@@ -80,7 +81,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	addRuntimeFlags(fs, &cfg)
 	fs.BoolVar(&cfg.failClosed, "fail-closed", false, "fail StartContainer (and stop the container) when its throttle cannot be applied")
 	fs.BoolVar(&cfg.dryRun, "dry-run", false, "log the cgroup writes criguard would make, and make none")
-	fs.DurationVar(&cfg.reconcileInterval, "reconcile-interval", 30*time.Second, "how often running containers are compared with the policy and fixed")
+	addReconcileFlags(fs, &cfg)
 	fs.DurationVar(&cfg.burstInterval, "burst-interval", burst.DefaultInterval, "how often the burst loop samples I/O counters and moves limits in force (0: off)")
 	fs.DurationVar(&cfg.protectInterval, "protect-interval", protect.DefaultInterval, "how often the protection loop reads protected pods' io.pressure and moves yielding limits (0: off; the law counts ticks)")
 	fs.DurationVar(&cfg.applyTimeout, "apply-timeout", 2*time.Second, "longest time spent applying a throttle after StartContainer")
@@ -259,6 +260,7 @@ func newService(cfg serveConfig, rt runtimeapi.RuntimeServiceClient, current fun
 		FailClosed:      cfg.failClosed,
 		DryRun:          cfg.dryRun,
 		ApplyTimeout:    cfg.applyTimeout,
+		ReadBackMaxAge:  cfg.readBackMaxAge,
 		Logger:          log,
 		Metrics:         metrics,
 	})

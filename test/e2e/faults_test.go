@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -68,8 +69,9 @@ func TestFaultsContainerd(t *testing.T) {
 	ctrd := lab.Containerd(t)
 	dev := lab.WholeDisk(t, ctrd.Root)
 	policyPath := newPolicyFile(t, throttlePolicy(ctrd.Root, "1MiB"))
+	metricsAddr := freeAddr(t)
 	cg := lab.Criguard(t, ctrd.Endpoint, "--policy", policyPath, "--resolver", "auto",
-		"--containerd-address", ctrd.Socket, "--metrics-addr", "127.0.0.1:0",
+		"--containerd-address", ctrd.Socket, "--metrics-addr", metricsAddr,
 		"--reconcile-interval", reconcileInterval.String())
 	ep := cg.Endpoint
 
@@ -77,10 +79,13 @@ func TestFaultsContainerd(t *testing.T) {
 	assertThrottle(t, cg, "survivor after start", survivor.dir, writeBPSFile, dev, 1*mib)
 
 	t.Run("drift", func(t *testing.T) {
+		fixed := driftFixed(t, metricsAddr)
 		lab.SetThrottle(t, survivor.dir, writeBPSFile, dev, 0)
-		assertThrottle(t, cg, "after the manual reset", survivor.dir, writeBPSFile, dev, 0)
-		// One interval, plus the pass itself and the poll.
+		// One interval, plus the pass itself and the poll. (The watch on the limit
+		// files usually repairs it sooner: TestFaultsLiftRepairedAtOnce.)
 		waitThrottle(t, cg, "drift repaired", survivor.dir, writeBPSFile, dev, 1*mib, reconcileInterval+time.Second)
+		// Repaired by criguard, which saw the reset: not a write that never happened.
+		waitDriftFixed(t, metricsAddr, fixed+1)
 	})
 
 	t.Run("behind-back-live", func(t *testing.T) {
@@ -303,5 +308,49 @@ func waitStarted(t *testing.T, events <-chan *runtimeapi.ContainerEventResponse,
 		case <-timeout:
 			t.Fatalf("no CONTAINER_STARTED event for %s within 20s", id)
 		}
+	}
+}
+
+// TestFaultsLiftRepairedAtOnce lifts a running container's limit by hand with
+// passes an hour apart: only the watch on the cgroup's limit files can bring it
+// back, and it must within seconds.
+func TestFaultsLiftRepairedAtOnce(t *testing.T) {
+	ctrd := lab.Containerd(t)
+	dev := lab.WholeDisk(t, ctrd.Root)
+	metricsAddr := freeAddr(t)
+	cg := lab.Criguard(t, ctrd.Endpoint, "--policy", newPolicyFile(t, throttlePolicy(ctrd.Root, "1MiB")),
+		"--resolver", "auto", "--containerd-address", ctrd.Socket, "--metrics-addr", metricsAddr,
+		"--reconcile-interval", "1h")
+	w := startWorker(t, cg.Endpoint, "throttled-faults", "lifted")
+	assertThrottle(t, cg, "after start", w.dir, writeBPSFile, dev, 1*mib)
+	fixed := driftFixed(t, metricsAddr)
+	for round := range 3 {
+		lab.SetThrottle(t, w.dir, writeBPSFile, dev, 0)
+		took := waitThrottle(t, cg, fmt.Sprintf("lift %d repaired", round+1), w.dir, writeBPSFile, dev, 1*mib, 5*time.Second)
+		t.Logf("lift %d repaired after %s", round+1, took.Round(time.Millisecond))
+		waitDriftFixed(t, metricsAddr, fixed+float64(round+1))
+	}
+}
+
+// driftFixed is criguard_reconcile_drift_fixed_total now.
+func driftFixed(t *testing.T, metricsAddr string) float64 {
+	t.Helper()
+	return sampleValue(t, scrapeMetrics(t, metricsAddr), "criguard_reconcile_drift_fixed_total", "")
+}
+
+// waitDriftFixed waits until criguard has counted want repairs (the count follows
+// the pass's writes).
+func waitDriftFixed(t *testing.T, metricsAddr string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := driftFixed(t, metricsAddr)
+		if got == want {
+			return
+		}
+		if got > want || time.Now().After(deadline) {
+			t.Fatalf("criguard_reconcile_drift_fixed_total = %v, want %v", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

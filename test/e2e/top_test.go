@@ -217,7 +217,7 @@ func scrapeMetrics(t *testing.T, addr string) string {
 }
 
 // sampleValue is the value of name{labels} in a Prometheus text page (labels in
-// the sorted order the client library writes them); it fails the test if absent.
+// the sorted order the client library writes them; none: ""); it fails the test if absent.
 func sampleValue(t *testing.T, page, name, labels string) float64 {
 	t.Helper()
 	v, ok := optionalSample(page, name, labels)
@@ -228,7 +228,11 @@ func sampleValue(t *testing.T, page, name, labels string) float64 {
 }
 
 func optionalSample(page, name, labels string) (float64, bool) {
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+"{"+labels+"}") + ` (\S+)$`).FindStringSubmatch(page)
+	series := name
+	if labels != "" {
+		series += "{" + labels + "}"
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(page)
 	if m == nil {
 		return 0, false
 	}

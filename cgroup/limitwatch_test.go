@@ -1,0 +1,275 @@
+package cgroup
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// countingIO counts the reads that reach the backend.
+type countingIO struct {
+	IO
+	reads atomic.Int64
+}
+
+func (c *countingIO) Limits(dir string) ([]IOLimit, error) {
+	c.reads.Add(1)
+	return c.IO.Limits(dir)
+}
+
+// newWatchedV2 is a v2 cgroup directory with an io.max, watched.
+func newWatchedV2(t *testing.T, ioMax string) (*LimitWatch, *countingIO, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pod1")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "io.max", ioMax)
+	backend := &countingIO{IO: ioV2{mount: filepath.Dir(dir)}}
+	w, err := NewLimitWatch(backend, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w, backend, dir
+}
+
+func writeFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readBPS(t *testing.T, w *LimitWatch, dir string) uint64 {
+	t.Helper()
+	limits, err := w.Limits(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(limits) != 1 {
+		t.Fatalf("limits %v, want one device", limits)
+	}
+	return limits[0].ReadBPS
+}
+
+func signalled(w *LimitWatch, within time.Duration) bool {
+	select {
+	case <-w.Changed():
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+func TestLimitWatchReadsAgainOnlyAfterAWrite(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	for range 3 {
+		if got := readBPS(t, w, dir); got != 1000 {
+			t.Fatalf("rbps %d, want 1000", got)
+		}
+	}
+	if n := backend.reads.Load(); n != 1 {
+		t.Fatalf("%d reads for three unchanged answers, want 1", n)
+	}
+	// Another file of the cgroup is not a limit: still no read.
+	writeFile(t, dir, "cpu.max", "max 100000\n")
+	readBPS(t, w, dir)
+	if n := backend.reads.Load(); n != 1 {
+		t.Fatalf("a write to cpu.max caused a read (%d reads)", n)
+	}
+	// A tenant lifts the limit: the very next Limits sees it, with no wait.
+	writeFile(t, dir, "io.max", "8:0 rbps=max wbps=max riops=max wiops=max\n8:16 rbps=5 wbps=max riops=max wiops=max\n")
+	limits, err := w.Limits(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(limits) != 1 || limits[0].Device != (Device{Major: 8, Minor: 16}) || limits[0].ReadBPS != 5 {
+		t.Fatalf("after the write: %v, want only 8:16 rbps=5", limits)
+	}
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2", n)
+	}
+}
+
+func TestLimitWatchSignalsAnotherWriter(t *testing.T) {
+	w, _, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, dir)
+	writeFile(t, dir, "io.max", "8:0 rbps=max wbps=max riops=max wiops=max\n")
+	if !signalled(w, 5*time.Second) {
+		t.Fatal("a write to limits read back was not signalled")
+	}
+	// O_TRUNC and the write are two events: take a second signal if any.
+	signalled(w, 100*time.Millisecond)
+	// A second write before anyone read the first: signalled too.
+	writeFile(t, dir, "io.max", "8:0 rbps=7 wbps=max riops=max wiops=max\n")
+	if !signalled(w, 5*time.Second) {
+		t.Fatal("a second write, before a read, was not signalled")
+	}
+	if got := readBPS(t, w, dir); got != 7 {
+		t.Fatalf("rbps %d, want 7", got)
+	}
+}
+
+func TestLimitWatchOwnWriteIsNotSignalled(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, dir)
+	w.Writing(dir)
+	if err := Apply(dir, []Write{{File: "io.max", Value: "8:0 rbps=2000"}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Wrote(dir)
+	if signalled(w, 200*time.Millisecond) {
+		t.Fatal("criguard's own announced write was signalled")
+	}
+	// Nobody read the cgroup since criguard's write; a tenant's write after it is
+	// signalled all the same.
+	writeFile(t, dir, "io.max", "8:0 rbps=max wbps=max riops=max wiops=max\n")
+	if !signalled(w, 5*time.Second) {
+		t.Fatal("a tenant's write after criguard's was not signalled")
+	}
+	w.Writing(dir)
+	if err := Apply(dir, []Write{{File: "io.max", Value: "8:0 rbps=2000"}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Wrote(dir)
+	// A regular file takes the line as written; the backend parses it.
+	if got := readBPS(t, w, dir); got != 2000 {
+		t.Fatalf("rbps %d after criguard's write, want 2000", got)
+	}
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2", n)
+	}
+}
+
+func TestLimitWatchReadsAgainWhenOld(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	w.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	w.maxAge = time.Minute
+	readBPS(t, w, dir)
+	readBPS(t, w, dir)
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	readBPS(t, w, dir)
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2: one at first, one once the first was a minute old", n)
+	}
+}
+
+func TestLimitWatchDirectoryRecreated(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, dir)
+	// The cgroup is removed and another made at the same path (a unit restarted):
+	// its limits are read, not the old one's.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Created without a write to a watched directory: only IN_IGNORED says so.
+	if err := os.WriteFile(filepath.Join(dir, "io.max"), []byte("8:0 rbps=3 wbps=max riops=max wiops=max\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBPS(t, w, dir); got != 3 {
+		t.Fatalf("rbps %d from the new cgroup, want 3", got)
+	}
+	readBPS(t, w, dir)
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2 (the new cgroup watched again)", n)
+	}
+}
+
+func TestLimitWatchV1WatchesTheFourThrottleFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, key := range blkioThrottleKeys {
+		writeFile(t, dir, key.file, "")
+	}
+	writeFile(t, dir, "blkio.throttle.read_bps_device", "8:0 1000\n")
+	backend := &countingIO{IO: blkioV1{mount: filepath.Dir(dir)}}
+	w, err := NewLimitWatch(backend, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	readBPS(t, w, dir)
+	writeFile(t, dir, "blkio.weight", "500\n")
+	readBPS(t, w, dir)
+	writeFile(t, dir, "blkio.throttle.write_iops_device", "8:0 9\n")
+	limits, err := w.Limits(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(limits) != 1 || limits[0].WriteIOPS != 9 || limits[0].ReadBPS != 1000 {
+		t.Fatalf("limits %v, want 8:0 rbps 1000 wiops 9", limits)
+	}
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2", n)
+	}
+}
+
+func TestLimitWatchOverflowDropsEveryRead(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, dir)
+	event := make([]byte, unix.SizeofInotifyEvent)
+	binary.NativeEndian.PutUint32(event[0:], ^uint32(0)) // wd -1
+	binary.NativeEndian.PutUint32(event[4:], unix.IN_Q_OVERFLOW)
+	w.mu.Lock()
+	changed := w.handle(event)
+	w.mu.Unlock()
+	if !changed {
+		t.Fatal("an overflow did not count as a change")
+	}
+	readBPS(t, w, dir)
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2: everything read again after lost events", n)
+	}
+}
+
+func TestLimitWatchAfterClose(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, dir)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBPS(t, w, dir); got != 1000 {
+		t.Fatalf("rbps %d, want 1000", got)
+	}
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2: a closed watch reads every time", n)
+	}
+}
+
+func TestLimitWatchConcurrentReadersAndWriters(t *testing.T) {
+	w, _, dir := newWatchedV2(t, "8:0 rbps=1 wbps=max riops=max wiops=max\n")
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				if _, err := w.Limits(dir); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			writeFile(t, dir, "io.max", "8:0 rbps=1 wbps=max riops=max wiops=max\n")
+		}
+	})
+	wg.Wait()
+	writeFile(t, dir, "io.max", "8:0 rbps=42 wbps=max riops=max wiops=max\n")
+	if got := readBPS(t, w, dir); got != 42 {
+		t.Fatalf("rbps %d after the last write, want 42", got)
+	}
+}
