@@ -29,6 +29,8 @@ type LimitWatch struct {
 	files  map[string]bool // the backend's limit files: io.max, or v1's four
 	maxAge time.Duration
 	now    func() time.Time
+	// unwatched is told of a cgroup that cannot be watched (read every time).
+	unwatched func(dir string, err error)
 
 	file    *os.File // the inotify instance, non-blocking, in the runtime's poller
 	changed chan struct{}
@@ -62,23 +64,25 @@ func limitFiles(version int) []string {
 	return files
 }
 
-// NewLimitWatch watches the limit files of the cgroups backend's Limits reads.
-// Close it to release the inotify instance.
-func NewLimitWatch(backend IO, maxAge time.Duration) (*LimitWatch, error) {
+// NewLimitWatch watches the limit files of the cgroups backend's Limits reads;
+// unwatched, if set, is told of each attempt to watch one that failed (such a
+// cgroup is read every time). Close it to release the inotify instance.
+func NewLimitWatch(backend IO, maxAge time.Duration, unwatched func(dir string, err error)) (*LimitWatch, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: inotify: %w", err)
 	}
 	w := &LimitWatch{
-		IO:      backend,
-		files:   map[string]bool{},
-		maxAge:  maxAge,
-		now:     time.Now,
-		file:    os.NewFile(uintptr(fd), "inotify"),
-		changed: make(chan struct{}, 1),
-		byDir:   map[string]*watchedDir{},
-		byWatch: map[int32]*watchedDir{},
-		buf:     make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1)),
+		IO:        backend,
+		files:     map[string]bool{},
+		maxAge:    maxAge,
+		now:       time.Now,
+		unwatched: unwatched,
+		file:      os.NewFile(uintptr(fd), "inotify"),
+		changed:   make(chan struct{}, 1),
+		byDir:     map[string]*watchedDir{},
+		byWatch:   map[int32]*watchedDir{},
+		buf:       make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1)),
 	}
 	for _, f := range limitFiles(backend.Version()) {
 		w.files[f] = true
@@ -176,6 +180,9 @@ func (w *LimitWatch) watchLocked(dir string) *watchedDir {
 		return err
 	})
 	if err != nil {
+		if w.unwatched != nil {
+			w.unwatched(dir, err)
+		}
 		return nil
 	}
 	if _, seen := w.byWatch[int32(wd)]; seen {

@@ -32,7 +32,7 @@ func newWatchedV2(t *testing.T, ioMax string) (*LimitWatch, *countingIO, string)
 	}
 	writeFile(t, dir, "io.max", ioMax)
 	backend := &countingIO{IO: ioV2{mount: filepath.Dir(dir)}}
-	w, err := NewLimitWatch(backend, time.Hour)
+	w, err := NewLimitWatch(backend, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestLimitWatchV1WatchesTheFourThrottleFiles(t *testing.T) {
 	}
 	writeFile(t, dir, "blkio.throttle.read_bps_device", "8:0 1000\n")
 	backend := &countingIO{IO: blkioV1{mount: filepath.Dir(dir)}}
-	w, err := NewLimitWatch(backend, time.Hour)
+	w, err := NewLimitWatch(backend, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,5 +271,25 @@ func TestLimitWatchConcurrentReadersAndWriters(t *testing.T) {
 	writeFile(t, dir, "io.max", "8:0 rbps=42 wbps=max riops=max wiops=max\n")
 	if got := readBPS(t, w, dir); got != 42 {
 		t.Fatalf("rbps %d after the last write, want 42", got)
+	}
+}
+
+func TestLimitWatchSameCgroupUnderTwoPaths(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	link := filepath.Join(t.TempDir(), "alias")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	readBPS(t, w, dir)
+	readBPS(t, w, link)
+	readBPS(t, w, link)
+	// The second path shares the first's watch: it is read every time rather than
+	// kept under a watch that would forget it with the first.
+	if n := backend.reads.Load(); n != 3 {
+		t.Fatalf("%d reads, want 3 (one for the watched path, two for its alias)", n)
+	}
+	writeFile(t, dir, "io.max", "8:0 rbps=9 wbps=max riops=max wiops=max\n")
+	if got, got2 := readBPS(t, w, dir), readBPS(t, w, link); got != 9 || got2 != 9 {
+		t.Fatalf("rbps %d and %d after the write, want 9 through both paths", got, got2)
 	}
 }

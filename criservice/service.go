@@ -128,7 +128,13 @@ func New(opts Options) (*Service, error) {
 	}
 	var watch *cgroup.LimitWatch
 	if opts.ReadBackMaxAge > 0 {
-		w, err := cgroup.NewLimitWatch(opts.IO, opts.ReadBackMaxAge)
+		var warned atomic.Bool
+		unwatched := func(dir string, err error) {
+			if !warned.Swap(true) {
+				opts.Logger.Warn("cannot watch a cgroup's limit files; it and any other such are read on every pass (see fs.inotify.max_user_watches); logged once", "dir", dir, "err", err)
+			}
+		}
+		w, err := cgroup.NewLimitWatch(opts.IO, opts.ReadBackMaxAge, unwatched)
 		if err != nil {
 			opts.Logger.Warn("cannot watch the cgroups' limit files; every pass reads them all", "err", err)
 		} else {

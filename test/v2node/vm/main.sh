@@ -483,6 +483,7 @@ scenarios() {
 		volumes_checks
 		resources_checks
 		conflict_check
+		lift_check
 	fi
 	survival "$thr" "$b_dw"
 	if [[ $run == c2 ]]; then
@@ -493,6 +494,30 @@ scenarios() {
 	c2) handler_check crun "$b_dw" ;;
 	cr) handler_check runc "$b_dw" ;;
 	esac
+}
+
+# lift_check: a limit lifted by hand is back within seconds, not at the next pass 30 s
+# on: criguard watches the limit files it read back. Three lifts in a row, so that a
+# pass that happens to fall due cannot pass the check for a watch that does not work.
+lift_check() {
+	local dir=${DIR[throttled]} round t0 ms took=""
+	for round in 1 2 3; do
+		if ! echo "$DEV rbps=max wbps=max riops=max wiops=max" >"$dir/io.max" 2>>"$LOG"; then
+			fail "lift/write" "cannot write ${dir#/sys/fs/cgroup}/io.max"
+			return
+		fi
+		t0=$(date +%s%N)
+		until [[ $(iomax "$dir") == "$LIMITED" ]]; do
+			ms=$((($(date +%s%N) - t0) / 1000000))
+			if ((ms > 10000)); then
+				fail "lift/repaired" "lift $round: got \"$(iomax "$dir")\" 10 s after it, want \"$LIMITED\""
+				return
+			fi
+			sleep 0.1
+		done
+		took+="${took:+, }$((($(date +%s%N) - t0) / 1000000)) ms"
+	done
+	pass "lift/repaired" "io.max back to \"$LIMITED\" after each of three lifts by hand: $took"
 }
 
 # first_instruction: the first command printed the limit (where the processes' own
