@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,8 @@ type LimitWatch struct {
 
 	file    *os.File // the inotify instance, non-blocking, in the runtime's poller
 	changed chan struct{}
+
+	fromMemory, fromFiles atomic.Uint64 // Limits answers, by where they came from
 
 	mu      sync.Mutex
 	closed  bool
@@ -100,6 +103,7 @@ func (w *LimitWatch) Limits(dir string) ([]IOLimit, error) {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
+		w.fromFiles.Add(1)
 		return w.IO.Limits(dir)
 	}
 	w.drainLocked()
@@ -107,6 +111,7 @@ func (w *LimitWatch) Limits(dir string) ([]IOLimit, error) {
 	if d != nil && !d.readAt.IsZero() && w.now().Sub(d.readAt) < w.maxAge {
 		limits := slices.Clone(d.limits)
 		w.mu.Unlock()
+		w.fromMemory.Add(1)
 		return limits, nil
 	}
 	if d == nil {
@@ -119,6 +124,7 @@ func (w *LimitWatch) Limits(dir string) ([]IOLimit, error) {
 	}
 	w.mu.Unlock()
 
+	w.fromFiles.Add(1)
 	limits, err := w.IO.Limits(dir)
 	if err != nil || d == nil {
 		return limits, err
@@ -129,6 +135,15 @@ func (w *LimitWatch) Limits(dir string) ([]IOLimit, error) {
 	}
 	w.mu.Unlock()
 	return limits, nil
+}
+
+// Counts are the Limits answered from memory and from the files, and the cgroups
+// watched now.
+func (w *LimitWatch) Counts() (fromMemory, fromFiles uint64, watched int) {
+	w.mu.Lock()
+	watched = len(w.byDir)
+	w.mu.Unlock()
+	return w.fromMemory.Load(), w.fromFiles.Load(), watched
 }
 
 // Writing tells the watch that criguard is about to write dir's limits, and Wrote

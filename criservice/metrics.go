@@ -1,6 +1,9 @@
 package criservice
 
 import (
+	"sync/atomic"
+
+	"github.com/criguard/criguard/cgroup"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -18,6 +21,8 @@ type Metrics struct {
 	reconcileTime  prometheus.Histogram
 	cachedEntities *prometheus.GaugeVec
 	conflicts      *prometheus.CounterVec
+	// limitWatch answers the read-back metrics once the Service made its watch.
+	limitWatch atomic.Pointer[cgroup.LimitWatch]
 }
 
 // NewMetrics registers the metrics with reg.
@@ -61,7 +66,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.throttles, m.applyLatency, m.drift, m.reconciles,
 		m.reconcileTime, m.reloads, m.annotations, m.runtimeUp, m.policyLoaded, m.cachedEntities, m.conflicts)
+	watchCount := func(pick func(fromMemory, fromFiles uint64, watched int) float64) func() float64 {
+		return func() float64 {
+			if w := m.limitWatch.Load(); w != nil {
+				return pick(w.Counts())
+			}
+			return 0
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "criguard_limit_reads_total", Help: "cgroups' limits read back by a pass, explain or top: from the files (written since the last read, read too long ago, or unwatched), or from memory (unchanged since, as inotify shows). Counted while --read-back-max-age is on.", ConstLabels: prometheus.Labels{"from": "files"},
+		}, watchCount(func(_, files uint64, _ int) float64 { return float64(files) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "criguard_limit_reads_total", Help: "cgroups' limits read back by a pass, explain or top: from the files (written since the last read, read too long ago, or unwatched), or from memory (unchanged since, as inotify shows). Counted while --read-back-max-age is on.", ConstLabels: prometheus.Labels{"from": "memory"},
+		}, watchCount(func(memory, _ uint64, _ int) float64 { return float64(memory) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "criguard_limit_watches", Help: "cgroups whose limit files criguard watches (--read-back-max-age).",
+		}, watchCount(func(_, _ uint64, watched int) float64 { return float64(watched) })),
+	)
 	return m
+}
+
+// watchLimits has the read-back metrics answered by w.
+func (m *Metrics) watchLimits(w *cgroup.LimitWatch) {
+	if m != nil && w != nil {
+		m.limitWatch.Store(w)
+	}
 }
 
 // PolicyReloaded counts a policy load.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/criguard/criguard/cgroup"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // countingReads counts the limit reads that reach the cgroup files.
@@ -36,9 +37,10 @@ func changedWithin(ch <-chan struct{}, d time.Duration) bool {
 // the pass it calls restores the limit.
 func TestWatchedLimitsAreReadOnlyWhenWritten(t *testing.T) {
 	var reads *countingReads
+	reg := prometheus.NewRegistry()
 	e := newTestEnv(t, func(o *Options) {
 		reads = &countingReads{IO: o.IO}
-		o.IO, o.ReadBackMaxAge = reads, time.Hour
+		o.IO, o.ReadBackMaxAge, o.Metrics = reads, time.Hour, NewMetrics(reg)
 	})
 	t.Cleanup(func() { e.svc.Close() })
 	e.runPod(t, "p1", "batch", "burstable", nil)
@@ -66,6 +68,13 @@ func TestWatchedLimitsAreReadOnlyWhenWritten(t *testing.T) {
 	}
 	if n := reads.reads.Load() - before; n != 0 {
 		t.Fatalf("three passes over unchanged cgroups read limits %d times, want none", n)
+	}
+	// The operator sees it: answers from memory, the files read, the cgroups watched.
+	memory := gathered(t, reg, "criguard_limit_reads_total", "memory")
+	files := gathered(t, reg, "criguard_limit_reads_total", "files")
+	watches := gathered(t, reg, "criguard_limit_watches", "")
+	if memory < 3 || files < 1 || files != float64(before) || watches != 1 {
+		t.Fatalf("metrics: %v from memory, %v from the files, %v watched; want ≥ 3, the %d reads, 1", memory, files, watches, before)
 	}
 
 	// The tenant lifts the limit, and again once criguard wrote it back.
@@ -113,4 +122,33 @@ func TestUnwatchedLimitsAreReadEveryPass(t *testing.T) {
 	if n := reads.reads.Load() - before; n < 3 {
 		t.Fatalf("three passes read limits %d times, want at least one each", n)
 	}
+}
+
+// gathered is the value of name (with label from=from, if set) in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name, from string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := from == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == "from" && l.GetValue() == from)
+			}
+			if !match {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s{from=%q} gathered", name, from)
+	return 0
 }

@@ -139,6 +139,7 @@ func New(opts Options) (*Service, error) {
 			opts.Logger.Warn("cannot watch the cgroups' limit files; every pass reads them all", "err", err)
 		} else {
 			watch, opts.IO = w, w
+			opts.Metrics.watchLimits(w)
 		}
 	}
 	path := ""
