@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,8 +33,10 @@ type LimitWatch struct {
 	now    func() time.Time
 	// unwatched is told of a cgroup that cannot be watched (read every time).
 	unwatched func(dir string, err error)
+	addWatch  func(fd int, dir string, mask uint32) (int, error) // inotify_add_watch(2); tests fail it
 
-	file    *os.File // the inotify instance, non-blocking, in the runtime's poller
+	file    *os.File        // the inotify instance, non-blocking, in the runtime's poller
+	raw     syscall.RawConn // file's descriptor, kept open while in use
 	changed chan struct{}
 
 	fromMemory, fromFiles atomic.Uint64 // Limits answers, by where they came from
@@ -81,6 +84,7 @@ func NewLimitWatch(backend IO, maxAge time.Duration, unwatched func(dir string, 
 		maxAge:    maxAge,
 		now:       time.Now,
 		unwatched: unwatched,
+		addWatch:  unix.InotifyAddWatch,
 		file:      os.NewFile(uintptr(fd), "inotify"),
 		changed:   make(chan struct{}, 1),
 		byDir:     map[string]*watchedDir{},
@@ -89,6 +93,10 @@ func NewLimitWatch(backend IO, maxAge time.Duration, unwatched func(dir string, 
 	}
 	for _, f := range limitFiles(backend.Version()) {
 		w.files[f] = true
+	}
+	if w.raw, err = w.file.SyscallConn(); err != nil {
+		w.file.Close()
+		return nil, fmt.Errorf("cgroup: inotify: %w", err)
 	}
 	go w.listen()
 	return w, nil
@@ -191,7 +199,7 @@ func (w *LimitWatch) Close() error {
 func (w *LimitWatch) watchLocked(dir string) *watchedDir {
 	var wd int
 	err := w.control(func(fd int) (err error) {
-		wd, err = unix.InotifyAddWatch(fd, dir, unix.IN_MODIFY|unix.IN_ONLYDIR)
+		wd, err = w.addWatch(fd, dir, unix.IN_MODIFY|unix.IN_ONLYDIR)
 		return err
 	})
 	if err != nil {
@@ -210,12 +218,8 @@ func (w *LimitWatch) watchLocked(dir string) *watchedDir {
 
 // control runs f on the inotify descriptor, kept open meanwhile.
 func (w *LimitWatch) control(f func(fd int) error) error {
-	raw, err := w.file.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var ferr error
-	if err := raw.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+	if err := w.raw.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
 		return err
 	}
 	return ferr
@@ -224,12 +228,8 @@ func (w *LimitWatch) control(f func(fd int) error) error {
 // listen takes events as they come, so that a write to limits read back is
 // signalled without waiting for the next Limits.
 func (w *LimitWatch) listen() {
-	raw, err := w.file.SyscallConn()
-	if err != nil {
-		return
-	}
 	for {
-		err := raw.Read(func(uintptr) bool {
+		err := w.raw.Read(func(uintptr) bool {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			return w.closed || w.drainLocked()

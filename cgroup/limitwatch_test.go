@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,5 +292,35 @@ func TestLimitWatchSameCgroupUnderTwoPaths(t *testing.T) {
 	writeFile(t, dir, "io.max", "8:0 rbps=9 wbps=max riops=max wiops=max\n")
 	if got, got2 := readBPS(t, w, dir), readBPS(t, w, link); got != 9 || got2 != 9 {
 		t.Fatalf("rbps %d and %d after the write, want 9 through both paths", got, got2)
+	}
+}
+
+func TestLimitWatchPastTheWatchLimit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pod1")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "io.max", "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	backend := &countingIO{IO: ioV2{mount: filepath.Dir(dir)}}
+	var told []string
+	w, err := NewLimitWatch(backend, time.Hour, func(dir string, err error) {
+		told = append(told, dir+": "+err.Error())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.addWatch = func(int, string, uint32) (int, error) { return 0, unix.ENOSPC }
+	readBPS(t, w, dir)
+	readBPS(t, w, dir)
+	// Unwatched: read every time, and said so each time it was tried.
+	if n := backend.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2", n)
+	}
+	if len(told) != 2 || !strings.Contains(told[0], "no space left on device") {
+		t.Fatalf("told %q, want the error twice", told)
+	}
+	if _, _, watched := w.Counts(); watched != 0 {
+		t.Fatalf("%d watched, want 0", watched)
 	}
 }
