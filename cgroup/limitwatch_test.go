@@ -60,6 +60,14 @@ func readBPS(t *testing.T, w *LimitWatch, dir string) uint64 {
 	return limits[0].ReadBPS
 }
 
+// wantBPS fails the test unless Limits answers rbps=want for dir's one device.
+func wantBPS(t *testing.T, w *LimitWatch, dir string, want uint64) {
+	t.Helper()
+	if got := readBPS(t, w, dir); got != want {
+		t.Fatalf("rbps %d, want %d", got, want)
+	}
+}
+
 func signalled(w *LimitWatch, within time.Duration) bool {
 	select {
 	case <-w.Changed():
@@ -76,9 +84,7 @@ func TestLimitWatchReadsAgainOnlyAfterAWrite(t *testing.T) {
 			t.Fatalf("rbps %d, want 1000", got)
 		}
 	}
-	if n := backend.reads.Load(); n != 1 {
-		t.Fatalf("%d reads for three unchanged answers, want 1", n)
-	}
+	wantReads(t, backend, 1)
 	// Another file of the cgroup is not a limit: still no read.
 	writeFile(t, dir, "cpu.max", "max 100000\n")
 	readBPS(t, w, dir)
@@ -94,9 +100,7 @@ func TestLimitWatchReadsAgainOnlyAfterAWrite(t *testing.T) {
 	if len(limits) != 1 || limits[0].Device != (Device{Major: 8, Minor: 16}) || limits[0].ReadBPS != 5 {
 		t.Fatalf("after the write: %v, want only 8:16 rbps=5", limits)
 	}
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2", n)
-	}
+	wantReads(t, backend, 2)
 }
 
 func TestLimitWatchSignalsAnotherWriter(t *testing.T) {
@@ -113,9 +117,7 @@ func TestLimitWatchSignalsAnotherWriter(t *testing.T) {
 	if !signalled(w, 5*time.Second) {
 		t.Fatal("a second write, before a read, was not signalled")
 	}
-	if got := readBPS(t, w, dir); got != 7 {
-		t.Fatalf("rbps %d, want 7", got)
-	}
+	wantBPS(t, w, dir, 7)
 }
 
 func TestLimitWatchOwnWriteIsNotSignalled(t *testing.T) {
@@ -141,12 +143,8 @@ func TestLimitWatchOwnWriteIsNotSignalled(t *testing.T) {
 	}
 	w.Wrote(dir)
 	// A regular file takes the line as written; the backend parses it.
-	if got := readBPS(t, w, dir); got != 2000 {
-		t.Fatalf("rbps %d after criguard's write, want 2000", got)
-	}
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2", n)
-	}
+	wantBPS(t, w, dir, 2000)
+	wantReads(t, backend, 2)
 }
 
 func TestLimitWatchReadsAgainWhenOld(t *testing.T) {
@@ -161,9 +159,7 @@ func TestLimitWatchReadsAgainWhenOld(t *testing.T) {
 	now = now.Add(time.Minute)
 	mu.Unlock()
 	readBPS(t, w, dir)
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2: one at first, one once the first was a minute old", n)
-	}
+	wantReads(t, backend, 2)
 }
 
 func TestLimitWatchDirectoryRecreated(t *testing.T) {
@@ -181,13 +177,9 @@ func TestLimitWatchDirectoryRecreated(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "io.max"), []byte("8:0 rbps=3 wbps=max riops=max wiops=max\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBPS(t, w, dir); got != 3 {
-		t.Fatalf("rbps %d from the new cgroup, want 3", got)
-	}
+	wantBPS(t, w, dir, 3)
 	readBPS(t, w, dir)
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2 (the new cgroup watched again)", n)
-	}
+	wantReads(t, backend, 2)
 }
 
 func TestLimitWatchV1WatchesTheFourThrottleFiles(t *testing.T) {
@@ -213,9 +205,7 @@ func TestLimitWatchV1WatchesTheFourThrottleFiles(t *testing.T) {
 	if len(limits) != 1 || limits[0].WriteIOPS != 9 || limits[0].ReadBPS != 1000 {
 		t.Fatalf("limits %v, want 8:0 rbps 1000 wiops 9", limits)
 	}
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2", n)
-	}
+	wantReads(t, backend, 2)
 }
 
 func TestLimitWatchOverflowDropsEveryRead(t *testing.T) {
@@ -231,9 +221,7 @@ func TestLimitWatchOverflowDropsEveryRead(t *testing.T) {
 		t.Fatal("an overflow did not count as a change")
 	}
 	readBPS(t, w, dir)
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2: everything read again after lost events", n)
-	}
+	wantReads(t, backend, 2)
 }
 
 func TestLimitWatchAfterClose(t *testing.T) {
@@ -242,12 +230,8 @@ func TestLimitWatchAfterClose(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBPS(t, w, dir); got != 1000 {
-		t.Fatalf("rbps %d, want 1000", got)
-	}
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2: a closed watch reads every time", n)
-	}
+	wantBPS(t, w, dir, 1000)
+	wantReads(t, backend, 2)
 }
 
 func TestLimitWatchConcurrentReadersAndWriters(t *testing.T) {
@@ -270,9 +254,7 @@ func TestLimitWatchConcurrentReadersAndWriters(t *testing.T) {
 	})
 	wg.Wait()
 	writeFile(t, dir, "io.max", "8:0 rbps=42 wbps=max riops=max wiops=max\n")
-	if got := readBPS(t, w, dir); got != 42 {
-		t.Fatalf("rbps %d after the last write, want 42", got)
-	}
+	wantBPS(t, w, dir, 42)
 }
 
 func TestLimitWatchSameCgroupUnderTwoPaths(t *testing.T) {
@@ -286,9 +268,7 @@ func TestLimitWatchSameCgroupUnderTwoPaths(t *testing.T) {
 	readBPS(t, w, link)
 	// The second path shares the first's watch: it is read every time rather than
 	// kept under a watch that would forget it with the first.
-	if n := backend.reads.Load(); n != 3 {
-		t.Fatalf("%d reads, want 3 (one for the watched path, two for its alias)", n)
-	}
+	wantReads(t, backend, 3)
 	writeFile(t, dir, "io.max", "8:0 rbps=9 wbps=max riops=max wiops=max\n")
 	if got, got2 := readBPS(t, w, dir), readBPS(t, w, link); got != 9 || got2 != 9 {
 		t.Fatalf("rbps %d and %d after the write, want 9 through both paths", got, got2)
@@ -314,13 +294,19 @@ func TestLimitWatchPastTheWatchLimit(t *testing.T) {
 	readBPS(t, w, dir)
 	readBPS(t, w, dir)
 	// Unwatched: read every time, and said so each time it was tried.
-	if n := backend.reads.Load(); n != 2 {
-		t.Fatalf("%d reads, want 2", n)
-	}
+	wantReads(t, backend, 2)
 	if len(told) != 2 || !strings.Contains(told[0], "no space left on device") {
 		t.Fatalf("told %q, want the error twice", told)
 	}
 	if _, _, watched := w.Counts(); watched != 0 {
 		t.Fatalf("%d watched, want 0", watched)
+	}
+}
+
+// wantReads fails the test unless the backend was read want times.
+func wantReads(t *testing.T, backend *countingIO, want int64) {
+	t.Helper()
+	if n := backend.reads.Load(); n != want {
+		t.Fatalf("the files were read %d times, want %d", n, want)
 	}
 }
