@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -164,8 +165,7 @@ func (w *LimitWatch) Writing(dir string) {
 	defer w.mu.Unlock()
 	if d := w.byDir[dir]; d != nil {
 		d.writing = true
-		d.readAt = time.Time{}
-		d.gen++
+		d.invalidate()
 	}
 }
 
@@ -284,13 +284,13 @@ func (w *LimitWatch) handle(events []byte) bool {
 		mask := binary.NativeEndian.Uint32(events[4:])
 		nameLen := int(binary.NativeEndian.Uint32(events[12:]))
 		end := min(unix.SizeofInotifyEvent+nameLen, len(events))
-		name := trimNUL(events[unix.SizeofInotifyEvent:end])
+		name := bytes.TrimRight(events[unix.SizeofInotifyEvent:end], "\x00")
 		events = events[end:]
 		switch d := w.byWatch[wd]; {
 		case mask&unix.IN_Q_OVERFLOW != 0:
 			// Events were lost: any cgroup may have been written.
 			for _, d := range w.byDir {
-				w.invalidate(d)
+				d.invalidate()
 			}
 			changed = true
 		case d == nil:
@@ -301,7 +301,7 @@ func (w *LimitWatch) handle(events []byte) bool {
 				delete(w.byDir, d.dir)
 			}
 		case mask&unix.IN_MODIFY != 0 && w.files[string(name)]:
-			w.invalidate(d)
+			d.invalidate()
 			changed = changed || !d.writing
 		}
 	}
@@ -309,14 +309,7 @@ func (w *LimitWatch) handle(events []byte) bool {
 }
 
 // invalidate drops d's read.
-func (w *LimitWatch) invalidate(d *watchedDir) {
+func (d *watchedDir) invalidate() {
 	d.gen++
 	d.readAt = time.Time{}
-}
-
-func trimNUL(b []byte) []byte {
-	for len(b) > 0 && b[len(b)-1] == 0 {
-		b = b[:len(b)-1]
-	}
-	return b
 }

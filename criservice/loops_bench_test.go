@@ -50,7 +50,7 @@ func BenchmarkBurstTick110(b *testing.B) {
 	}
 	ctx, now := context.Background(), time.Unix(1e9, 0)
 	r.Tick(ctx, now) // the first tick raises every container to its burst rate
-	if raised := counterSum(b, reg, "criguard_burst_limit_changes_total"); raised != 110 {
+	if raised := seriesSum(b, reg, "criguard_burst_limit_changes_total", ""); raised != 110 {
 		b.Fatalf("the first tick made %v changes, want 110 raised to the burst rate", raised)
 	}
 	benchSteadyTicks(b, r.Tick, now, reg, "criguard_burst_limit_changes_total")
@@ -61,7 +61,7 @@ func BenchmarkBurstTick110(b *testing.B) {
 func benchSteadyTicks(b *testing.B, tick func(context.Context, time.Time), start time.Time, reg *prometheus.Registry, changes string) {
 	b.Helper()
 	ctx, now := context.Background(), start
-	before := counterSum(b, reg, changes)
+	before := seriesSum(b, reg, changes, "")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -69,27 +69,9 @@ func benchSteadyTicks(b *testing.B, tick func(context.Context, time.Time), start
 		tick(ctx, now)
 	}
 	b.StopTimer()
-	if got := counterSum(b, reg, changes); got != before {
+	if got := seriesSum(b, reg, changes, ""); got != before {
 		b.Fatalf("%v limit changes in the steady state, want none", got-before)
 	}
-}
-
-// counterSum adds up every series of the counter name in reg.
-func counterSum(b *testing.B, reg *prometheus.Registry, name string) float64 {
-	b.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // BenchmarkProtectTick110: 10 protected readers (one pod each) and 100 yielding
@@ -130,7 +112,7 @@ func BenchmarkProtectTick110(b *testing.B) {
 	}
 	ctx, now := context.Background(), time.Unix(1e9, 0)
 	r.Tick(ctx, now)
-	if got := counterSum(b, reg, "criguard_protect_limit_changes_total"); got != 0 {
+	if got := seriesSum(b, reg, "criguard_protect_limit_changes_total", ""); got != 0 {
 		b.Fatalf("the first tick made %v changes without pressure, want none", got)
 	}
 	benchSteadyTicks(b, r.Tick, now, reg, "criguard_protect_limit_changes_total")

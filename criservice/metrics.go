@@ -74,13 +74,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			return 0
 		}
 	}
+	reads := func(from string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{
+			Name: "criguard_limit_reads_total", ConstLabels: prometheus.Labels{"from": from},
+			Help: "cgroups' limits read back by a pass, explain or top: from the files (written since the last read, read too long ago, or unwatched), or from memory (unchanged since, as inotify shows). Counted while --read-back-max-age is on.",
+		}
+	}
 	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "criguard_limit_reads_total", Help: "cgroups' limits read back by a pass, explain or top: from the files (written since the last read, read too long ago, or unwatched), or from memory (unchanged since, as inotify shows). Counted while --read-back-max-age is on.", ConstLabels: prometheus.Labels{"from": "files"},
-		}, watchCount(func(_, files uint64, _ int) float64 { return float64(files) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "criguard_limit_reads_total", Help: "cgroups' limits read back by a pass, explain or top: from the files (written since the last read, read too long ago, or unwatched), or from memory (unchanged since, as inotify shows). Counted while --read-back-max-age is on.", ConstLabels: prometheus.Labels{"from": "memory"},
-		}, watchCount(func(memory, _ uint64, _ int) float64 { return float64(memory) })),
+		prometheus.NewCounterFunc(reads("files"), watchCount(func(_, files uint64, _ int) float64 { return float64(files) })),
+		prometheus.NewCounterFunc(reads("memory"), watchCount(func(memory, _ uint64, _ int) float64 { return float64(memory) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "criguard_limit_watches", Help: "cgroups whose limit files criguard watches (--read-back-max-age).",
 		}, watchCount(func(_, _ uint64, watched int) float64 { return float64(watched) })),

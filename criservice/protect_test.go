@@ -149,22 +149,6 @@ func (p *protectEnv) writerWBPS(t *testing.T) uint64 {
 	return 0
 }
 
-// changes reads criguard_protect_limit_changes_total{reason} back.
-func (p *protectEnv) changes(reason string) float64 {
-	mfs, _ := p.reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "criguard_protect_limit_changes_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.GetLabel()[0].GetValue() == reason {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
 // Under pressure the writer is tightened step by step to its floor and no lower,
 // each change logged once and counted; a reconcile pass in between keeps the limit
 // in force; when the reader goes quiet the writer gets its cap back, step by step,
@@ -205,7 +189,7 @@ func TestProtectionTightensToTheFloorAndGivesBack(t *testing.T) {
 		t.Errorf("wbps went %v, want halvings to the floor %v", seen, want)
 	}
 	// write_bps: 4 halvings; read_bps, uncapped, from the 400MiB ceiling: 6 to its floor.
-	if n := p.changes("tighten"); n != 10 {
+	if n := seriesSum(t, p.reg, "criguard_protect_limit_changes_total", "tighten"); n != 10 {
 		t.Errorf("tighten counted %v times, want 10", n)
 	}
 	if n := strings.Count(p.logs.String(), "key=write_bps from="); n != 4 {

@@ -70,9 +70,9 @@ func TestWatchedLimitsAreReadOnlyWhenWritten(t *testing.T) {
 		t.Fatalf("three passes over unchanged cgroups read limits %d times, want none", n)
 	}
 	// The operator sees it: answers from memory, the files read, the cgroups watched.
-	memory := gathered(t, reg, "criguard_limit_reads_total", "memory")
-	files := gathered(t, reg, "criguard_limit_reads_total", "files")
-	watches := gathered(t, reg, "criguard_limit_watches", "")
+	memory := seriesSum(t, reg, "criguard_limit_reads_total", "memory")
+	files := seriesSum(t, reg, "criguard_limit_reads_total", "files")
+	watches := seriesSum(t, reg, "criguard_limit_watches", "")
 	if memory < 3 || files < 1 || files != float64(before) || watches != 1 {
 		t.Fatalf("metrics: %v from memory, %v from the files, %v watched; want ≥ 3, the %d reads, 1", memory, files, watches, before)
 	}
@@ -122,33 +122,4 @@ func TestUnwatchedLimitsAreReadEveryPass(t *testing.T) {
 	if n := reads.reads.Load() - before; n < 3 {
 		t.Fatalf("three passes read limits %d times, want at least one each", n)
 	}
-}
-
-// gathered is the value of name (with label from=from, if set) in reg.
-func gathered(t *testing.T, reg *prometheus.Registry, name, from string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			match := from == ""
-			for _, l := range m.GetLabel() {
-				match = match || (l.GetName() == "from" && l.GetValue() == from)
-			}
-			if !match {
-				continue
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no %s{from=%q} gathered", name, from)
-	return 0
 }

@@ -232,7 +232,7 @@ func (s *Service) ApplyPod(ctx context.Context, pod Pod) (Plan, syncResult, erro
 // Reporter is what explain, status, top and the per-workload metrics ask.
 func (s *Service) Reporter() *Reporter { return s.reporter }
 
-// Close releases the resolvers' connections.
+// Close releases the watch on the limit files and the resolvers' connections.
 func (s *Service) Close() error {
 	if s.limitWatch != nil {
 		s.limitWatch.Close()

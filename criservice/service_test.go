@@ -111,6 +111,32 @@ func criResolver(t testing.TB, rt runtimeapi.RuntimeServiceClient) Resolver {
 	return r
 }
 
+// seriesSum adds up the series of the counter or gauge name in reg that carry a
+// label of value labelValue (every series of it when labelValue is "").
+func seriesSum(tb testing.TB, reg prometheus.Gatherer, name, labelValue string) float64 {
+	tb.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := labelValue == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetValue() == labelValue
+			}
+			if match {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
 func marshal(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := proto.Marshal(m)
