@@ -113,6 +113,10 @@ func startFake(t testing.TB, f *fakeRuntime, sock string) *grpc.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveFake(t, f, ln)
+}
+
+func serveFake(t testing.TB, f *fakeRuntime, ln net.Listener) *grpc.Server {
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
 		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
