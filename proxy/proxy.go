@@ -108,9 +108,7 @@ var knownMethods = func() map[string]bool {
 	return m
 }()
 
-// New connects (lazily) to the runtime and image endpoints. Connections retry
-// with a backoff capped at one second, so the proxy is usable again within a
-// second of the runtime coming back.
+// New connects (lazily) to the runtime and image endpoints (Dial).
 func New(opts Options) (*Proxy, error) {
 	if opts.ImageEndpoint == "" {
 		opts.ImageEndpoint = opts.RuntimeEndpoint
@@ -136,12 +134,12 @@ func New(opts Options) (*Proxy, error) {
 		opts.ProcRoot = "/proc"
 	}
 	var err error
-	if p.runtime, err = p.dial(opts.RuntimeEndpoint); err != nil {
+	if p.runtime, err = Dial(opts.RuntimeEndpoint, p.maxMsgSize); err != nil {
 		return nil, fmt.Errorf("proxy: runtime endpoint: %w", err)
 	}
 	p.image = p.runtime
 	if opts.ImageEndpoint != opts.RuntimeEndpoint {
-		if p.image, err = p.dial(opts.ImageEndpoint); err != nil {
+		if p.image, err = Dial(opts.ImageEndpoint, p.maxMsgSize); err != nil {
 			p.runtime.Close()
 			return nil, fmt.Errorf("proxy: image endpoint: %w", err)
 		}
@@ -159,7 +157,10 @@ func New(opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-func (p *Proxy) dial(endpoint string) (*grpc.ClientConn, error) {
+// Dial connects (lazily) to a CRI endpoint with the proxy's transport: messages up
+// to maxMsgSize each way, fixed windows, and a reconnect backoff capped at one
+// second, so a caller is served again within a second of the runtime coming back.
+func Dial(endpoint string, maxMsgSize int) (*grpc.ClientConn, error) {
 	target, err := dialTarget(endpoint)
 	if err != nil {
 		return nil, err
@@ -173,8 +174,8 @@ func (p *Proxy) dial(endpoint string) (*grpc.ClientConn, error) {
 		grpc.WithStaticStreamWindowSize(streamWindow),
 		grpc.WithStaticConnWindowSize(connWindow),
 		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(p.maxMsgSize),
-			grpc.MaxCallSendMsgSize(p.maxMsgSize),
+			grpc.MaxCallRecvMsgSize(maxMsgSize),
+			grpc.MaxCallSendMsgSize(maxMsgSize),
 		),
 	)
 	if err != nil {

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/criservice/burst"
@@ -89,12 +87,7 @@ func serveNRI(ctx context.Context, cfg nriConfig, log *slog.Logger) error {
 	}
 	defer host.release()
 
-	target, err := proxy.SocketPath(cfg.runtimeEndpoint)
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient("unix://"+target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(proxy.DefaultMaxMsgSize)))
+	conn, err := proxy.Dial(cfg.runtimeEndpoint, proxy.DefaultMaxMsgSize)
 	if err != nil {
 		return fmt.Errorf("runtime endpoint: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/criguard/criguard/cgroup"
@@ -68,12 +67,7 @@ func oneOf(choices []string) string {
 }
 
 func newStandalone(cfg serveConfig) (*standalone, error) {
-	target, err := proxy.SocketPath(cfg.runtimeEndpoint)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := grpc.NewClient("unix://"+target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(proxy.DefaultMaxMsgSize)))
+	conn, err := proxy.Dial(cfg.runtimeEndpoint, proxy.DefaultMaxMsgSize)
 	if err != nil {
 		return nil, err
 	}

@@ -171,7 +171,8 @@ func TestBench(t *testing.T) {
 		r.report.setupf("A second criguard built from an older commit (`CRIGUARD_OLD_BIN=%s`) runs beside the first with the same flags: variant `criguard-old`.", old)
 	}
 	r.thin, r.thinPid = startThin(t, r.ctrd.Endpoint)
-	r.thinMD, r.thinMDPid = startThin(t, r.ctrd.Endpoint, "-metadata")
+	// BENCH_THIN_MD_FLAGS="-metadata -tuned" gives thin+md criguard's transport settings.
+	r.thinMD, r.thinMDPid = startThin(t, r.ctrd.Endpoint, strings.Fields(envString("BENCH_THIN_MD_FLAGS", "-metadata"))...)
 
 	t.Run("calls", r.benchCalls)
 	t.Run("starts", r.benchStarts)

@@ -4,7 +4,8 @@
 # Root; run under the lab lock: flock /tmp/criguard-lab.lock test/bench/idle.sh
 # IDLE_PODS (default "30,110"), IDLE_ROUNDS (2), IDLE_WARMUP (60s, once per size, before
 # the first window), IDLE_SETTLE (20s, before each window), IDLE_STEADY (60s);
-# CRIGUARD_OLD_BIN adds an older criguard build as a third variant; IDLE_PERF=1 records
+# CRIGUARD_OLD_BIN adds an older criguard build as a third variant; IDLE_CHAIN=1 runs the
+# variants at once, one behind the other, measured over the same windows; IDLE_PERF=1 records
 # each window with perf (idle-perf-PODS-ROUND-VARIANT-{flat,inclusive}.txt beside test.log).
 set -euo pipefail
 

@@ -31,7 +31,10 @@ import (
 // first window: its call rate stays high for a while, which the first variant
 // measured would otherwise pay for); KUBELET_BIN is the kubelet, CRIGUARD_OLD_BIN
 // an optional second criguard (an older commit) measured beside the first, named
-// CRIGUARD_OLD_NAME.
+// CRIGUARD_OLD_NAME. With IDLE_CHAIN set the variants run at once, one behind the
+// other (kubelet → first → second → containerd, the order rotated every round), and
+// are measured over the same window: this shared machine's load, which moves a
+// window's CPU by ±20 % from one minute to the next, then weighs on both alike.
 func TestIdleKubelet(t *testing.T) {
 	lab.RequireRoot(t)
 	kubelet := os.Getenv("KUBELET_BIN")
@@ -69,15 +72,22 @@ func TestIdleKubelet(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(runDir) })
 	socket := filepath.Join(runDir, "cri.sock")
 
+	thinBin := os.Getenv("THINPROXY_BIN")
 	variants := []idleVariant{
-		{name: "criguard", argv: criguardArgv(os.Getenv("CRIGUARD_BIN"), socket, ctrd, policyPath, filepath.Join(work, "state-new")), goStats: true},
-		{name: "thin", argv: []string{os.Getenv("THINPROXY_BIN"), "-listen", socket, "-upstream", ctrd.Endpoint, "-metrics-addr", "127.0.0.1:0"}},
+		{name: "criguard", argv: criguardArgv(os.Getenv("CRIGUARD_BIN"), ctrd, policyPath, filepath.Join(work, "state-new")), goStats: true},
+		{name: "thin", argv: func(listen, upstream string) []string {
+			return []string{thinBin, "-listen", listen, "-upstream", upstream, "-metrics-addr", "127.0.0.1:0"}
+		}},
 	}
 	if old := os.Getenv("CRIGUARD_OLD_BIN"); old != "" {
-		variants = append(variants, idleVariant{name: envString("CRIGUARD_OLD_NAME", "criguard-old"), argv: criguardArgv(old, socket, ctrd, policyPath, filepath.Join(work, "state-old")), goStats: true})
+		variants = append(variants, idleVariant{name: envString("CRIGUARD_OLD_NAME", "criguard-old"), argv: criguardArgv(old, ctrd, policyPath, filepath.Join(work, "state-old")), goStats: true})
+	}
+	chain := os.Getenv("IDLE_CHAIN") != ""
+	if chain && os.Getenv("IDLE_PERF") != "" {
+		t.Fatal("IDLE_PERF records one variant at a time: not with IDLE_CHAIN")
 	}
 	for _, v := range variants {
-		if v.argv[0] == "" {
+		if v.argv("", "")[0] == "" {
 			t.Fatalf("%s: binary not set (CRIGUARD_BIN, THINPROXY_BIN)", v.name)
 		}
 	}
@@ -91,10 +101,20 @@ func TestIdleKubelet(t *testing.T) {
 	table.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	summary := map[string]map[string][]idleSample{} // pods → variant → samples
 
-	// The first variant listens before kubelet starts, so kubelet finds a runtime.
-	current := startIdleProxy(t, variants[0], socket, work)
-	stopCurrent := func() { current.stop(t) }
-	t.Cleanup(func() { stopCurrent() })
+	// The first variant (or chain) listens before kubelet starts, so kubelet finds a runtime.
+	var current *idleProxy
+	var hops []*idleProxy
+	if chain {
+		hops = startChain(t, variants, socket, ctrd.Endpoint, runDir, work)
+	} else {
+		current = startIdleProxy(t, variants[0], socket, ctrd.Endpoint, work)
+	}
+	t.Cleanup(func() {
+		if current != nil {
+			current.stop(t)
+		}
+		stopChain(t, hops)
+	})
 	startKubelet(t, kubelet, socket, manifests, work)
 
 	client := lab.RuntimeClient(t, ctrd.Endpoint)
@@ -106,12 +126,43 @@ func TestIdleKubelet(t *testing.T) {
 		fmt.Fprintf(&table, "| %d | — | (kubelet started %d containers in %s) | | | | | | | | | | |\n", pods, pods, time.Since(began).Round(time.Second))
 		time.Sleep(warmup)
 		summary[strconv.Itoa(pods)] = map[string][]idleSample{}
+		// record adds a window to the table and the summary; label names the variant in the table.
+		record := func(pods, round int, v idleVariant, label string, s idleSample) {
+			summary[strconv.Itoa(pods)][v.name] = append(summary[strconv.Itoa(pods)][v.name], s)
+			heap, gc := "—", "—"
+			if v.goStats {
+				heap, gc = MiB(s.heapInuse), fmt.Sprintf("%.0f", s.gcCycles)
+			}
+			fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", pods, round+1, label,
+				FormatDuration(s.cpu), FormatDuration(s.perMinute()), s.calls, FormatDuration(s.perCall()), MiB(float64(s.rss)),
+				MiB(float64(s.rssAnon)), MiB(float64(s.rssFile)), heap, gc, FormatDuration(s.ctrdPerMinute()))
+			t.Logf("%d pods, round %d, %s: CPU %s/min, RSS %s", pods, round+1, label, FormatDuration(s.perMinute()), MiB(float64(s.rss)))
+			// So far, in case a later window fails.
+			_ = os.WriteFile(filepath.Join(outDir, "idle-partial.md"), []byte(table.String()), 0o644)
+		}
 		for round := range rounds {
+			if chain {
+				order := make([]idleVariant, len(variants))
+				for k := range variants {
+					order[k] = variants[(round+k)%len(variants)]
+				}
+				if hops[0].v.name != order[0].name {
+					stopChain(t, hops)
+					hops = startChain(t, order, socket, ctrd.Endpoint, runDir, work)
+				}
+				time.Sleep(settle)
+				samples := measureChain(t, hops, steady, findPid(t, ctrd.ConfigPath))
+				waitRunning(t, client, pods, time.Minute) // the swap lost no pod
+				for k, hop := range hops {
+					record(pods, round, hop.v, fmt.Sprintf("%s (hop %d)", hop.v.name, k+1), samples[k])
+				}
+				continue
+			}
 			for k := range variants {
 				v := variants[(round+k)%len(variants)]
 				if current.v.name != v.name {
 					current.stop(t)
-					current = startIdleProxy(t, v, socket, work)
+					current = startIdleProxy(t, v, socket, ctrd.Endpoint, work)
 				}
 				time.Sleep(settle)
 				var perfOut string
@@ -120,24 +171,18 @@ func TestIdleKubelet(t *testing.T) {
 				}
 				s := current.measure(t, steady, findPid(t, ctrd.ConfigPath), perfOut)
 				waitRunning(t, client, pods, time.Minute) // the swap lost no pod
-				summary[strconv.Itoa(pods)][v.name] = append(summary[strconv.Itoa(pods)][v.name], s)
-				heap, gc := "—", "—"
-				if v.goStats {
-					heap, gc = MiB(s.heapInuse), fmt.Sprintf("%.0f", s.gcCycles)
-				}
-				fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", pods, round+1, v.name,
-					FormatDuration(s.cpu), FormatDuration(s.perMinute()), s.calls, FormatDuration(s.perCall()), MiB(float64(s.rss)),
-					MiB(float64(s.rssAnon)), MiB(float64(s.rssFile)), heap, gc, FormatDuration(s.ctrdPerMinute()))
-				t.Logf("%d pods, round %d, %s: CPU %s/min, RSS %s", pods, round+1, v.name, FormatDuration(s.perMinute()), MiB(float64(s.rss)))
-				// So far, in case a later window fails.
-				_ = os.WriteFile(filepath.Join(outDir, "idle-partial.md"), []byte(table.String()), 0o644)
+				record(pods, round, v, v.name, s)
 			}
 		}
 	}
 
+	arrangement := "Variants take turns on kubelet's socket (order rotated per round)"
+	if chain {
+		arrangement = "Variants run at once, one behind the other (kubelet → hop 1 → hop 2 … → containerd, order rotated per round), and are measured over the same windows; a hop behind criguard forwards criguard's own calls too, and a criguard behind another hop does not see kubelet as its peer"
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Standalone kubelet %s, cgroupfs driver, %v static pods (host network, one busybox `sleep` each, namespace %s, all throttled by the policy), containerd 1.6 (lab). Variants take turns on kubelet's socket (order rotated per round), the first after a %s warm-up once the pods run; each is measured for %s after a %s settle. CPU is the variant's threads' on-CPU time (`/proc/PID/task/*/schedstat`); CRI calls are those the variant forwarded in the window (its own count on `/metrics`: kubelet's rate varies from window to window, so CPU per call is the like-for-like figure); RSS from `/proc/PID/status` at the window's end; heap and GC cycles from criguard's `/metrics`.\n\n",
-		filepath.Base(kubelet), podCounts, idleNS, warmup, steady, settle)
+	fmt.Fprintf(&b, "Standalone kubelet %s, cgroupfs driver, %v static pods (host network, one busybox `sleep` each, namespace %s, all throttled by the policy), containerd 1.6 (lab). %s, the first after a %s warm-up once the pods run; each is measured for %s after a %s settle. CPU is the variant's threads' on-CPU time (`/proc/PID/task/*/schedstat`); CRI calls are those the variant forwarded in the window (its own count on `/metrics`: kubelet's rate varies from window to window, so CPU per call is the like-for-like figure); RSS from `/proc/PID/status` at the window's end; heap and GC cycles from criguard's `/metrics`.\n\n",
+		filepath.Base(kubelet), podCounts, idleNS, arrangement, warmup, steady, settle)
 	b.WriteString(table.String())
 	b.WriteString("\n| pods | variant | CPU per minute (each round) | CPU per call (each round) | RSS (each round) | CPU ÷ thin (median round) | CPU per call ÷ thin (median round) | CPU ÷ thin, same round (median) | CPU per call ÷ thin, same round (median) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, pods := range podCounts {
@@ -168,8 +213,8 @@ func TestIdleKubelet(t *testing.T) {
 // its call count.
 type idleVariant struct {
 	name    string
-	argv    []string
-	goStats bool // its /metrics has the Go runtime's heap and GC figures (criguard)
+	argv    func(listen, upstream string) []string // listening on the socket listen, forwarding to upstream
+	goStats bool                                   // its /metrics has the Go runtime's heap and GC figures (criguard)
 }
 
 type idleSample struct {
@@ -243,10 +288,51 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 
 // criguardArgv is criguard serve as a node runs it: default reconcile interval, probe
 // and log level, metrics on, the containerd resolver reachable.
-func criguardArgv(bin, socket string, ctrd *lab.ContainerdInstance, policyPath, stateDir string) []string {
-	return []string{bin, "serve", "--listen", "unix://" + socket, "--runtime-endpoint", ctrd.Endpoint,
-		"--policy", policyPath, "--state-dir", stateDir, "--containerd-address", ctrd.Socket,
-		"--metrics-addr", "127.0.0.1:0", "--log-format", "json"}
+func criguardArgv(bin string, ctrd *lab.ContainerdInstance, policyPath, stateDir string) func(listen, upstream string) []string {
+	return func(listen, upstream string) []string {
+		return []string{bin, "serve", "--listen", "unix://" + listen, "--runtime-endpoint", upstream,
+			"--policy", policyPath, "--state-dir", stateDir, "--containerd-address", ctrd.Socket,
+			"--metrics-addr", "127.0.0.1:0", "--log-format", "json"}
+	}
+}
+
+// startChain starts the variants one behind the other, the last first: kubelet's
+// socket → variants[0] → … → upstream.
+func startChain(t *testing.T, variants []idleVariant, socket, upstream, runDir, work string) []*idleProxy {
+	t.Helper()
+	hops := make([]*idleProxy, len(variants))
+	for k := len(variants) - 1; k >= 0; k-- {
+		listen := socket
+		if k > 0 {
+			listen = filepath.Join(runDir, fmt.Sprintf("hop%d.sock", k+1))
+		}
+		hops[k] = startIdleProxy(t, variants[k], listen, upstream, work)
+		upstream = "unix://" + listen
+	}
+	return hops
+}
+
+// stopChain stops the hops front first, so that no call is left halfway.
+func stopChain(t *testing.T, hops []*idleProxy) {
+	t.Helper()
+	for _, hop := range hops {
+		hop.stop(t)
+	}
+}
+
+// measureChain measures every hop over the same window.
+func measureChain(t *testing.T, hops []*idleProxy, window time.Duration, ctrdPid int) []idleSample {
+	t.Helper()
+	starts := make([]idleStart, len(hops))
+	for k, hop := range hops {
+		starts[k] = hop.begin(t, ctrdPid)
+	}
+	time.Sleep(window)
+	samples := make([]idleSample, len(hops))
+	for k, hop := range hops {
+		samples[k] = hop.end(t, starts[k], ctrdPid)
+	}
+	return samples
 }
 
 type idleProxy struct {
@@ -256,7 +342,7 @@ type idleProxy struct {
 	metrics string // http://…/metrics
 }
 
-func startIdleProxy(t *testing.T, v idleVariant, socket, work string) *idleProxy {
+func startIdleProxy(t *testing.T, v idleVariant, socket, upstream, work string) *idleProxy {
 	t.Helper()
 	// A log per start: the metrics address is read from this start's log alone.
 	logFile, err := os.CreateTemp(work, v.name+"-*.log")
@@ -266,7 +352,8 @@ func startIdleProxy(t *testing.T, v idleVariant, socket, work string) *idleProxy
 	p := &idleProxy{v: v, logPath: logFile.Name()}
 	defer logFile.Close()
 	_ = os.Remove(socket)
-	p.cmd = exec.Command(v.argv[0], v.argv[1:]...)
+	argv := v.argv(socket, upstream)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -317,19 +404,35 @@ func (p *idleProxy) measure(t *testing.T, window time.Duration, ctrdPid int, per
 	if perfOut != "" {
 		stopPerf = recordPerf(t, pid, perfOut)
 	}
-	before := p.scrape(t)
-	cpu0 := mustCPU(t, ThreadsCPU, pid)
-	ctrd0 := mustCPU(t, ProcCPU, ctrdPid)
-	began := time.Now()
+	start := p.begin(t, ctrdPid)
 	time.Sleep(window)
 	if stopPerf != nil {
 		defer stopPerf() // after the window's figures: perf report takes a while
 	}
+	return p.end(t, start, ctrdPid)
+}
+
+// idleStart is a window's opening figures.
+type idleStart struct {
+	metrics   Metrics
+	cpu, ctrd time.Duration
+	began     time.Time
+}
+
+func (p *idleProxy) begin(t *testing.T, ctrdPid int) idleStart {
+	t.Helper()
+	return idleStart{metrics: p.scrape(t), cpu: mustCPU(t, ThreadsCPU, p.cmd.Process.Pid), ctrd: mustCPU(t, ProcCPU, ctrdPid), began: time.Now()}
+}
+
+func (p *idleProxy) end(t *testing.T, start idleStart, ctrdPid int) idleSample {
+	t.Helper()
+	pid := p.cmd.Process.Pid
 	s := idleSample{
-		cpu:     mustCPU(t, ThreadsCPU, pid) - cpu0,
-		ctrdCPU: mustCPU(t, ProcCPU, ctrdPid) - ctrd0,
-		window:  time.Since(began),
+		cpu:     mustCPU(t, ThreadsCPU, pid) - start.cpu,
+		ctrdCPU: mustCPU(t, ProcCPU, ctrdPid) - start.ctrd,
+		window:  time.Since(start.began),
 	}
+	before := start.metrics
 	var err error
 	if s.rss, err = VmRSS("/proc", pid); err != nil {
 		t.Fatal(err)

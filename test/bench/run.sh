@@ -3,7 +3,8 @@
 # Builds the thin reference forwarder, runs TestBench (build tag bench), and writes
 # _out/bench/results.md: the machine, the command, then the figures. Sizes can be
 # shrunk for a smoke run: BENCH_CONTAINERS, BENCH_CALLS, BENCH_BATCH, BENCH_STARTS,
-# BENCH_SOAK_CYCLES, BENCH_SOAK_MAX, BENCH_SOAK_WORKERS (see bench_test.go).
+# BENCH_SOAK_CYCLES, BENCH_SOAK_MAX, BENCH_SOAK_WORKERS (see bench_test.go). BENCH_THIN_MD_FLAGS
+# replaces the thin+md variant's flags ("-metadata"; "-metadata -tuned": criguard's transport).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)

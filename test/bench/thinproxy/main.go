@@ -5,7 +5,9 @@
 // headers and trailers back, as a correct CRI proxy must: the reference that tells
 // criguard's own cost from the price of that transparency. With -metrics-addr it
 // counts the calls it forwarded (thin_calls_total on /metrics), so an idle window
-// under kubelet, whose call rate varies, is compared per call too.
+// under kubelet, whose call rate varies, is compared per call too. With -tuned it
+// takes criguard's transport settings (fixed flow-control windows, four stream
+// workers): the reference that tells criguard's own cost from what those settings save.
 package main
 
 import (
@@ -42,17 +44,18 @@ func main() {
 	listen := flag.String("listen", "", "unix socket path to serve on")
 	upstream := flag.String("upstream", "", "runtime endpoint, unix:///path")
 	withMetadata := flag.Bool("metadata", false, "forward metadata, headers and trailers")
+	tuned := flag.Bool("tuned", false, "criguard's transport settings: fixed flow-control windows, four stream workers")
 	metricsAddr := flag.String("metrics-addr", "", "serve the call count on http://ADDR/metrics (empty: off)")
 	flag.Parse()
-	if err := run(*listen, *upstream, *withMetadata, *metricsAddr); err != nil {
+	if err := run(*listen, *upstream, *withMetadata, *tuned, *metricsAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "thinproxy:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream string, withMetadata bool, metricsAddr string) error {
+func run(listen, upstream string, withMetadata, tuned bool, metricsAddr string) error {
 	var calls atomic.Int64
-	server, err := newServer(upstream, withMetadata, &calls)
+	server, err := newServer(upstream, withMetadata, tuned, &calls)
 	if err != nil {
 		return err
 	}
@@ -94,9 +97,14 @@ func serveCalls(addr string, calls *atomic.Int64) error {
 
 // newServer returns a gRPC server that forwards every unary call to upstream,
 // counting them in calls.
-func newServer(upstream string, withMetadata bool, calls *atomic.Int64) (*grpc.Server, error) {
-	conn, err := grpc.NewClient("unix:"+strings.TrimPrefix(upstream, "unix://"),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+func newServer(upstream string, withMetadata, tuned bool, calls *atomic.Int64) (*grpc.Server, error) {
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	serverOpts := []grpc.ServerOption{grpc.ForceServerCodecV2(rawCodec{})}
+	if tuned { // the values of criguard's proxy package
+		dialOpts = append(dialOpts, grpc.WithStaticStreamWindowSize(4<<20), grpc.WithStaticConnWindowSize(16<<20))
+		serverOpts = append(serverOpts, grpc.StaticStreamWindowSize(4<<20), grpc.StaticConnWindowSize(16<<20), grpc.NumStreamWorkers(4))
+	}
+	conn, err := grpc.NewClient("unix:"+strings.TrimPrefix(upstream, "unix://"), dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", upstream, err)
 	}
@@ -127,5 +135,5 @@ func newServer(upstream string, withMetadata bool, calls *atomic.Int64) (*grpc.S
 		}
 		return ss.SendMsg(&resp)
 	}
-	return grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(forward)), nil
+	return grpc.NewServer(append(serverOpts, grpc.UnknownServiceHandler(forward))...), nil
 }

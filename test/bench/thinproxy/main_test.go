@@ -22,14 +22,15 @@ import (
 // TestForwards proves the reference forwarder is a real proxy: replies and errors
 // from the runtime reach the client unchanged, so the benchmark compares like with like.
 func TestForwards(t *testing.T) {
-	for _, withMetadata := range []bool{false, true} {
-		t.Run(fmt.Sprintf("metadata=%v", withMetadata), func(t *testing.T) {
+	for _, v := range []struct{ withMetadata, tuned bool }{{false, false}, {true, false}, {true, true}} {
+		withMetadata := v.withMetadata
+		t.Run(fmt.Sprintf("metadata=%v,tuned=%v", v.withMetadata, v.tuned), func(t *testing.T) {
 			rt := &metadataRuntime{Runtime: fakeruntime.New()}
 			rt.AddPod("pod1", "ns", "web", "burstable", nil)
 			rt.AddContainer("c1", "pod1", "app")
 			upstream := serveRuntime(t, rt)
 			var calls atomic.Int64
-			client := serveThin(t, upstream, withMetadata, &calls)
+			client := serveThin(t, upstream, withMetadata, v.tuned, &calls)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 
@@ -90,9 +91,9 @@ func serveRuntime(t *testing.T, rt runtimeapi.RuntimeServiceServer) string {
 }
 
 // serveThin runs the forwarder in front of the runtime socket and returns a client.
-func serveThin(t *testing.T, upstream string, withMetadata bool, calls *atomic.Int64) runtimeapi.RuntimeServiceClient {
+func serveThin(t *testing.T, upstream string, withMetadata, tuned bool, calls *atomic.Int64) runtimeapi.RuntimeServiceClient {
 	t.Helper()
-	server, err := newServer("unix://"+upstream, withMetadata, calls)
+	server, err := newServer("unix://"+upstream, withMetadata, tuned, calls)
 	if err != nil {
 		t.Fatal(err)
 	}
