@@ -13,13 +13,16 @@ import (
 	"github.com/criguard/criguard/test/e2e/lab"
 )
 
-// soakSample is criguard's footprint at one moment of the soak, from its /metrics.
+// soakSample is criguard's footprint at one moment of the soak, from its /metrics
+// and /proc/PID/status: RSS, and where it is (the binary's pages, anonymous memory,
+// and the heap goal, twice the heap the last collection left live).
 type soakSample struct {
-	at         time.Duration
-	cycles     int64
-	goroutines float64
-	fds        float64
-	rss        float64
+	at                    time.Duration
+	cycles                int64
+	goroutines            float64
+	fds                   float64
+	rss, rssFile, rssAnon float64
+	heapGoal              float64
 }
 
 func (r *rig) sample(t *testing.T, at time.Duration, cycles int64) soakSample {
@@ -29,6 +32,9 @@ func (r *rig) sample(t *testing.T, at time.Duration, cycles int64) soakSample {
 		goroutines: value(t, m, "go_goroutines"),
 		fds:        value(t, m, "process_open_fds"),
 		rss:        value(t, m, "process_resident_memory_bytes"),
+		rssFile:    float64(statusKB(t, r.cg.Pid(), "RssFile:")),
+		rssAnon:    float64(statusKB(t, r.cg.Pid(), "RssAnon:")),
+		heapGoal:   value(t, m, "go_memstats_next_gc_bytes"),
 	}
 }
 
@@ -147,20 +153,21 @@ sampling:
 		"StartContainer reply. Footprint from criguard's `/metrics`; the end sample is taken 5 s after the last cycle.\n\n",
 		cycles, r.cfg.soakCycles, elapsed.Round(time.Second), stopped, r.cfg.soakWorkers, throttledPods,
 		FormatDuration(Percentile(durations, 50)), FormatDuration(Percentile(durations, 99)), limited.Load(), cycles)
-	b.WriteString("| moment | cycles | go_goroutines | process_open_fds | process_resident_memory_bytes |\n| --- | --- | --- | --- | --- |\n")
+	b.WriteString("| moment | cycles | go_goroutines | process_open_fds | process_resident_memory_bytes | RssFile | RssAnon | heap goal |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, row := range []struct {
 		name string
 		s    soakSample
 	}{{"start", first}, {"middle", middle}, {"end", end}} {
-		fmt.Fprintf(b, "| %s (%s) | %d | %.0f | %.0f | %s |\n", row.name, row.s.at.Round(time.Second), row.s.cycles,
-			row.s.goroutines, row.s.fds, MiB(row.s.rss))
+		fmt.Fprintf(b, "| %s (%s) | %d | %.0f | %.0f | %s | %s | %s | %s |\n", row.name, row.s.at.Round(time.Second), row.s.cycles,
+			row.s.goroutines, row.s.fds, MiB(row.s.rss), MiB(row.s.rssFile), MiB(row.s.rssAnon), MiB(row.s.heapGoal))
 	}
 	b.WriteString("\nEvery sample (every 30 s): ")
 	for i, s := range samples {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(b, "%d cycles: %.0f g, %.0f fds, %s", s.cycles, s.goroutines, s.fds, MiB(s.rss))
+		fmt.Fprintf(b, "%d cycles: %.0f g, %.0f fds, %s (file %s, anon %s, heap goal %s)", s.cycles, s.goroutines, s.fds,
+			MiB(s.rss), MiB(s.rssFile), MiB(s.rssAnon), MiB(s.heapGoal))
 	}
 	b.WriteString(".\n")
 
