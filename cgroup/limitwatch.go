@@ -27,6 +27,12 @@ import (
 // A write by anyone but criguard (which brackets its own with Writing and Wrote)
 // to a watched cgroup's limits signals Changed, so that they are read again at
 // once rather than at the next pass.
+//
+// A cgroup removed from cgroupfs keeps its watch: kernfs sends no IN_IGNORED, and the
+// watch pins the removed directory's inode. So every answer from memory first checks
+// that the path still names the directory watched (a cgroup made again at the same
+// path is a new directory, which the old watch does not see), and Forget drops the
+// watches of cgroups gone.
 type LimitWatch struct {
 	IO
 	files  map[string]bool // the backend's limit files: io.max, or v1's four
@@ -51,12 +57,25 @@ type LimitWatch struct {
 
 type watchedDir struct {
 	dir    string
+	id     dirID // the directory watched, as stat named it before the watch was added
 	wd     int32
 	limits []IOLimit
 	readAt time.Time // zero: not read since the last write
 	gen    uint64    // counts writes seen, so that a read raced by one is not kept
 	// writing is set while criguard writes the limits: their events are its own.
 	writing bool
+}
+
+// dirID tells one directory from another made later at the same path.
+type dirID struct{ dev, ino uint64 }
+
+// statDir is the identity of the directory at dir now.
+func statDir(dir string) (dirID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return dirID{}, err
+	}
+	return dirID{dev: st.Dev, ino: st.Ino}, nil
 }
 
 // limitFiles are the files the backend of a cgroup version reads limits from.
@@ -109,6 +128,9 @@ func (w *LimitWatch) Changed() <-chan struct{} { return w.changed }
 
 // Limits implements IO.
 func (w *LimitWatch) Limits(dir string) ([]IOLimit, error) {
+	// Before the watch is looked at: a directory made after this stat differs from
+	// the one watched at the next call, and is read then.
+	id, statErr := statDir(dir)
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -117,6 +139,15 @@ func (w *LimitWatch) Limits(dir string) ([]IOLimit, error) {
 	}
 	w.drainLocked()
 	d := w.byDir[dir]
+	if d != nil && (statErr != nil || d.id != id) {
+		w.forgetLocked(d) // removed, or another directory now: its watch sees nothing of this one
+		d = nil
+	}
+	if statErr != nil {
+		w.mu.Unlock()
+		w.fromFiles.Add(1)
+		return w.IO.Limits(dir) // the backend says what is wrong with dir
+	}
 	if d != nil && !d.readAt.IsZero() && w.now().Sub(d.readAt) < w.maxAge {
 		limits := slices.Clone(d.limits)
 		w.mu.Unlock()
@@ -125,7 +156,7 @@ func (w *LimitWatch) Limits(dir string) ([]IOLimit, error) {
 	}
 	if d == nil {
 		// Watched before the read: a write after the read is always seen.
-		d = w.watchLocked(dir)
+		d = w.watchLocked(dir, id)
 	}
 	var gen uint64
 	if d != nil {
@@ -194,9 +225,44 @@ func (w *LimitWatch) Close() error {
 	return w.file.Close()
 }
 
-// watchLocked adds dir's watch; nil when it cannot be watched (then every Limits
-// reads it), e.g. past fs.inotify.max_user_watches.
-func (w *LimitWatch) watchLocked(dir string) *watchedDir {
+// Forget drops the watches of the cgroups gone says were removed, and what was read
+// of them (a pass's work: cgroupfs never says that a watched cgroup went).
+func (w *LimitWatch) Forget(gone func(dir string) bool) {
+	w.mu.Lock()
+	watched := make([]*watchedDir, 0, len(w.byDir))
+	for _, d := range w.byDir {
+		watched = append(watched, d)
+	}
+	w.mu.Unlock()
+	var drop []*watchedDir
+	for _, d := range watched { // not under mu: gone looks at the filesystem
+		if gone(d.dir) {
+			drop = append(drop, d)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range drop {
+		if !w.closed && w.byDir[d.dir] == d {
+			w.forgetLocked(d)
+		}
+	}
+}
+
+// forgetLocked removes d's watch; its IN_IGNORED, if the kernel sends one, finds
+// nothing.
+func (w *LimitWatch) forgetLocked(d *watchedDir) {
+	_ = w.control(func(fd int) error {
+		_, err := unix.InotifyRmWatch(fd, uint32(d.wd))
+		return err
+	})
+	delete(w.byWatch, d.wd)
+	delete(w.byDir, d.dir)
+}
+
+// watchLocked adds dir's watch, dir being the directory id; nil when it cannot be
+// watched (then every Limits reads it), e.g. past fs.inotify.max_user_watches.
+func (w *LimitWatch) watchLocked(dir string, id dirID) *watchedDir {
 	var wd int
 	err := w.control(func(fd int) (err error) {
 		wd, err = w.addWatch(fd, dir, unix.IN_MODIFY|unix.IN_ONLYDIR)
@@ -211,7 +277,7 @@ func (w *LimitWatch) watchLocked(dir string) *watchedDir {
 	if _, seen := w.byWatch[int32(wd)]; seen {
 		return nil // the same cgroup under another path: read it each time
 	}
-	d := &watchedDir{dir: dir, wd: int32(wd)}
+	d := &watchedDir{dir: dir, id: id, wd: int32(wd)}
 	w.byDir[dir], w.byWatch[d.wd] = d, d
 	return d
 }

@@ -310,3 +310,74 @@ func wantReads(t *testing.T, backend *countingIO, want int64) {
 		t.Fatalf("the files were read %d times, want %d", n, want)
 	}
 }
+
+// cgroupfs sends no IN_IGNORED when a cgroup is removed, and the old watch lives on,
+// pinning the removed directory. A rename away does the same to a tmpfs directory.
+func removeKeepingTheWatch(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Rename(dir, dir+".removed"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLimitWatchDirectoryReplacedWithoutIgnored(t *testing.T) {
+	w, backend, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, dir)
+	removeKeepingTheWatch(t, dir)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The new cgroup's limits, written where the old watch cannot see them.
+	writeFile(t, dir, "io.max", "8:0 rbps=3 wbps=max riops=max wiops=max\n")
+	wantBPS(t, w, dir, 3)
+	wantBPS(t, w, dir, 3)
+	wantReads(t, backend, 2)
+	// The new directory is the one watched now.
+	writeFile(t, dir, "io.max", "8:0 rbps=5 wbps=max riops=max wiops=max\n")
+	if !signalled(w, 5*time.Second) {
+		t.Fatal("a write to the new directory was not signalled")
+	}
+	wantBPS(t, w, dir, 5)
+	if _, _, watched := w.Counts(); watched != 1 {
+		t.Fatalf("%d watched, want 1", watched)
+	}
+}
+
+func TestLimitWatchRemovedDirectoryIsAnError(t *testing.T) {
+	w, _, dir := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, dir)
+	removeKeepingTheWatch(t, dir)
+	if limits, err := w.Limits(dir); err == nil {
+		t.Fatalf("limits of a removed cgroup = %v from memory, want the backend's error", limits)
+	}
+	if _, _, watched := w.Counts(); watched != 0 {
+		t.Fatalf("%d watched, want 0", watched)
+	}
+}
+
+func TestLimitWatchForgetsGoneCgroups(t *testing.T) {
+	w, backend, gone := newWatchedV2(t, "8:0 rbps=1000 wbps=max riops=max wiops=max\n")
+	kept := filepath.Join(filepath.Dir(gone), "pod2")
+	if err := os.Mkdir(kept, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, kept, "io.max", "8:0 rbps=7 wbps=max riops=max wiops=max\n")
+	readBPS(t, w, gone)
+	readBPS(t, w, kept)
+	removeKeepingTheWatch(t, gone)
+	w.Forget(func(dir string) bool {
+		_, err := os.Stat(dir)
+		return os.IsNotExist(err)
+	})
+	if _, _, watched := w.Counts(); watched != 1 {
+		t.Fatalf("%d watched after Forget, want 1 (the cgroup still there)", watched)
+	}
+	// The removed cgroup's watch is gone from the kernel too: a write to what it
+	// watched is not signalled.
+	writeFile(t, gone+".removed", "io.max", "8:0 rbps=9 wbps=max riops=max wiops=max\n")
+	if signalled(w, 200*time.Millisecond) {
+		t.Fatal("a write to a forgotten cgroup was signalled")
+	}
+	wantBPS(t, w, kept, 7)
+	wantReads(t, backend, 2)
+}

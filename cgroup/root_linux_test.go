@@ -198,3 +198,66 @@ func timeDirectWrite(t *testing.T, dir, file string) time.Duration {
 	}
 	return time.Duration(nanoseconds)
 }
+
+// On the real cgroupfs a removed cgroup sends no IN_IGNORED and its watch lives on:
+// a cgroup made again at the same path is read anew, and Forget drops the watch of
+// one removed.
+func TestRootLimitWatchCgroupRemovedAndMadeAgain(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create cgroups; `sudo go test -run Root ./cgroup` or `make test-v2`")
+	}
+	host, err := DetectHost("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend, err := host.IO()
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := DeviceResolver{}.Resolve(t.TempDir())
+	if err != nil {
+		t.Fatalf("resolve the disk of TMPDIR: %v", err)
+	}
+	w, err := NewLimitWatch(backend, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	limit := func(bps uint64) []IOLimit { return []IOLimit{{Device: disk, WriteBPS: bps}} }
+	wantLimits := func(dir string, want []IOLimit) {
+		t.Helper()
+		if got, err := w.Limits(dir); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("Limits(%s) = %+v, %v; want %+v", dir, got, err, want)
+		}
+	}
+
+	dir := createTestCgroup(t, backend)
+	if err := Apply(dir, backend.Writes(limit(1<<20))); err != nil {
+		t.Fatal(err)
+	}
+	wantLimits(dir, limit(1<<20))
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(dir, backend.Writes(limit(2<<20))); err != nil {
+		t.Fatal(err)
+	}
+	wantLimits(dir, limit(2<<20))
+	wantLimits(dir, limit(2<<20))
+	if _, _, watched := w.Counts(); watched != 1 {
+		t.Fatalf("%d watched, want 1", watched)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	w.Forget(func(d string) bool {
+		_, err := os.Stat(d)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if _, _, watched := w.Counts(); watched != 0 {
+		t.Fatalf("%d watched after the cgroup's removal and Forget, want 0", watched)
+	}
+}

@@ -74,8 +74,8 @@ func cgroupGoneAt(dir string) bool {
 
 // prune drops what the enforcer keeps of cgroups gone behind criguard's back (a
 // pass's work): their write locks, one per cgroup ever written, which would grow
-// with every container a node starts, and their lines in the records of limits and
-// weights. Each directory is looked at once. A writer still holding a dropped lock
+// with every container a node starts, their lines in the records of limits and
+// weights, and the watches on their limit files. Each directory is looked at once. A writer still holding a dropped lock
 // works on a cgroup that is no more, and fails like any other.
 func (e *enforcer) prune() error {
 	looked := map[string]bool{}
@@ -95,6 +95,9 @@ func (e *enforcer) prune() error {
 	})
 	if e.weights != nil {
 		e.weights.owned.prune(gone)
+	}
+	if e.watch != nil {
+		e.watch.Forget(gone)
 	}
 	return e.owned.prune(gone)
 }
