@@ -249,6 +249,15 @@ func (w *LimitWatch) Forget(gone func(dir string) bool) {
 	}
 }
 
+// Drop forgets dir's watch and what was read of it: its cgroup was removed.
+func (w *LimitWatch) Drop(dir string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d := w.byDir[dir]; d != nil && !w.closed {
+		w.forgetLocked(d)
+	}
+}
+
 // forgetLocked removes d's watch; its IN_IGNORED, if the kernel sends one, finds
 // nothing.
 func (w *LimitWatch) forgetLocked(d *watchedDir) {

@@ -51,13 +51,17 @@ func (e *enforcer) lockDir(dir string) func() {
 }
 
 // forgetCgroup drops what the enforcer keeps of a cgroup that is gone (its container
-// or pod removed): its write lock and its lines in the records of limits and weights.
+// or pod removed): its write lock, its watch and its lines in the records of limits
+// and weights.
 // A cgroup the runtime has not removed yet is left to the next pass.
 func (e *enforcer) forgetCgroup(dir string) {
 	if dir == "" || !cgroupGoneAt(dir) {
 		return
 	}
 	e.dirLocks.Delete(dir)
+	if e.watch != nil {
+		e.watch.Drop(dir)
+	}
 	if err := e.owned.forget(dir); err != nil {
 		e.log.Error("cannot save the record of criguard's limits", "err", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/criguard/criguard/cgroup"
 	"github.com/prometheus/client_golang/prometheus"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // countingReads counts the limit reads that reach the cgroup files.
@@ -158,5 +159,37 @@ func TestPassForgetsTheWatchesOfRemovedCgroups(t *testing.T) {
 	e.reconcile(t)
 	if after := seriesSum(t, reg, "criguard_limit_watches", ""); after != before-1 {
 		t.Fatalf("%v cgroups watched after c1's removal, want %v", after, before-1)
+	}
+}
+
+// A container removed through criguard drops its cgroup's watch at once: a node's
+// churn leaves nothing behind between passes.
+func TestRemoveContainerDropsItsWatch(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newTestEnv(t, func(o *Options) { o.ReadBackMaxAge, o.Metrics = time.Hour, NewMetrics(reg) })
+	t.Cleanup(func() { e.svc.Close() })
+	e.runPod(t, "p1", "batch", "burstable", nil)
+	rel, err := e.startContainer(t, "c1", "p1", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile(t)
+	before := seriesSum(t, reg, "criguard_limit_watches", "")
+	if before < 1 {
+		t.Fatal("the container's cgroup is not watched")
+	}
+	e.fake.Mu.Lock()
+	delete(e.fake.Containers, "c1")
+	delete(e.fake.Paths, "c1")
+	e.fake.Mu.Unlock()
+	dir := filepath.Join(e.host.mount, rel)
+	if err := os.Rename(dir, dir+".removed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.call(t, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: "c1"}, &runtimeapi.RemoveContainerResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if after := seriesSum(t, reg, "criguard_limit_watches", ""); after != before-1 {
+		t.Fatalf("%v cgroups watched after RemoveContainer, want %v", after, before-1)
 	}
 }
