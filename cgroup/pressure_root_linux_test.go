@@ -2,7 +2,6 @@ package cgroup
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,17 +12,7 @@ import (
 // of the throttled write's time. v2 only (v1 has no io.pressure): it runs in
 // the qemu VM of `make test-v2`. TMPDIR must be on a real disk.
 func TestRootPressureGrowsUnderThrottle(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create cgroups; `make test-v2` runs it on cgroup v2")
-	}
-	host, err := DetectHost("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend, err := host.IO()
-	if err != nil {
-		t.Fatal(err)
-	}
+	backend := hostBackend(t)
 	reader, ok := backend.(PressureReader)
 	if !ok {
 		t.Skipf("cgroup v%d has no io.pressure; `make test-v2` runs this on v2", backend.Version())

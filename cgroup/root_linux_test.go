@@ -74,7 +74,10 @@ func directWriteChild(path string) error {
 // TestRootThrottleDirectWrite proves the kernel enforces what the backend
 // writes, on whatever this host has: v1 blkio here, v2 io.max inside the
 // qemu VM of `make test-v2`. TMPDIR must be on a real disk.
-func TestRootThrottleDirectWrite(t *testing.T) {
+// hostBackend is this host's io backend, for the tests that make real cgroups:
+// skipped unless root.
+func hostBackend(t testing.TB) IO {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create cgroups; `sudo go test -run Root ./cgroup` or `make test-v2`")
 	}
@@ -86,12 +89,17 @@ func TestRootThrottleDirectWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return backend
+}
+
+func TestRootThrottleDirectWrite(t *testing.T) {
+	backend := hostBackend(t)
 	dataDir := t.TempDir()
 	disk, err := DeviceResolver{}.Resolve(dataDir)
 	if err != nil {
 		t.Fatalf("resolve the disk of TMPDIR (set TMPDIR to a dir on a real disk): %v", err)
 	}
-	t.Logf("host %v, backend v%d at %s, data dir %s on %s", host.Mode(), backend.Version(), backend.Mount(), dataDir, disk)
+	t.Logf("backend v%d at %s, data dir %s on %s", backend.Version(), backend.Mount(), dataDir, disk)
 
 	dir := createTestCgroup(t, backend)
 	limit := IOLimit{Device: disk, WriteBPS: throttleBPS}
@@ -203,17 +211,7 @@ func timeDirectWrite(t *testing.T, dir, file string) time.Duration {
 // a cgroup made again at the same path is read anew, and Forget drops the watch of
 // one removed.
 func TestRootLimitWatchCgroupRemovedAndMadeAgain(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create cgroups; `sudo go test -run Root ./cgroup` or `make test-v2`")
-	}
-	host, err := DetectHost("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend, err := host.IO()
-	if err != nil {
-		t.Fatal(err)
-	}
+	backend := hostBackend(t)
 	disk, err := DeviceResolver{}.Resolve(t.TempDir())
 	if err != nil {
 		t.Fatalf("resolve the disk of TMPDIR: %v", err)
