@@ -79,8 +79,9 @@ func cgroupGoneAt(dir string) bool {
 // prune drops what the enforcer keeps of cgroups gone behind criguard's back (a
 // pass's work): their write locks, one per cgroup ever written, which would grow
 // with every container a node starts, their lines in the records of limits and
-// weights, and the watches on their limit files. Each directory is looked at once. A writer still holding a dropped lock
-// works on a cgroup that is no more, and fails like any other.
+// weights, and the watches on their limit files. Each directory is looked at once.
+// A writer still holding a dropped lock works on a cgroup that is no more, and fails
+// like any other.
 func (e *enforcer) prune() error {
 	looked := map[string]bool{}
 	gone := func(dir string) bool {
