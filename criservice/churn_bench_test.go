@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -41,6 +42,51 @@ func BenchmarkChurn(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	heapGrowth(b, e, cycle, "heap-B/container")
+}
+
+// BenchmarkPodChurn is one pod's whole life through the hooks (run, one container
+// started, both removed with their cgroups), with the limit files watched, and
+// reports what it leaves in the live heap: the watches of removed cgroups, for one.
+//
+//	go test -run '^$' -bench PodChurn -benchtime 2000x ./criservice/
+func BenchmarkPodChurn(b *testing.B) {
+	e := newTestEnv(b, func(o *Options) { o.ReadBackMaxAge = time.Hour })
+	b.Cleanup(func() { e.svc.Close() })
+	i := 0
+	cycle := func() {
+		pod, id := fmt.Sprintf("p%06d", i), fmt.Sprintf("c%06d", i)
+		i++
+		parent := e.runPod(b, pod, "batch", "burstable", nil)
+		if _, err := e.startContainer(b, id, pod, "app"); err != nil {
+			b.Fatal(err)
+		}
+		e.fake.Mu.Lock()
+		rel := e.fake.Paths[id]
+		delete(e.fake.Containers, id)
+		delete(e.fake.Paths, id)
+		delete(e.fake.Pods, pod)
+		delete(e.fake.Parents, pod)
+		e.fake.Mu.Unlock()
+		for _, dir := range []string{rel, parent} { // the pod's after its container's
+			// Renamed away rather than removed: cgroupfs sends no IN_IGNORED either.
+			if err := os.Rename(filepath.Join(e.host.mount, dir), filepath.Join(e.host.mount, dir)+".removed"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := e.call(b, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: id}, &runtimeapi.RemoveContainerResponse{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.call(b, "RemovePodSandbox", &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}, &runtimeapi.RemovePodSandboxResponse{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	heapGrowth(b, e, cycle, "heap-B/pod")
+}
+
+// heapGrowth runs cycle b.N times, after 200 that fill the caches and pools, and
+// reports how much the live heap grew per cycle after a GC.
+func heapGrowth(b *testing.B, e *testEnv, cycle func(), unit string) {
 	liveHeap := func() uint64 {
 		runtime.GC()
 		runtime.GC()
@@ -48,7 +94,7 @@ func BenchmarkChurn(b *testing.B) {
 		runtime.ReadMemStats(&m)
 		return m.HeapAlloc
 	}
-	for range 200 { // the caches and pools fill first
+	for range 200 {
 		cycle()
 	}
 	before := liveHeap()
@@ -59,5 +105,5 @@ func BenchmarkChurn(b *testing.B) {
 	b.StopTimer()
 	after := liveHeap()
 	runtime.KeepAlive(e) // what the daemon holds stays reachable while the heap is read
-	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "heap-B/container")
+	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), unit)
 }
