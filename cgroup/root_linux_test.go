@@ -71,9 +71,6 @@ func directWriteChild(path string) error {
 	return err
 }
 
-// TestRootThrottleDirectWrite proves the kernel enforces what the backend
-// writes, on whatever this host has: v1 blkio here, v2 io.max inside the
-// qemu VM of `make test-v2`. TMPDIR must be on a real disk.
 // hostBackend is this host's io backend, for the tests that make real cgroups:
 // skipped unless root.
 func hostBackend(t testing.TB) IO {
@@ -92,6 +89,9 @@ func hostBackend(t testing.TB) IO {
 	return backend
 }
 
+// TestRootThrottleDirectWrite proves the kernel enforces what the backend
+// writes, on whatever this host has: v1 blkio here, v2 io.max inside the
+// qemu VM of `make test-v2`. TMPDIR must be on a real disk.
 func TestRootThrottleDirectWrite(t *testing.T) {
 	backend := hostBackend(t)
 	dataDir := t.TempDir()
