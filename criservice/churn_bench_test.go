@@ -61,18 +61,15 @@ func BenchmarkPodChurn(b *testing.B) {
 		if _, err := e.startContainer(b, id, pod, "app"); err != nil {
 			b.Fatal(err)
 		}
+		e.removeInRuntime(b, id)
 		e.fake.Mu.Lock()
-		rel := e.fake.Paths[id]
-		delete(e.fake.Containers, id)
-		delete(e.fake.Paths, id)
 		delete(e.fake.Pods, pod)
 		delete(e.fake.Parents, pod)
 		e.fake.Mu.Unlock()
-		for _, dir := range []string{rel, parent} { // the pod's after its container's
-			// Renamed away rather than removed: cgroupfs sends no IN_IGNORED either.
-			if err := os.Rename(filepath.Join(e.host.mount, dir), filepath.Join(e.host.mount, dir)+".removed"); err != nil {
-				b.Fatal(err)
-			}
+		// Renamed away, as removeInRuntime does the container's: cgroupfs sends no IN_IGNORED.
+		dir := filepath.Join(e.host.mount, parent)
+		if err := os.Rename(dir, dir+".removed"); err != nil {
+			b.Fatal(err)
 		}
 		if err := e.call(b, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: id}, &runtimeapi.RemoveContainerResponse{}); err != nil {
 			b.Fatal(err)

@@ -3,7 +3,6 @@ package criservice
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -174,13 +173,7 @@ func TestPlannerForgetsRemovedContainers(t *testing.T) {
 	if got := noted(); !slices.Equal(got, []string{"c1", "c2", "c3"}) {
 		t.Fatalf("class limits noted for %v, want c1, c2, c3", got)
 	}
-	e.fake.Mu.Lock()
-	delete(e.fake.Containers, "c1") // as the runtime does before its reply, with its cgroup
-	c1 := e.fake.Paths["c1"]
-	e.fake.Mu.Unlock()
-	if err := os.RemoveAll(filepath.Join(e.host.mount, c1)); err != nil {
-		t.Fatal(err)
-	}
+	e.removeInRuntime(t, "c1")
 	if err := e.call(t, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: "c1"}, &runtimeapi.RemoveContainerResponse{}); err != nil {
 		t.Fatal(err)
 	}
@@ -190,13 +183,7 @@ func TestPlannerForgetsRemovedContainers(t *testing.T) {
 	if got := locked(); len(got) != 3 { // the pod's and c2's and c3's cgroups
 		t.Errorf("after RemoveContainer c1: write locks for %v, want the pod's, c2's and c3's", got)
 	}
-	e.fake.Mu.Lock()
-	delete(e.fake.Containers, "c2") // removed without criguard seeing the call
-	c2 := e.fake.Paths["c2"]
-	e.fake.Mu.Unlock()
-	if err := os.RemoveAll(filepath.Join(e.host.mount, c2)); err != nil { // and its cgroup with it
-		t.Fatal(err)
-	}
+	e.removeInRuntime(t, "c2") // without criguard seeing the call
 	if _, err := e.svc.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -220,13 +207,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 		if _, err := e.startContainer(t, id, "p1", "app"); err != nil {
 			t.Fatal(err)
 		}
-		e.fake.Mu.Lock()
-		rel := e.fake.Paths[id]
-		delete(e.fake.Containers, id) // the runtime removes the container and its cgroup
-		e.fake.Mu.Unlock()
-		if err := os.RemoveAll(filepath.Join(e.host.mount, rel)); err != nil {
-			t.Fatal(err)
-		}
+		e.removeInRuntime(t, id)
 		if err := e.call(t, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: id}, &runtimeapi.RemoveContainerResponse{}); err != nil {
 			t.Fatal(err)
 		}

@@ -127,20 +127,16 @@ func TestUnwatchedLimitsAreReadEveryPass(t *testing.T) {
 
 // cgroupfs never says that a watched cgroup went (no IN_IGNORED, and the watch pins
 // the removed directory): the pass after a container's removal drops its watch, so
-// that a node's churn does not pile them up. A rename away leaves the test's watch
-// alive the same way.
+// that a node's churn does not pile them up.
 func TestPassForgetsTheWatchesOfRemovedCgroups(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newTestEnv(t, func(o *Options) { o.ReadBackMaxAge, o.Metrics = time.Hour, NewMetrics(reg) })
 	t.Cleanup(func() { e.svc.Close() })
 	e.runPod(t, "p1", "batch", "burstable", nil)
-	rels := map[string]string{}
 	for _, id := range []string{"c1", "c2"} {
-		rel, err := e.startContainer(t, id, "p1", "app")
-		if err != nil {
+		if _, err := e.startContainer(t, id, "p1", "app"); err != nil {
 			t.Fatal(err)
 		}
-		rels[id] = rel
 	}
 	e.reconcile(t)
 	before := seriesSum(t, reg, "criguard_limit_watches", "")
@@ -148,14 +144,7 @@ func TestPassForgetsTheWatchesOfRemovedCgroups(t *testing.T) {
 		t.Fatalf("%v cgroups watched, want both containers'", before)
 	}
 
-	e.fake.Mu.Lock()
-	delete(e.fake.Containers, "c1")
-	delete(e.fake.Paths, "c1")
-	e.fake.Mu.Unlock()
-	dir := filepath.Join(e.host.mount, rels["c1"])
-	if err := os.Rename(dir, dir+".removed"); err != nil {
-		t.Fatal(err)
-	}
+	e.removeInRuntime(t, "c1")
 	e.reconcile(t)
 	if after := seriesSum(t, reg, "criguard_limit_watches", ""); after != before-1 {
 		t.Fatalf("%v cgroups watched after c1's removal, want %v", after, before-1)
@@ -169,8 +158,7 @@ func TestRemoveContainerDropsItsWatch(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.ReadBackMaxAge, o.Metrics = time.Hour, NewMetrics(reg) })
 	t.Cleanup(func() { e.svc.Close() })
 	e.runPod(t, "p1", "batch", "burstable", nil)
-	rel, err := e.startContainer(t, "c1", "p1", "app")
-	if err != nil {
+	if _, err := e.startContainer(t, "c1", "p1", "app"); err != nil {
 		t.Fatal(err)
 	}
 	e.reconcile(t)
@@ -178,14 +166,7 @@ func TestRemoveContainerDropsItsWatch(t *testing.T) {
 	if before < 1 {
 		t.Fatal("the container's cgroup is not watched")
 	}
-	e.fake.Mu.Lock()
-	delete(e.fake.Containers, "c1")
-	delete(e.fake.Paths, "c1")
-	e.fake.Mu.Unlock()
-	dir := filepath.Join(e.host.mount, rel)
-	if err := os.Rename(dir, dir+".removed"); err != nil {
-		t.Fatal(err)
-	}
+	e.removeInRuntime(t, "c1")
 	if err := e.call(t, "RemoveContainer", &runtimeapi.RemoveContainerRequest{ContainerId: "c1"}, &runtimeapi.RemoveContainerResponse{}); err != nil {
 		t.Fatal(err)
 	}

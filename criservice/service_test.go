@@ -207,6 +207,22 @@ func (e *testEnv) runPod(t testing.TB, id, namespace, qos string, annotations ma
 	return cfg.Linux.CgroupParent
 }
 
+// removeInRuntime removes container id and its cgroup from the fake runtime, as a
+// runtime does before its RemoveContainer reply. The cgroup is renamed away rather
+// than removed: cgroupfs tells a watch nothing of a removed cgroup, and a rename
+// tells it nothing either, where an rmdir here would (IN_IGNORED).
+func (e *testEnv) removeInRuntime(t testing.TB, id string) {
+	t.Helper()
+	e.fake.Mu.Lock()
+	dir := filepath.Join(e.host.mount, e.fake.Paths[id])
+	delete(e.fake.Containers, id)
+	delete(e.fake.Paths, id)
+	e.fake.Mu.Unlock()
+	if err := os.Rename(dir, dir+".removed"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startContainer creates and starts a container through the hooks.
 func (e *testEnv) startContainer(t testing.TB, id, podID, name string) (string, error) {
 	t.Helper()
