@@ -22,9 +22,13 @@ PKG_FORMATS ?= deb rpm
 # build, package, vet, staticcheck and the suites' test binaries all compile static
 # (no cgo) with -trimpath, so that one compile of the dependencies serves them all;
 # only make test (-race needs cgo) compiles them again. Cold, that is minutes.
+# grpcnotrace leaves out gRPC's x/net/trace, whose html/template makes the linker keep
+# every exported method of every type: 5 MB more binary, all of it resident in the
+# daemon (docs/BENCHMARKS.md §18). test/e2e and test/conformance build with it too.
+GO_TAGS   := grpcnotrace
 # Every build tag in the tree (none is negated): one pass of vet and staticcheck sees every file.
-ALL_TAGS  := e2e,conformance,bench,demo
-STATIC    := CGO_ENABLED=0 GOFLAGS="$(strip -trimpath $(GOFLAGS))"
+ALL_TAGS  := e2e,conformance,bench,demo,$(GO_TAGS)
+STATIC    := CGO_ENABLED=0 GOFLAGS="$(strip -trimpath -tags=$(GO_TAGS) $(GOFLAGS))"
 
 .PHONY: help build man package test lint tidy fuzz e2e e2e-full e2e-nri lab conformance test-v2 e2e-v2 e2e-v2-full e2e-v2-share bench demo clean
 
@@ -54,7 +58,7 @@ package: man ## .deb and .rpm of criguard in _out/package (nfpm; packaging/)
 	@ls -l $(PKG_OUT)/*.*
 
 test: ## unit tests with the race detector (no root, no runtime)
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags $(GO_TAGS) ./...
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -13,8 +13,8 @@ out="$repo/_out/e2e"
 first_half='^(TestNRI|TestCRIO|TestLabCRIO|TestContainerdCrun|TestRestartUnderLoad.*|TestBurst.*)$'
 
 mkdir -p "$out"
-# Static and -trimpath as make build: one compile of the dependencies serves both.
-(cd "$repo" && CGO_ENABLED=0 go test -trimpath -tags e2e -c -o "$out/e2e.test" ./test/e2e) || exit 1
+# Static, -trimpath and grpcnotrace as make build: one compile of the dependencies serves both.
+(cd "$repo" && CGO_ENABLED=0 go test -trimpath -tags e2e,grpcnotrace -c -o "$out/e2e.test" ./test/e2e) || exit 1
 # go test runs a package's tests in the package's directory.
 cd "$repo/test/e2e" || exit 1
 flags=(-test.v -test.timeout 40m)
