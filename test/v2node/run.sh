@@ -108,8 +108,9 @@ assets() {
 	done
 	cp "$lab/bin/crictl" "$lab/bin/containerd2" "$lab/bin/containerd-shim-runc-v2" "$lab/bin/cri-dockerd" \
 		"$lab/bin/crio" "$lab/bin/pinns" "$dir/bin/"
-	# The restart check's load (test/e2e/load, as the host's restart tests drive it).
-	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/criload" ./test/v2node/criload) ||
+	# The restart check's load (test/e2e/load, as the host's restart tests drive it);
+	# grpcnotrace as make build, so that gRPC is compiled once.
+	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -o "$dir/bin/criload" ./test/v2node/criload) ||
 		die "building criload failed"
 	# The disk-sharing checks' load (vm/share.sh): O_DIRECT readers and writers.
 	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/bin/iolat" ./test/v2node/iolat) ||
