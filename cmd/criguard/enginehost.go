@@ -51,8 +51,8 @@ func (h *engineHost) release() { h.lock.release() }
 // daemonGCPercent is the collector's target while serve or nri runs. A daemon's live
 // heap is small (3 MB at 110 pods) and nearly all it allocates is forwarded calls'
 // garbage, which Go's default of 100 let pile up to about three times the live heap
-// between collections. 75 gave back 3 MiB of RSS at 110 pods at no CPU the benchmarks
-// could see; 50 gave back a little more for 9 % more CPU a forwarded call
+// between collections. 75 gave back about 2 MiB of RSS at 110 pods for 2–3 % more
+// idle CPU; 50 gave back a little more for 9 % more CPU a forwarded call under load
 // (docs/BENCHMARKS.md §18).
 const daemonGCPercent = 75
 
