@@ -5,7 +5,8 @@
 # IDLE_PODS (default "30,110"), IDLE_ROUNDS (2), IDLE_WARMUP (60s, once per size, before
 # the first window), IDLE_SETTLE (20s, before each window), IDLE_STEADY (60s);
 # CRIGUARD_OLD_BIN adds an older criguard build as a third variant; IDLE_CHAIN=1 runs the
-# variants at once, one behind the other, measured over the same windows; IDLE_PERF=1 records
+# variants at once, one behind the other, measured over the same windows (IDLE_ROUNDS a
+# multiple of the variants, so that each holds the front place as often); IDLE_PERF=1 records
 # each window with perf (idle-perf-PODS-ROUND-VARIANT-{flat,inclusive}.txt beside test.log).
 set -euo pipefail
 
