@@ -155,7 +155,11 @@ func (h *Hierarchy) IO() (IO, error) {
 }
 
 // parseMounts parses mountinfo with moby's parser, which handles the
-// optional fields and the kernel's octal escapes ("\040" for a space).
+// optional fields and the kernel's octal escapes ("\040" for a space). The table
+// is kept between mount changes, so each entry keeps copies of the fields criguard
+// reads and only the options it reads (a cgroup v1 mount's controllers, an
+// overlay's upperdir): the parser's strings are slices of the whole line, and an
+// overlay's line, with every lower layer, runs to kilobytes.
 func parseMounts(r io.Reader) ([]mountEntry, error) {
 	infos, err := mountinfo.GetMountsFromReader(r, nil)
 	if err != nil {
@@ -165,14 +169,25 @@ func parseMounts(r io.Reader) ([]mountEntry, error) {
 	for _, info := range infos {
 		mounts = append(mounts, mountEntry{
 			device:    Device{Major: uint32(info.Major), Minor: uint32(info.Minor)},
-			root:      info.Root,
-			point:     info.Mountpoint,
-			fsType:    info.FSType,
-			source:    info.Source,
-			superOpts: strings.Split(info.VFSOptions, ","),
+			root:      strings.Clone(info.Root),
+			point:     strings.Clone(info.Mountpoint),
+			fsType:    strings.Clone(info.FSType),
+			source:    strings.Clone(info.Source),
+			superOpts: keptOptions(info.FSType, info.VFSOptions),
 		})
 	}
 	return mounts, nil
+}
+
+// keptOptions are the superblock options criguard reads, copied.
+func keptOptions(fsType, vfsOptions string) []string {
+	var kept []string
+	for opt := range strings.SplitSeq(vfsOptions, ",") {
+		if fsType == "cgroup" || fsType == "overlay" && strings.HasPrefix(opt, "upperdir=") {
+			kept = append(kept, strings.Clone(opt))
+		}
+	}
+	return kept
 }
 
 func orDefault(value, fallback string) string {

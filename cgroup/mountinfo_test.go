@@ -2,8 +2,10 @@ package cgroup
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -140,4 +142,37 @@ func TestModeString(t *testing.T) {
 			t.Errorf("%d.String() = %q, want %q", int(mode), mode.String(), s)
 		}
 	}
+}
+
+// TestParseMountsKeepsLittle: the mount table lives between mount changes, and on a
+// node every container's overlay line carries all its lower layers. An entry keeps
+// what criguard reads (the upperdir among the options), not the line.
+func TestParseMountsKeepsLittle(t *testing.T) {
+	const n = 500
+	lowers := strings.Repeat("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/1234/fs:", 24)
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "%d 30 0:%d / /run/containerd/io.containerd.runtime.v2.task/k8s.io/%064d/rootfs rw,relatime - overlay overlay rw,lowerdir=%s,upperdir=/var/lib/containerd/snapshots/%d/fs,workdir=/var/lib/containerd/snapshots/%d/work\n",
+			100+i, 100+i, i, strings.TrimSuffix(lowers, ":"), i, i)
+	}
+	text := b.String()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	mounts, err := parseMounts(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if got, want := mountOption(mounts[7].superOpts, "upperdir"), "/var/lib/containerd/snapshots/7/fs"; got != want {
+		t.Fatalf("upperdir %q, want %q", got, want)
+	}
+	// An entry, its mount point and its upperdir: about 300 bytes; the whole line was
+	// kept before, 2.5 KB.
+	if perMount := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; perMount > 1024 {
+		t.Errorf("the parsed table keeps %d bytes a mount, want at most 1024", perMount)
+	}
+	runtime.KeepAlive(mounts)
+	runtime.KeepAlive(text)
 }
