@@ -15,7 +15,8 @@ import (
 
 // soakSample is criguard's footprint at one moment of the soak, from its /metrics
 // and /proc/PID/status: RSS, and where it is (the binary's pages, anonymous memory,
-// and the heap goal, twice the heap the last collection left live).
+// and the heap goal: the size the collector lets the heap reach before the next
+// collection).
 type soakSample struct {
 	at                    time.Duration
 	cycles                int64
